@@ -1,0 +1,3 @@
+from muxagent.cli import main
+
+main()

@@ -1,0 +1,371 @@
+"""Agent profiles and settings, read from TOML.
+
+A profile is the shipped `config/NAME.toml`, then the user's `$XDG_CONFIG_HOME/mux/agents/NAME.toml`, then the
+settings' `[agents.NAME]`, each replacing the one before key by key (and `[status]` key by key). Settings are
+the user's `$XDG_CONFIG_HOME/mux/config.toml`, then the repo's `.mux.toml`, key by key.
+
+Screen patterns are Python regexes, searched with `PATTERN_FLAGS` (re.MULTILINE: `^` and `$` match at every
+line of the visible screen).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from muxagent.errors import AgentNotFoundError, ConfigError
+from muxagent.model import AgentProfile, StatusRules
+
+PATTERN_FLAGS = re.MULTILINE
+HOOK_ADAPTERS = ("claude", "codex", "opencode", "gemini", "aider", "none")
+
+# For commands without a profile (and the shell profile): prompts a human must answer. Each one must be on the
+# last non-blank line of the screen, because line-oriented programs leave answered prompts behind as they
+# scroll; these are searched over the whole screen like any other pattern.
+GENERIC_WAITING: tuple[str, ...] = (
+    r"(?i)\((?:y/n|yes/no)\b[^)\n]*\)[^\n]*\s*\Z",  # (y/n)  (Y/n)  (yes/no)  (yes/no/[fingerprint])?
+    r"(?i)\[(?:y/n|yes/no)\][^\n]*\s*\Z",  # [Y/n]  [y/N]  [yes/no]
+    r"(?i)press (?:enter|return|any key) to continue[^\n]*\s*\Z",
+    r"(?i)\b(?:password|passphrase)\b[^\n]*:\s*\Z",  # Password:  [sudo] password for me:  Enter passphrase
+    r"(?i)\b(?:continue|proceed)\?[^\n]*\s*\Z",
+)
+
+_PROFILE_KEYS = ("command", "prompt_args", "resume_args", "env", "hooks", "status")
+_STATUS_KEYS = ("idle_after", "waiting", "working", "idle")
+_SETTINGS_KEYS = ("agent", "base", "worktree_dir", "copy", "symlink", "setup", "agents")
+# Profile names become file names: no separators, no leading dot.
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*\Z")
+
+
+def shipped_profiles_dir() -> Path:
+    """The shipped profiles: inside the installed wheel, or the repo's top-level `config/` in a checkout."""
+    here = Path(__file__).resolve().parent
+    installed = here / "_data" / "config"
+    return installed if installed.is_dir() else here.parent / "config"
+
+
+def user_config_dir() -> Path:
+    xdg = os.environ.get("XDG_CONFIG_HOME", "")
+    # The XDG spec says to ignore a relative value.
+    base = Path(xdg) if os.path.isabs(xdg) else Path.home() / ".config"
+    return base / "mux"
+
+
+@dataclass(frozen=True)
+class Settings:
+    agent: str = "claude"
+    base: str | None = None
+    worktree_dir: str = "../{repo}.worktrees/{task}"
+    copy: tuple[str, ...] = ()
+    symlink: tuple[str, ...] = ()
+    setup: tuple[str, ...] = ()
+    # Per-profile overrides from [agents.NAME], user config then repo config merged key by key.
+    agents: Mapping[str, Mapping[str, object]] = field(default_factory=dict)
+    # Where the repo's part came from, for the trust check: `setup` and agent overrides (command, env, ...)
+    # run code, so the caller must not use them until the user approved this exact content (`mux trust`).
+    repo_config: Path | None = None
+    repo_config_sha256: str | None = None
+    repo_keys: frozenset[str] = frozenset()  # e.g. {"setup", "agents.claude.command"}
+
+
+def load_settings(main_checkout: Path) -> Settings:
+    """The user's config.toml, then `<main_checkout>/.mux.toml`, key by key; errors name file and key."""
+    values: dict[str, object] = {}
+    agents: dict[str, dict[str, object]] = {}
+    agent_origin: dict[str, str] = {}
+    repo_keys: set[str] = set()
+    repo_config: Path | None = None
+    digest: str | None = None
+    for path, from_repo in ((user_config_dir() / "config.toml", False), (main_checkout / ".mux.toml", True)):
+        data = _read_bytes(path)
+        if data is None:
+            continue
+        table = _parse_toml(data, path)
+        where = str(path)
+        _check_settings(table, where)
+        if from_repo:
+            import hashlib  # only repos with a .mux.toml pay for it
+
+            repo_config, digest = path, hashlib.sha256(data).hexdigest()
+        for key, value in table.items():
+            if key == "agents":
+                assert isinstance(value, dict)
+                for name, over in value.items():
+                    agents[name] = _merge(agents.get(name, {}), over)
+                    agent_origin[name] = where
+                    if from_repo:
+                        repo_keys.update(f"agents.{name}.{sub}" for sub in over)
+            else:
+                values[key] = value
+                if from_repo:
+                    repo_keys.add(key)
+    for name, table in agents.items():
+        if "command" not in table and not _profile_files(name):
+            raise ConfigError(
+                f"{agent_origin[name]}: agents.{name}: there is no profile {name!r} to override "
+                "(give it a command to define a new one)"
+            )
+    return Settings(
+        agent=_opt_str(values, "agent") or Settings.agent,
+        base=_opt_str(values, "base"),
+        worktree_dir=_opt_str(values, "worktree_dir") or Settings.worktree_dir,
+        copy=tuple(_list(values, "copy")),
+        symlink=tuple(_list(values, "symlink")),
+        setup=tuple(_list(values, "setup")),
+        agents=agents,
+        repo_config=repo_config,
+        repo_config_sha256=digest,
+        repo_keys=frozenset(repo_keys),
+    )
+
+
+def load_profile(name: str, settings: Settings | None = None) -> AgentProfile:
+    """Shipped, then user, then `settings.agents[name]`, key by key; AgentNotFoundError if none exists."""
+    layers: list[tuple[str, Mapping[str, object]]] = []
+    for path in _profile_files(name):
+        data = _read_bytes(path)
+        if data is None:  # removed since listed
+            continue
+        table = _parse_toml(data, path)
+        _check_profile(table, str(path), "")
+        layers.append((str(path), table))
+    if settings is not None and name in settings.agents:
+        # Already checked by load_settings, with the file name; checked again for settings built by hand.
+        override = settings.agents[name]
+        _check_profile(override, "settings", f"agents.{name}.")
+        layers.append((f"[agents.{name}]", override))
+    if not layers:
+        known = ", ".join(_profile_names(settings)) or "none"
+        raise AgentNotFoundError(
+            f"no agent profile {name!r} (known: {known}; "
+            f"add one as {user_config_dir() / 'agents' / name}.toml, or give a command line)"
+        )
+    merged: Mapping[str, object] = {}
+    for _, layer in layers:
+        merged = _merge(merged, layer)
+    return _build_profile(name, merged, " then ".join(source for source, _ in layers))
+
+
+def list_profiles(settings: Settings | None = None) -> list[AgentProfile]:
+    """Shipped, user and settings-defined profiles, sorted by name."""
+    return [load_profile(name, settings) for name in _profile_names(settings)]
+
+
+def resolve_agent(spec: str, settings: Settings | None = None) -> AgentProfile:
+    """`mux new -a SPEC`: the profile of that name, or else SPEC as a command line with generic detection."""
+    text = spec.strip()
+    if not text:
+        raise ConfigError("empty agent: give a profile name (see `mux agents`) or a command line")
+    if _profile_files(text) or (settings is not None and text in settings.agents):
+        return load_profile(text, settings)
+    import shlex
+
+    try:
+        words = shlex.split(text)
+    except ValueError as exc:
+        raise ConfigError(f"cannot parse agent command line {text!r}: {exc}") from None
+    if not words or not words[0]:
+        raise ConfigError(f"agent command line {text!r} names no program")
+    return AgentProfile(
+        name=text,
+        command=tuple(words),
+        prompt_args=None,
+        status=StatusRules(waiting=GENERIC_WAITING),
+    )
+
+
+def command_available(profile: AgentProfile) -> str | None:
+    """The path of the profile's program if it can be run, else None. A relative path with a slash is taken
+    relative to the current directory."""
+    import shutil  # imports bz2 and lzma: keep it off the `mux ls` path
+
+    return shutil.which(profile.command[0])
+
+
+def expand_args(args: Sequence[str], prompt: str) -> list[str]:
+    # str.replace, not str.format: a prompt or argument holding braces must pass through untouched.
+    return [arg.replace("{prompt}", prompt) for arg in args]
+
+
+# -- reading and checking ------------------------------------------------------------------------------------
+
+
+def _profile_names(settings: Settings | None) -> list[str]:
+    names: set[str] = set()
+    for folder in (shipped_profiles_dir(), user_config_dir() / "agents"):
+        if folder.is_dir():
+            names.update(p.stem for p in folder.glob("*.toml") if _NAME.match(p.stem))
+    if settings is not None:
+        names.update(settings.agents)
+    return sorted(names)
+
+
+def _profile_files(name: str) -> list[Path]:
+    if not _NAME.match(name):
+        return []
+    candidates = (shipped_profiles_dir() / f"{name}.toml", user_config_dir() / "agents" / f"{name}.toml")
+    return [path for path in candidates if path.is_file()]
+
+
+def _read_bytes(path: Path) -> bytes | None:
+    try:
+        return path.read_bytes()
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read: {exc.strerror}") from None
+
+
+def _parse_toml(data: bytes, path: Path) -> dict[str, object]:
+    try:
+        return tomllib.loads(data.decode())
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not UTF-8 text (byte {exc.start})") from None
+    except tomllib.TOMLDecodeError as exc:
+        # tomllib's message ends with "(at line L, column C)".
+        raise ConfigError(f"{path}: invalid TOML: {exc}") from None
+
+
+def _merge(base: Mapping[str, object], over: Mapping[str, object]) -> dict[str, object]:
+    merged = dict(base)
+    for key, value in over.items():
+        below = merged.get(key)
+        if key == "status" and isinstance(below, Mapping) and isinstance(value, Mapping):
+            merged[key] = {**below, **value}
+        else:
+            merged[key] = value
+    return merged
+
+
+def _fail(where: str, key: str, problem: str) -> ConfigError:
+    return ConfigError(f"{where}: {key}: {problem}")
+
+
+def _unknown(where: str, key: str, known: Sequence[str]) -> ConfigError:
+    return _fail(where, key, f"unknown key (expected one of: {', '.join(known)})")
+
+
+def _strings(where: str, key: str, value: object) -> list[str]:
+    if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
+        raise _fail(where, key, f"must be a list of strings, not {_show(value)}")
+    return value
+
+
+def _show(value: object) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def _check_settings(table: Mapping[str, object], where: str) -> None:
+    for key, value in table.items():
+        if key in ("agent", "base", "worktree_dir"):
+            if not isinstance(value, str) or not value.strip():
+                raise _fail(where, key, f"must be a non-empty string, not {_show(value)}")
+            if key == "worktree_dir" and "{task}" not in value:
+                raise _fail(where, key, "must contain {task}, or every task would share one worktree")
+        elif key in ("copy", "symlink", "setup"):
+            _strings(where, key, value)
+        elif key == "agents":
+            if not isinstance(value, dict):
+                raise _fail(where, key, "must be a table of [agents.NAME] tables")
+            for name, profile in value.items():
+                if not _NAME.match(name):
+                    raise _fail(where, f"agents.{name}", "not a valid profile name")
+                if not isinstance(profile, dict):
+                    raise _fail(where, f"agents.{name}", "must be a table")
+                _check_profile(profile, where, f"agents.{name}.")
+        else:
+            raise _unknown(where, key, _SETTINGS_KEYS)
+
+
+def _check_profile(table: Mapping[str, object], where: str, prefix: str) -> None:
+    """Check a profile table, possibly partial (an override); `command` is required only after merging."""
+    for key, value in table.items():
+        dotted = prefix + key
+        if key == "command":
+            words = _strings(where, dotted, value)
+            if not words or not words[0]:
+                raise _fail(where, dotted, 'must name a program, e.g. command = ["claude"]')
+        elif key == "prompt_args":
+            words = _strings(where, dotted, value)
+            # An empty list means "paste the prompt": the way to drop a shipped prompt_args.
+            if words and not any("{prompt}" in word for word in words):
+                raise _fail(where, dotted, "must contain {prompt} (or be [] to paste the prompt instead)")
+        elif key == "resume_args":
+            _strings(where, dotted, value)
+        elif key == "env":
+            if not isinstance(value, dict):
+                raise _fail(where, dotted, 'must be a table of strings, e.g. env = { FOO = "1" }')
+            for var, text in value.items():
+                if not isinstance(text, str):
+                    raise _fail(where, f"{dotted}.{var}", f"must be a string, not {_show(text)}")
+        elif key == "hooks":
+            if value not in HOOK_ADAPTERS:
+                raise _fail(where, dotted, f"must be one of {', '.join(HOOK_ADAPTERS)}, not {_show(value)}")
+        elif key == "status":
+            if not isinstance(value, dict):
+                raise _fail(where, dotted, "must be a table")
+            _check_status(value, where, dotted + ".")
+        else:
+            raise _unknown(where, dotted, _PROFILE_KEYS)
+
+
+def _check_status(table: Mapping[str, object], where: str, prefix: str) -> None:
+    for key, value in table.items():
+        dotted = prefix + key
+        if key == "idle_after":
+            if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
+                raise _fail(where, dotted, f"must be a positive number of seconds, not {_show(value)}")
+        elif key in ("waiting", "working", "idle"):
+            for index, pattern in enumerate(_strings(where, dotted, value)):
+                try:
+                    re.compile(pattern, PATTERN_FLAGS)
+                except re.error as exc:
+                    raise _fail(where, f"{dotted}[{index}]", f"bad regex {_show(pattern)}: {exc}") from None
+        else:
+            raise _unknown(where, dotted, _STATUS_KEYS)
+
+
+def _build_profile(name: str, merged: Mapping[str, object], sources: str) -> AgentProfile:
+    command = merged.get("command")
+    if not isinstance(command, list):
+        raise ConfigError(f"agent profile {name!r} has no command ({sources})")
+    status = merged.get("status", {})
+    assert isinstance(status, Mapping)
+    idle_after = status.get("idle_after", StatusRules.idle_after)
+    assert isinstance(idle_after, int | float)
+    prompt_args = merged.get("prompt_args")
+    env = merged.get("env", {})
+    hooks = merged.get("hooks", "none")
+    assert isinstance(env, Mapping) and isinstance(hooks, str)
+    return AgentProfile(
+        name=name,
+        command=tuple(command),
+        prompt_args=tuple(prompt_args) if isinstance(prompt_args, list) and prompt_args else None,
+        resume_args=tuple(_list(merged, "resume_args")),
+        env=dict(env),
+        hooks=hooks,
+        status=StatusRules(
+            idle_after=float(idle_after),
+            waiting=tuple(_list(status, "waiting")),
+            working=tuple(_list(status, "working")),
+            idle=tuple(_list(status, "idle")),
+        ),
+    )
+
+
+# Accessors for tables already checked: the asserts only tell the type checker what the checks established.
+def _list(table: Mapping[str, object], key: str) -> list[str]:
+    value = table.get(key, [])
+    assert isinstance(value, list)
+    return value
+
+
+def _opt_str(table: Mapping[str, object], key: str) -> str | None:
+    value = table.get(key)
+    assert value is None or isinstance(value, str)
+    return value

@@ -1,0 +1,59 @@
+"""One exception family for expected failures; the CLI turns each into one line on stderr and an exit code."""
+
+from __future__ import annotations
+
+
+class MuxError(Exception):
+    exit_code = 1
+
+
+class UsageError(MuxError):
+    exit_code = 2
+
+
+class NotARepoError(MuxError):
+    pass
+
+
+class InvalidNameError(MuxError):
+    pass
+
+
+class TaskExistsError(MuxError):
+    pass
+
+
+class UnknownTaskError(MuxError):
+    pass
+
+
+class TmuxError(MuxError):
+    """tmux is missing, its server cannot be reached, or a tmux command failed."""
+
+
+class GitError(MuxError):
+    """A git command failed; the message carries the command and git's own words."""
+
+
+class AgentNotFoundError(MuxError):
+    pass
+
+
+class ConfigError(MuxError):
+    pass
+
+
+class StoreError(MuxError):
+    pass
+
+
+class WouldLoseWorkError(MuxError):
+    """Refused because the operation would drop work that exists nowhere else."""
+
+
+class ConflictError(MuxError):
+    exit_code = 3
+
+
+class WaitTimeoutError(MuxError):
+    exit_code = 4

@@ -1,0 +1,112 @@
+"""Typed records that cross module boundaries."""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+
+class State(enum.StrEnum):
+    STARTING = "starting"
+    WORKING = "working"
+    WAITING = "waiting"
+    IDLE = "idle"
+    EXITED = "exited"
+    MISSING = "missing"
+    UNKNOWN = "unknown"
+
+
+@dataclass(frozen=True)
+class StatusRules:
+    """Screen patterns (Python regexes over the visible screen) and the quiet time that means idle."""
+
+    idle_after: float = 3.0
+    waiting: tuple[str, ...] = ()
+    working: tuple[str, ...] = ()
+    idle: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class AgentProfile:
+    name: str
+    command: tuple[str, ...]
+    # None: the agent takes no prompt on its command line, so mux pastes it once the agent is ready.
+    prompt_args: tuple[str, ...] | None = None
+    resume_args: tuple[str, ...] = ()
+    env: Mapping[str, str] = field(default_factory=dict)
+    hooks: str = "none"
+    status: StatusRules = StatusRules()
+
+
+@dataclass(frozen=True)
+class Task:
+    """One task as recorded in the registry."""
+
+    name: str
+    agent: str
+    command: tuple[str, ...]
+    base: str
+    branch: str
+    worktree: str
+    session: str
+    window: str
+    created: str
+    port: int
+    prompt: str | None = None
+
+
+@dataclass(frozen=True)
+class PaneInfo:
+    """What one batched `tmux list-panes -a` says about a pane."""
+
+    pane_id: str
+    window_id: str
+    session: str
+    dead: bool
+    dead_status: int | None
+    activity: float
+    current_command: str
+    task: str
+
+
+@dataclass(frozen=True)
+class Changes:
+    """A task's work against its base, uncommitted edits included."""
+
+    dirty_files: int = 0
+    added_lines: int = 0
+    removed_lines: int = 0
+    ahead: int = 0
+    behind: int = 0
+
+
+@dataclass(frozen=True)
+class TaskStatus:
+    state: State
+    reason: str
+    exit_status: int | None = None
+    last_activity: float | None = None
+
+
+@dataclass(frozen=True)
+class TaskReport:
+    """Everything `mux ls` shows about one task."""
+
+    task: Task
+    status: TaskStatus
+    changes: Changes | None
+    conflicts: tuple[Mapping[str, object], ...] = ()
+
+
+def utc_iso(epoch: float) -> str:
+    """ISO 8601 UTC to the second, the form every timestamp mux writes or prints takes."""
+    return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def iso_epoch(text: str) -> float | None:
+    try:
+        return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return None

@@ -1,0 +1,42 @@
+"""Rules for task names, and the names mux derives from them (branch, tmux session)."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from pathlib import Path
+
+from muxagent.errors import InvalidNameError
+
+MAX_NAME = 48
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
+BRANCH_PREFIX = "mux/"
+
+
+def validate_name(name: str) -> str:
+    """Return the name if it is a valid task name, else raise with the rule it breaks."""
+    if not name:
+        raise InvalidNameError("task name is empty")
+    if len(name) > MAX_NAME:
+        raise InvalidNameError(f"task name is longer than {MAX_NAME} characters")
+    if not _NAME.fullmatch(name):
+        raise InvalidNameError(
+            f"invalid task name {name!r}: use letters, digits, '-', '_' and '.', starting with a letter or digit"
+        )
+    # Both would make an invalid git ref for the branch mux/NAME.
+    if ".." in name:
+        raise InvalidNameError(f"invalid task name {name!r}: '..' is not allowed")
+    if name.endswith((".", ".lock")):
+        raise InvalidNameError(f"invalid task name {name!r}: it may not end with '.' or '.lock'")
+    return name
+
+
+def branch_for(name: str) -> str:
+    return BRANCH_PREFIX + name
+
+
+def session_for(main: Path) -> str:
+    """One tmux session per repository: readable, and unique even for two repos with the same folder name."""
+    slug = re.sub(r"[^A-Za-z0-9_-]+", "-", main.name).strip("-")[:24] or "repo"
+    digest = hashlib.sha1(str(main).encode()).hexdigest()[:4]
+    return f"mux-{slug}-{digest}"

@@ -1,0 +1,395 @@
+"""The task registry on disk, in `<git-common-dir>/mux/`: `tasks.json`, its `lock`, and `journal.jsonl`.
+
+Every change goes through `Store.transaction()`: an exclusive `flock` held for the whole read-modify-write, so
+concurrent `mux` processes (including agents running `mux` in their panes) never lose an update. The new file
+is written beside the old one and renamed over it, so a reader without the lock always sees a whole file.
+`journal.jsonl` is append-only: the record a human reads after an accident, and the source a lost or corrupt
+registry is rebuilt from.
+
+Other per-task state (hook events, queued prompts) belongs in its own files under the same root, so frequent
+writers such as agent hooks never wait on this lock.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import threading
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import MISSING, fields
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, cast
+
+from muxagent.errors import StoreError
+from muxagent.model import Task
+
+FORMAT_VERSION = 1
+TASKS_FILE = "tasks.json"
+JOURNAL_FILE = "journal.jsonl"
+LOCK_FILE = "lock"
+
+# Every journal line starts with this (compact separators, "ts" first): it lets the reader recover an entry
+# that was appended to a line left unfinished by a crash. It cannot occur inside a JSON string value, where
+# the quotes would be escaped.
+_ENTRY_START = '{"ts":'
+
+# Roots whose lock this thread holds: flock locks belong to the open file, so a nested transaction in the same
+# thread would wait for itself forever. Other threads simply wait their turn, as other processes do.
+_held = threading.local()
+
+
+class _CorruptError(Exception):
+    """tasks.json exists but does not hold a registry this mux can read."""
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _iso(moment: datetime) -> str:
+    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def task_to_dict(task: Task) -> dict[str, object]:
+    """The JSON form of a task, as stored in tasks.json and in journal entries (tuples become lists)."""
+    out: dict[str, object] = {}
+    for f in fields(Task):
+        value = getattr(task, f.name)
+        out[f.name] = list(value) if isinstance(value, tuple) else value
+    return out
+
+
+def task_from_dict(d: Mapping[str, object]) -> Task:
+    """Read a task back from its JSON form. Unknown keys are ignored (a later mux may add some); ValueError if
+    a required field is missing or has the wrong type."""
+    kwargs: dict[str, object] = {}
+    for f in fields(Task):
+        if f.name not in d:
+            if f.default is MISSING and f.default_factory is MISSING:
+                raise ValueError(f"task record has no {f.name!r}")
+            continue
+        kwargs[f.name] = _field_value(f.name, str(f.type), d[f.name])
+    task: Task = cast(Any, Task)(**kwargs)
+    return task
+
+
+_SCALARS: dict[str, type | tuple[type, ...]] = {"str": str, "int": int, "float": (int, float), "bool": bool}
+
+
+def _field_value(name: str, annotation: str, value: object) -> object:
+    # Driven by Task's annotations so that a field added to Task is read back without touching this module.
+    if annotation.startswith("tuple["):
+        if isinstance(value, list | tuple) and all(isinstance(item, str) for item in value):
+            return tuple(value)
+        raise ValueError(f"task field {name!r} should be a list of strings")
+    base = annotation.removesuffix(" | None")
+    if value is None and base != annotation:
+        return None
+    expected = _SCALARS.get(base)
+    if expected is None:
+        return value
+    if not isinstance(value, expected) or (isinstance(value, bool) and base != "bool"):
+        raise ValueError(f"task field {name!r} should be {annotation}, not {type(value).__name__}")
+    return value
+
+
+class Registry:
+    """The tasks by name, in creation order. Changes reach the disk only inside `Store.transaction()`."""
+
+    def __init__(self) -> None:
+        self._tasks: dict[str, Task] = {}
+        self.modified = False
+
+    def get(self, name: str) -> Task | None:
+        return self._tasks.get(name)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._tasks
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(list(self._tasks))
+
+    def __len__(self) -> int:
+        return len(self._tasks)
+
+    def values(self) -> list[Task]:
+        return list(self._tasks.values())
+
+    def add(self, task: Task) -> None:
+        if task.name in self._tasks:
+            raise KeyError(task.name)
+        self._tasks[task.name] = task
+        self.modified = True
+
+    def replace(self, task: Task) -> None:
+        # A name that is gone stays gone: a `mux restart` racing a `mux rm` must not resurrect the task.
+        if task.name not in self._tasks:
+            raise KeyError(task.name)
+        self._tasks[task.name] = task
+        self.modified = True
+
+    def remove(self, name: str) -> Task | None:
+        task = self._tasks.pop(name, None)
+        if task is not None:
+            self.modified = True
+        return task
+
+    def _put(self, task: Task) -> None:
+        self._tasks[task.name] = task
+
+
+class Store:
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self._rebuilt: str | None = None
+
+    @property
+    def tasks_path(self) -> Path:
+        return self.root / TASKS_FILE
+
+    @property
+    def journal_path(self) -> Path:
+        return self.root / JOURNAL_FILE
+
+    @property
+    def rebuilt(self) -> str | None:
+        """After `load()` or `transaction()`: one line saying the registry had to be rebuilt, else None."""
+        return self._rebuilt
+
+    def load(self) -> Registry:
+        """A read-only snapshot, without the lock: the atomic rename means the file is always whole."""
+        self._rebuilt = None
+        try:
+            registry = self._read()
+        except _CorruptError:
+            return self._repair()
+        if registry is None:
+            return self._repair() if self._journal_has_tasks() else Registry()
+        return registry
+
+    @contextmanager
+    def transaction(self) -> Iterator[Registry]:
+        """Hold the lock, yield the registry, write it back if modified; on an exception write nothing."""
+        self._rebuilt = None
+        self._mkdir()
+        key = os.path.realpath(self.root)
+        held: set[str] = _held.__dict__.setdefault("roots", set())
+        if key in held:
+            raise RuntimeError(f"nested transaction on {self.root}: it would wait for its own lock")
+        # os.open descriptors are not inherited (PEP 446): a tmux server or agent started while the lock is
+        # held cannot keep it forever. The lock file itself is never deleted, since deleting it would let two
+        # processes lock two different files.
+        try:
+            fd = os.open(self.root / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o600)
+        except OSError as exc:
+            raise StoreError(f"cannot open {self.root / LOCK_FILE}: {exc.strerror}") from exc
+        held.add(key)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            registry = self._load_locked()
+            yield registry
+            if registry.modified:
+                self._write(registry)
+        finally:
+            held.discard(key)
+            os.close(fd)
+
+    def journal(self, action: str, **fields: object) -> None:
+        """Append one line {"ts", "pid", "action", **fields}; values JSON cannot hold are written as str()."""
+        entry: dict[str, object] = {"ts": _iso(_now()), "pid": os.getpid(), "action": action}
+        clash = entry.keys() & fields.keys()
+        if clash:
+            raise ValueError(f"journal fields {sorted(clash)} are reserved")
+        entry.update(fields)
+        line = (json.dumps(entry, ensure_ascii=False, separators=(",", ":"), default=str) + "\n").encode()
+        self._mkdir()
+        try:
+            # O_APPEND and a single write: lines from concurrent processes never interleave.
+            fd = os.open(self.journal_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+            try:
+                written = os.write(fd, line)
+            finally:
+                os.close(fd)
+        except OSError as exc:
+            raise StoreError(f"cannot append to {self.journal_path}: {exc.strerror}") from exc
+        if written != len(line):
+            raise StoreError(f"short write to {self.journal_path} (disk full?)")
+
+    def read_journal(self) -> list[dict[str, object]]:
+        """All entries in order; lines that are not a JSON object (a crash mid-write) are skipped."""
+        try:
+            data = self.journal_path.read_bytes()
+        except FileNotFoundError:
+            return []
+        except OSError as exc:
+            raise StoreError(f"cannot read {self.journal_path}: {exc.strerror}") from exc
+        entries: list[dict[str, object]] = []
+        for raw in data.split(b"\n"):
+            try:
+                line = raw.decode()
+            except UnicodeDecodeError:
+                continue
+            entry = _parse_entry(line)
+            if entry is None:
+                # An entry appended after a torn line shares that line: keep the entry, drop the fragment.
+                start = line.rfind(_ENTRY_START)
+                entry = _parse_entry(line[start:]) if start > 0 else None
+            if entry is not None:
+                entries.append(entry)
+        return entries
+
+    # -- internals -------------------------------------------------------------------------------------------
+
+    def _mkdir(self) -> None:
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StoreError(f"cannot create {self.root}: {exc.strerror}") from exc
+
+    def _read(self) -> Registry | None:
+        """The registry in tasks.json, or None if there is no such file."""
+        try:
+            data = self.tasks_path.read_bytes()
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            raise StoreError(f"cannot read {self.tasks_path}: {exc.strerror}") from exc
+        return _parse_registry(data, self.tasks_path)
+
+    def _repair(self) -> Registry:
+        # Rebuilding renames and rewrites files, so it happens under the lock; a process that finds the damage
+        # already repaired by another simply reads the repaired file.
+        with self.transaction() as registry:
+            pass
+        registry.modified = False
+        return registry
+
+    def _load_locked(self) -> Registry:
+        kept: str | None = None
+        try:
+            registry = self._read()
+        except _CorruptError as exc:
+            kept = self._quarantine()
+            problem = f"corrupt ({exc})"
+            self._rebuilt = f"task registry was corrupt; rebuilt from the journal (old file kept as {kept})"
+        else:
+            if registry is not None:
+                return registry
+            if not self._journal_has_tasks():
+                return Registry()
+            problem = "missing"
+            self._rebuilt = "task registry was missing; rebuilt from the journal"
+        registry = self._replay()
+        # Written back even if empty, so the next command does not rebuild again.
+        registry.modified = True
+        self.journal("rebuild", problem=problem, kept=kept, tasks=list(registry))
+        return registry
+
+    def _quarantine(self) -> str:
+        stamp = _now().strftime("%Y%m%dT%H%M%SZ")
+        name = f"{TASKS_FILE}.corrupt-{stamp}"
+        suffix = 1
+        # Under the lock, so checking then renaming cannot race another mux.
+        while (self.root / name).exists():
+            suffix += 1
+            name = f"{TASKS_FILE}.corrupt-{stamp}-{suffix}"
+        try:
+            os.rename(self.tasks_path, self.root / name)
+        except OSError as exc:
+            raise StoreError(
+                f"{self.tasks_path} is corrupt and cannot be moved aside: {exc.strerror}"
+            ) from exc
+        return name
+
+    def _journal_has_tasks(self) -> bool:
+        return any(isinstance(entry.get("task"), dict) for entry in self.read_journal())
+
+    def _replay(self) -> Registry:
+        """Replay the journal in order: "rm" (field `name`) removes; any other entry carrying a whole `task`
+        ("new", and any later action that records a task's new form) sets that task."""
+        registry = Registry()
+        for entry in self.read_journal():
+            if entry.get("action") == "rm":
+                name = entry.get("name")
+                if isinstance(name, str):
+                    registry._tasks.pop(name, None)
+                continue
+            record = entry.get("task")
+            if isinstance(record, dict):
+                try:
+                    registry._put(task_from_dict(record))
+                except ValueError:
+                    continue
+        return registry
+
+    def _write(self, registry: Registry) -> None:
+        payload = {
+            "version": FORMAT_VERSION,
+            "tasks": {name: task_to_dict(task) for name, task in registry._tasks.items()},
+        }
+        data = (json.dumps(payload, indent=2, ensure_ascii=False) + "\n").encode()
+        # Only the lock holder writes, so a per-process name cannot collide; a leftover from a crashed process
+        # with the same pid is simply truncated.
+        tmp = self.root / f".{TASKS_FILE}.{os.getpid()}.tmp"
+        try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            try:
+                view = memoryview(data)
+                while view:
+                    view = view[os.write(fd, view) :]
+                # Without fsync a power loss after the rename can leave an empty tasks.json.
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            os.replace(tmp, self.tasks_path)
+        except OSError as exc:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise StoreError(f"cannot write {self.tasks_path}: {exc.strerror}") from exc
+        with contextlib.suppress(OSError):
+            dir_fd = os.open(self.root, os.O_RDONLY)
+            try:
+                os.fsync(dir_fd)
+            finally:
+                os.close(dir_fd)
+
+
+def _parse_entry(line: str) -> dict[str, object] | None:
+    try:
+        entry = json.loads(line)
+    except ValueError:
+        return None
+    return entry if isinstance(entry, dict) else None
+
+
+def _parse_registry(data: bytes, path: Path) -> Registry:
+    try:
+        doc = json.loads(data)
+    except (ValueError, RecursionError) as exc:
+        raise _CorruptError(f"not JSON: {exc}") from exc
+    if not isinstance(doc, dict):
+        raise _CorruptError("not a JSON object")
+    version = doc.get("version")
+    if not isinstance(version, int) or isinstance(version, bool) or version < 1:
+        raise _CorruptError("no valid version")
+    if version > FORMAT_VERSION:
+        raise StoreError(
+            f"{path} was written by a newer mux (format {version}, this one knows {FORMAT_VERSION}): "
+            "upgrade mux"
+        )
+    tasks = doc.get("tasks")
+    if not isinstance(tasks, dict):
+        raise _CorruptError("no tasks table")
+    registry = Registry()
+    for name, record in tasks.items():
+        if not isinstance(record, dict) or record.get("name", name) != name:
+            raise _CorruptError(f"bad record for task {name!r}")
+        try:
+            registry._put(task_from_dict({**record, "name": name}))
+        except ValueError as exc:
+            raise _CorruptError(str(exc)) from exc
+    return registry

@@ -1,0 +1,492 @@
+"""The only room that talks to tmux: windows by id, verbatim text delivery, batched reads for `mux ls`.
+
+Mutations go through libtmux (imported inside each call: it costs ~50-100 ms to import and `mux ls` must not
+pay it). The hot read path (`snapshot`, `capture`) and the cheap probes run one plain `tmux` process each.
+
+Traps this module exists to avoid (all seen on tmux 3.3a):
+- `-t NAME` matches by prefix (`task-1` hits `task-10`): windows and panes are targeted by id (`@12`, `%7`),
+  sessions as `=NAME` (exact).
+- `-c DIR`, `-n NAME`, `-s NAME` and `rename-window` are format-expanded, so `#(cmd)` in a repo path would run
+  `cmd`: `#` is doubled there.
+- tmux splits its argv into commands at every argument that ENDS with `;` (`echo hi;` as a prompt would
+  silently cut the command): such arguments are re-escaped as `...\\;`, which tmux turns back into `...;`.
+- An argv of exactly one element is run through `sh -c`: it is exec'd through `env` instead.
+- `new-window -c` silently falls back to another directory when DIR is missing: it is checked first.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import subprocess
+import tempfile
+import time
+import uuid
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from muxagent.errors import TmuxError
+from muxagent.model import PaneInfo
+
+if TYPE_CHECKING:
+    import libtmux
+
+NOT_INSTALLED = "tmux is not installed (need tmux >= 3.2)"
+
+# What a tmux client prints when no server listens on its socket (or a stale socket is left behind).
+_NO_SERVER = ("no server running", "error connecting to", "server exited unexpectedly")
+
+# What `new-window -t =NAME:` says when the session is not there yet; the second while the server that
+# another mux just started has no session at all.
+_NO_SESSION = ("can't find session", "no current target")
+
+# Detached sessions get this size so agents draw a full-width UI before anyone attaches.
+_WIDTH, _HEIGHT = "220", "50"
+
+# A wedged server must not hang `mux ls` forever.
+_READ_TIMEOUT = 10.0
+
+# Time between pasting a prompt and pressing Enter: agents that see Enter inside the same read as the paste
+# treat it as a newline in the prompt instead of "submit".
+_ENTER_DELAY = 0.2
+
+_SNAPSHOT_FORMAT = "\t".join(
+    (
+        "#{pane_id}",
+        "#{window_id}",
+        "#{session_name}",
+        "#{pane_dead}",
+        "#{pane_dead_status}",
+        "#{pane_dead_signal}",
+        "#{window_activity}",
+        "#{@mux_task}",
+        # Last, so a stray tab in a command name cannot shift the other fields.
+        "#{pane_current_command}",
+    )
+)
+
+
+def escape_format(text: str) -> str:
+    """Make text literal where tmux expands formats (`-c`, `-n`, `-s`, rename-window)."""
+    return text.replace("#", "##")
+
+
+def escape_arg(arg: str) -> str:
+    """Keep tmux from reading an argument that ends with `;` as a command separator."""
+    if arg.endswith(";"):
+        return arg[:-1] + "\\;"
+    return arg
+
+
+def _exec_argv(argv: Sequence[str]) -> list[str]:
+    if not argv:
+        raise ValueError("empty command")
+    if len(argv) == 1:
+        # tmux hands a lone argument to `sh -c`; `env` execs it as a program name instead.
+        return [shutil.which("env") or "/usr/bin/env", "--", argv[0]]
+    return list(argv)
+
+
+def _env_args(env: Mapping[str, str]) -> list[str]:
+    args: list[str] = []
+    for key, value in env.items():
+        args += ["-e", f"{key}={value}"]
+    return args
+
+
+def _checked_dir(cwd: Path) -> str:
+    path = cwd.absolute()
+    if not path.is_dir():
+        raise TmuxError(f"cannot open a tmux window in {path}: no such directory")
+    return escape_format(str(path))
+
+
+def _first_line(lines: Sequence[str]) -> str:
+    return next((line.strip() for line in lines if line.strip()), "no error message")
+
+
+def _is_no_server(stderr: str) -> bool:
+    return any(marker in stderr for marker in _NO_SERVER)
+
+
+def _strip_blank_tail(text: str) -> str:
+    lines = text.split("\n")
+    while lines and not lines[-1].strip():
+        lines.pop()
+    return "\n".join(lines)
+
+
+def _parse_snapshot(stdout: str) -> list[PaneInfo]:
+    panes: list[PaneInfo] = []
+    # Split on newlines only: str.splitlines() would also cut at \x1c, \x0b and the like inside a field.
+    for line in stdout.split("\n"):
+        fields = line.split("\t", 8)
+        if len(fields) != 9:
+            continue
+        pane_id, window_id, session, dead, status, signal, activity, task, command = fields
+        dead_status: int | None = None
+        if status.isdigit():
+            dead_status = int(status)
+        elif signal.isdigit():
+            dead_status = 128 + int(signal)
+        panes.append(
+            PaneInfo(
+                pane_id=pane_id,
+                window_id=window_id,
+                session=session,
+                dead=dead == "1",
+                dead_status=dead_status,
+                activity=float(activity) if activity else 0.0,
+                current_command=command,
+                task=task,
+            )
+        )
+    return panes
+
+
+class _Failed(TmuxError):
+    """A tmux command exited non-zero; keeps tmux's stderr so callers can tell the expected failures apart."""
+
+    def __init__(self, command: str, stderr: str, where: str) -> None:
+        self.stderr = stderr
+        line = _first_line(stderr.splitlines())
+        if _is_no_server(stderr):
+            super().__init__(f"cannot reach the tmux server{where}: {line}")
+        else:
+            super().__init__(f"tmux {command} failed: {line}")
+
+
+class Tmux:
+    def __init__(self, socket: str | None = None, binary: str = "tmux") -> None:
+        # Read at call time so tests (and `MUX_TMUX_SOCKET=x mux ...`) pick their own server.
+        if socket is None:
+            socket = os.environ.get("MUX_TMUX_SOCKET") or None
+        self.socket: str | None = socket
+        self.binary = binary
+        self._server: libtmux.Server | None = None
+
+    # -- plumbing ---------------------------------------------------------------------------------------
+
+    def _base(self) -> list[str]:
+        return [self.binary, "-L", self.socket] if self.socket else [self.binary]
+
+    def _where(self) -> str:
+        return f" (socket {self.socket})" if self.socket else ""
+
+    def _read(self, *args: str, timeout: float = _READ_TIMEOUT) -> subprocess.CompletedProcess[str]:
+        """Run one tmux command with a plain subprocess: no libtmux import on the read path."""
+        try:
+            return subprocess.run(
+                [*self._base(), *args],
+                stdin=subprocess.DEVNULL,
+                capture_output=True,
+                text=True,
+                encoding="utf-8",
+                errors="replace",
+                check=False,
+                timeout=timeout,
+            )
+        except FileNotFoundError:
+            raise TmuxError(NOT_INSTALLED) from None
+        except subprocess.TimeoutExpired:
+            raise TmuxError(f"the tmux server{self._where()} did not answer `{args[0]}` within {timeout:g} s") from None
+
+    def _mutate(self, *args: str) -> list[str]:
+        """Run one tmux command line (commands chained with `;`) through libtmux; stdout lines on success."""
+        from libtmux import Server
+        from libtmux.exc import TmuxCommandNotFound
+
+        if self._server is None:
+            self._server = Server(socket_name=self.socket, tmux_bin=self.binary)
+        try:
+            result = self._server.cmd(args[0], *args[1:])
+        except (TmuxCommandNotFound, FileNotFoundError):
+            raise TmuxError(NOT_INSTALLED) from None
+        if result.returncode != 0:
+            raise _Failed(args[0], "\n".join(result.stderr), self._where())
+        return [str(line) for line in result.stdout]
+
+    def _new_window_id(self, *args: str) -> str:
+        out = self._mutate(*args)
+        if not out or not out[0].startswith("@"):
+            raise TmuxError(f"tmux {args[0]} did not print the new window's id (got {out!r})")
+        return out[0].strip()
+
+    # -- probes -----------------------------------------------------------------------------------------
+
+    def version(self) -> str:
+        proc = self._read("-V")
+        if proc.returncode != 0:
+            raise _Failed("-V", proc.stderr, self._where())
+        return proc.stdout.strip().removeprefix("tmux ")
+
+    def server_running(self) -> bool:
+        proc = self._read("list-sessions", "-F", "#{session_id}")
+        if proc.returncode == 0:
+            return True
+        if _is_no_server(proc.stderr):
+            return False
+        raise _Failed("list-sessions", proc.stderr, self._where())
+
+    def session_exists(self, session: str) -> bool:
+        proc = self._read("has-session", "-t", escape_arg(f"={session}"))
+        if proc.returncode == 0:
+            return True
+        if _is_no_server(proc.stderr) or "can't find session" in proc.stderr:
+            return False
+        raise _Failed("has-session", proc.stderr, self._where())
+
+    def window_exists(self, window_id: str) -> bool:
+        proc = self._read("display-message", "-p", "-t", window_id, "#{window_id}")
+        return proc.returncode == 0 and proc.stdout.strip() == window_id
+
+    def windows_with_task(self) -> dict[str, str]:
+        """Task name -> window id for every window carrying `@mux_task` (the first one wins on duplicates)."""
+        proc = self._read("list-windows", "-a", "-F", "#{window_id}\t#{@mux_task}")
+        if proc.returncode != 0:
+            if _is_no_server(proc.stderr):
+                return {}
+            raise _Failed("list-windows", proc.stderr, self._where())
+        found: dict[str, str] = {}
+        for line in proc.stdout.split("\n"):
+            window_id, _, task = line.partition("\t")
+            if task:
+                found.setdefault(task, window_id)
+        return found
+
+    # -- the hot read path ------------------------------------------------------------------------------
+
+    def snapshot(self) -> list[PaneInfo]:
+        """Every pane on the server in one tmux call (~3 ms); [] when no server is running.
+
+        A pane killed by signal N reports dead_status 128+N, as a shell would.
+        """
+        proc = self._read("list-panes", "-a", "-F", _SNAPSHOT_FORMAT)
+        if proc.returncode != 0:
+            if _is_no_server(proc.stderr):
+                return []
+            raise _Failed("list-panes", proc.stderr, self._where())
+        panes = _parse_snapshot(proc.stdout)
+        if any(pane.dead and pane.dead_status is None for pane in panes):
+            # tmux built with libutempter (Debian, Ubuntu) sets SIGCHLD to SIG_DFL while the utempter helper
+            # runs, which it does as a pane starts and as its terminal closes: a program exiting right then is
+            # never reaped and its exit status stays unknown (a third of quick exits on tmux 3.3a) until the
+            # server's next child exits. `run-shell true` makes such a child; tmux's reaper then collects both.
+            # The same call covers the moment between the terminal closing and the normal reaping.
+            try:
+                retry = self._read("run-shell", "true", ";", "list-panes", "-a", "-F", _SNAPSHOT_FORMAT, timeout=2)
+            except TmuxError:
+                return panes
+            if retry.returncode == 0:
+                return _parse_snapshot(retry.stdout)
+        return panes
+
+    def capture(self, targets: Sequence[str], lines: int | None = None) -> dict[str, str]:
+        """The plain text on screen (plus `lines` of scrollback) of each pane or window id, in one tmux call.
+
+        Trailing blank lines are dropped; targets that no longer exist are absent from the result.
+        """
+        result: dict[str, str] = {}
+        pending = list(dict.fromkeys(targets))
+        # tmux stops a command line at the first failing command, so a target that vanished since the caller
+        # looked means one more call for the targets after it: rare, and still no per-pane process.
+        while pending:
+            marker = f"MUXSPLIT-{uuid.uuid4().hex}"
+            args: list[str] = []
+            for index, target in enumerate(pending):
+                if args:
+                    args.append(";")
+                # The marker goes through strftime and format expansion: it holds no `%` and no `#`.
+                args += ["display-message", "-p", "-t", target, f"{marker}-{index}", ";"]
+                args += ["capture-pane", "-p", "-t", target]
+                if lines:
+                    args += ["-S", f"-{lines}"]
+            proc = self._read(*args)
+            sections = self._split_sections(proc.stdout, marker)
+            if proc.returncode == 0:
+                for index, text in sections.items():
+                    result[pending[index]] = text
+                return result
+            if _is_no_server(proc.stderr):
+                return result
+            if "can't find" not in proc.stderr:
+                raise _Failed("capture-pane", proc.stderr, self._where())
+            # The last marker printed belongs to the capture that failed; everything before it is complete.
+            failed = max(sections, default=0)
+            for index, text in sections.items():
+                if index != failed:
+                    result[pending[index]] = text
+            pending = pending[failed + 1 :]
+        return result
+
+    @staticmethod
+    def _split_sections(stdout: str, marker: str) -> dict[int, str]:
+        sections: dict[int, list[str]] = {}
+        current: list[str] | None = None
+        for line in stdout.split("\n"):
+            if line.startswith(marker + "-") and line[len(marker) + 1 :].isdigit():
+                current = sections.setdefault(int(line[len(marker) + 1 :]), [])
+            elif current is not None:
+                current.append(line)
+        return {index: _strip_blank_tail("\n".join(body)) for index, body in sections.items()}
+
+    # -- windows ----------------------------------------------------------------------------------------
+
+    def new_window(
+        self, session: str, name: str, cwd: Path, argv: Sequence[str], env: Mapping[str, str], task: str
+    ) -> str:
+        """Open a window running argv in cwd and return its id; creates the session (and server) if needed.
+
+        The window keeps its pane after the program exits (remain-on-exit), keeps its name, and carries the
+        window option `@mux_task`.
+        """
+        directory = _checked_dir(cwd)
+        command = [escape_arg(arg) for arg in _exec_argv(argv)]
+        env_args = [escape_arg(arg) for arg in _env_args(env)]
+        last_error: TmuxError | None = None
+        # Another mux may create or kill the session between our calls: try each way a few times.
+        for _ in range(4):
+            try:
+                return self._add_window(session, name, directory, command, env_args, task)
+            except _Failed as error:
+                if not (_is_no_server(error.stderr) or any(m in error.stderr for m in _NO_SESSION)):
+                    raise
+                last_error = error
+            try:
+                return self._create_session(session, name, directory, command, env, task)
+            except _Failed as error:
+                if "duplicate session" not in error.stderr:
+                    raise
+                last_error = error
+        assert last_error is not None
+        raise last_error
+
+    def _window_options(self, target: str, task: str) -> list[str]:
+        # Chained into the same tmux command line as the window's creation: tmux runs a client's whole command
+        # line before it serves another client or handles a child's exit, so even `false` leaves a dead pane
+        # (set separately, the window is already gone; set by a hook, other windows of the session get it).
+        return [
+            ";", "set-option", "-w", "-t", target, "remain-on-exit", "on",
+            ";", "set-option", "-w", "-t", target, "automatic-rename", "off",
+            ";", "set-option", "-w", "-t", target, "@mux_task", escape_arg(task),
+        ]  # fmt: skip
+
+    def _add_window(
+        self, session: str, name: str, directory: str, command: list[str], env_args: list[str], task: str
+    ) -> str:
+        # `-a` after `{end}` puts the window at the highest index, so the chained options can name it as
+        # `{end}` before its id is known.
+        end = escape_arg(f"={session}:{{end}}")
+        return self._new_window_id(
+            "new-window", "-d", "-a", "-t", end, "-n", escape_arg(escape_format(name)),
+            "-c", escape_arg(directory), "-P", "-F", "#{window_id}", *env_args, "--", *command,
+            *self._window_options(end, task),
+        )  # fmt: skip
+
+    def _create_session(
+        self, session: str, name: str, directory: str, command: list[str], env: Mapping[str, str], task: str
+    ) -> str:
+        first = escape_arg(f"={session}:")
+        # `new-session -e` also writes the variables into the session's environment, where every later
+        # window (the user's own included) would inherit this task's MUX_TASK: unset them right away.
+        unset: list[str] = []
+        for key in env:
+            unset += [";", "set-environment", "-t", escape_arg(f"={session}"), "-u", escape_arg(key)]
+        return self._new_window_id(
+            "new-session", "-d", "-s", escape_arg(escape_format(session)),
+            "-n", escape_arg(escape_format(name)), "-c", escape_arg(directory),
+            "-x", _WIDTH, "-y", _HEIGHT, "-P", "-F", "#{window_id}",
+            *[escape_arg(arg) for arg in _env_args(env)], "--", *command,
+            *unset, *self._window_options(first, task),
+        )  # fmt: skip
+
+    def respawn(self, window_id: str, cwd: Path, argv: Sequence[str], env: Mapping[str, str]) -> None:
+        """Restart the program in a window's pane (dead or not), in cwd with env added."""
+        directory = _checked_dir(cwd)
+        command = [escape_arg(arg) for arg in _exec_argv(argv)]
+        env_args = [escape_arg(arg) for arg in _env_args(env)]
+        self._mutate(
+            "respawn-pane", "-k", "-t", window_id, "-c", escape_arg(directory), *env_args, "--", *command
+        )
+
+    def rename_window(self, window_id: str, name: str) -> None:
+        self._mutate("rename-window", "-t", window_id, "--", escape_arg(escape_format(name)))
+
+    def kill_window(self, window_id: str) -> None:
+        """Close a window by id; nothing happens if it (or the whole server) is already gone."""
+        try:
+            self._mutate("kill-window", "-t", window_id)
+        except _Failed as error:
+            if not (_is_no_server(error.stderr) or "can't find window" in error.stderr):
+                raise
+
+    # -- input ------------------------------------------------------------------------------------------
+
+    def send_text(self, target: str, text: str, enter: bool = True) -> None:
+        """Deliver text exactly as given (no key names, no formats, newlines kept), then press Enter.
+
+        It is pasted from a tmux buffer, bracketed when the program asked for bracketed paste, so agents take
+        a multi-line prompt as one prompt and words like `C-c` or `Enter` stay words.
+        """
+        if text:
+            buffer = f"mux-{uuid.uuid4().hex}"
+            # From a private file: libtmux gives tmux no stdin for `load-buffer -`, and `set-buffer TEXT` would
+            # put the prompt on a command line, which tmux limits to ~16 KB.
+            fd, path = tempfile.mkstemp(prefix="mux-paste-")
+            try:
+                with os.fdopen(fd, "w", encoding="utf-8") as file:
+                    file.write(text)
+                self._mutate(
+                    "load-buffer", "-b", buffer, escape_arg(path),
+                    ";", "paste-buffer", "-p", "-d", "-b", buffer, "-t", target,
+                )  # fmt: skip
+            except TmuxError:
+                # paste-buffer -d did not run: do not leave the prompt lying in the server's buffers.
+                with contextlib.suppress(TmuxError):
+                    self._mutate("delete-buffer", "-b", buffer)
+                raise
+            finally:
+                os.unlink(path)
+            if enter:
+                time.sleep(_ENTER_DELAY)
+        if enter:
+            self.send_keys(target, "Enter")
+
+    def send_keys(self, target: str, *keys: str) -> None:
+        """Press keys by tmux key name (`Enter`, `C-c`, `y`)."""
+        self._mutate("send-keys", "-t", target, "--", *[escape_arg(key) for key in keys])
+
+    # -- attaching --------------------------------------------------------------------------------------
+
+    def attach_argv(self, session: str) -> list[str]:
+        """The command that attaches a terminal to the session."""
+        return [*self._base(), "attach-session", "-t", escape_arg(f"={session}")]
+
+    def inside_same_server(self, session: str) -> bool:
+        """True when this process runs in a pane of this Tmux's server (so `switch-client` can reach us)."""
+        inside = os.environ.get("TMUX", "")
+        if not inside:
+            return False
+        proc = self._read("display-message", "-p", "-t", escape_arg(f"={session}"), "#{socket_path}")
+        if proc.returncode != 0:
+            return False
+        ours = inside.split(",", 1)[0]
+        return os.path.realpath(ours) == os.path.realpath(proc.stdout.strip())
+
+    def attach(self, session: str, window_id: str) -> None:
+        """Show the window: switch the current client inside tmux, else replace this process by an attach."""
+        if self.inside_same_server(session):
+            self._mutate("select-window", "-t", window_id, ";", "switch-client", "-t", window_id)
+            return
+        self._mutate("select-window", "-t", window_id)
+        env = dict(os.environ)
+        # Inside a different tmux server the only way to show the task is a nested client, which tmux refuses
+        # while TMUX is set.
+        env.pop("TMUX", None)
+        argv = self.attach_argv(session)
+        try:
+            os.execvpe(argv[0], argv, env)
+        except FileNotFoundError:
+            raise TmuxError(NOT_INSTALLED) from None

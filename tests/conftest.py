@@ -1,0 +1,130 @@
+"""Hermetic fixtures: a private tmux server per test, real git repos in tmp dirs, a pinned identity."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+TESTS = Path(__file__).resolve().parent
+FAKE_AGENT = TESTS / "fake_agent.py"
+
+
+def wait_until(predicate: Callable[[], Any], timeout: float = 10.0, interval: float = 0.05) -> Any:
+    """Poll until predicate returns something truthy; fail the test with the last value at the deadline."""
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while True:
+        last = predicate()
+        if last:
+            return last
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {timeout}s (last value: {last!r})")
+        time.sleep(interval)
+
+
+def git(cwd: Path | str, *args: str) -> str:
+    return subprocess.run(
+        ["git", *args], cwd=cwd, check=True, capture_output=True, text=True
+    ).stdout
+
+
+def make_repo(path: Path) -> Path:
+    path.mkdir(parents=True)
+    git(path, "init", "-q", "-b", "main")
+    (path / "README.md").write_text("hello\n")
+    (path / ".gitignore").write_text("__pycache__/\n*.log\n")
+    git(path, "add", "-A")
+    git(path, "commit", "-q", "-m", "initial")
+    return path
+
+
+@pytest.fixture(autouse=True)
+def hermetic(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """Pin HOME, XDG dirs and git identity, and give the test its own tmux server (killed afterwards)."""
+    home = tmp_path_factory.mktemp("home")
+    for var in ("TMUX", "TMUX_PANE", "MUX_TASK", "MUX_REPO", "MUX_WORKTREE", "MUX_PORT", "NO_COLOR"):
+        monkeypatch.delenv(var, raising=False)
+    for var in list(os.environ):
+        if var.startswith("GIT_"):
+            monkeypatch.delenv(var)
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(home / ".config"))
+    monkeypatch.setenv("XDG_STATE_HOME", str(home / ".local/state"))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(home / ".cache"))
+    monkeypatch.setenv("XDG_DATA_HOME", str(home / ".local/share"))
+    monkeypatch.setenv("GIT_CONFIG_NOSYSTEM", "1")
+    monkeypatch.setenv("GIT_AUTHOR_NAME", "Test Author")
+    monkeypatch.setenv("GIT_AUTHOR_EMAIL", "author@example.com")
+    monkeypatch.setenv("GIT_COMMITTER_NAME", "Test Committer")
+    monkeypatch.setenv("GIT_COMMITTER_EMAIL", "committer@example.com")
+    (home / ".gitconfig").write_text("[init]\n\tdefaultBranch = main\n[advice]\n\tdetachedHead = false\n")
+    socket = f"muxtest-{uuid.uuid4().hex[:10]}"
+    monkeypatch.setenv("MUX_TMUX_SOCKET", socket)
+    yield socket
+    subprocess.run(["tmux", "-L", socket, "kill-server"], capture_output=True)
+    # kill-server leaves the socket file behind.
+    tmpdir = os.environ.get("TMUX_TMPDIR", "/tmp")
+    Path(tmpdir, f"tmux-{os.getuid()}", socket).unlink(missing_ok=True)
+
+
+@pytest.fixture
+def tmux_socket(hermetic: str) -> str:
+    return hermetic
+
+
+@pytest.fixture
+def repo(tmp_path: Path) -> Path:
+    return make_repo(tmp_path / "proj")
+
+
+@pytest.fixture
+def fake_profile() -> Path:
+    """Install the fake agent as the user profile `fake`."""
+    agents = Path(os.environ["XDG_CONFIG_HOME"]) / "mux" / "agents"
+    agents.mkdir(parents=True, exist_ok=True)
+    profile = agents / "fake.toml"
+    command = json.dumps([sys.executable, str(FAKE_AGENT)])
+    profile.write_text(
+        f"command = {command}\n"
+        'prompt_args = ["{prompt}"]\n'
+        "[status]\n"
+        "idle_after = 1.0\n"
+        # Anchored at the end of the screen: an answered question stays visible above the new prompt.
+        "waiting = ['\\(y/n\\)\\s*\\Z']\n"
+        "working = ['working\\.\\.\\. \\d+\\s*\\Z']\n"
+        "idle = ['fake>\\s*\\Z']\n"
+    )
+    return profile
+
+
+def run_mux(
+    *args: str, cwd: Path | str, check: bool = True, input: str | None = None, timeout: float = 60
+) -> subprocess.CompletedProcess[str]:
+    """Run the real `mux` entry point in a child process, as a user would."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "muxagent", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        input=input,
+        timeout=timeout,
+    )
+    if check and proc.returncode != 0:
+        raise AssertionError(
+            f"mux {' '.join(args)} exited {proc.returncode}\nstdout: {proc.stdout}\nstderr: {proc.stderr}"
+        )
+    return proc
+
+
+def mux_ls(cwd: Path | str) -> dict[str, dict[str, Any]]:
+    rows = json.loads(run_mux("ls", "--json", cwd=cwd).stdout)
+    return {row["name"]: row for row in rows}

@@ -1,0 +1,414 @@
+"""gitops against real git repositories in tmp dirs."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from muxagent import gitops
+from muxagent.errors import GitError, NotARepoError
+from muxagent.model import Changes
+from tests.conftest import git, make_repo
+
+
+@pytest.fixture
+def rp(repo: Path) -> gitops.RepoPaths:
+    return gitops.discover(repo)
+
+
+@pytest.fixture
+def wt(rp: gitops.RepoPaths, tmp_path: Path) -> Path:
+    """A task worktree on branch mux/t, based on main."""
+    path = tmp_path / "worktrees" / "t"
+    gitops.add_worktree(rp, path, "mux/t", "main")
+    return path
+
+
+def commit_file(cwd: Path, name: str, text: str, message: str = "change") -> str:
+    (cwd / name).write_text(text)
+    git(cwd, "add", name)
+    git(cwd, "commit", "-q", "-m", message)
+    return git(cwd, "rev-parse", "HEAD").strip()
+
+
+def snapshot(worktree: Path) -> tuple[str, bytes, int, str, str]:
+    """What a user would see change if mux touched their checkout: status, index bytes and mtime, stash."""
+    index = Path(git(worktree, "rev-parse", "--path-format=absolute", "--git-path", "index").strip())
+    status = git(worktree, "--no-optional-locks", "status", "--porcelain=v2", "--ignored", "-uall")
+    return (
+        status,
+        index.read_bytes(),
+        index.stat().st_mtime_ns,
+        git(worktree, "stash", "list"),
+        git(worktree, "rev-parse", "HEAD"),
+    )
+
+
+# --- discover --------------------------------------------------------------------------------------------
+
+
+def test_discover_from_main_subdir_and_linked_worktree(repo: Path, wt: Path) -> None:
+    (repo / "src" / "deep").mkdir(parents=True)
+    expected = gitops.RepoPaths(main=repo.resolve(), common_dir=(repo / ".git").resolve())
+    for cwd in (repo, repo / "src" / "deep", wt, repo / ".git"):
+        assert gitops.discover(cwd) == expected
+
+
+def test_discover_outside_a_repo(tmp_path: Path) -> None:
+    with pytest.raises(NotARepoError, match="not a git repository"):
+        gitops.discover(tmp_path)
+    with pytest.raises(NotARepoError, match="not a git repository"):
+        gitops.discover(tmp_path / "missing")
+
+
+def test_discover_refuses_a_bare_repo_even_from_its_worktree(repo: Path, tmp_path: Path) -> None:
+    bare = tmp_path / "bare.git"
+    git(tmp_path, "clone", "-q", "--bare", str(repo), str(bare))
+    git(bare, "worktree", "add", "-q", str(tmp_path / "bw"), "main")
+    for cwd in (bare, tmp_path / "bw"):
+        with pytest.raises(NotARepoError, match="bare repository"):
+            gitops.discover(cwd)
+
+
+def test_discover_separate_git_dir(tmp_path: Path) -> None:
+    work, gitdir = tmp_path / "work", tmp_path / "store.git"
+    git(tmp_path, "init", "-q", "-b", "main", "--separate-git-dir", str(gitdir), str(work))
+    (work / "sub").mkdir()
+    expected = gitops.RepoPaths(main=work.resolve(), common_dir=gitdir.resolve())
+    assert gitops.discover(work) == gitops.discover(work / "sub") == expected
+
+
+# --- refs ------------------------------------------------------------------------------------------------
+
+
+def test_resolve_commit_and_branch_exists(rp: gitops.RepoPaths, repo: Path) -> None:
+    assert gitops.resolve_commit(rp, "main") == git(repo, "rev-parse", "HEAD").strip()
+    with pytest.raises(GitError, match="base ref 'nope' does not exist"):
+        gitops.resolve_commit(rp, "nope")
+    with pytest.raises(GitError, match="base ref '--all' does not exist"):
+        gitops.resolve_commit(rp, "--all")
+    assert gitops.branch_exists(rp, "main")
+    assert not gitops.branch_exists(rp, "mux/t")
+
+
+def test_current_branch_and_detached(repo: Path) -> None:
+    assert gitops.current_branch(repo) == "main"
+    git(repo, "checkout", "-q", "--detach")
+    assert gitops.current_branch(repo) is None
+
+
+# --- worktrees -------------------------------------------------------------------------------------------
+
+
+def test_add_and_remove_worktree_with_awkward_path(rp: gitops.RepoPaths, repo: Path, tmp_path: Path) -> None:
+    path = tmp_path / "new dir" / 'it\'s "#1" task'
+    gitops.add_worktree(rp, path, "mux/odd", "main")
+
+    assert (path / "README.md").read_text() == "hello\n"
+    assert gitops.current_branch(path) == "mux/odd"
+    entries = gitops.list_worktrees(rp)
+    assert [e.path.resolve() for e in entries] == [repo.resolve(), path.resolve()]
+    head = git(repo, "rev-parse", "main").strip()
+    assert entries[1] == gitops.WorktreeInfo(path.resolve(), head, "mux/odd", locked=False, prunable=False)
+
+    (path / "README.md").write_text("dirty\n")
+    (path / "new.txt").write_text("untracked\n")
+    gitops.remove_worktree(rp, path)
+    assert not path.exists()
+    assert len(gitops.list_worktrees(rp)) == 1
+    assert gitops.branch_exists(rp, "mux/odd")  # the branch is the caller's to delete
+
+
+def test_add_worktree_refuses_existing_branch_path_or_missing_base(
+    rp: gitops.RepoPaths, wt: Path, tmp_path: Path
+) -> None:
+    with pytest.raises(GitError, match="branch 'mux/t' already exists"):
+        gitops.add_worktree(rp, tmp_path / "other", "mux/t", "main")
+    with pytest.raises(GitError, match="path already exists"):
+        gitops.add_worktree(rp, wt, "mux/u", "main")
+    with pytest.raises(GitError, match="base ref 'nope' does not exist"):
+        gitops.add_worktree(rp, tmp_path / "other", "mux/u", "nope")
+    assert not gitops.branch_exists(rp, "mux/u")
+
+
+def test_remove_worktree_refuses_main_and_foreign_dirs(
+    rp: gitops.RepoPaths, repo: Path, tmp_path: Path
+) -> None:
+    with pytest.raises(GitError, match="main worktree"):
+        gitops.remove_worktree(rp, repo / "." / "")
+    other = make_repo(tmp_path / "other")
+    git(other, "worktree", "add", "-q", "-b", "x", str(tmp_path / "other-wt"))
+    plain = tmp_path / "plain"
+    plain.mkdir()
+    for path in (other, tmp_path / "other-wt", plain):
+        with pytest.raises(GitError, match="not a linked worktree"):
+            gitops.remove_worktree(rp, path)
+        assert path.exists()
+    assert (repo / "README.md").exists()
+
+
+def test_remove_worktree_refuses_locked(rp: gitops.RepoPaths, repo: Path, wt: Path) -> None:
+    git(repo, "worktree", "lock", str(wt))
+    assert gitops.list_worktrees(rp)[1].locked
+    with pytest.raises(GitError, match="locked"):
+        gitops.remove_worktree(rp, wt)
+    assert wt.exists()
+
+
+def test_remove_worktree_deleted_by_hand_prunes_entry(rp: gitops.RepoPaths, wt: Path) -> None:
+    subprocess.run(["rm", "-rf", str(wt)], check=True)
+    assert gitops.list_worktrees(rp)[1].prunable
+    gitops.remove_worktree(rp, wt)
+    assert len(gitops.list_worktrees(rp)) == 1
+
+
+def test_delete_branch_refuses_checked_out(rp: gitops.RepoPaths, wt: Path) -> None:
+    with pytest.raises(GitError, match="mux/t"):
+        gitops.delete_branch(rp, "mux/t")
+    with pytest.raises(GitError, match="main"):
+        gitops.delete_branch(rp, "main")
+    gitops.remove_worktree(rp, wt)
+    gitops.delete_branch(rp, "mux/t")
+    assert not gitops.branch_exists(rp, "mux/t")
+
+
+# --- changes ---------------------------------------------------------------------------------------------
+
+
+def make_work(wt: Path) -> None:
+    """One commit (+3), an edit (+2 -1), an untracked text file (+4), a binary (0), an ignored log."""
+    commit_file(wt, "feature.py", "a\nb\nc\n")
+    (wt / "README.md").write_text("hi\nthere\n")
+    (wt / "notes" / "deep").mkdir(parents=True)
+    (wt / "notes" / "deep" / "todo.txt").write_text("1\n2\n3\n4")
+    (wt / "logo.bin").write_bytes(b"\x89PNG\0\0\1\2")
+    (wt / "debug.log").write_text("ignored\n" * 50)
+
+
+def test_changes_counts_commits_edits_and_untracked_files(repo: Path, wt: Path) -> None:
+    make_work(wt)
+    assert gitops.changes(wt, "main", "mux/t") == Changes(
+        dirty_files=3, added_lines=9, removed_lines=1, ahead=1, behind=0
+    )
+    commit_file(repo, "upstream.txt", "x\n")
+    commit_file(repo, "upstream2.txt", "y\n")
+    # Base moved on: the task's own numbers stay put (merge-base), only `behind` grows.
+    assert gitops.changes(wt, "main", "mux/t") == Changes(
+        dirty_files=3, added_lines=9, removed_lines=1, ahead=1, behind=2
+    )
+
+
+def test_changes_and_unsaved_work_follow_a_rename(rp: gitops.RepoPaths, repo: Path, tmp_path: Path) -> None:
+    commit_file(repo, "old.txt", "1\n2\n3\n4\n5\n")
+    wt = tmp_path / "r"
+    gitops.add_worktree(rp, wt, "mux/r", "main")
+    git(wt, "mv", "old.txt", "new.txt")
+    (wt / "new.txt").write_text("1\n2\n3\n4\nfive\n")
+    assert gitops.changes(wt, "main", "mux/r") == Changes(dirty_files=1, added_lines=1, removed_lines=1)
+    assert gitops.unsaved_work(rp, wt, "mux/r", "main") == ["1 uncommitted change (new.txt)"]
+
+
+def test_changes_leaves_index_alone(wt: Path) -> None:
+    make_work(wt)
+    git(wt, "status")  # settle the index's stat cache so any later rewrite would be visible
+    before = snapshot(wt)
+    gitops.changes(wt, "main", "mux/t")
+    assert snapshot(wt) == before
+
+
+def test_changes_of_a_missing_worktree_fails(wt: Path) -> None:
+    subprocess.run(["rm", "-rf", str(wt)], check=True)
+    with pytest.raises(GitError, match="does not exist"):
+        gitops.changes(wt, "main", "mux/t")
+
+
+def test_changes_many_in_order_with_failures(rp: gitops.RepoPaths, tmp_path: Path) -> None:
+    paths = []
+    for i in range(10):
+        path = tmp_path / "w" / str(i)
+        gitops.add_worktree(rp, path, f"mux/{i}", "main")
+        (path / "f.txt").write_text("x\n" * i)
+        paths.append(path)
+    items = [(p, "main", f"mux/{i}") for i, p in enumerate(paths)]
+    items.insert(3, (tmp_path / "gone", "main", "mux/gone"))
+    result = gitops.changes_many(items)
+    assert result[3] is None
+    assert [c.added_lines if c else None for c in result] == [0, 1, 2, None, 3, 4, 5, 6, 7, 8, 9]
+    assert gitops.changes_many([]) == []
+
+
+# --- unsaved work ----------------------------------------------------------------------------------------
+
+
+def test_unsaved_work_clean_task(rp: gitops.RepoPaths, wt: Path) -> None:
+    assert gitops.unsaved_work(rp, wt, "mux/t", "main") == []
+
+
+def test_unsaved_work_names_each_category(rp: gitops.RepoPaths, wt: Path) -> None:
+    commit_file(wt, "a.py", "1\n")
+    commit_file(wt, "b.py", "2\n")
+    (wt / "README.md").write_text("edited\n")
+    (wt / "a.py").write_text("staged\n")
+    git(wt, "add", "a.py")
+    for name in ("n1", "n2", "n3", "n4"):
+        (wt / name).write_text(name)
+    (wt / ".gitignore").write_text("__pycache__/\n*.log\n.env\n")
+    git(wt, "commit", "-q", "-m", "ignore .env", ".gitignore")
+    (wt / ".env").write_text("SECRET=1\n")
+    (wt / "__pycache__").mkdir()
+    (wt / "__pycache__" / "m.cpython-311.pyc").write_bytes(b"\0")
+
+    assert gitops.unsaved_work(rp, wt, "mux/t", "main") == [
+        "2 uncommitted changes (README.md, a.py)",
+        "4 untracked files (n1, n2, n3, ...)",
+        "1 ignored file (.env)",
+        "3 commits not in main",
+    ]
+    # Deleted by hand: only the branch's commits are left to lose.
+    assert gitops.unsaved_work(rp, None, "mux/t", "main") == ["3 commits not in main"]
+
+
+def test_unsaved_work_ignores_rebuildable_caches(rp: gitops.RepoPaths, wt: Path) -> None:
+    patterns = ["*.pyc", "node_modules/", "build/", "*.egg-info/", ".venv/", ".pytest_cache/", "data/"]
+    (rp.common_dir / "info").mkdir(exist_ok=True)
+    (rp.common_dir / "info" / "exclude").write_text("\n".join(patterns) + "\n")
+    caches = ["__pycache__/m.pyc", "pkg/x.pyc", "node_modules/a/i.js", "build/o", "p.egg-info/PKG-INFO"]
+    for rel in [*caches, ".venv/bin/python", "sub/.pytest_cache/v"]:
+        (wt / rel).parent.mkdir(parents=True, exist_ok=True)
+        (wt / rel).write_text("cache")
+    assert gitops.unsaved_work(rp, wt, "mux/t", "main") == []
+    (wt / "data" / "__pycache__").mkdir(parents=True)
+    (wt / "data" / "__pycache__" / "d.pyc").write_text("cache")
+    (wt / "data" / "db.sqlite").write_text("precious")
+    assert gitops.unsaved_work(rp, wt, "mux/t", "main") == ["1 ignored file (data/db.sqlite)"]
+    ref = gitops.write_recovery_ref(rp, "t", "mux/t", wt)
+    assert git(wt, "ls-tree", "-r", "--name-only", ref, "data") == "data/db.sqlite\n"
+
+
+def test_squash_merged_branch_counts_as_merged(rp: gitops.RepoPaths, repo: Path, wt: Path) -> None:
+    commit_file(wt, "a.txt", "a\n")
+    commit_file(wt, "b.txt", "b\n")
+    assert not gitops.is_merged(rp, "mux/t", "main")
+    git(repo, "merge", "-q", "--squash", "mux/t")
+    git(repo, "commit", "-q", "-m", "squash")
+    commit_file(repo, "later.txt", "base moved on\n")
+    assert gitops.is_merged(rp, "mux/t", "main")
+    assert gitops.unsaved_work(rp, wt, "mux/t", "main") == []
+
+
+def test_cherry_picked_commit_counts_as_merged_after_base_rewrote_it(
+    rp: gitops.RepoPaths, repo: Path, wt: Path
+) -> None:
+    picked = commit_file(wt, "README.md", "hello from task\n")
+    commit_file(wt, "extra.txt", "not picked\n")
+    git(repo, "cherry-pick", picked)
+    commit_file(repo, "README.md", "base rewrote it again\n")  # a merge now conflicts
+    assert gitops.unsaved_work(rp, None, "mux/t", "main") == ["1 commit not in main"]
+    git(repo, "cherry-pick", "mux/t")
+    assert gitops.is_merged(rp, "mux/t", "main")
+
+
+def test_unsaved_work_sees_commits_on_a_detached_head(rp: gitops.RepoPaths, wt: Path) -> None:
+    git(wt, "checkout", "-q", "--detach")
+    commit_file(wt, "lost.txt", "only here\n")
+    assert gitops.unsaved_work(rp, wt, "mux/t", "main") == ["1 commit on a detached HEAD, not on any branch"]
+
+
+def test_unsaved_work_with_missing_base_fails(rp: gitops.RepoPaths, wt: Path) -> None:
+    with pytest.raises(GitError, match="base ref 'gone' does not exist"):
+        gitops.unsaved_work(rp, None, "mux/t", "gone")
+
+
+# --- recovery refs ---------------------------------------------------------------------------------------
+
+
+def test_recovery_ref_captures_everything_without_touching_the_checkout(
+    rp: gitops.RepoPaths, repo: Path, wt: Path
+) -> None:
+    (repo / "stashed.txt").write_text("user's stash\n")
+    git(repo, "stash", "push", "-q", "-u")
+    tip = commit_file(wt, "committed.txt", "committed\n")
+    (wt / "README.md").write_text("unstaged edit\n")
+    (wt / "staged.txt").write_text("staged\n")
+    git(wt, "add", "staged.txt")
+    (wt / "new.txt").write_text("untracked\n")
+    (wt / ".env").write_text("TOKEN=abc\n")
+    (wt / ".gitignore").write_text("__pycache__/\n*.log\n.env\n")
+    (wt / "__pycache__").mkdir()
+    (wt / "__pycache__" / "c.pyc").write_bytes(b"\0cache")
+    git(wt, "status")
+    before = snapshot(wt)
+
+    ref = gitops.write_recovery_ref(rp, "t", "mux/t", wt)
+
+    assert snapshot(wt) == before
+    assert git(repo, "stash", "list").count("\n") == 1
+    assert ref.startswith("refs/mux/recovery/t/")
+    git(repo, "reflog", "expire", "--expire=now", "--all")
+    git(repo, "gc", "-q", "--prune=now")
+    for path, text in [
+        ("README.md", "unstaged edit\n"),
+        ("staged.txt", "staged\n"),
+        ("new.txt", "untracked\n"),
+        (".env", "TOKEN=abc\n"),
+        ("committed.txt", "committed\n"),
+    ]:
+        assert git(repo, "show", f"{ref}:{path}") == text
+    assert "__pycache__" not in git(repo, "ls-tree", "--name-only", ref)
+    assert git(repo, "rev-parse", f"{ref}^").strip() == tip
+    assert git(repo, "log", "-1", "--format=%s", ref).startswith("mux recovery: t at ")
+
+
+def test_recovery_ref_of_clean_or_vanished_task_is_the_branch_tip(rp: gitops.RepoPaths, wt: Path) -> None:
+    tip = commit_file(wt, "a.txt", "a\n")
+    refs = [
+        gitops.write_recovery_ref(rp, "t", "mux/t", wt),
+        gitops.write_recovery_ref(rp, "t", "mux/t", None),
+        gitops.write_recovery_ref(rp, "t", "mux/t", None),
+    ]
+    assert len(set(refs)) == 3  # same second: suffixed, never overwritten
+    listed = gitops.list_recovery_refs(rp, "t")
+    assert listed == [(ref, tip) for ref in refs]
+    assert gitops.list_recovery_refs(rp, "other") == []
+    t2 = gitops.write_recovery_ref(rp, "t2", "mux/t", None)
+    assert gitops.list_recovery_refs(rp, "t") == listed
+    assert sorted(gitops.list_recovery_refs(rp)) == sorted([*listed, (t2, tip)])
+
+
+def test_recovery_ref_keeps_detached_commits_reachable(rp: gitops.RepoPaths, repo: Path, wt: Path) -> None:
+    git(wt, "checkout", "-q", "--detach")
+    lost = commit_file(wt, "lost.txt", "only here\n")
+    ref = gitops.write_recovery_ref(rp, "t", "mux/t", wt)
+    assert git(repo, "rev-parse", f"{ref}^1").strip() == git(repo, "rev-parse", "mux/t").strip()
+    assert git(repo, "rev-parse", f"{ref}^2").strip() == lost
+
+
+def test_recovery_ref_without_branch_or_worktree_fails(rp: gitops.RepoPaths) -> None:
+    with pytest.raises(GitError, match="no branch 'mux/none'"):
+        gitops.write_recovery_ref(rp, "none", "mux/none", None)
+    assert gitops.list_recovery_refs(rp) == []
+
+
+# --- diff ------------------------------------------------------------------------------------------------
+
+
+def test_diff_shows_committed_uncommitted_and_untracked(repo: Path, wt: Path) -> None:
+    commit_file(wt, "feature.py", "a\nb\n")
+    (wt / "README.md").write_text("bye\n")
+    (wt / "new file.txt").write_text("fresh\n")
+    commit_file(wt, "doomed.txt", "x\ny\n")
+    (wt / "doomed.txt").unlink()
+    commit_file(repo, "base-only.txt", "not the task's\n")
+    git(wt, "status")
+    before = snapshot(wt)
+
+    patch = gitops.diff(wt, "main")
+    assert "+bye" in patch and "-hello" in patch
+    assert "+a\n+b\n" in patch
+    assert "new file.txt" in patch and "+fresh" in patch
+    assert "base-only" not in patch and "doomed" not in patch
+    stat = gitops.diff(wt, "main", stat=True)
+    assert "3 files changed, 4 insertions(+), 1 deletion(-)" in stat
+    assert snapshot(wt) == before

@@ -1,0 +1,182 @@
+"""`mux new`, `ls`, `send`, `peek`, `diff` end to end on a real tmux server and real git repos."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import FAKE_AGENT, git, make_repo, mux_ls, run_mux, wait_until
+
+pytestmark = pytest.mark.usefixtures("fake_profile")
+
+JSON_FIELDS = {
+    "name", "agent", "state", "branch", "base", "worktree", "window", "ahead", "behind", "dirty_files",
+    "added_lines", "removed_lines", "created", "last_activity", "exit_status", "conflicts", "reason",
+}
+
+
+def tmux(socket: str, *args: str) -> str:
+    return subprocess.run(["tmux", "-L", socket, *args], check=True, capture_output=True, text=True).stdout
+
+
+def state_of(repo: Path, name: str) -> str:
+    return str(mux_ls(repo)[name]["state"])
+
+
+def screen(repo: Path, name: str) -> str:
+    return run_mux("peek", name, cwd=repo).stdout
+
+
+def test_new_creates_worktree_branch_and_window_and_ls_reports_it(repo: Path, tmux_socket: str) -> None:
+    out = run_mux("new", "feat", "-a", "fake", cwd=repo).stdout
+    worktree = repo.parent / "proj.worktrees" / "feat"
+    assert str(worktree) in out
+    assert git(worktree, "rev-parse", "--abbrev-ref", "HEAD").strip() == "mux/feat"
+    row = wait_until(lambda: (r := mux_ls(repo)["feat"]) and r["state"] == "idle" and r)
+    assert set(row) >= JSON_FIELDS
+    assert row["branch"] == "mux/feat" and row["base"] == "main" and row["worktree"] == str(worktree)
+    assert row["window"].startswith("@")
+    assert tmux(tmux_socket, "show-options", "-wv", "-t", row["window"], "@mux_task").strip() == "feat"
+    assert tmux(tmux_socket, "show-options", "-wv", "-t", row["window"], "remain-on-exit").strip() == "on"
+    assert row["exit_status"] is None and row["conflicts"] == []
+    assert (row["ahead"], row["behind"], row["dirty_files"]) == (0, 0, 0)
+    # The agent runs in the worktree with the task's environment.
+    text = screen(repo, "feat")
+    assert f"fake agent ready in {worktree} task=feat port={row['port']}" in text
+    assert row["reason"] == r"screen: fake>\s*\Z"
+
+
+def test_prompt_argument_reaches_the_agent_and_changes_are_counted(repo: Path) -> None:
+    run_mux("new", "hello", "-a", "fake", "-p", "write hello.txt hi there", cwd=repo)
+    worktree = repo.parent / "proj.worktrees" / "hello"
+    wait_until(lambda: (worktree / "hello.txt").exists())
+    assert (worktree / "hello.txt").read_text() == "hi there\n"
+    assert not (repo / "hello.txt").exists()
+    row = wait_until(lambda: (r := mux_ls(repo)["hello"])["dirty_files"] == 1 and r)
+    assert (row["added_lines"], row["removed_lines"]) == (1, 0)
+
+
+def test_prompt_is_pasted_when_the_profile_takes_none_on_the_command_line(repo: Path, fake_profile: Path) -> None:
+    fake_profile.write_text(fake_profile.read_text().replace('prompt_args = ["{prompt}"]\n', ""))
+    prompt_file = repo.parent / "prompt.txt"
+    prompt_file.write_text("write pasted.txt from a file")
+    run_mux("new", "paste", "-a", "fake", "--prompt-file", str(prompt_file), cwd=repo)
+    worktree = repo.parent / "proj.worktrees" / "paste"
+    wait_until(lambda: (worktree / "pasted.txt").exists())
+    assert (worktree / "pasted.txt").read_text() == "from a file\n"
+
+
+def test_states_follow_the_agent_working_waiting_idle_exited(repo: Path) -> None:
+    run_mux("new", "st", "-a", "fake", cwd=repo)
+    wait_until(lambda: state_of(repo, "st") == "idle")
+    run_mux("send", "st", "busy 4", cwd=repo)
+    wait_until(lambda: state_of(repo, "st") == "working")
+    wait_until(lambda: state_of(repo, "st") == "idle", timeout=15)
+    run_mux("send", "st", "ask", cwd=repo)
+    row = wait_until(lambda: (r := mux_ls(repo)["st"])["state"] == "waiting" and r)
+    assert "y/n" in row["reason"]
+    run_mux("send", "st", "y", cwd=repo)
+    wait_until(lambda: state_of(repo, "st") == "idle")
+    run_mux("send", "st", "exit 3", cwd=repo)
+    # tmux marks the pane dead when its output closes and learns the status a moment later.
+    row = wait_until(lambda: (r := mux_ls(repo)["st"])["exit_status"] is not None and r)
+    assert (row["state"], row["exit_status"]) == ("exited", 3)
+    assert row["reason"] == "pane dead (exit 3)"
+
+
+def test_unprofiled_command_line_runs_with_generic_detection(repo: Path, tmp_path: Path) -> None:
+    script = tmp_path / "asker.py"
+    script.write_text("import sys\nprint('about to ask')\nanswer = input('Overwrite file? (y/n) ')\nsys.exit(5)\n")
+    run_mux("new", "generic", "-a", f"{sys.executable} {script}", cwd=repo)
+    wait_until(lambda: state_of(repo, "generic") == "waiting")
+    run_mux("send", "generic", "y", cwd=repo)
+    row = wait_until(lambda: (r := mux_ls(repo)["generic"])["exit_status"] is not None and r)
+    assert (row["state"], row["exit_status"]) == ("exited", 5)
+
+
+def test_send_is_verbatim(repo: Path) -> None:
+    run_mux("new", "echo", "-a", "fake", cwd=repo)
+    wait_until(lambda: state_of(repo, "echo") == "idle")
+    for text in ("C-c", "$(id)", "#{pane_id}", "Enter", "'quoted' \"double\" `tick`"):
+        run_mux("send", "echo", text, cwd=repo)
+        wait_until(lambda text=text: f"got: {text}" in screen(repo, "echo"))
+
+
+def test_peek_strips_escape_sequences_and_shows_scrollback(repo: Path, tmp_path: Path) -> None:
+    script = tmp_path / "colour.py"
+    script.write_text(
+        "import time\nfor i in range(200): print(f'line {i}')\n"
+        "print('\\x1b[31mred\\x1b[0m \\x1b]0;title\\x07end')\ntime.sleep(600)\n"
+    )
+    run_mux("new", "colour", "-a", f"{sys.executable} {script}", cwd=repo)
+    wait_until(lambda: "red end" in screen(repo, "colour"))
+    visible = screen(repo, "colour")
+    assert "\x1b" not in visible and "\x07" not in visible
+    assert "line 0\n" not in visible
+    longer = run_mux("peek", "colour", "-n", "300", cwd=repo).stdout
+    assert "line 0\n" in longer
+
+
+def test_diff_shows_committed_uncommitted_and_untracked(repo: Path) -> None:
+    run_mux("new", "d", "-a", "fake", cwd=repo)
+    worktree = repo.parent / "proj.worktrees" / "d"
+    (worktree / "README.md").write_text("hello\nmore\n")
+    git(worktree, "commit", "-qam", "more")
+    (worktree / "README.md").write_text("hello\nmore\nuncommitted\n")
+    (worktree / "new.txt").write_text("brand new\n")
+    out = run_mux("diff", "d", cwd=repo).stdout
+    assert "+more" in out and "+uncommitted" in out and "+brand new" in out
+    stat = run_mux("diff", "d", "--stat", cwd=repo).stdout
+    assert "README.md" in stat and "new.txt" in stat
+    row = mux_ls(repo)["d"]
+    assert (row["ahead"], row["added_lines"], row["dirty_files"]) == (1, 3, 2)
+
+
+def test_behind_counts_new_commits_on_the_base(repo: Path) -> None:
+    run_mux("new", "b", "-a", "fake", cwd=repo)
+    (repo / "other.txt").write_text("x\n")
+    git(repo, "add", "other.txt")
+    git(repo, "commit", "-qm", "base moves")
+    assert mux_ls(repo)["b"]["behind"] == 1
+
+
+def test_base_option_and_mux_works_from_inside_a_worktree(repo: Path) -> None:
+    git(repo, "branch", "release")
+    run_mux("new", "r", "-a", "fake", "--base", "release", cwd=repo)
+    worktree = repo.parent / "proj.worktrees" / "r"
+    rows = mux_ls(worktree / ".")
+    assert rows["r"]["base"] == "release"
+    run_mux("new", "child", "-a", "fake", cwd=worktree)
+    assert set(mux_ls(repo)) == {"r", "child"}
+
+
+def test_ls_table_is_human_readable(repo: Path) -> None:
+    run_mux("new", "t1", "-a", "fake", cwd=repo)
+    out = run_mux("ls", cwd=repo).stdout
+    header, row = out.splitlines()[:2]
+    assert header.split()[:3] == ["NAME", "AGENT", "STATE"]
+    assert row.split()[:2] == ["t1", "fake"]
+    assert "\x1b" not in out  # not a terminal: no colour
+
+
+def test_repo_path_with_spaces_quotes_and_hash_works_end_to_end(tmp_path: Path) -> None:
+    odd = make_repo(tmp_path / "it's a \"repo\" #1 $(touch pwned)")
+    run_mux("new", "odd", "-a", "fake", "-p", "write out.txt ok", cwd=odd)
+    worktree = tmp_path / "it's a \"repo\" #1 $(touch pwned).worktrees" / "odd"
+    wait_until(lambda: (worktree / "out.txt").exists())
+    assert mux_ls(odd)["odd"]["worktree"] == str(worktree)
+    run_mux("send", "odd", "hi", cwd=odd)
+    wait_until(lambda: "got: hi" in screen(odd, "odd"))
+    assert not (tmp_path / "pwned").exists() and not Path("pwned").exists()
+    run_mux("rm", "--force", "odd", cwd=odd)
+    assert not worktree.exists()
+
+
+def test_agents_lists_profiles_and_install_state(repo: Path) -> None:
+    rows = {r["name"]: r for r in json.loads(run_mux("agents", "--json", cwd=repo).stdout)}
+    assert {"claude", "codex", "opencode", "aider", "gemini", "shell", "fake"} <= set(rows)
+    assert rows["fake"]["path"] == sys.executable
+    assert rows["fake"]["command"] == [sys.executable, str(FAKE_AGENT)]
