@@ -1,3 +1,28 @@
-from muxagent.cli import main
+"""Entry point of `mux` and `python -m muxagent`.
 
-main()
+Hidden commands that run inside an agent's turn or on every TAB press are dispatched here, before the CLI
+module (and typer) is imported: they must cost little more than starting Python.
+"""
+
+from __future__ import annotations
+
+import sys
+
+
+def main() -> None:
+    if sys.argv[1:2] == ["_tasks"]:
+        from muxagent import completion
+
+        completion.main_fast(sys.argv)
+        return
+    if sys.argv[1:2] == ["_hook"]:
+        from muxagent import hooks
+
+        sys.exit(hooks.main(sys.argv[2:]))
+    from muxagent.cli import main as cli_main
+
+    cli_main()
+
+
+if __name__ == "__main__":
+    main()

@@ -11,8 +11,10 @@ from typing import Annotated, Any
 
 import typer
 
-from muxagent import render, tasks
-from muxagent.errors import MuxError, UsageError
+from muxagent import completion, live, monitor, render, restart, tasks, wait
+from muxagent import doctor as doctor_checks
+from muxagent import merge as merging
+from muxagent.errors import MergeConflictError, MuxError, UsageError
 
 app = typer.Typer(
     name="mux",
@@ -66,8 +68,13 @@ def new(
         except OSError as exc:
             raise UsageError(f"cannot read prompt file {prompt_file}: {exc.strerror}") from None
     with _repo() as ctx:
-        task = tasks.new_task(ctx, tasks.NewRequest(name=name, agent=agent, prompt=prompt, base=base))
+        progress = render.ProgressLine(sys.stderr)
+        try:
+            task = tasks.new_task(ctx, tasks.NewRequest(name=name, agent=agent, prompt=prompt, base=base), progress)
+        finally:
+            progress.close()
         print(f"{task.name}: {task.agent} in {task.worktree} (branch {task.branch}, window {task.window})")
+        monitor.ensure_running(ctx)
         if attach:
             tasks.attach(ctx, task.name)
 
@@ -75,8 +82,13 @@ def new(
 @app.command("ls")
 def ls(
     as_json: Annotated[bool, typer.Option("--json", help="Print a JSON array.")] = False,
+    watch: Annotated[bool, typer.Option("--watch", help="Keep the table on screen, redrawn as tasks change.")] = False,
 ) -> None:
     """List tasks: state, changes, commits ahead/behind, age."""
+    if watch:
+        with _repo() as ctx:
+            live.watch_table(ctx, sys.stdout)
+        return
     with _repo() as ctx:
         reports = tasks.list_reports(ctx)
     if as_json:
@@ -98,20 +110,71 @@ def attach(name: NameArg) -> None:
 def send(
     name: NameArg,
     text: Annotated[str, typer.Argument(help="Text to deliver verbatim, followed by Enter.", show_default=False)],
+    when_idle: Annotated[
+        bool, typer.Option("--when-idle", help="Queue it; the monitor delivers it when the agent is next idle.")
+    ] = False,
 ) -> None:
     """Deliver a prompt to the task's agent exactly as written."""
     with _repo() as ctx:
-        tasks.send(ctx, name, text)
+        if when_idle:
+            position = monitor.queue_prompt(ctx, name, text)
+            print(f"queued for {name} (#{position} in its queue)")
+        else:
+            tasks.send(ctx, name, text)
+
+
+@app.command("wait")
+def wait_for(
+    names: Annotated[list[str], typer.Argument(metavar="NAME...", help="Tasks to wait for.", show_default=False)],
+    state: Annotated[str, typer.Option("--for", help="idle, waiting, exited or any.")] = "idle",
+    timeout: Annotated[float | None, typer.Option("--timeout", help="Give up after S seconds (exit 4).")] = None,
+) -> None:
+    """Block until every named task is in the state."""
+    with _repo() as ctx:
+        reports = wait.wait(ctx, names, state, timeout)
+    for item in reports:
+        print(f"{item.task.name}: {item.status.state.value} ({item.status.reason})")
+
+
+@app.command("restart")
+def restart_task(
+    name: Annotated[str | None, typer.Argument(metavar="NAME", help="Task name.", show_default=False)] = None,
+    every: Annotated[bool, typer.Option("--all", help="Every exited or missing task.")] = False,
+) -> None:
+    """Relaunch an exited or missing agent in its worktree, resuming its conversation."""
+    if (name is None) == (not every):
+        raise UsageError("give a task name or --all")
+    with _repo() as ctx:
+        if name is not None:
+            task = restart.restart(ctx, name)
+            print(f"restarted {task.name} in window {task.window}")
+        else:
+            done, skipped = restart.restart_all(ctx)
+            for task_name in done:
+                print(f"restarted {task_name}")
+            for task_name, why in skipped.items():
+                print(f"not restarted {task_name}: {why}")
+        monitor.ensure_running(ctx)
+
+
+@app.command("_monitor", hidden=True)
+def run_monitor() -> None:
+    """The background watcher (started by mux itself)."""
+    sys.exit(monitor.run(Path.cwd()))
 
 
 @app.command()
 def peek(
     name: NameArg,
     lines: Annotated[int | None, typer.Option("-n", "--lines", help="Also show N lines of scrollback.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print a JSON object.")] = False,
 ) -> None:
     """Print the agent's current screen."""
     with _repo() as ctx:
         screen = tasks.peek(ctx, name, lines)
+    if as_json:
+        _print_json({"name": name, "screen": render.clean_text(screen)})
+        return
     print(render.clean_text(screen))
 
 
@@ -119,10 +182,15 @@ def peek(
 def diff(
     name: NameArg,
     stat: Annotated[bool, typer.Option("--stat", help="Only the diffstat.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print a JSON object.")] = False,
 ) -> None:
     """Show the task's changes against its base, committed and uncommitted."""
     with _repo() as ctx:
-        sys.stdout.write(tasks.diff(ctx, name, stat=stat))
+        text = tasks.diff(ctx, name, stat=stat)
+    if as_json:
+        _print_json({"name": name, "stat" if stat else "diff": text})
+        return
+    sys.stdout.write(text)
 
 
 @app.command()
@@ -149,6 +217,8 @@ def clean(
     verb = "would remove" if dry_run else "removed"
     for name in result.removed:
         print(f"{verb} {name}")
+        if name in result.restore_hints:
+            print(f"  restore with: {result.restore_hints[name]}")
     for name, why in result.kept.items():
         print(f"kept {name}: {why}")
     if not result.removed and not result.kept:
@@ -173,14 +243,255 @@ def agents(
 
 
 @app.command()
-def doctor() -> None:
+def doctor(
+    as_json: Annotated[bool, typer.Option("--json", help="Print a JSON array (the exit status still tells).")] = False,
+) -> None:
     """Check tmux, git, the tmux server, the task registry and orphaned worktrees or windows."""
-    checks = tasks.doctor(Path.cwd())
-    for check in checks:
+    checks = doctor_checks.run(Path.cwd())
+    if as_json:
+        _print_json([{"name": c.name, "ok": c.ok, "fatal": c.fatal, "detail": c.detail} for c in checks])
+    for check in [] if as_json else checks:
         mark = "ok" if check.ok else ("FAIL" if check.fatal else "warn")
         print(f"{mark:<5} {check.name}: {render.clean_text(check.detail)}")
     if any(not check.ok and check.fatal for check in checks):
         raise MuxError("doctor found problems")
+
+
+@app.command("completion")
+def completion_script(
+    shell: Annotated[str, typer.Argument(metavar="SHELL", help="bash, zsh or fish.", show_default=False)],
+) -> None:
+    """Print the shell completion script, e.g. `source <(mux completion bash)`."""
+    sys.stdout.write(completion.render(shell, completion.spec_from_app(app)))
+
+
+@app.command("trust")
+def trust_config(
+    yes: Annotated[bool, typer.Option("-y", "--yes", help="Do not ask, even on a terminal.")] = False,
+    show: Annotated[bool, typer.Option("--show", help="Only say whether the file is trusted.")] = False,
+    revoke: Annotated[bool, typer.Option("--revoke", help="Withdraw the approval.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="With --show: print a JSON object.")] = False,
+) -> None:
+    """Approve this repo's .mux.toml as it is now, so its set-up commands and agent overrides may run."""
+    with _repo() as ctx:
+        if revoke:
+            print("approval withdrawn" if tasks.revoke_trust(ctx) else "this repository had no approval")
+            return
+        info = tasks.trust_info(ctx)
+        if show or as_json:
+            _show_trust(info, as_json)
+            return
+        if info.trusted:
+            print(f"{info.path} is already trusted as it is (sha256 {info.sha256[:12]})")
+            return
+        sys.stdout.write(f"--- {info.path} (sha256 {info.sha256[:12]})\n{render.clean_text(info.text)}---\n")
+        allows = ", ".join(info.code_keys) or "nothing beyond what applies untrusted"
+        print(f"trusting it allows: {allows}")
+        if sys.stdin.isatty() and not yes and not typer.confirm("trust this content?", default=False):
+            raise MuxError("not trusted")
+        tasks.approve_config(ctx, info)
+        print(f"trusted {info.path}; after any change to it, run `mux trust` again")
+
+
+def _show_trust(info: tasks.TrustInfo, as_json: bool) -> None:
+    if as_json:
+        _print_json(
+            {
+                "path": str(info.path),
+                "sha256": info.sha256,
+                "trusted": info.trusted,
+                "approved_sha256": info.approved.sha256 if info.approved else None,
+                "approved": info.approved.approved if info.approved else None,
+                "needs_trust": list(info.code_keys),
+            }
+        )
+        return
+    if info.trusted:
+        print(f"{info.path}: trusted (approved {info.approved.approved if info.approved else '?'})")
+    elif info.approved is not None:
+        print(f"{info.path}: changed since it was approved; `mux trust` to approve it as it is now")
+    else:
+        print(f"{info.path}: not trusted; `mux trust` to approve it")
+    if info.code_keys:
+        print(f"keys that need trust: {', '.join(info.code_keys)}")
+
+
+@app.command("init")
+def init_config() -> None:
+    """Write a commented .mux.toml at the root of the main checkout."""
+    with _repo() as ctx:
+        path = tasks.init_config(ctx)
+    print(f"wrote {path}: uncomment what you need; set-up commands run once you `mux trust` it")
+
+
+@app.command("logs")
+def logs(
+    name: NameArg,
+    as_json: Annotated[bool, typer.Option("--json", help="Print a JSON object.")] = False,
+) -> None:
+    """Show the task's set-up log: files copied or linked, set-up commands and their output."""
+    with _repo() as ctx:
+        text = tasks.setup_log(ctx, name)
+    if as_json:
+        _print_json({"name": name, "log": render.clean_text(text)})
+    elif text:
+        sys.stdout.write(render.clean_text(text))
+    else:
+        print(f"{name} has no set-up log (nothing was copied and no set-up command ran)")
+
+
+@app.command("status-line")
+def status_line(
+    tmux_styles: Annotated[bool, typer.Option("--tmux-styles", help="Colour with tmux #[fg=...] styles.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print a JSON object.")] = False,
+) -> None:
+    """One line for tmux's status-right: tasks per state and the names of those that wait.
+
+    Set it with: set -g status-right '#(cd "#{pane_current_path}" && mux status-line --tmux-styles)'
+    Outside a repository it prints nothing, so the status bar stays clean.
+    """
+    try:
+        ctx = tasks.open_repo()
+    except MuxError:
+        return
+    try:
+        reports = tasks.list_reports(ctx, with_changes=False)
+    except MuxError:
+        # The status bar has no room for the message: `mux doctor` or `mux ls` tells it.
+        print("mux: error (see `mux ls`)")
+        return
+    if as_json:
+        _print_json(
+            {
+                "counts": render.state_counts(reports),
+                "waiting": render.waiting_names(reports),
+                "line": render.status_line(reports),
+            }
+        )
+        return
+    print(render.status_line(reports, tmux_styles=tmux_styles))
+
+
+@app.command("next-waiting")
+def next_waiting(
+    after: Annotated[
+        str | None, typer.Option("--from", help="Window id to start after (tmux: #{window_id}).", metavar="WINDOW")
+    ] = None,
+) -> None:
+    """Focus the next task that waits for you (bind it to a key: see the README)."""
+    with _repo() as ctx:
+        task = tasks.next_waiting(ctx, after or tasks.current_window(ctx))
+        if task is None:
+            # From a key binding tmux would show any output in a pane of its own: say it only to a terminal.
+            if sys.stdout.isatty():
+                print("no task is waiting")
+            return
+        tasks.attach(ctx, task.name)
+
+
+@app.command("merge")
+def merge_cmd(
+    name: NameArg,
+    use_merge: Annotated[bool, typer.Option("--merge", help="A merge commit (the default).")] = False,
+    squash: Annotated[bool, typer.Option("--squash", help="One commit with all of the task's changes.")] = False,
+    rebase: Annotated[bool, typer.Option("--rebase", help="The task's commits replayed on the base (linear).")] = False,
+    message: Annotated[
+        str | None, typer.Option("-m", "--message", help="Message for mux's commits (default: the task's prompt).")
+    ] = None,
+    keep: Annotated[bool, typer.Option("--keep", help="Keep the task (window, worktree, branch) afterwards.")] = False,
+    into: Annotated[str | None, typer.Option("--into", help="Merge into this branch, not the task's base.")] = None,
+) -> None:
+    """Bring a task's work home into its base: commit its uncommitted work, merge, then remove the task.
+
+    Refuses, changing nothing, on a conflict (exit 3: `mux sync NAME` hands it to the agent) or when the main
+    checkout has local edits where the merge writes.
+    """
+    chosen = [flag for flag, on in (("merge", use_merge), ("squash", squash), ("rebase", rebase)) if on]
+    if len(chosen) > 1:
+        raise UsageError("give only one of --merge, --squash, --rebase")
+    request = merging.MergeRequest(name, chosen[0] if chosen else "merge", message, keep, into)
+    with _repo() as ctx:
+        try:
+            result = merging.merge(ctx, request)
+        except MergeConflictError as exc:
+            for path in exc.paths:
+                print(render.clean_text(path))
+            raise
+    how = {"merge": "merge commit", "squash": "squashed into", "rebase": "rebased, now at"}[result.strategy]
+    if result.new == result.old:
+        print(f"nothing of {name} to merge: {result.target} already has all of it")
+    else:
+        print(f"merged {name} into {result.target} ({how} {result.new[:12]})")
+    if result.removal is not None:
+        print(f"removed {name}")
+        if result.removal.restore_hint:
+            print(f"restore with: {result.removal.restore_hint}")
+    if result.behind:
+        print(f"behind {result.target} now: {', '.join(result.behind)} (update one with `mux sync NAME`)")
+
+
+@app.command()
+def sync(
+    name: NameArg,
+    rebase: Annotated[bool, typer.Option("--rebase", help="Rebase the task's commits instead of merging.")] = False,
+    ask: Annotated[bool, typer.Option("--ask", help="On a conflict, ask the agent to resolve it.")] = False,
+) -> None:
+    """Bring the base's new commits into the task's branch, in the task's worktree.
+
+    A conflict stays in the task's worktree (never in yours) and the task shows as waiting: exit 3.
+    """
+    with _repo() as ctx:
+        result = merging.sync(ctx, name, rebase=rebase, ask=ask)
+    if result.up_to_date:
+        print(f"{name} is up to date with {result.task.base}")
+        return
+    if not result.conflicts:
+        print(f"synced {name} with {result.task.base}")
+        return
+    for path in result.conflicts:
+        print(render.clean_text(path))
+    asked = (
+        "; the agent was asked to resolve them" if result.asked else f" (`mux sync {name} --ask` asks its agent)"
+    )
+    raise MergeConflictError(
+        f"{name}: {len(result.conflicts)} conflicting file(s) left in {result.task.worktree} to resolve{asked}",
+        result.conflicts,
+    )
+
+
+@app.command()
+def restore(
+    name: NameArg,
+    at: Annotated[
+        str | None, typer.Option("--at", help="The recovery ref's UTC timestamp (default: the latest).")
+    ] = None,
+) -> None:
+    """Recreate a removed task from its recovery ref: branch, worktree with its uncommitted files, window."""
+    with _repo() as ctx:
+        restored = merging.restore(ctx, name, at=at)
+    task = restored.task
+    files = " with its uncommitted files" if restored.with_files else ""
+    print(f"restored {task.name} from {restored.ref}{files}: {task.worktree} (window {task.window})")
+    for ref in restored.submodules:
+        path = ref.split("/", 5)[5]
+        print(f"submodule {path}: its saved state is {ref} (`git submodule update --init {path}`, then fetch it)")
+
+
+@app.command()
+def gc(
+    older_than: Annotated[
+        float, typer.Option("--older-than", help="Drop recovery refs older than this many days.", metavar="DAYS")
+    ],
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Only say what would be dropped.")] = False,
+) -> None:
+    """Drop old recovery refs: the only command that does."""
+    with _repo() as ctx:
+        dropped = merging.gc(ctx, older_than, dry_run=dry_run)
+    verb = "would drop" if dry_run else "dropped"
+    for ref in dropped:
+        print(f"{verb} {ref}")
+    if not dropped:
+        print(f"no recovery ref is older than {older_than:g} days")
 
 
 def main() -> None:

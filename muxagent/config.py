@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 import re
 import tomllib
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -34,11 +34,48 @@ GENERIC_WAITING: tuple[str, ...] = (
     r"(?i)\b(?:continue|proceed)\?[^\n]*\s*\Z",
 )
 
-_PROFILE_KEYS = ("command", "prompt_args", "resume_args", "env", "hooks", "status")
-_STATUS_KEYS = ("idle_after", "waiting", "working", "idle")
-_SETTINGS_KEYS = ("agent", "base", "worktree_dir", "copy", "symlink", "setup", "agents")
+_PROFILE_KEYS = ("command", "prompt_args", "resume_args", "env", "hooks", "status", "auto_trust", "trust_choice")
+_STATUS_KEYS = ("idle_after", "waiting", "working", "idle", "trust", "login")
+_SETTINGS_KEYS = ("agent", "base", "worktree_dir", "copy", "symlink", "setup", "setup_timeout", "agents")
 # Profile names become file names: no separators, no leading dot.
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*\Z")
+
+
+# What `mux init` writes: every key, commented out, with what it does. Valid TOML as it is, and with every
+# `# key = value` line uncommented (a test checks both).
+INIT_TEMPLATE = """\
+# .mux.toml: how mux starts tasks in this repository (see "Configuration" in the mux README).
+# Read from the main checkout only, never from a task's worktree. Every key is optional; the same keys in
+# ~/.config/mux/config.toml apply to all your repositories, and this file overrides them key by key.
+#
+# Keys that run code (setup; an agent's command, env, prompt_args, resume_args, hooks; an `agent` that is a
+# command line; a worktree_dir outside this folder's parent) apply only once `mux trust` approved this exact
+# content. After any change to this file (an edit, a pull, a merge) run `mux trust` again.
+
+# Default agent for `mux new` (a profile name, see `mux agents`).
+# agent = "claude"
+
+# Branch new tasks start from (default: the branch checked out in the main checkout).
+# base = "main"
+
+# Where task worktrees go, relative to this checkout; must contain {task} ({repo} is this folder's name).
+# worktree_dir = "../{repo}.worktrees/{task}"
+
+# Untracked files (say, gitignored local config) copied or linked from this checkout into each new worktree.
+# Globs relative to this folder: no absolute paths, no "..". A .worktreeinclude file (gitignore syntax)
+# is honoured too.
+# copy = [".env", "config/local.*"]
+# symlink = ["data/fixtures-large"]
+
+# Commands run by `sh -c` in each new worktree before its agent starts; output in `mux logs NAME`.
+# setup = ["npm ci", "make dev-db"]
+# Seconds each set-up command may take before it is stopped.
+# setup_timeout = 600
+
+# Per-repo agent profile overrides: the same keys as a profile file (see `mux agents`).
+# [agents.claude]
+# env = { DISABLE_AUTOUPDATER = "1" }
+"""
 
 
 def shipped_profiles_dir() -> Path:
@@ -63,6 +100,8 @@ class Settings:
     copy: tuple[str, ...] = ()
     symlink: tuple[str, ...] = ()
     setup: tuple[str, ...] = ()
+    # Seconds each set-up command may run before it is stopped (a hung `npm ci` must not hold a task forever).
+    setup_timeout: float = 600.0
     # Per-profile overrides from [agents.NAME], user config then repo config merged key by key.
     agents: Mapping[str, Mapping[str, object]] = field(default_factory=dict)
     # Where the repo's part came from, for the trust check: `setup` and agent overrides (command, env, ...)
@@ -70,16 +109,28 @@ class Settings:
     repo_config: Path | None = None
     repo_config_sha256: str | None = None
     repo_keys: frozenset[str] = frozenset()  # e.g. {"setup", "agents.claude.command"}
+    # False when the repo file holds content the user has not approved; what was left out because of it.
+    repo_trusted: bool = True
+    ignored_keys: tuple[str, ...] = ()
 
 
-def load_settings(main_checkout: Path) -> Settings:
-    """The user's config.toml, then `<main_checkout>/.mux.toml`, key by key; errors name file and key."""
+def load_settings(main_checkout: Path, is_trusted: Callable[[Path, str], bool] | None = None) -> Settings:
+    """The user's config.toml, then `<main_checkout>/.mux.toml`, key by key; errors name file and key.
+
+    Keys of the repo file that run code (see `_untrusted_part`) apply only if `is_trusted(main_checkout,
+    sha256)` (by default: the user ran `mux trust` on this content); otherwise they are left out and listed in
+    `ignored_keys`. Always called with the main checkout, so an agent cannot change the config of its own
+    runs by editing the `.mux.toml` in its worktree.
+    """
     values: dict[str, object] = {}
     agents: dict[str, dict[str, object]] = {}
+    unchecked: dict[str, dict[str, object]] = {}  # as written, for the "is there such a profile" check
     agent_origin: dict[str, str] = {}
     repo_keys: set[str] = set()
+    ignored: list[str] = []
     repo_config: Path | None = None
     digest: str | None = None
+    trusted = True
     for path, from_repo in ((user_config_dir() / "config.toml", False), (main_checkout / ".mux.toml", True)):
         data = _read_bytes(path)
         if data is None:
@@ -87,28 +138,35 @@ def load_settings(main_checkout: Path) -> Settings:
         table = _parse_toml(data, path)
         where = str(path)
         _check_settings(table, where)
+        for name, over in _tables(table.get("agents", {})).items():
+            unchecked[name] = _merge(unchecked.get(name, {}), over)
+            agent_origin[name] = where
         if from_repo:
             import hashlib  # only repos with a .mux.toml pay for it
 
             repo_config, digest = path, hashlib.sha256(data).hexdigest()
+            repo_keys.update(_dotted_keys(table))
+            if is_trusted is None:
+                from muxagent import trust
+
+                is_trusted = trust.is_trusted
+            trusted = is_trusted(main_checkout, digest)
+            if not trusted:
+                table, ignored = _untrusted_part(table, main_checkout, agents)
         for key, value in table.items():
             if key == "agents":
-                assert isinstance(value, dict)
-                for name, over in value.items():
+                for name, over in _tables(value).items():
                     agents[name] = _merge(agents.get(name, {}), over)
-                    agent_origin[name] = where
-                    if from_repo:
-                        repo_keys.update(f"agents.{name}.{sub}" for sub in over)
             else:
                 values[key] = value
-                if from_repo:
-                    repo_keys.add(key)
-    for name, table in agents.items():
+    for name, table in unchecked.items():
         if "command" not in table and not _profile_files(name):
             raise ConfigError(
                 f"{agent_origin[name]}: agents.{name}: there is no profile {name!r} to override "
                 "(give it a command to define a new one)"
             )
+    # A profile the repo defined, minus its ignored command, is no profile at all.
+    agents = {name: table for name, table in agents.items() if "command" in table or _profile_files(name)}
     return Settings(
         agent=_opt_str(values, "agent") or Settings.agent,
         base=_opt_str(values, "base"),
@@ -116,11 +174,85 @@ def load_settings(main_checkout: Path) -> Settings:
         copy=tuple(_list(values, "copy")),
         symlink=tuple(_list(values, "symlink")),
         setup=tuple(_list(values, "setup")),
+        setup_timeout=_number(values, "setup_timeout", Settings.setup_timeout),
         agents=agents,
         repo_config=repo_config,
         repo_config_sha256=digest,
         repo_keys=frozenset(repo_keys),
+        repo_trusted=trusted,
+        ignored_keys=tuple(ignored),
     )
+
+
+def untrusted_warning(settings: Settings) -> str | None:
+    """One line for the user when part of the repo config was left out for lack of trust."""
+    if not settings.ignored_keys:
+        return None
+    return (
+        f"{settings.repo_config} is not trusted: ignoring {', '.join(settings.ignored_keys)} "
+        "(read it, then run `mux trust` to allow it)"
+    )
+
+
+def _dotted_keys(table: Mapping[str, object]) -> set[str]:
+    keys: set[str] = set()
+    for key, value in table.items():
+        if key == "agents":
+            keys.update(f"agents.{name}.{sub}" for name, over in _tables(value).items() for sub in over)
+        else:
+            keys.add(key)
+    return keys
+
+
+def _untrusted_part(
+    table: Mapping[str, object], main_checkout: Path, defined: Mapping[str, Mapping[str, object]]
+) -> tuple[dict[str, object], list[str]]:
+    """The repo table without what could run code or write outside the repo's folder, and what was left out.
+
+    `setup` runs commands; an agent's `command`, `env`, `prompt_args`, `resume_args` and `hooks` decide what
+    runs in its pane (screen patterns under `status` do not, and stay); `agent` may be a command line rather
+    than a profile name; `worktree_dir` decides where mux writes a checkout (say, an autostart folder).
+    """
+    kept: dict[str, object] = {}
+    ignored: list[str] = []
+    for key, value in table.items():
+        if key == "agents":
+            overrides: dict[str, object] = {}
+            for name, over in _tables(value).items():
+                ignored += [f"agents.{name}.{sub}" for sub in over if sub != "status"]
+                if "status" in over:
+                    overrides[name] = {"status": over["status"]}
+            kept[key] = overrides
+        elif _unsafe(key, value, main_checkout, defined):
+            ignored.append(key)
+        else:
+            kept[key] = value
+    return kept, ignored
+
+
+def _unsafe(key: str, value: object, main_checkout: Path, defined: Mapping[str, Mapping[str, object]]) -> bool:
+    if key == "setup":
+        return True
+    if key == "agent" and isinstance(value, str):
+        return not (_profile_files(value) or value in defined)
+    if key == "worktree_dir" and isinstance(value, str):
+        return not _near_repo(value, main_checkout)
+    return False
+
+
+def _near_repo(template: str, main_checkout: Path) -> bool:
+    """Whether worktrees made from this template stay in the folder that holds the main checkout."""
+    if template.startswith("~") or os.path.isabs(template):
+        return False
+    relative = template.replace("{repo}", main_checkout.name).replace("{task}", "task")
+    path = os.path.normpath(main_checkout / relative)
+    return main_checkout.parent in Path(path).parents
+
+
+def _tables(value: object) -> dict[str, dict[str, object]]:
+    # Only for tables _check_settings accepted: [agents.NAME] sub-tables.
+    assert isinstance(value, dict)
+    return value
 
 
 def load_profile(name: str, settings: Settings | None = None) -> AgentProfile:
@@ -226,8 +358,10 @@ def _parse_toml(data: bytes, path: Path) -> dict[str, object]:
     except UnicodeDecodeError as exc:
         raise ConfigError(f"{path}: not UTF-8 text (byte {exc.start})") from None
     except tomllib.TOMLDecodeError as exc:
-        # tomllib's message ends with "(at line L, column C)".
-        raise ConfigError(f"{path}: invalid TOML: {exc}") from None
+        # tomllib's message ends with "(at line L, column C)", or "(at end of document)": name the line there too.
+        last = data.decode(errors="replace").count("\n") or 1
+        message = str(exc).replace("(at end of document)", f"(at line {last}, the end of the file)")
+        raise ConfigError(f"{path}: invalid TOML: {message}") from None
 
 
 def _merge(base: Mapping[str, object], over: Mapping[str, object]) -> dict[str, object]:
@@ -267,8 +401,16 @@ def _check_settings(table: Mapping[str, object], where: str) -> None:
                 raise _fail(where, key, f"must be a non-empty string, not {_show(value)}")
             if key == "worktree_dir" and "{task}" not in value:
                 raise _fail(where, key, "must contain {task}, or every task would share one worktree")
-        elif key in ("copy", "symlink", "setup"):
+        elif key in ("copy", "symlink"):
+            for index, pattern in enumerate(_strings(where, key, value)):
+                problem = _outside_checkout(pattern)
+                if problem:
+                    raise _fail(where, f"{key}[{index}]", f"{_show(pattern)} {problem}")
+        elif key == "setup":
             _strings(where, key, value)
+        elif key == "setup_timeout":
+            if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
+                raise _fail(where, key, f"must be a positive number of seconds, not {_show(value)}")
         elif key == "agents":
             if not isinstance(value, dict):
                 raise _fail(where, key, "must be a table of [agents.NAME] tables")
@@ -280,6 +422,17 @@ def _check_settings(table: Mapping[str, object], where: str) -> None:
                 _check_profile(profile, where, f"agents.{name}.")
         else:
             raise _unknown(where, key, _SETTINGS_KEYS)
+
+
+def _outside_checkout(pattern: str) -> str | None:
+    """Why a copy/symlink glob could reach outside the main checkout, or None: they name the repo's own files."""
+    if not pattern.strip():
+        return "is empty"
+    if pattern.startswith("~") or os.path.isabs(pattern):
+        return "is not relative to the repo root"
+    if ".." in pattern.replace("\\", "/").split("/"):
+        return "leaves the repo root ('..')"
+    return None
 
 
 def _check_profile(table: Mapping[str, object], where: str, prefix: str) -> None:
@@ -306,6 +459,16 @@ def _check_profile(table: Mapping[str, object], where: str, prefix: str) -> None
         elif key == "hooks":
             if value not in HOOK_ADAPTERS:
                 raise _fail(where, dotted, f"must be one of {', '.join(HOOK_ADAPTERS)}, not {_show(value)}")
+        elif key == "auto_trust":
+            if not isinstance(value, bool):
+                raise _fail(where, dotted, f"must be true or false, not {_show(value)}")
+        elif key == "trust_choice":
+            if not isinstance(value, str):
+                raise _fail(where, dotted, f"must be a regex string, not {_show(value)}")
+            try:
+                re.compile(value, PATTERN_FLAGS)
+            except re.error as exc:
+                raise _fail(where, dotted, f"bad regex {_show(value)}: {exc}") from None
         elif key == "status":
             if not isinstance(value, dict):
                 raise _fail(where, dotted, "must be a table")
@@ -320,7 +483,7 @@ def _check_status(table: Mapping[str, object], where: str, prefix: str) -> None:
         if key == "idle_after":
             if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
                 raise _fail(where, dotted, f"must be a positive number of seconds, not {_show(value)}")
-        elif key in ("waiting", "working", "idle"):
+        elif key in ("waiting", "working", "idle", "trust", "login"):
             for index, pattern in enumerate(_strings(where, dotted, value)):
                 try:
                     re.compile(pattern, PATTERN_FLAGS)
@@ -342,6 +505,7 @@ def _build_profile(name: str, merged: Mapping[str, object], sources: str) -> Age
     env = merged.get("env", {})
     hooks = merged.get("hooks", "none")
     assert isinstance(env, Mapping) and isinstance(hooks, str)
+    trust_choice = merged.get("trust_choice")
     return AgentProfile(
         name=name,
         command=tuple(command),
@@ -354,7 +518,11 @@ def _build_profile(name: str, merged: Mapping[str, object], sources: str) -> Age
             waiting=tuple(_list(status, "waiting")),
             working=tuple(_list(status, "working")),
             idle=tuple(_list(status, "idle")),
+            trust=tuple(_list(status, "trust")),
+            login=tuple(_list(status, "login")),
         ),
+        auto_trust=merged.get("auto_trust") is True,
+        trust_choice=trust_choice if isinstance(trust_choice, str) else None,
     )
 
 
@@ -363,6 +531,12 @@ def _list(table: Mapping[str, object], key: str) -> list[str]:
     value = table.get(key, [])
     assert isinstance(value, list)
     return value
+
+
+def _number(table: Mapping[str, object], key: str, default: float) -> float:
+    value = table.get(key, default)
+    assert isinstance(value, int | float)
+    return float(value)
 
 
 def _opt_str(table: Mapping[str, object], key: str) -> str | None:

@@ -55,5 +55,13 @@ class ConflictError(MuxError):
     exit_code = 3
 
 
+class MergeConflictError(ConflictError):
+    """A merge, rebase or sync would conflict (or did, in a task's worktree); `paths` are the files involved."""
+
+    def __init__(self, message: str, paths: list[str]) -> None:
+        super().__init__(message)
+        self.paths = paths
+
+
 class WaitTimeoutError(MuxError):
     exit_code = 4

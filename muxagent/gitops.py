@@ -6,6 +6,7 @@ Every call is a plain `git` argv run through `_git`; none goes through a shell. 
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shlex
 import shutil
@@ -18,10 +19,12 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from muxagent.errors import GitError, MuxError, NotARepoError
+from muxagent.errors import GitError, MergeConflictError, MuxError, NotARepoError
 from muxagent.model import Changes
 
 RECOVERY_PREFIX = "refs/mux/recovery/"
+# refs/mux/submodules/<task>/<stamp of its recovery ref>/<submodule path>
+SUBMODULE_PREFIX = "refs/mux/submodules/"
 
 # Variables git exports to hooks. Inherited by mux (an agent may run mux from a hook), they would point every
 # command at another repository or index, e.g. the recovery snapshot would write into the agent's real index.
@@ -205,6 +208,19 @@ def list_worktrees(repo: RepoPaths) -> list[WorktreeInfo]:
     return [_worktree_info(record) for record in _worktree_records(repo.main)]
 
 
+def included_untracked(main: Path, patterns_file: Path) -> list[str]:
+    """Untracked paths of the main checkout that match the gitignore-style patterns in `patterns_file` AND are
+    gitignored (Claude Code's `.worktreeinclude` rule: it only brings over files a checkout cannot have).
+    Folders that match as a whole come as one path ending in `/`."""
+    listed = _git(main, "ls-files", "-z", "--others", "--ignored", "--directory", f"--exclude-from={patterns_file}")
+    paths = [path for path in listed.stdout.split("\0") if path]
+    if not paths:
+        return []
+    # check-ignore exits 1 when none of them is ignored.
+    ignored = _git(main, "check-ignore", "-z", "--stdin", stdin="\0".join(paths) + "\0", ok=(0, 1))
+    return sorted({path for path in ignored.stdout.split("\0") if path})
+
+
 def _worktree_records(cwd: Path) -> list[dict[str, str]]:
     """`git worktree list --porcelain -z` as one {attribute: value} dict per worktree."""
     out = _git(cwd, "worktree", "list", "--porcelain", "-z").stdout
@@ -238,6 +254,9 @@ def add_worktree(repo: RepoPaths, path: Path, branch: str, base: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     target = path.parent.resolve() / path.name
     _git(repo.main, "worktree", "add", "-b", branch, "--", str(target), commit)
+    # A fresh checkout's index is "racily clean": every later read-only `git status` would re-read every file
+    # (and wake every watcher) until something writes the index back. Write it once now.
+    _git(target, "update-index", "-q", "--refresh", ok=(0, 1))
 
 
 def remove_worktree(repo: RepoPaths, path: Path) -> None:
@@ -475,9 +494,11 @@ def _scratch_index(worktree: Path) -> Iterator[dict[str, str]]:
     real = Path(_git(worktree, "rev-parse", "--path-format=absolute", "--git-path", "index").stdout.strip())
     with tempfile.TemporaryDirectory(prefix="mux-index-") as tmp:
         scratch = Path(tmp) / "index"
-        # Starting from the real index keeps its stat data, so `git add` re-reads only changed files.
+        # Starting from the real index keeps its stat data, so `git add` re-reads only changed files. copy2 keeps
+        # the index's mtime too: git re-reads files modified in the same second as the index was written ("racy
+        # git"), and a fresh mtime would hide a same-size edit made in that second from the snapshot.
         if real.exists():
-            shutil.copyfile(real, scratch)
+            shutil.copy2(real, scratch)
         yield {"GIT_INDEX_FILE": str(scratch)}
 
 
@@ -529,7 +550,49 @@ def write_recovery_ref(repo: RepoPaths, name: str, branch: str, worktree: Path |
     commit = commit or tip
     if commit is None:
         raise GitError(f"nothing to save for {name}: no branch '{branch}' and no worktree")
-    return _create_ref(repo, f"{RECOVERY_PREFIX}{name}/{stamp}", commit)
+    ref = _create_ref(repo, f"{RECOVERY_PREFIX}{name}/{stamp}", commit)
+    if worktree is not None and worktree.is_dir():
+        _save_submodules(repo, name, ref.rsplit("/", 1)[-1], worktree)
+    return ref
+
+
+def _save_submodules(repo: RepoPaths, name: str, stamp: str, worktree: Path) -> list[str]:
+    """Push the local state of the worktree's initialised submodules into the repo, under SUBMODULE_PREFIX.
+
+    A linked worktree keeps its submodules' git dirs inside its own git dir, so removing the worktree would drop
+    their commits and files with it. A clean submodule whose HEAD a remote-tracking branch holds is skipped: it
+    can be fetched again.
+    """
+    saved = []
+    for entry in _git(worktree, "ls-files", "-s", "-z").stdout.split("\0"):
+        meta, _, path = entry.partition("\t")
+        sub = worktree / path
+        if not meta.startswith("160000 ") or not (sub / ".git").exists():
+            continue
+        head = _git(sub, "rev-parse", "--verify", "-q", "HEAD", ok=(0, 1)).stdout.strip()
+        if not head:
+            continue
+        status = _status(sub, ignored=True)
+        precious = _precious_ignored(sub, status)
+        commit = head
+        if status.tracked or status.untracked or precious:
+            tree = _snapshot_tree(sub, precious)
+            message = f"{_RECOVERY_SUBJECT}{name} submodule {path} at {stamp}"
+            made = _git(sub, "commit-tree", "--no-gpg-sign", "-p", head, "-m", message, tree, env=_MUX_IDENTITY)
+            commit = made.stdout.strip()
+        elif _git(sub, "branch", "-r", "--contains", head).stdout.strip():
+            continue
+        ref = f"{SUBMODULE_PREFIX}{name}/{stamp}/{path}"
+        _git(sub, *_NO_HOOKS, "push", "--quiet", "--no-verify", str(repo.common_dir), f"{commit}:{ref}")
+        saved.append(ref)
+    return saved
+
+
+def list_submodule_refs(repo: RepoPaths, name: str | None = None) -> list[tuple[str, str]]:
+    """(refname, sha) of saved submodule states, for one task or all."""
+    pattern = f"{SUBMODULE_PREFIX}{name}/" if name else SUBMODULE_PREFIX
+    out = _git(repo.main, "for-each-ref", "--format=%(refname)%00%(objectname)", pattern).stdout
+    return [(ref, sha) for ref, _, sha in (line.partition("\0") for line in out.splitlines() if line)]
 
 
 def _create_ref(repo: RepoPaths, ref: str, commit: str) -> str:
@@ -570,3 +633,283 @@ def diff(worktree: Path, base: str, stat: bool = False, color: bool = False) -> 
         _git(worktree, "add", "--intent-to-add", "--", ".", env=env)
         args = ["diff", "--stat" if stat else "--patch", f"--color={'always' if color else 'never'}"]
         return _git(worktree, *args, "--merge-base", "--end-of-options", base, env=env).stdout
+
+
+# --- merge-back, sync and restore ------------------------------------------------------------------------
+
+# mux's own commits, merges and rebases run no repo hook: a pre-commit hook that reformats or refuses would turn
+# "bring the task home" into a half-done operation in someone else's checkout.
+_NO_HOOKS = ("-c", "core.hooksPath=/dev/null")
+# A user's rebase config must not reach outside the task: update-refs would move other branches that point into
+# the replayed commits, autostash would use the stash.
+_REBASE_SAFE = ("-c", "rebase.autoStash=false", "-c", "rebase.updateRefs=false", "-c", "rebase.autoSquash=false")
+# Fixed dates make a snapshot of the same tree on the same parent the same commit, so the conflict radar can
+# cache its results by commit ids.
+_FIXED_DATES = {"GIT_AUTHOR_DATE": "@0 +0000", "GIT_COMMITTER_DATE": "@0 +0000"}
+_RECOVERY_SUBJECT = "mux recovery: "
+# Files git leaves in a worktree's git dir while a multi-step operation waits for the user.
+_IN_PROGRESS = (
+    ("MERGE_HEAD", "merge"),
+    ("rebase-merge", "rebase"),
+    ("rebase-apply", "rebase or am"),
+    ("CHERRY_PICK_HEAD", "cherry-pick"),
+    ("REVERT_HEAD", "revert"),
+    ("BISECT_LOG", "bisect"),
+)
+
+
+def git_dir(worktree: Path) -> Path:
+    """The worktree's own git dir (main: .git; linked: .git/worktrees/ID), read from disk without running git."""
+    dot_git = worktree / ".git"
+    if dot_git.is_file():
+        text = dot_git.read_text(encoding="utf-8", errors="replace").strip()
+        target = Path(text.removeprefix("gitdir:").strip())
+        return target if target.is_absolute() else (worktree / target).resolve()
+    return dot_git
+
+
+def in_progress(worktree: Path) -> str | None:
+    """The operation (merge, rebase, ...) that `worktree` is in the middle of, or None."""
+    directory = git_dir(worktree)
+    for name, what in _IN_PROGRESS:
+        if (directory / name).exists():
+            return what
+    return None
+
+
+def head_of(worktree: Path) -> tuple[str | None, str | None]:
+    """(HEAD commit, branch short name or None when detached) of a worktree."""
+    head = _git(worktree, "rev-parse", "--verify", "-q", "HEAD", ok=(0, 1)).stdout.strip() or None
+    return head, current_branch(worktree)
+
+
+def branch_tip(repo: RepoPaths, branch: str) -> str | None:
+    return _branch_tip(repo.main, branch)
+
+
+def is_ancestor(repo: RepoPaths, ancestor: str, descendant: str) -> bool:
+    return _git(repo.main, "merge-base", "--is-ancestor", ancestor, descendant, ok=(0, 1)).returncode == 0
+
+
+def branch_users(repo: RepoPaths, branch: str) -> list[tuple[Path, str]]:
+    """(worktree, how) for every worktree that has `branch` checked out, or is rebasing or bisecting it.
+
+    Paths are resolved, so they compare equal to RepoPaths.main.
+    """
+    users: list[tuple[Path, str]] = []
+    full = f"refs/heads/{branch}"
+    for wt in list_worktrees(repo):
+        path = Path(os.path.realpath(wt.path))
+        if wt.branch == branch:
+            users.append((path, "checked out"))
+            continue
+        if not path.is_dir():
+            continue
+        directory = git_dir(path)
+        for sub in ("rebase-merge", "rebase-apply"):
+            head_name = directory / sub / "head-name"
+            if head_name.is_file() and head_name.read_text(encoding="utf-8").strip() == full:
+                users.append((path, "being rebased"))
+        start = directory / "BISECT_START"
+        if start.is_file() and start.read_text(encoding="utf-8").strip() in (branch, full):
+            users.append((path, "being bisected"))
+    return users
+
+
+def dirty_paths(worktree: Path) -> set[str]:
+    """Every path with local state a checkout could overwrite: staged, modified, untracked, precious ignored."""
+    status = _status(worktree, ignored=True)
+    return {*status.tracked, *status.untracked, *_precious_ignored(worktree, status)}
+
+
+def has_changes(worktree: Path) -> bool:
+    """Uncommitted or untracked files (ignored ones not counted): what `git add -A` would commit."""
+    status = _status(worktree)
+    return bool(status.tracked or status.untracked)
+
+
+def changed_paths(repo: RepoPaths, old: str, new: str) -> list[str]:
+    """Paths that differ between two commits (renames as a delete plus an add)."""
+    out = _git(repo.main, "diff", "--name-only", "--no-renames", "-z", old, new).stdout
+    return [p for p in out.split("\0") if p]
+
+
+def merge_trees(repo: RepoPaths, ours: str, theirs: str) -> tuple[str, list[str]]:
+    """(merged tree, conflicting paths) of merging two commits, written to the object store only.
+
+    `git merge-tree --write-tree` touches no worktree, index or ref (git >= 2.38).
+    """
+    args = ["merge-tree", "--write-tree", "--name-only", "--no-messages", "-z", ours, theirs]
+    proc = _git(repo.main, *args, ok=(0, 1))
+    fields = proc.stdout.split("\0")
+    paths = [p for p in fields[1:] if p] if proc.returncode == 1 else []
+    return fields[0].strip(), paths
+
+
+def commit_tree(repo: RepoPaths, tree: str, parents: Sequence[str], message: str) -> str:
+    args = ["commit-tree", tree]
+    for parent in parents:
+        args += ["-p", parent]
+    return _git(repo.main, *args, stdin=message).stdout.strip()
+
+
+def commit_all(worktree: Path, message: str) -> str | None:
+    """Commit everything in the worktree (untracked files too, ignored ones not) on its branch, with no hooks.
+
+    Returns the new commit, or None when there was nothing to commit.
+    """
+    status = _status(worktree)
+    if not (status.tracked or status.untracked):
+        return None
+    _git(worktree, "add", "-A")
+    if _git(worktree, "diff", "--cached", "--quiet", ok=(0, 1)).returncode == 0:
+        return None  # only changes inside submodules, which `add` cannot take
+    _git(worktree, *_NO_HOOKS, "commit", "--no-verify", "-q", "-F", "-", stdin=message)
+    return _git(worktree, "rev-parse", "HEAD").stdout.strip()
+
+
+def dirty_submodules(worktree: Path) -> list[str]:
+    """Submodules with uncommitted or untracked files inside: work no superproject commit or snapshot can hold."""
+    records = iter(_git(worktree, "status", "--porcelain=v2", "-z", "--untracked-files=all").stdout.split("\0"))
+    found = []
+    for record in records:
+        kind, _, rest = record.partition(" ")
+        if kind not in ("1", "2"):
+            continue
+        fields = rest.split(" ", 7 if kind == "1" else 8)
+        if kind == "2":
+            next(records, None)  # a rename's original path
+        sub = fields[1]  # "N..." for a file, "S<commit><modified><untracked>" for a submodule
+        if sub.startswith("S") and (sub[2] == "M" or sub[3] == "U"):
+            found.append(fields[-1])
+    return found
+
+
+def update_branch(repo: RepoPaths, branch: str, new: str, old: str, reason: str) -> None:
+    """Move a branch that no worktree has checked out, only if it still points at `old` (compare-and-swap)."""
+    proc = _git(repo.main, "update-ref", "-m", reason, f"refs/heads/{branch}", new, old, ok=(0, 1, 128))
+    if proc.returncode != 0:
+        raise GitError(f"branch '{branch}' moved while mux was merging into it: nothing was changed, try again")
+
+
+def fast_forward(worktree: Path, new: str) -> None:
+    """Move the branch checked out in `worktree` forward to `new`, updating index and files.
+
+    `git merge --ff-only` refuses rather than overwrite a local change; --no-autostash keeps the user's stash out
+    of it whatever their config says.
+    """
+    _git(worktree, *_NO_HOOKS, "merge", "--ff-only", "--no-autostash", "--no-stat", "-q", new)
+
+
+def worktree_fingerprint(worktree: Path) -> tuple[str | None, str | None, str]:
+    """(HEAD, branch, digest of the names and stat data of every uncommitted or untracked file), one git call.
+
+    Same digest, same files on disk (to the nanosecond mtime): lets the radar reuse a snapshot without making it.
+    """
+    status = _status(worktree)
+    digest = hashlib.sha1((status.head or "").encode())
+    for path in sorted({*status.tracked, *status.untracked}):
+        try:
+            st = os.lstat(worktree / path)
+            digest.update(f"{path}\0{st.st_mtime_ns}\0{st.st_size}\0{st.st_mode}\n".encode(errors="surrogateescape"))
+        except OSError:
+            digest.update(f"{path}\0-\n".encode(errors="surrogateescape"))
+    return status.head, status.branch, digest.hexdigest()
+
+
+def branch_tips(repo: RepoPaths, branches: Sequence[str]) -> dict[str, str]:
+    """Short branch name -> commit for the given branches that exist, in one git call."""
+    out = _git(repo.main, "for-each-ref", "--format=%(refname)%00%(objectname)", "refs/heads/").stdout
+    wanted = set(branches)
+    tips = dict(_short(line).split("\0", 1) for line in out.splitlines() if "\0" in line)
+    return {name: tip for name, tip in tips.items() if name in wanted}
+
+
+def worktree_snapshot(worktree: Path, parent: str) -> str:
+    """A commit of the worktree as it is on disk (untracked files included) on `parent`, via a scratch index.
+
+    Same content, same commit: the identity and dates are fixed.
+    """
+    tree = _snapshot_tree(worktree, [])
+    env = {**_MUX_IDENTITY, **_FIXED_DATES}
+    return _git(worktree, "commit-tree", "-p", parent, "-m", "mux snapshot", tree, env=env).stdout.strip()
+
+
+def rebase_commits(repo: RepoPaths, tip: str, onto: str, scratch: Path) -> str:
+    """`tip`'s commits replayed linearly onto `onto`, in a throwaway detached worktree; returns the new tip.
+
+    Neither the task's worktree nor the main checkout is touched. MergeConflictError if a commit does not apply.
+    """
+    if os.path.lexists(scratch):
+        discard_scratch(repo, scratch)
+    scratch.parent.mkdir(parents=True, exist_ok=True)
+    _git(repo.main, *_NO_HOOKS, "worktree", "add", "--detach", "-f", "--", str(scratch), tip)
+    try:
+        args = [*_NO_HOOKS, *_REBASE_SAFE, "rebase", "--no-autostash", "--no-update-refs", "-q", onto]
+        proc = _git(scratch, *args, ok=(0, 1, 128))
+        if proc.returncode != 0:
+            paths = unmerged_paths(scratch)
+            raise MergeConflictError(f"replaying the task's commits on {onto[:12]} conflicts", paths)
+        return _git(scratch, "rev-parse", "HEAD").stdout.strip()
+    finally:
+        discard_scratch(repo, scratch)
+
+
+def discard_scratch(repo: RepoPaths, scratch: Path) -> None:
+    """Remove a throwaway worktree mux made (rebase-in-progress or not)."""
+    if scratch.is_dir():
+        _git(repo.main, "worktree", "remove", "--force", "--force", "--", str(scratch), ok=(0, 128))
+        shutil.rmtree(scratch, ignore_errors=True)
+    _git(repo.main, "worktree", "prune")
+
+
+def unmerged_paths(worktree: Path) -> list[str]:
+    out = _git(worktree, "diff", "--name-only", "--diff-filter=U", "-z").stdout
+    return sorted({p for p in out.split("\0") if p})
+
+
+def sync_in_worktree(worktree: Path, onto: str, label: str, rebase: bool) -> list[str]:
+    """Merge (or rebase onto) `onto` inside the task's worktree; [] when clean, else the paths left conflicting.
+
+    On a conflict git's own state (MERGE_HEAD, rebase-merge/) stays for the agent to resolve. Any other failure
+    (local changes in the way) is raised with git's words, and git has changed nothing.
+    """
+    if rebase:
+        args = [*_NO_HOOKS, *_REBASE_SAFE, "rebase", "--no-autostash", "--no-update-refs", "-q", onto]
+    else:
+        args = [*_NO_HOOKS, "merge", "--no-autostash", "--no-edit", "--no-stat", "-q", "-m", f"Merge {label}", onto]
+    proc = _git(worktree, *args, env={"GIT_EDITOR": "true"}, ok=(0, 1, 128))
+    if proc.returncode == 0:
+        return []
+    if in_progress(worktree) is not None:
+        return unmerged_paths(worktree) or ["(see `git status` in the worktree)"]
+    raise GitError(f"git {'rebase' if rebase else 'merge'} {label} failed: {_first_line(proc.stderr + proc.stdout)}")
+
+
+def recovery_parts(repo: RepoPaths, commit: str) -> tuple[str, str | None]:
+    """(branch tip, snapshot commit or None) of what a recovery ref points at."""
+    out = _git(repo.main, "log", "-1", "--format=%P%x00%s", commit).stdout
+    parents, _, subject = out.strip("\n").partition("\0")
+    if subject.startswith(_RECOVERY_SUBJECT) and parents.split():
+        return parents.split()[0], commit
+    return commit, None
+
+
+def apply_snapshot(worktree: Path, snapshot: str) -> None:
+    """Put a recovery snapshot's files back in the worktree as uncommitted and untracked changes.
+
+    `checkout --no-overlay` also deletes files the snapshot lacks; the mixed reset leaves the index at HEAD, so
+    nothing is staged behind the user's back.
+    """
+    _git(worktree, *_NO_HOOKS, "checkout", "--no-overlay", "-q", snapshot, "--", ".")
+    _git(worktree, "reset", "-q")
+
+
+def delete_recovery_ref(repo: RepoPaths, ref: str, old: str) -> None:
+    if not ref.startswith((RECOVERY_PREFIX, SUBMODULE_PREFIX)):
+        raise GitError(f"not a recovery ref: {ref}")
+    _git(repo.main, "update-ref", "-d", ref, old)
+
+
+def tree_of(repo: RepoPaths, commit: str) -> str:
+    return _git(repo.main, "rev-parse", f"{commit}^{{tree}}").stdout.strip()

@@ -26,6 +26,9 @@ class StatusRules:
     waiting: tuple[str, ...] = ()
     working: tuple[str, ...] = ()
     idle: tuple[str, ...] = ()
+    # Dialogs that are `waiting` too, named in the reason: the folder-trust question, a login screen.
+    trust: tuple[str, ...] = ()
+    login: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -38,6 +41,10 @@ class AgentProfile:
     env: Mapping[str, str] = field(default_factory=dict)
     hooks: str = "none"
     status: StatusRules = StatusRules()
+    # Answer the agent's folder-trust dialog for a task's worktree when the main checkout is trusted already,
+    # by choosing the menu entry that `trust_choice` (a regex) matches.
+    auto_trust: bool = False
+    trust_choice: str | None = None
 
 
 @dataclass(frozen=True)
@@ -98,6 +105,8 @@ class TaskReport:
     status: TaskStatus
     changes: Changes | None
     conflicts: tuple[Mapping[str, object], ...] = ()
+    # When the monitor last saw files change in the worktree, if it is running.
+    last_change: float | None = None
 
 
 def utc_iso(epoch: float) -> str:

@@ -34,7 +34,8 @@ def clean_text(text: str) -> str:
 
 
 def use_colour(stream: TextIO) -> bool:
-    return stream.isatty() and "NO_COLOR" not in os.environ and os.environ.get("TERM") != "dumb"
+    # no-color.org: NO_COLOR set to anything but the empty string turns colour off.
+    return stream.isatty() and not os.environ.get("NO_COLOR") and os.environ.get("TERM") != "dumb"
 
 
 def json_row(item: TaskReport) -> dict[str, Any]:
@@ -58,6 +59,7 @@ def json_row(item: TaskReport) -> dict[str, Any]:
         "removed_lines": ch.removed_lines if ch else None,
         "created": task.created,
         "last_activity": utc_iso(st.last_activity) if st.last_activity is not None else None,
+        "last_change": utc_iso(item.last_change) if item.last_change is not None else None,
         "exit_status": st.exit_status if st.state is State.EXITED else None,
         "conflicts": [dict(c) for c in item.conflicts],
         "prompt": task.prompt,
@@ -88,6 +90,16 @@ def _commits_cell(ch: Changes | None) -> str:
     return f"↑{ch.ahead} ↓{ch.behind}"
 
 
+def _conflicts_note(item: TaskReport) -> str:
+    """`; conflicts: main (2 files), api (1 file)`, or nothing."""
+    parts = []
+    for clash in item.conflicts:
+        paths = clash.get("paths")
+        count = len(paths) if isinstance(paths, list) else 0
+        parts.append(f"{clash.get('with')} ({count} file{'s' if count != 1 else ''})")
+    return f"; conflicts: {', '.join(parts)}" if parts else ""
+
+
 def table(reports: Sequence[TaskReport], colour: bool) -> str:
     header = ("NAME", "AGENT", "STATE", "CHANGES", "COMMITS", "AGE", "ACTIVE", "REASON")
     now = time.time()
@@ -100,7 +112,7 @@ def table(reports: Sequence[TaskReport], colour: bool) -> str:
             _commits_cell(item.changes),
             age(iso_epoch(item.task.created), now),
             age(item.status.last_activity, now),
-            item.status.reason,
+            item.status.reason + _conflicts_note(item),
         )
         for item in reports
     ]
@@ -113,6 +125,94 @@ def table(reports: Sequence[TaskReport], colour: bool) -> str:
             cells[2] = f"\x1b[{code}m{cells[2]}\x1b[0m"
         lines.append("  ".join(cells).rstrip())
     return "\n".join(lines)
+
+
+# One character per state, the same the monitor puts in window names (monitor.MARKS): `waiting` must stand out.
+STATE_MARKS = {
+    State.WAITING: "?",
+    State.WORKING: "⚙",
+    State.IDLE: "✓",
+    State.STARTING: "…",
+    State.EXITED: "✗",
+    State.MISSING: "✗",
+    State.UNKNOWN: "·",
+}
+# Order of the counts on the status line: what needs the user first.
+_STATUS_ORDER = (State.WAITING, State.WORKING, State.STARTING, State.IDLE, State.EXITED, State.MISSING, State.UNKNOWN)
+# tmux styles for the status line (`#[...]` is how tmux colours text in `status-right`).
+_TMUX_STYLES = {State.WAITING: "fg=red,bold", State.WORKING: "fg=yellow", State.IDLE: "fg=green"}
+_MAX_WAITING_NAMES = 3
+
+
+def state_counts(reports: Sequence[TaskReport]) -> dict[str, int]:
+    counts = {state.value: 0 for state in _STATUS_ORDER}
+    for item in reports:
+        counts[item.status.state.value] += 1
+    return counts
+
+
+def waiting_names(reports: Sequence[TaskReport]) -> list[str]:
+    return [item.task.name for item in reports if item.status.state is State.WAITING]
+
+
+def status_line(reports: Sequence[TaskReport], tmux_styles: bool = False) -> str:
+    """One compact line for tmux's `status-right`: `?2 login-fix,api ●1 ✓3`; empty without tasks.
+
+    Task names hold no `#` (naming rules), so the line is safe inside a tmux format.
+    """
+    counts = state_counts(reports)
+    parts: list[str] = []
+    for state in _STATUS_ORDER:
+        count = counts[state.value]
+        if not count:
+            continue
+        text = f"{STATE_MARKS[state]}{count}"
+        if state is State.WAITING:
+            names = waiting_names(reports)
+            shown = ",".join(names[:_MAX_WAITING_NAMES])
+            more = len(names) - _MAX_WAITING_NAMES
+            text += f" {shown}" + (f",+{more}" if more > 0 else "")
+        style = _TMUX_STYLES.get(state) if tmux_styles else None
+        parts.append(f"#[{style}]{text}#[default]" if style else text)
+    return " ".join(parts)
+
+
+class ProgressLine:
+    """Progress of a long step on stderr: one line redrawn in place with a spinner on a terminal; elsewhere
+    (logs, CI) only each set-up step, once, so nothing floods a log file."""
+
+    _FRAMES = "⠋⠙⠹⠸⠼⠴⠦⠧⠇⠏"
+
+    def __init__(self, stream: TextIO) -> None:
+        self._stream = stream
+        self._tty = stream.isatty() and os.environ.get("TERM") != "dumb"
+        self._frame = 0
+        self._shown = False
+        self._last = ""
+
+    def __call__(self, text: str) -> None:
+        text = clean_text(text)
+        if self._tty:
+            import shutil  # imports bz2 and lzma: only commands that show progress pay for it
+
+            self._frame = (self._frame + 1) % len(self._FRAMES)
+            width = shutil.get_terminal_size((80, 24)).columns - 3
+            self._stream.write(f"\r\x1b[K{self._FRAMES[self._frame]} {text[:width]}")
+            self._stream.flush()
+            self._shown = True
+            return
+        # Without a terminal: one line per set-up step (the elapsed time in brackets changes every poll).
+        head = text.rsplit(" (", 1)[0]
+        if head != self._last and head.startswith("setting up"):
+            self._stream.write(f"mux: {head}\n")
+            self._stream.flush()
+        self._last = head
+
+    def close(self) -> None:
+        if self._shown:
+            self._stream.write("\r\x1b[K")
+            self._stream.flush()
+            self._shown = False
 
 
 def stderr_line(message: str) -> None:

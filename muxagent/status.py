@@ -1,15 +1,18 @@
-"""Pure classification of a task's state from what tmux and the filesystem say about it.
+"""Pure classification of a task's state from hook events, the screen and what tmux says about the pane.
 
-Signals, strongest first: a missing window or worktree, a dead pane, the profile's screen rules (waiting beats
-working beats idle), then how recently the pane printed something.
+Signals, strongest first: a missing window or worktree, a dead pane, the latest hook event (checked against the
+screen, see `_from_hook`), the profile's screen rules (waiting beats working beats idle), then how recently
+the pane printed something.
 """
 
 from __future__ import annotations
 
 import functools
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 
+from muxagent.events import HookEvent
 from muxagent.model import PaneInfo, State, StatusRules, TaskStatus
 
 # A window whose screen is still blank this long after creation is starting, not idle: agents such as Claude Code
@@ -27,6 +30,7 @@ class Observation:
     server_running: bool
     created: float
     now: float
+    events: Sequence[HookEvent] = ()
 
 
 @functools.lru_cache(maxsize=256)
@@ -62,15 +66,71 @@ def classify(obs: Observation, rules: StatusRules) -> TaskStatus:
     screen = normalize_screen(obs.screen)
     if not screen.strip() and obs.now - obs.created < STARTING_GRACE:
         return TaskStatus(State.STARTING, "nothing drawn yet", last_activity=pane.activity)
+    hook = latest_hook(obs.events)
+    if hook is not None:
+        from_hook = _from_hook(hook, pane, screen, rules, obs.now)
+        if from_hook is not None:
+            return from_hook
+    return _from_screen(pane, screen, rules, obs.now)
+
+
+def latest_hook(events: Sequence[HookEvent]) -> HookEvent | None:
+    """The newest event that means a state.
+
+    Codex also reports the turn of a side thread that titles the session, early, while the real turn may still
+    wait for an approval: no thread filter is needed for that, because an open dialog on screen beats an idle
+    hook and output after an idle hook hands over to the screen (see `_from_hook`).
+    """
+    return next((event for event in reversed(events) if event.state is not None), None)
+
+
+def question_on_screen(rules: StatusRules, screen: str) -> str | None:
+    """The reason, if the screen shows something the agent asks a person: trust, login, any other question."""
+    for label, patterns in (("trust dialog", rules.trust), ("login", rules.login), ("screen", rules.waiting)):
+        pattern = first_match(patterns, screen)
+        if pattern is not None:
+            return f"{label}: {pattern}"
+    return None
+
+
+def _from_hook(hook: HookEvent, pane: PaneInfo, screen: str, rules: StatusRules, now: float) -> TaskStatus | None:
+    """The hook's state unless the screen has moved on since; None hands over to the screen rules."""
+    waiting = question_on_screen(rules, screen)
+    working = first_match(rules.working, screen)
+    # window_activity has one-second resolution: only output a full second after the event is newer for sure.
+    output_since = pane.activity > hook.ts + 1
+    quiet = now - pane.activity
+    reason = f"hook: {hook.name}"
+    if hook.state is State.WAITING:
+        if waiting is None and output_since:
+            return None  # the question was answered: the agent has moved on
+        return TaskStatus(State.WAITING, reason, last_activity=pane.activity)
+    if waiting is not None:
+        # A dialog on screen outlives a Stop that raced it, and shows before its own hook arrives.
+        return TaskStatus(State.WAITING, f"{waiting} (after {reason})", last_activity=pane.activity)
+    if hook.state is State.IDLE:
+        if working is not None and output_since:
+            return None  # a new turn the agent has no hook for (a prompt typed in its window)
+        return TaskStatus(State.IDLE, reason, last_activity=pane.activity)
+    if hook.state is State.WORKING:
+        if working is None and quiet >= rules.idle_after:
+            return None  # no busy marker and no output: the turn ended without a hook (crash, lost server)
+        return TaskStatus(State.WORKING, reason, last_activity=pane.activity)
+    return None  # an exit hook with a live pane: the pane decides
+
+
+def _from_screen(pane: PaneInfo, screen: str, rules: StatusRules, now: float) -> TaskStatus:
+    question = question_on_screen(rules, screen)
+    if question is not None:
+        return TaskStatus(State.WAITING, question, last_activity=pane.activity)
     for state, patterns in (
-        (State.WAITING, rules.waiting),
         (State.WORKING, rules.working),
         (State.IDLE, rules.idle),
     ):
         pattern = first_match(patterns, screen)
         if pattern is not None:
             return TaskStatus(state, f"screen: {pattern}", last_activity=pane.activity)
-    quiet = max(0.0, obs.now - pane.activity)
+    quiet = max(0.0, now - pane.activity)
     # window_activity has one-second resolution, so "quiet for idle_after" is judged to within a second.
     if quiet < rules.idle_after:
         return TaskStatus(State.WORKING, f"pane output {quiet:.0f}s ago", last_activity=pane.activity)

@@ -11,7 +11,19 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from muxagent import config, gitops, naming, status
+from muxagent import (
+    adapters,
+    config,
+    events,
+    gitops,
+    intents,
+    monitor_state,
+    naming,
+    radar,
+    status,
+    trust,
+    worktree_setup,
+)
 from muxagent.errors import (
     AgentNotFoundError,
     ConfigError,
@@ -22,7 +34,17 @@ from muxagent.errors import (
     UnknownTaskError,
     WouldLoseWorkError,
 )
-from muxagent.model import AgentProfile, PaneInfo, State, StatusRules, Task, TaskReport, iso_epoch, utc_iso
+from muxagent.model import (
+    AgentProfile,
+    PaneInfo,
+    State,
+    StatusRules,
+    Task,
+    TaskReport,
+    TaskStatus,
+    iso_epoch,
+    utc_iso,
+)
 from muxagent.store import Registry, Store, task_to_dict
 from muxagent.tmux import Tmux
 
@@ -54,7 +76,12 @@ class Context:
 
 def open_repo(cwd: Path | None = None) -> Context:
     repo = gitops.discover(cwd or Path.cwd())
-    return Context(repo=repo, store=Store(repo.common_dir / "mux"), tmux=Tmux())
+    ctx = Context(repo=repo, store=Store(repo.common_dir / "mux"), tmux=Tmux())
+    if intents.pending(ctx.store.root):  # a crashed command left its intent: finish or roll it back first
+        from muxagent import merge  # imported here only: merge builds on this module
+
+        merge.recover(ctx)
+    return ctx
 
 
 def now_iso() -> str:
@@ -158,8 +185,9 @@ class _Undo:
                 step()
 
 
-def new_task(ctx: Context, request: NewRequest) -> Task:
+def new_task(ctx: Context, request: NewRequest, progress: Callable[[str], None] | None = None) -> Task:
     name = naming.validate_name(request.name)
+    _warn_untrusted(ctx)
     profile = config.resolve_agent(request.agent or ctx.settings.agent, ctx.settings)
     if config.command_available(profile) is None:
         raise AgentNotFoundError(
@@ -172,11 +200,14 @@ def new_task(ctx: Context, request: NewRequest) -> Task:
     ctx.tmux.version()
     worktree = worktree_path(ctx, name)
     branch = naming.branch_for(name)
-    argv = list(profile.command)
+    adapter = adapters.install(profile.hooks, ctx.store.root)
+    argv = [*profile.command, *adapter.args]
+    prompt_on_command_line = request.prompt is not None and profile.prompt_args is not None
     if request.prompt is not None and profile.prompt_args is not None:
         argv += config.expand_args(profile.prompt_args, request.prompt)
 
-    with _Undo() as undo, ctx.store.transaction() as registry:
+    intent = intents.intent(ctx.store.root, "new", name=name, worktree=str(worktree), base=base)
+    with intent, _Undo() as undo, ctx.store.transaction() as registry:
         if name in registry:
             raise TaskExistsError(f"task {name!r} already exists")
         if gitops.branch_exists(ctx.repo, branch):
@@ -186,19 +217,20 @@ def new_task(ctx: Context, request: NewRequest) -> Task:
         port = allocate_ports(name, {t.port for t in registry.values()})
         if not worktree.parent.exists():
             undo.push(lambda: _remove_if_empty(worktree.parent))
+        _say(progress, f"checking out {base} into {worktree}")
         gitops.add_worktree(ctx.repo, worktree, branch, base)
         undo.push(lambda: gitops.delete_branch(ctx.repo, branch))
         undo.push(lambda: gitops.remove_worktree(ctx.repo, worktree))
-        env = {
-            **profile.env,
-            "MUX_TASK": name,
-            "MUX_REPO": str(ctx.repo.main),
-            "MUX_WORKTREE": str(worktree),
-            "MUX_PORT": str(port),
-        }
+        intents.crash_point("new:after-worktree")
+        pane_argv = _prepare_worktree(ctx, name, worktree, argv)
+        env = agent_env(ctx, name, worktree, port, profile, adapter)
+        # Claude fires no hook for a prompt given on its command line: the turn it starts is marked here.
+        busy = prompt_on_command_line and profile.hooks != "none"
+        mark_spawn(ctx, name, State.WORKING if busy else None)
         session = naming.session_for(ctx.repo.main)
-        window = ctx.tmux.new_window(session, name, worktree, argv, env, task=name)
+        window = ctx.tmux.new_window(session, name, worktree, pane_argv, env, task=name)
         undo.push(lambda: ctx.tmux.kill_window(window))
+        intents.crash_point("new:after-window")
         task = Task(
             name=name,
             agent=profile.name,
@@ -214,9 +246,95 @@ def new_task(ctx: Context, request: NewRequest) -> Task:
         )
         registry.add(task)
     ctx.store.journal("new", task=task_to_dict(task))
+    if pane_argv != argv:
+        _await_setup(ctx, task, progress)
     if request.prompt is not None and profile.prompt_args is None:
         _paste_when_ready(ctx, task, profile, request.prompt)
     return task
+
+
+def agent_env(
+    ctx: Context, name: str, worktree: Path, port: int, profile: AgentProfile, adapter: adapters.Adapter
+) -> dict[str, str]:
+    return {
+        **profile.env,
+        **adapter.env,
+        "MUX_STATE_DIR": str(ctx.store.root),
+        "MUX_TASK": name,
+        "MUX_REPO": str(ctx.repo.main),
+        "MUX_WORKTREE": str(worktree),
+        "MUX_PORT": str(port),
+    }
+
+
+def mark_spawn(ctx: Context, name: str, state: State | None) -> None:
+    """Start a new run in the task's event log: classification ignores events of earlier runs."""
+    events.append(events.events_path(ctx.store.root, name), events.HookEvent(time.time(), "mux", events.SPAWN, state))
+
+
+def _say(progress: Callable[[str], None] | None, text: str) -> None:
+    if progress is not None:
+        progress(text)
+
+
+def _warn_untrusted(ctx: Context) -> None:
+    warning = config.untrusted_warning(ctx.settings)
+    if warning and warning not in ctx.notes:
+        ctx.notes.append(warning)
+
+
+def _prepare_worktree(ctx: Context, name: str, worktree: Path, argv: list[str]) -> list[str]:
+    """Copy/link the configured files into the new worktree now; return what the task's window runs.
+
+    The `setup` commands run inside the task's window, before the agent (the window runs the set-up runner,
+    which then execs the agent), rather than here: a failing or hanging `npm ci` then leaves a whole task (record,
+    worktree, window with the failure on screen, log) that `mux peek`, `mux logs` and `mux rm` work on, instead of
+    a half-made one, and its output is live in the window while it runs.
+    """
+    settings = ctx.settings
+    include = worktree_setup.read_include_file(ctx.repo.main)
+    included = gitops.included_untracked(ctx.repo.main, include) if include is not None else []
+    placement = worktree_setup.place_files(ctx.repo.main, worktree, settings.copy, settings.symlink, included)
+    ctx.notes.extend(placement.notes)
+    log = worktree_setup.start_log(ctx.store.root, name, [*placement.placed, *placement.notes])
+    if not settings.setup:
+        return argv
+    spec = worktree_setup.Spec(
+        task=name,
+        worktree=str(worktree),
+        commands=list(settings.setup),
+        timeout=settings.setup_timeout,
+        log=str(log),
+        status=str(worktree_setup.status_path(ctx.store.root, name)),
+        agent=argv,
+    )
+    return worktree_setup.runner_argv(worktree_setup.write_spec(ctx.store.root, spec))
+
+
+def _await_setup(ctx: Context, task: Task, progress: Callable[[str], None] | None) -> None:
+    """Wait for the set-up runner in the task's window; SetupError (task kept) if it fails."""
+    steps = len(ctx.settings.setup)
+    # The runner enforces each command's timeout; this only guards against a runner that never reports.
+    deadline = time.monotonic() + steps * (ctx.settings.setup_timeout + 2 * worktree_setup.KILL_GRACE) + 30
+    hint = (
+        f"the task is kept as it is: see `mux logs {task.name}`, then `mux restart {task.name}` to start the agent"
+        f" anyway or `mux rm {task.name}`"
+    )
+    while True:
+        state = worktree_setup.read_progress(ctx.store.root, task.name)
+        if state is not None and state.state == "ok":
+            return
+        if state is not None and state.state == "failed":
+            raise worktree_setup.SetupError(f"set-up of '{task.name}' failed: {state.describe_failure()}; {hint}")
+        pane = pane_of(ctx.tmux.snapshot(), task)
+        if (pane is None or pane.dead) and worktree_setup.read_progress(ctx.store.root, task.name) == state:
+            raise worktree_setup.SetupError(f"the set-up of '{task.name}' stopped without a result; {hint}")
+        if time.monotonic() > deadline:
+            raise worktree_setup.SetupError(f"the set-up of '{task.name}' did not report back in time; {hint}")
+        if state is not None:
+            elapsed = time.time() - state.started
+            _say(progress, f"setting up {task.name} [{state.step}/{state.steps}] {state.command} ({elapsed:.0f}s)")
+        time.sleep(0.1)
 
 
 def _remove_if_empty(directory: Path) -> None:
@@ -265,7 +383,7 @@ def _paste_when_ready(ctx: Context, task: Task, profile: AgentProfile, text: str
     stable_since = time.monotonic()
     while time.monotonic() < deadline:
         screen = status.normalize_screen(ctx.tmux.capture([task.window]).get(task.window, ""))
-        pane = _pane_of(ctx.tmux.snapshot(), task)
+        pane = pane_of(ctx.tmux.snapshot(), task)
         if pane is None or pane.dead:
             ctx.notes.append(f"the agent of '{task.name}' exited before its prompt could be delivered")
             return
@@ -282,7 +400,7 @@ def _paste_when_ready(ctx: Context, task: Task, profile: AgentProfile, text: str
 # ---------------------------------------------------------------------------------------------- mux ls
 
 
-def _pane_of(panes: list[PaneInfo], task: Task) -> PaneInfo | None:
+def pane_of(panes: list[PaneInfo], task: Task) -> PaneInfo | None:
     # Window ids are reused after a tmux server restart: the @mux_task option must match too.
     for pane in panes:
         if pane.window_id == task.window and pane.task == task.name:
@@ -299,7 +417,8 @@ def _rules_for(agent: str, settings: config.Settings | None, cache: dict[str, St
     return cache[agent]
 
 
-def list_reports(ctx: Context) -> list[TaskReport]:
+def list_reports(ctx: Context, with_changes: bool = True) -> list[TaskReport]:
+    """Every task's state (and, unless asked not to, its changes): two tmux calls and parallel git reads."""
     tasks = load_tasks(ctx)
     if not tasks:
         return []
@@ -309,11 +428,11 @@ def list_reports(ctx: Context) -> list[TaskReport]:
     except TmuxError as exc:
         ctx.notes.append(str(exc))
         panes, server_running = [], False
-    pane_by_task = {task.name: _pane_of(panes, task) for task in tasks}
+    pane_by_task = {task.name: pane_of(panes, task) for task in tasks}
     live = [p.pane_id for p in pane_by_task.values() if p is not None and not p.dead]
     screens = ctx.tmux.capture(live) if live else {}
     exists = {task.name: Path(task.worktree).is_dir() for task in tasks}
-    present = [task for task in tasks if exists[task.name]]
+    present = [task for task in tasks if exists[task.name] and with_changes]
     changes = dict(
         zip(
             [t.name for t in present],
@@ -321,8 +440,11 @@ def list_reports(ctx: Context) -> list[TaskReport]:
             strict=True,
         )
     )
+    conflicts = radar.for_tasks(ctx.repo, ctx.store.root, present, changes) if with_changes else {}
     now = time.time()
     rules: dict[str, StatusRules] = {}
+    watched = monitor_state.read(ctx.store.root)
+    last_change = watched.last_change if watched is not None else {}
     reports = []
     for task in tasks:
         pane = pane_by_task[task.name]
@@ -333,14 +455,21 @@ def list_reports(ctx: Context) -> list[TaskReport]:
             server_running=server_running,
             created=iso_epoch(task.created) or 0.0,
             now=now,
+            events=events.read_current_run(events.events_path(ctx.store.root, task.name)),
         )
-        settings = _settings_or_none(ctx)
+        settings = settings_or_none(ctx)
         task_status = status.classify(observation, _rules_for(task.agent, settings, rules))
-        reports.append(TaskReport(task=task, status=task_status, changes=changes.get(task.name)))
+        task_status = _with_setup(ctx, task, pane, task_status)
+        task_status = radar.sync_override(ctx.store.root, Path(task.worktree), task.name, task_status)
+        reports.append(
+            TaskReport(
+                task, task_status, changes.get(task.name), conflicts.get(task.name, ()), last_change.get(task.name)
+            )
+        )
     return reports
 
 
-def _settings_or_none(ctx: Context) -> config.Settings | None:
+def settings_or_none(ctx: Context) -> config.Settings | None:
     try:
         return ctx.settings
     except ConfigError as exc:
@@ -360,7 +489,7 @@ def report(ctx: Context, name: str) -> TaskReport:
 
 
 def _live_pane(ctx: Context, task: Task) -> PaneInfo:
-    pane = _pane_of(ctx.tmux.snapshot(), task)
+    pane = pane_of(ctx.tmux.snapshot(), task)
     if pane is None:
         raise MuxError(f"task {task.name!r} has no tmux window (state missing): `mux rm {task.name}` or restart it")
     return pane
@@ -405,39 +534,52 @@ class Removal:
     def restore_hint(self) -> str | None:
         if self.recovery_ref is None:
             return None
-        return f"git worktree add -b {self.task.branch} '{self.task.worktree}' {self.recovery_ref}"
+        return f"mux restore {self.task.name} --at {self.recovery_ref.rsplit('/', 1)[-1]}"
 
 
 def remove(ctx: Context, name: str, force: bool = False) -> Removal:
-    with ctx.store.transaction() as registry:
-        task = registry.get(name)
-        if task is None:
-            raise UnknownTaskError(f"no task named {name!r} (see `mux ls`)")
-        removal = _remove_locked(ctx, registry, task, force)
-    ctx.store.journal("rm", name=name, recovery_ref=removal.recovery_ref)
+    # The intent lets the next mux finish a removal a crash cut short (muxagent.merge.recover).
+    with intents.intent(ctx.store.root, "rm", name=name):
+        with ctx.store.transaction() as registry:
+            task = registry.get(name)
+            if task is None:
+                raise UnknownTaskError(f"no task named {name!r} (see `mux ls`)")
+            removal = _remove_locked(ctx, registry, task, force)
+        intents.crash_point("rm:after-record")
+        ctx.store.journal("rm", name=name, recovery_ref=removal.recovery_ref)
     return removal
 
 
-def _remove_locked(ctx: Context, registry: Registry, task: Task, force: bool) -> Removal:
+def _remove_locked(ctx: Context, registry: Registry, task: Task, force: bool, save: bool = True) -> Removal:
+    """Window, worktree, branch, record, in that order, after a recovery ref of everything they hold.
+
+    The ref is written even when nothing would be lost, so every removal can be undone with `mux restore`;
+    `save=False` skips it, for callers that know the work is saved already (or that there is none).
+    """
     worktree = Path(task.worktree)
     present = worktree.is_dir()
     has_branch = gitops.branch_exists(ctx.repo, task.branch)
-    lost = gitops.unsaved_work(ctx.repo, worktree if present else None, task.branch, task.base) if has_branch else []
+    # Also without a branch (deleted by hand): the worktree's files may still be the only copy.
+    lost = gitops.unsaved_work(ctx.repo, worktree if present else None, task.branch, task.base)
     if lost and not force:
         raise WouldLoseWorkError(
             f"task {task.name!r} has work that exists nowhere else: {'; '.join(lost)}"
             f" (merge it, or `mux rm --force {task.name}` keeps a recovery ref)"
         )
     ref = None
-    if lost:
+    if save and (lost or has_branch):
         ref = gitops.write_recovery_ref(ctx.repo, task.name, task.branch, worktree if present else None)
-        ctx.store.journal("recovery", name=task.name, ref=ref, lost=lost)
+        ctx.store.journal("recovery", name=task.name, ref=ref, lost=lost, record=task_to_dict(task))
+        intents.crash_point("rm:after-recovery-ref")
     if task.window:
         ctx.tmux.kill_window(task.window)
+        intents.crash_point("rm:after-window")
     if present or any(wt.path == worktree for wt in gitops.list_worktrees(ctx.repo)):
         gitops.remove_worktree(ctx.repo, worktree)
+        intents.crash_point("rm:after-worktree")
     if has_branch:
         gitops.delete_branch(ctx.repo, task.branch)
+        intents.crash_point("rm:after-branch")
     registry.remove(task.name)
     return Removal(task=task, recovery_ref=ref)
 
@@ -446,11 +588,13 @@ def _remove_locked(ctx: Context, registry: Registry, task: Task, force: bool) ->
 class CleanResult:
     removed: list[str]
     kept: dict[str, str]
+    restore_hints: dict[str, str] = field(default_factory=dict)
 
 
 def clean(ctx: Context, dry_run: bool = False) -> CleanResult:
     removed: list[str] = []
     kept: dict[str, str] = {}
+    hints: dict[str, str] = {}
     for item in list_reports(ctx):
         task = item.task
         if item.status.state in ACTIVE_STATES:
@@ -459,94 +603,153 @@ def clean(ctx: Context, dry_run: bool = False) -> CleanResult:
         present = Path(task.worktree).is_dir()
         has_branch = gitops.branch_exists(ctx.repo, task.branch)
         lost = gitops.unsaved_work(ctx.repo, Path(task.worktree) if present else None, task.branch, task.base)
-        if has_branch and lost:
-            kept[task.name] = "; ".join(lost)
+        if lost:
+            kept[task.name] = "; ".join(lost) + ("" if has_branch else f" (branch {task.branch} is gone)")
             continue
-        if not dry_run:
-            remove(ctx, task.name)
+        hint = None if dry_run else remove(ctx, task.name).restore_hint
+        if hint:
+            hints[task.name] = hint
         removed.append(task.name)
-    return CleanResult(removed=removed, kept=kept)
+    return CleanResult(removed=removed, kept=kept, restore_hints=hints)
+
+
+# ---------------------------------------------------------------------------------------------- set-up, trust, tmux
+
+
+def _with_setup(ctx: Context, task: Task, pane: PaneInfo | None, found: TaskStatus) -> TaskStatus:
+    """While the set-up commands run, the task is `starting` (its pane shows their output, not the agent); a
+    pane that died in set-up says so instead of looking like an agent that exited."""
+    if pane is None or found.state not in (State.WORKING, State.IDLE, State.STARTING, State.EXITED, State.WAITING):
+        return found
+    progress = worktree_setup.read_progress(ctx.store.root, task.name)
+    if progress is None or progress.state == "ok" or progress.pane not in (None, pane.pane_id):
+        return found
+    if progress.state == "running" and found.state is not State.EXITED:
+        step = f"[{progress.step}/{progress.steps}] {progress.command}"
+        return replace(found, state=State.STARTING, reason=f"set-up {step}")
+    if progress.state == "failed" and found.state is State.EXITED:
+        return replace(found, reason=f"set-up failed: {progress.describe_failure()}")
+    return found
+
+
+def setup_log(ctx: Context, name: str) -> str:
+    """The task's set-up log: files copied or linked, each set-up command and its output."""
+    naming.validate_name(name)
+    path = worktree_setup.log_path(ctx.store.root, name)
+    try:
+        return path.read_text(encoding="utf-8", errors="replace")
+    except FileNotFoundError:
+        get_task(ctx, name)  # an unknown name is the likelier mistake
+        return ""
+    except OSError as exc:
+        raise MuxError(f"cannot read {path}: {exc.strerror}") from None
+
+
+@dataclass(frozen=True)
+class TrustInfo:
+    """What `mux trust` knows about the repo's `.mux.toml`."""
+
+    path: Path
+    text: str
+    sha256: str
+    trusted: bool
+    approved: trust.Approval | None
+    code_keys: tuple[str, ...]  # the keys that run code or need trust, present in the file
+
+
+def trust_info(ctx: Context) -> TrustInfo:
+    path = ctx.repo.main / ".mux.toml"
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise ConfigError(f"{path} does not exist: nothing to trust (`mux init` writes one)") from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read: {exc.strerror}") from None
+    # Everything, as if trusted: the user must see what approving would allow. Parsed from the very bytes that
+    # are hashed, so what is shown is what is approved.
+    seen: list[str] = []
+
+    def trusted_for_display(_main: Path, digest: str) -> bool:
+        seen.append(digest)
+        return False
+
+    settings = config.load_settings(ctx.repo.main, is_trusted=trusted_for_display)
+    digest = hashlib.sha256(data).hexdigest()
+    if not seen or seen[0] != digest:
+        raise ConfigError(f"{path} changed while it was read: run the command again")
+    approved = trust.approval(ctx.repo.main)
+    return TrustInfo(
+        path=path,
+        text=data.decode("utf-8", errors="replace"),
+        sha256=digest,
+        trusted=approved is not None and approved.sha256 == digest,
+        approved=approved,
+        code_keys=settings.ignored_keys,
+    )
+
+
+def approve_config(ctx: Context, info: TrustInfo) -> trust.Approval:
+    """Approve exactly the content `info` showed (a file changed since is not approved by this)."""
+    return trust.approve(ctx.repo.main, info.sha256)
+
+
+def revoke_trust(ctx: Context) -> bool:
+    return trust.revoke(ctx.repo.main)
+
+
+def config_health(ctx: Context) -> tuple[bool, str, bool]:
+    """For `mux doctor`: (ok, detail, fatal) about the settings and the repo config's trust."""
+    try:
+        settings = config.load_settings(ctx.repo.main)
+    except ConfigError as exc:
+        return False, str(exc), True
+    if settings.repo_config is None:
+        return True, "no .mux.toml (`mux init` writes one)", False
+    if settings.ignored_keys:
+        return False, config.untrusted_warning(settings) or "", False
+    state = "trusted" if settings.repo_trusted else "nothing in it needs trust"
+    return True, f"{settings.repo_config}: {state}", False
+
+
+def init_config(ctx: Context) -> Path:
+    """Write a commented `.mux.toml` at the main checkout's root; never over an existing one."""
+    path = ctx.repo.main / ".mux.toml"
+    try:
+        with open(path, "x", encoding="utf-8") as file:
+            file.write(config.INIT_TEMPLATE)
+    except FileExistsError:
+        raise MuxError(f"{path} already exists: edit it (then `mux trust`)") from None
+    except OSError as exc:
+        raise MuxError(f"cannot write {path}: {exc.strerror}") from None
+    return path
+
+
+def next_waiting(ctx: Context, current_window: str | None = None) -> Task | None:
+    """The waiting task after the one in `current_window` (in creation order, wrapping), or the first."""
+    waiting = [item.task for item in list_reports(ctx, with_changes=False) if item.status.state is State.WAITING]
+    if not waiting:
+        return None
+    windows = [task.window for task in waiting]
+    if current_window in windows:
+        return waiting[(windows.index(current_window) + 1) % len(waiting)]
+    return waiting[0]
+
+
+def current_window(ctx: Context) -> str | None:
+    """The window of the pane this command runs in (TMUX_PANE), if it is on mux's tmux server."""
+    pane_id = os.environ.get("TMUX_PANE")
+    if not pane_id:
+        return None
+    try:
+        panes = ctx.tmux.snapshot()
+    except TmuxError:
+        return None
+    return next((pane.window_id for pane in panes if pane.pane_id == pane_id), None)
 
 
 # ---------------------------------------------------------------------------------------------- agents, doctor
 
 
 def agents(ctx: Context | None) -> list[tuple[AgentProfile, str | None]]:
-    settings = _settings_or_none(ctx) if ctx is not None else None
+    settings = settings_or_none(ctx) if ctx is not None else None
     return [(profile, config.command_available(profile)) for profile in config.list_profiles(settings)]
-
-
-@dataclass(frozen=True)
-class Check:
-    name: str
-    ok: bool
-    detail: str
-    fatal: bool = True
-
-
-MIN_GIT = (2, 38)
-
-
-def doctor(cwd: Path) -> list[Check]:
-    checks = [_check_git(), _check_tmux()]
-    try:
-        ctx = open_repo(cwd)
-    except MuxError as exc:
-        return [*checks, Check("repository", False, str(exc))]
-    checks.append(Check("repository", True, str(ctx.repo.main)))
-    checks.append(_check_server(ctx))
-    checks.extend(_check_store(ctx))
-    return checks
-
-
-def _check_git() -> Check:
-    version = gitops.git_version()
-    ok = version >= MIN_GIT
-    text = ".".join(map(str, version))
-    detail = text if ok else f"{text}: git >= 2.38 is needed for merge pre-checks (`git merge-tree --write-tree`)"
-    return Check("git", ok, detail)
-
-
-def _check_tmux() -> Check:
-    try:
-        return Check("tmux", True, Tmux().version())
-    except TmuxError as exc:
-        return Check("tmux", False, str(exc))
-
-
-def _check_server(ctx: Context) -> Check:
-    socket_name = ctx.tmux.socket or "default"
-    try:
-        running = ctx.tmux.server_running()
-    except TmuxError as exc:
-        return Check("tmux server", False, str(exc))
-    detail = "running" if running else "not running (it starts with the first task)"
-    return Check("tmux server", True, f"{detail}, socket {socket_name}", fatal=False)
-
-
-def _check_store(ctx: Context) -> list[Check]:
-    try:
-        tasks = load_tasks(ctx)
-    except MuxError as exc:
-        return [Check("task registry", False, str(exc))]
-    checks = [Check("task registry", True, f"{len(tasks)} task(s) in {ctx.store.root}")]
-    known = {task.name for task in tasks}
-    problems: list[str] = []
-    for wt in gitops.list_worktrees(ctx.repo):
-        if wt.branch and wt.branch.startswith(naming.BRANCH_PREFIX) and wt.branch[4:] not in known:
-            problems.append(f"worktree {wt.path} has no task record")
-    for task in tasks:
-        if not Path(task.worktree).is_dir():
-            problems.append(f"task '{task.name}' has no worktree ({task.worktree})")
-    session = naming.session_for(ctx.repo.main)
-    try:
-        panes = ctx.tmux.snapshot()
-    except TmuxError:
-        panes = []
-    for pane in panes:
-        if pane.session == session and pane.task and pane.task not in known:
-            problems.append(f"window {pane.window_id} belongs to no task ('{pane.task}')")
-    checks.extend(Check("orphan", False, problem, fatal=False) for problem in problems)
-    if not problems:
-        checks.append(Check("orphans", True, "none"))
-    return checks

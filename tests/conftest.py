@@ -14,6 +14,8 @@ from typing import Any
 
 import pytest
 
+pytest_plugins = ["realagents.plugin"]
+
 TESTS = Path(__file__).resolve().parent
 FAKE_AGENT = TESTS / "fake_agent.py"
 

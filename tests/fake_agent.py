@@ -7,14 +7,35 @@ Commands it understands (one per line):
   busy SECONDS      print a line every 0.1 s for that long
   exit CODE         exit with that status
 anything else is echoed back as "got: ..." (so tests can check text arrives verbatim).
-Arguments on its own command line are treated as a first prompt.
+Arguments on its own command line are treated as a first prompt. With `--settings FILE` (what mux passes Claude
+Code) it runs the hook commands found there, as Claude does: UserPromptSubmit when a prompt arrives,
+PermissionRequest before asking, Stop when the turn is over, with the event as JSON on stdin.
 """
 
 from __future__ import annotations
 
+import json
 import os
+import subprocess
 import sys
 import time
+
+HOOKS: dict[str, list[str]] = {}
+
+
+def fire(event: str) -> None:
+    for command in HOOKS.get(event, []):
+        subprocess.run(command, shell=True, input=json.dumps({"hook_event_name": event}).encode(), check=False)
+
+
+def load_settings(args: list[str]) -> list[str]:
+    if args[:1] != ["--settings"]:
+        return args
+    with open(args[1], encoding="utf-8") as f:
+        settings = json.load(f)
+    for event, entries in settings.get("hooks", {}).items():
+        HOOKS[event] = [hook["command"] for entry in entries for hook in entry["hooks"]]
+    return args[2:]
 
 
 def prompt() -> None:
@@ -30,6 +51,7 @@ def handle(line: str) -> None:
             f.write(text + "\n")
         print(f"wrote {path}")
     elif word == "ask":
+        fire("PermissionRequest")
         sys.stdout.write("Apply the change? (y/n) ")
         sys.stdout.flush()
         answer = sys.stdin.readline().strip()
@@ -48,16 +70,23 @@ def handle(line: str) -> None:
         print(f"got: {line}")
 
 
+def turn(line: str) -> None:
+    fire("UserPromptSubmit")
+    handle(line)
+    fire("Stop")
+
+
 def main() -> None:
+    args = load_settings(sys.argv[1:])
     print(f"fake agent ready in {os.getcwd()} task={os.environ.get('MUX_TASK')} port={os.environ.get('MUX_PORT')}")
-    if len(sys.argv) > 1:
-        handle(" ".join(sys.argv[1:]))
+    if args:
+        turn(" ".join(args))
     while True:
         prompt()
         line = sys.stdin.readline()
         if not line:
             return
-        handle(line.rstrip("\n"))
+        turn(line.rstrip("\n"))
 
 
 if __name__ == "__main__":

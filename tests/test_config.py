@@ -91,7 +91,11 @@ def test_shipped_profiles_match_the_design() -> None:
 
 def screen_state(profile: AgentProfile, screen: str) -> str | None:
     rules = profile.status
-    for state, patterns in (("waiting", rules.waiting), ("working", rules.working), ("idle", rules.idle)):
+    for state, patterns in (
+        ("waiting", rules.trust + rules.login + rules.waiting),
+        ("working", rules.working),
+        ("idle", rules.idle),
+    ):
         if any(re.search(p, screen, PATTERN_FLAGS) for p in patterns):
             return state
     return None
@@ -227,7 +231,8 @@ def test_repo_settings_override_user_settings_key_by_key(tmp_path: Path) -> None
         '[agents.helper]\ncommand = ["helper-bot", "--tui"]\n'
     )
     repo = write(tmp_path / ".mux.toml", repo_text)
-    settings = load_settings(tmp_path)
+    # As if the user ran `mux trust` on it (tests/test_setup_trust.py covers the untrusted case).
+    settings = load_settings(tmp_path, is_trusted=lambda _main, _digest: True)
     assert settings.agent == "codex" and settings.base == "main" and settings.copy == (".env",)
     assert settings.setup == ("npm ci",) and settings.worktree_dir == "../wt/{task}"
     assert settings.symlink == ()

@@ -89,8 +89,18 @@ def test_states_follow_the_agent_working_waiting_idle_exited(repo: Path) -> None
 
 def test_unprofiled_command_line_runs_with_generic_detection(repo: Path, tmp_path: Path) -> None:
     script = tmp_path / "asker.py"
-    script.write_text("import sys\nprint('about to ask')\nanswer = input('Overwrite file? (y/n) ')\nsys.exit(5)\n")
+    script.write_text(
+        "import sys, time\n"
+        "for i in range(80):\n    print(f'step {i}', flush=True)\n    time.sleep(0.1)\n"
+        "input('press Enter to go on ')\n"
+        "answer = input('Overwrite file? (y/n) ')\nsys.exit(5)\n"
+    )
     run_mux("new", "generic", "-a", f"{sys.executable} {script}", cwd=repo)
+    printing = wait_until(lambda: (r := mux_ls(repo)["generic"])["state"] == "working" and r)
+    assert printing["reason"].startswith("pane output")
+    quiet = wait_until(lambda: (r := mux_ls(repo)["generic"])["state"] == "idle" and r, timeout=15)
+    assert quiet["reason"].startswith("pane quiet")
+    run_mux("send", "generic", "", cwd=repo)
     wait_until(lambda: state_of(repo, "generic") == "waiting")
     run_mux("send", "generic", "y", cwd=repo)
     row = wait_until(lambda: (r := mux_ls(repo)["generic"])["exit_status"] is not None and r)

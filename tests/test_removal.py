@@ -83,7 +83,8 @@ def test_rm_force_keeps_a_recovery_ref_that_restores_everything(repo: Path) -> N
     assert ref.startswith("refs/mux/recovery/lost/")
     git(repo, "gc", "-q", "--prune=now")
     restore = next(line.split(": ", 1)[1] for line in out.splitlines() if line.startswith("restore with: "))
-    subprocess.run(restore, shell=True, cwd=repo, check=True, capture_output=True)
+    assert restore.startswith("mux restore lost --at ")
+    run_mux(*restore.split()[1:], cwd=repo)
     assert (worktree / "c.txt").read_text() == "committed\n"
     assert (worktree / "README.md").read_text() == "uncommitted edit\n"
     assert (worktree / "new.txt").read_text() == "untracked\n"

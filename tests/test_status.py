@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from muxagent.events import HookEvent
 from muxagent.model import PaneInfo, State, StatusRules
 from muxagent.status import Observation, classify
 
@@ -77,3 +78,69 @@ def test_blank_screen_is_starting_only_at_first() -> None:
 
 def test_unreadable_screen_is_unknown_not_idle() -> None:
     assert classify(observe(None), RULES).state is State.UNKNOWN
+
+
+def hook(ts: float, state: State | None, name: str = "Ev", source: str = "claude", detail: str = "") -> HookEvent:
+    return HookEvent(ts, source, name, state, detail)
+
+
+CLAUDE_DIALOG = "Do you want to create hello.txt?\n❯ 1. Yes\n  2. No\nEsc to cancel"
+
+
+def test_hook_state_wins_over_a_quiet_screen() -> None:
+    events = [hook(NOW - 20, State.WORKING, "spawn", "mux"), hook(NOW - 10, State.IDLE, "Stop")]
+    result = classify(observe("some output", pane(activity=NOW - 10), events=events), RULES)
+    assert (result.state, result.reason) == (State.IDLE, "hook: Stop")
+
+
+def test_stop_after_a_waiting_notification_does_not_hide_an_open_dialog() -> None:
+    events = [hook(NOW - 3, State.WAITING, "PermissionRequest"), hook(NOW - 2, State.IDLE, "Stop")]
+    result = classify(observe(CLAUDE_DIALOG, pane(activity=NOW), events=events), RULES)
+    assert result.state is State.WAITING
+    assert "after hook: Stop" in result.reason
+
+
+def test_answered_permission_leaves_waiting() -> None:
+    events = [hook(NOW - 10, State.WAITING, "PermissionRequest")]
+    still_open = classify(observe(CLAUDE_DIALOG, pane(activity=NOW), events=events), RULES)
+    assert (still_open.state, still_open.reason) == (State.WAITING, "hook: PermissionRequest")
+    answered = classify(observe("Writing hello.txt\nesc to interrupt", pane(activity=NOW), events=events), RULES)
+    assert (answered.state, answered.reason) == (State.WORKING, "screen: esc to interrupt")
+
+
+def test_dialog_on_screen_before_its_hook_arrives_is_waiting() -> None:
+    events = [hook(NOW - 5, State.WORKING, "PreToolUse")]
+    assert classify(observe(CLAUDE_DIALOG, events=events), RULES).state is State.WAITING
+
+
+def test_working_hook_does_not_stick_when_the_turn_died_without_a_hook() -> None:
+    events = [hook(NOW - 30, State.WORKING, "PreToolUse")]
+    busy = classify(observe("esc to interrupt", pane(activity=NOW - 30), events=events), RULES)
+    assert busy.state is State.WORKING
+    died = classify(observe("API Error: connection refused\n? for shortcuts", pane(activity=NOW - 30), events=events),
+                    RULES)
+    assert (died.state, died.reason) == (State.IDLE, r"screen: \? for shortcuts")
+
+
+def test_codex_title_thread_completion_does_not_hide_its_open_approval() -> None:
+    title_done = [hook(NOW - 4, State.IDLE, "agent-turn-complete", "codex", "title-thread")]
+    approval = "Would you like to run the following command?\n› 1. Yes, proceed (y)\nPress enter to confirm or esc"
+    rules = StatusRules(waiting=(r"Would you like to run the following command",), working=(r"esc to interrupt",))
+    result = classify(observe(approval, pane(activity=NOW), events=title_done), rules)
+    assert result.state is State.WAITING
+    answered = classify(observe("• Working (3s • esc to interrupt)", pane(activity=NOW), events=title_done), rules)
+    assert answered.state is State.WORKING
+
+
+def test_new_turn_without_a_hook_after_idle_is_working() -> None:
+    events = [hook(NOW - 10, State.IDLE, "agent-turn-complete", "codex", "t")]
+    result = classify(observe("• Working (2s • esc to interrupt)", pane(activity=NOW), events=events), RULES)
+    assert result.state is State.WORKING
+
+
+def test_trust_and_login_screens_are_waiting_and_say_so() -> None:
+    rules = StatusRules(trust=(r"Trust this folder\?",), login=(r"Sign in with ChatGPT",), idle=(r"›",))
+    trust = classify(observe("> Trust this folder?\n 1. Trust and continue\n›"), rules)
+    assert (trust.state, trust.reason) == (State.WAITING, r"trust dialog: Trust this folder\?")
+    login = classify(observe("Sign in with ChatGPT\nPress enter to continue"), rules)
+    assert (login.state, login.reason) == (State.WAITING, "login: Sign in with ChatGPT")

@@ -1,0 +1,952 @@
+#!/usr/bin/env python3
+"""Benchmark mux against the raw tmux and git work underneath it (issues 3 and 5).
+
+    python bench/run.py                      # N = 10, 25, 50 tasks; 11 timed runs of each figure
+    python bench/run.py --quick              # a shorter run (fewer tasks, repeats and seconds)
+    python bench/run.py --tasks 10,50 --repeat 21 --json bench.json
+
+Everything runs in a sandbox: a private tmux server (`-L mux-bench-<random>`, `-f /dev/null`), a temp HOME and
+XDG dirs, and a generated repository of a few thousand files. The server and the temp dir are removed at the
+end, on failure and on Ctrl-C too. See bench/README.md for what each figure means and the targets.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import platform
+import random
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from harness import (
+    CHECKOUT,
+    BenchError,
+    CpuSample,
+    Sandbox,
+    Terminated,
+    children,
+    cmdline,
+    install_signal_handlers,
+    interleaved,
+    ratio,
+    read_cpu,
+    summary,
+    timed_run,
+)
+
+# Targets of issues 5 and 3 (medians).
+TARGET_LS_RATIO = {10: 2.0, 50: 1.5}
+TARGET_NEW_RATIO = 1.3
+TARGET_COMPLETION_MS = 100.0
+TARGET_HOOK_MS = 60.0
+TARGET_HOOK_LATENCY_S = 1.0
+TARGET_SCREEN_SLACK_S = 1.0  # screen-only transitions within idle_after + 1 s
+TARGET_MONITOR_CPU_PCT = 3.0
+LINEAR_EXPONENT = 1.1  # t(N) ~ N^k between the smallest and largest N; k <= 1 is at most linear (plus noise)
+
+
+@dataclass(frozen=True)
+class Options:
+    tasks: list[int]
+    repeat: int
+    warmup: int
+    monitor_seconds: float
+    quiet_seconds: float
+    screen_repeat: int
+    churn_repeat: int
+    files: int
+    json_path: Path | None
+    keep: bool
+    quick: bool
+
+
+def parse_args(argv: list[str] | None = None) -> Options:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="shorter run: N = 5,10, 3 repeats, 10 s of monitor")
+    parser.add_argument("--tasks", help="comma-separated task counts (default 10,25,50; quick 5,10)")
+    parser.add_argument("--repeat", type=int, help="timed runs per figure (default 11; quick 3)")
+    parser.add_argument("--warmup", type=int, help="untimed runs before each figure (default 2; quick 1)")
+    parser.add_argument("--monitor-seconds", type=float, help="busy agents' printing time (default 30; quick 10)")
+    parser.add_argument("--quiet-seconds", type=float, help="monitor CPU window with quiet agents (default 10)")
+    parser.add_argument("--screen-repeat", type=int, help="screen-only idle transitions timed (default 3; quick 1)")
+    parser.add_argument("--churn-repeat", type=int, help="timed ls runs after edits (default min(repeat, 5))")
+    parser.add_argument("--files", type=int, help="tracked files in the generated repo (default 3000)")
+    parser.add_argument("--json", dest="json_path", type=Path, help="also write the figures to this file")
+    parser.add_argument("--keep", action="store_true", help="keep the sandbox dir (the tmux server is still killed)")
+    args = parser.parse_args(argv)
+    quick = bool(args.quick)
+    tasks_text = args.tasks or ("5,10" if quick else "10,25,50")
+    try:
+        tasks = sorted({int(part) for part in tasks_text.split(",") if part.strip()})
+    except ValueError:
+        parser.error(f"--tasks: not a list of numbers: {tasks_text!r}")
+    if not tasks or tasks[0] < 2:
+        parser.error("--tasks: every count must be at least 2 (one task takes hook events, one goes quiet)")
+    repeat = args.repeat if args.repeat is not None else (3 if quick else 11)
+    monitor_seconds = args.monitor_seconds if args.monitor_seconds is not None else (10.0 if quick else 30.0)
+    quiet_default = min(10.0, monitor_seconds) if not quick else min(3.0, monitor_seconds)
+    options = Options(
+        tasks=tasks,
+        repeat=max(1, repeat),
+        warmup=max(0, args.warmup if args.warmup is not None else (1 if quick else 2)),
+        monitor_seconds=max(1.0, monitor_seconds),
+        quiet_seconds=max(1.0, args.quiet_seconds if args.quiet_seconds is not None else quiet_default),
+        screen_repeat=max(1, args.screen_repeat if args.screen_repeat is not None else (1 if quick else 3)),
+        churn_repeat=max(1, args.churn_repeat if args.churn_repeat is not None else min(repeat, 5)),
+        files=max(50, args.files if args.files is not None else 3000),
+        json_path=args.json_path,
+        keep=bool(args.keep),
+        quick=quick,
+    )
+    return options
+
+
+def say(text: str) -> None:
+    print(f"[bench {time.strftime('%H:%M:%S')}] {text}", file=sys.stderr, flush=True)
+
+
+def version_of(argv: list[str]) -> str:
+    try:
+        out = subprocess.run(argv, capture_output=True, text=True, timeout=10).stdout.strip()
+    except OSError:
+        return "not found"
+    return out.splitlines()[0] if out else "unknown"
+
+
+def machine_info() -> dict[str, Any]:
+    import importlib.metadata
+
+    def dist(name: str) -> str | None:
+        try:
+            return importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            return None
+
+    return {
+        "uname_m": platform.machine(),
+        "uname": " ".join(platform.uname()),
+        "cores": os.cpu_count(),
+        "python": platform.python_version(),
+        "python_executable": sys.executable,
+        "tmux": version_of(["tmux", "-V"]),
+        "git": version_of(["git", "--version"]),
+        "typer": dist("typer"),
+        "libtmux": dist("libtmux"),
+        "gitpython": dist("GitPython"),
+        "watchdog": dist("watchdog"),
+        "muxagent_checkout": str(CHECKOUT),
+        # .pth files run code at every interpreter start (they are part of the Python startup floor).
+        "site_pth": sorted(p.name for d in site_dirs() for p in Path(d).glob("*.pth")),
+        "loadavg_start": list(os.getloadavg()),
+    }
+
+
+def site_dirs() -> list[str]:
+    import site
+
+    return [d for d in site.getsitepackages() if Path(d).is_dir()]
+
+
+def console_script() -> Path | None:
+    """The `mux` console script installed beside this interpreter, if any."""
+    path = Path(sys.executable).parent / "mux"
+    return path if path.is_file() and os.access(path, os.X_OK) else None
+
+
+# --- the run ------------------------------------------------------------------------------------------------
+
+
+class Bench:
+    def __init__(self, box: Sandbox, options: Options) -> None:
+        self.box = box
+        self.opt = options
+        self.console = console_script()
+        self.results: dict[str, Any] = {}
+        self.names: list[str] = []
+        self.window_of: dict[str, str] = {}
+        self.setup_new: list[float] = []
+        self.tracked: list[str] = []
+        self.edits = 0
+
+    # -- helpers ---------------------------------------------------------------------------------------------
+
+    def ls_rows(self) -> dict[str, dict[str, Any]]:
+        _, rows = self.box.ls()
+        return {row["name"]: row for row in rows}
+
+    def wait_for(self, what: str, check: Callable[[], bool], timeout: float, interval: float = 0.2) -> None:
+        deadline = time.monotonic() + timeout
+        while not check():
+            if time.monotonic() > deadline:
+                raise BenchError(f"timed out after {timeout:.0f}s waiting for {what}")
+            time.sleep(interval)
+
+    def grow_to(self, count: int) -> None:
+        while len(self.names) < count:
+            name = f"t{len(self.names):03d}"
+            elapsed, _ = self.box.mux("new", name, "-a", self.box.agent_command)
+            self.setup_new.append(elapsed)
+            self.names.append(name)
+            # Work in progress, as an agent leaves it: a modified tracked file of its own and a new file.
+            self.edit(name)
+            (self.worktree(name) / f"notes_{name}.txt").write_text("todo\n")
+        rows = self.ls_rows()
+        missing = [n for n in self.names if n not in rows]
+        if missing:
+            raise BenchError(f"mux ls does not list {missing}")
+        self.window_of = {name: str(rows[name]["window"]) for name in self.names}
+        self.wait_for(
+            "every task to draw its prompt",
+            lambda: all(row["state"] not in ("starting", "unknown") for row in self.ls_rows().values()),
+            timeout=60,
+        )
+
+    def worktree(self, name: str) -> Path:
+        return self.box.root / "repo.worktrees" / name
+
+    def edit(self, name: str) -> None:
+        """Append a new line to the task's own tracked file: new content, so a new snapshot for the radar."""
+        if not self.tracked:
+            self.tracked = sorted(p for p in self.box.git(self.box.repo, "ls-files").splitlines() if p.endswith(".py"))
+        index = int(name.lstrip("t")) if name.lstrip("t").isdigit() else len(name)
+        path = self.worktree(name) / self.tracked[(index * 97) % len(self.tracked)]
+        self.edits += 1
+        with open(path, "a", encoding="utf-8") as f:
+            f.write(f"# edit {self.edits} by {name}\n")
+
+    def send_line(self, name: str, text: str) -> None:
+        window = self.window_of[name]
+        self.box.tmux("send-keys", "-t", window, "-l", text)
+        self.box.tmux("send-keys", "-t", window, "Enter")
+
+    # -- ls against its floor --------------------------------------------------------------------------------
+
+    def measure_ls(self, count: int) -> dict[str, Any]:
+        """`mux ls --json` against its floor, steady (nothing changed since the last ls), then right after one
+        task's agent edited a file, then right after every agent did (each timed run preceded by fresh edits)."""
+        box = self.box
+        worktrees = [self.worktree(name) for name in self.names]
+        for path in worktrees:
+            if not path.is_dir():
+                raise BenchError(f"worktree {path} is missing")
+        panes = [
+            "tmux",
+            "-L",
+            box.socket,
+            "list-panes",
+            "-a",
+            "-F",
+            "#{pane_id} #{window_id} #{window_activity} #{pane_dead} #{pane_current_command}",
+        ]
+
+        def floor() -> float:
+            total, _ = timed_run(panes, box.repo, box.env)
+            for path in worktrees:
+                elapsed, _ = timed_run(["git", "--no-optional-locks", "status", "--porcelain"], path, box.env)
+                total += elapsed
+            return total
+
+        def mux_ls(console: Path | None = None) -> float:
+            elapsed, rows = box.ls(console=console)
+            if len(rows) != count:
+                raise BenchError(f"mux ls --json listed {len(rows)} tasks, expected {count}")
+            return elapsed
+
+        def after(edit: Callable[[], None], timed: Callable[[], float]) -> Callable[[], float]:
+            def go() -> float:
+                edit()  # untimed
+                return timed()
+
+            return go
+
+        subjects: dict[str, Callable[[], float]] = {"mux": mux_ls, "floor": floor}
+        if self.console is not None:
+            console = self.console
+            subjects["mux_console"] = lambda: mux_ls(console)
+        samples = interleaved(subjects, self.opt.repeat, self.opt.warmup)
+        result: dict[str, Any] = {name: summary(values) for name, values in samples.items()}
+        result["ratio"] = ratio(result["mux"], result["floor"])
+        result["ratio_console"] = ratio(result["mux_console"], result["floor"]) if self.console else None
+        result["target_ratio"] = TARGET_LS_RATIO.get(count)
+
+        turn = {"next": 0}
+
+        def edit_one() -> None:
+            self.edit(self.names[turn["next"] % len(self.names)])
+            turn["next"] += 1
+
+        def edit_all() -> None:
+            for name in self.names:
+                self.edit(name)
+
+        for key, edit in (("one_changed", edit_one), ("all_changed", edit_all)):
+            churn = interleaved(
+                {"mux": after(edit, mux_ls), "floor": after(edit, floor)},
+                self.opt.churn_repeat,
+                min(1, self.opt.warmup),
+            )
+            result[key] = {name: summary(values) for name, values in churn.items()}
+            result[key]["ratio"] = ratio(result[key]["mux"], result[key]["floor"])
+        return result
+
+    # -- completion ------------------------------------------------------------------------------------------
+
+    def measure_completion(self, count: int) -> dict[str, Any]:
+        box = self.box
+
+        def tasks_via(argv: list[str]) -> Callable[[], float]:
+            def go() -> float:
+                elapsed, proc = timed_run(argv, box.repo, box.env)
+                if len(proc.stdout.split()) != count:
+                    raise BenchError(f"{' '.join(argv)} printed {proc.stdout!r}, expected {count} names")
+                return elapsed
+
+            return go
+
+        subjects = {"tasks": tasks_via(box.mux_argv("_tasks"))}
+        if self.console is not None:
+            subjects["tasks_console"] = tasks_via([str(self.console), "_tasks"])
+        samples = interleaved(subjects, self.opt.repeat, self.opt.warmup)
+        result: dict[str, Any] = {name: summary(values) for name, values in samples.items()}
+        if "tasks_console" not in result:
+            result["tasks_console"] = None
+        # What a user whose PATH finds another `mux` waits for, say a pyenv shim (`pyenv exec` puts the version's
+        # bin dir first on this process's PATH, so the shim is looked for in $PYENV_ROOT/shims too). Informative.
+        on_path = shutil.which("mux", path=box.env.get("PATH"))
+        shim = Path(os.environ.get("PYENV_ROOT", "/nonexistent"), "shims", "mux")
+        if shim.is_file() and os.access(shim, os.X_OK):
+            on_path = str(shim)
+        result["path_mux"] = on_path
+        result["tasks_path"] = None
+        same = self.console is not None and on_path is not None and Path(on_path).resolve() == self.console.resolve()
+        if on_path and not same:
+            try:
+                result["tasks_path"] = summary(interleaved({"p": tasks_via([on_path, "_tasks"])}, 3, 1)["p"])
+            except BenchError as exc:
+                result["tasks_path_error"] = str(exc).splitlines()[0]
+        prog = self.console or box.mux_wrapper
+        bash_samples, candidates = self.bash_completion(prog)
+        if candidates != count:
+            raise BenchError(f"bash completion of `mux attach <TAB>` offered {candidates} names, expected {count}")
+        result["bash"] = summary(bash_samples)
+        result["bash_prog"] = str(prog)
+        result["candidates"] = candidates
+        result["target_ms"] = TARGET_COMPLETION_MS
+        return result
+
+    def bash_completion(self, prog: Path) -> tuple[list[float], int]:
+        """`mux attach <TAB>` in a bash that sourced completions/mux.bash: the time of the completion function,
+        measured inside that shell (what a user waits for after pressing TAB)."""
+        script = r"""
+source "$1"
+prog=$2; reps=$3; warm=$4
+for (( k = 0; k < warm + reps; k++ )); do
+    COMP_WORDS=("$prog" attach ""); COMP_CWORD=2; COMP_LINE="$prog attach "; COMP_POINT=${#COMP_LINE}
+    COMPREPLY=()
+    t0=$EPOCHREALTIME; _mux; t1=$EPOCHREALTIME
+    (( k >= warm )) && echo "$t0 $t1 ${#COMPREPLY[@]}"
+done
+"""
+        completions = CHECKOUT / "completions" / "mux.bash"
+        argv = [
+            "bash",
+            "--norc",
+            "--noprofile",
+            "-c",
+            script,
+            "bench",
+            str(completions),
+            str(prog),
+            str(self.opt.repeat),
+            str(self.opt.warmup),
+        ]
+        _, proc = timed_run(argv, self.box.repo, self.box.env)
+        samples, candidates = [], -1
+        for line in proc.stdout.splitlines():
+            t0, t1, n = line.split()
+            samples.append(float(t1) - float(t0))
+            candidates = int(n)
+        if len(samples) != self.opt.repeat:
+            raise BenchError(f"bash completion loop printed {proc.stdout!r} / {proc.stderr!r}")
+        return samples, candidates
+
+    # -- the hook command ------------------------------------------------------------------------------------
+
+    def hook_env(self, name: str) -> dict[str, str]:
+        return {**self.box.env, "MUX_TASK": name, "MUX_STATE_DIR": str(self.box.state_dir)}
+
+    def run_hook(self, name: str, event: str) -> float:
+        payload = json.dumps({"session_id": "bench", "cwd": str(self.worktree(name)), "hook_event_name": event})
+        argv = [sys.executable, "-P", "-m", "muxagent", "_hook", "claude"]
+        elapsed, _ = timed_run(argv, self.worktree(name), self.hook_env(name), stdin=payload)
+        return elapsed
+
+    def measure_hook(self) -> dict[str, Any]:
+        name = self.names[0]
+        cwd, env = self.worktree(name), self.hook_env(name)
+        payload = json.dumps({"session_id": "bench", "cwd": str(cwd), "hook_event_name": "Stop"})
+
+        def run(argv: list[str], stdin: str | None = None) -> Callable[[], float]:
+            def go() -> float:
+                elapsed, _ = timed_run(argv, cwd, env, stdin=stdin)
+                return elapsed
+
+            return go
+
+        # For comparison only: the same hook without `site` (-S), which is what every interpreter start pays for
+        # .pth files in site-packages; the package is then found through an explicit path.
+        package_parent = str(CHECKOUT)
+        nosite = (
+            f"import sys; sys.path.insert(0, {package_parent!r}); from muxagent.hooks import main; "
+            "sys.exit(main(sys.argv[1:]))"
+        )
+
+        events_file = self.box.state_dir / "events" / f"{name}.jsonl"
+        before = events_file.stat().st_size if events_file.exists() else 0
+        subjects = {
+            "hook": lambda: self.run_hook(name, "Stop"),
+            "python_floor": run([sys.executable, "-P", "-c", "pass"]),
+            "python_floor_nosite": run([sys.executable, "-P", "-S", "-c", "pass"]),
+            "hook_nosite": run([sys.executable, "-P", "-S", "-c", nosite, "claude"], payload),
+        }
+        samples = interleaved(subjects, self.opt.repeat * 3, self.opt.warmup)
+        if not events_file.exists() or events_file.stat().st_size <= before:
+            raise BenchError(f"the hook command appended nothing to {events_file}")
+        result: dict[str, Any] = {key: summary(values) for key, values in samples.items()}
+        result["ratio"] = ratio(result["hook"], result["python_floor"])
+        result["target_ms"] = TARGET_HOOK_MS
+        return result
+
+    # -- transition latency ----------------------------------------------------------------------------------
+
+    def hook_latency(self) -> dict[str, Any]:
+        """Run the real hook command, then poll `mux ls --json` until it shows the state the event means."""
+        name = self.names[0]
+        state = self.ls_rows()[name]["state"]
+        samples: list[float] = []
+        polls: list[int] = []
+        timeouts = 0
+        for index in range(self.opt.warmup + self.opt.repeat):
+            event, target = ("Stop", "idle") if state == "waiting" else ("PermissionRequest", "waiting")
+            time.sleep(random.uniform(0.0, 0.3))
+            start = time.perf_counter()
+            self.run_hook(name, event)
+            count = 0
+            while True:
+                _, rows = self.box.ls()
+                count += 1
+                row = next(r for r in rows if r["name"] == name)
+                if row["state"] == target and event in str(row["reason"]):
+                    elapsed = time.perf_counter() - start
+                    break
+                if time.perf_counter() - start > 10:
+                    elapsed = math.inf
+                    break
+            state = row["state"]
+            if index < self.opt.warmup:
+                continue
+            if math.isinf(elapsed):
+                timeouts += 1
+            else:
+                samples.append(elapsed)
+                polls.append(count)
+        if not samples:
+            raise BenchError(f"no hook event ever showed in mux ls ({timeouts} timeouts)")
+        result = summary(samples)
+        result.update(
+            timeouts=timeouts,
+            ls_polls_median=sorted(polls)[len(polls) // 2],
+            target_ms=TARGET_HOOK_LATENCY_S * 1000,
+        )
+        return result
+
+    def screen_latency(self) -> dict[str, Any]:
+        """A command agent (no hooks) prints for 1 s and goes quiet: time from its last output to `mux ls` idle.
+
+        Then `ls` keeps being polled for idle_after + 2 s: a quiet agent must stay idle (anything that writes to
+        its pane, a terminal bell included, refreshes tmux's window activity and would make it look busy)."""
+        name = self.names[1]
+        marker = self.box.markers / name
+        idle_after = generic_idle_after(self.box.agent_command)
+        samples: list[float] = []
+        reasons: list[str] = []
+        relapses: list[str] = []
+        for _ in range(self.opt.screen_repeat):
+            marker.unlink(missing_ok=True)
+            self.send_line(name, "busy 1")
+            self.wait_for(f"{name} to be working", lambda: self.ls_rows()[name]["state"] == "working", timeout=10)
+            deadline = time.monotonic() + 30 + idle_after
+            while True:
+                row = self.ls_rows()[name]
+                seen = time.time()
+                if row["state"] == "idle" and marker.exists():
+                    break
+                if time.monotonic() > deadline:
+                    raise BenchError(f"{name} never went idle in mux ls (last: {row['state']}, {row['reason']})")
+                time.sleep(0.02)
+            samples.append(seen - float(marker.read_text().strip()))
+            reasons.append(str(row["reason"]))
+            watch_until = time.monotonic() + idle_after + 2
+            while time.monotonic() < watch_until:
+                row = self.ls_rows()[name]
+                if row["state"] != "idle":
+                    relapses.append(f"{time.time() - seen:.1f}s after idle: {row['state']} ({row['reason']})")
+                time.sleep(0.1)
+        result = summary(samples)
+        result.update(
+            idle_after_s=idle_after,
+            reasons=reasons,
+            target_ms=round((idle_after + TARGET_SCREEN_SLACK_S) * 1000, 1),
+            stays_idle=not relapses,
+            relapses=relapses,
+        )
+        return result
+
+    # -- the monitor -----------------------------------------------------------------------------------------
+
+    def monitor_pid(self) -> int:
+        out = self.box.tmux("list-panes", "-a", "-F", "#{session_name} #{pane_pid}")
+        for line in out.splitlines():
+            session, _, pid_text = line.partition(" ")
+            if not session.endswith("-monitor"):
+                continue
+            pid = int(pid_text)
+            # The pane may run the monitor directly or through a shell: take the process that is the monitor.
+            for candidate in [pid, *children(pid)]:
+                if "_monitor" in cmdline(candidate):
+                    return candidate
+        raise BenchError(f"no monitor process found in the tmux server's panes:\n{out}")
+
+    def cpu_window(self, pids: dict[str, int], seconds: float) -> dict[str, Any]:
+        first = {key: read_cpu(pid) for key, pid in pids.items()}
+        rss: list[int] = [first["monitor"].rss_kib]
+        end = time.monotonic() + seconds
+        while (left := end - time.monotonic()) > 0:
+            time.sleep(min(1.0, left))
+            rss.append(read_cpu(pids["monitor"]).rss_kib)
+        last = {key: read_cpu(pid) for key, pid in pids.items()}
+
+        def pct(a: CpuSample, b: CpuSample, with_children: bool) -> float:
+            used = b.own_s - a.own_s + ((b.children_s - a.children_s) if with_children else 0.0)
+            return round(100.0 * used / (b.at - a.at), 2)
+
+        return {
+            "seconds": round(last["monitor"].at - first["monitor"].at, 2),
+            "cpu_pct": pct(first["monitor"], last["monitor"], False),
+            "cpu_pct_with_children": pct(first["monitor"], last["monitor"], True),
+            "tmux_server_cpu_pct": pct(first["tmux"], last["tmux"], False),
+            "rss_start_kib": rss[0],
+            "rss_end_kib": rss[-1],
+            "rss_max_kib": max(rss),
+            "rss_samples_kib": rss,
+        }
+
+    def monitor_quiet(self) -> dict[str, Any]:
+        pids = {"monitor": self.monitor_pid(), "tmux": self.box.server_pid()}
+        result = self.cpu_window(pids, self.opt.quiet_seconds)
+        result["target_pct"] = TARGET_MONITOR_CPU_PCT
+        return result
+
+    def monitor_busy(self) -> dict[str, Any]:
+        busy = self.names[: min(10, len(self.names))]
+        pids = {"monitor": self.monitor_pid(), "tmux": self.box.server_pid()}
+        seconds = self.opt.monitor_seconds
+        for name in busy:
+            (self.box.markers / name).unlink(missing_ok=True)
+        for name in busy:
+            self.send_line(name, f"busy {math.ceil(seconds + 1)}")
+        time.sleep(0.5)
+        result = self.cpu_window(pids, seconds)
+        result.update(agents=len(busy), target_pct=TARGET_MONITOR_CPU_PCT)
+        self.wait_for(
+            "the busy agents to finish", lambda: all((self.box.markers / n).exists() for n in busy), timeout=30
+        )
+        return result
+
+    # -- mux new against git worktree add + tmux new-window ------------------------------------------------
+
+    def measure_new(self) -> dict[str, Any]:
+        box = self.box
+        session = str(self.ls_rows()[self.names[0]]["session"])
+        counter = {"mux": 0, "hand": 0}
+
+        def mux_new() -> float:
+            counter["mux"] += 1
+            name = f"new{counter['mux']:03d}"
+            elapsed, _ = box.mux("new", name, "-a", box.agent_command)
+            box.mux("rm", name, "--force")  # untimed
+            return elapsed
+
+        def hand_new() -> float:
+            counter["hand"] += 1
+            name = f"hand{counter['hand']:03d}"
+            path = box.root / "hand" / name
+            add = ["git", "worktree", "add", "-q", "-b", f"hand/{name}", str(path), "main"]
+            window = [
+                "tmux", "-L", box.socket, "new-window", "-d", "-P", "-F", "#{window_id}", "-t", f"={session}:",
+                "-n", name, "-c", str(path), "--", *box.agent_command.split(),
+            ]  # fmt: skip
+            first, _ = timed_run(add, box.repo, box.env)
+            second, proc = timed_run(window, box.repo, box.env)
+            # untimed clean-up
+            box.tmux("kill-window", "-t", proc.stdout.strip(), check=False)
+            box.git(box.repo, "worktree", "remove", "--force", str(path))
+            box.git(box.repo, "branch", "-D", f"hand/{name}")
+            return first + second
+
+        samples = interleaved({"mux": mux_new, "hand": hand_new}, self.opt.repeat, self.opt.warmup)
+        result: dict[str, Any] = {key: summary(values) for key, values in samples.items()}
+        result["ratio"] = ratio(result["mux"], result["hand"])
+        result["target_ratio"] = TARGET_NEW_RATIO
+        return result
+
+    # -- the whole run ---------------------------------------------------------------------------------------
+
+    def run(self) -> dict[str, Any]:
+        opt = self.opt
+        box = self.box
+        results = self.results
+        results["date"] = datetime.now(UTC).isoformat(timespec="seconds")
+        results["machine"] = machine_info()
+        results["options"] = {
+            "tasks": opt.tasks,
+            "repeat": opt.repeat,
+            "warmup": opt.warmup,
+            "monitor_seconds": opt.monitor_seconds,
+            "quiet_seconds": opt.quiet_seconds,
+            "screen_repeat": opt.screen_repeat,
+            "churn_repeat": opt.churn_repeat,
+            "files": opt.files,
+            "quick": opt.quick,
+            "console_script": str(self.console) if self.console else None,
+            "mux_argv": [sys.executable, "-m", "muxagent"],
+        }
+        say(f"sandbox {box.root}, tmux socket {box.socket}")
+        box.start_server()
+        started = time.perf_counter()
+        results["repo"] = box.build_repo(opt.files)
+        results["repo"]["build_s"] = round(time.perf_counter() - started, 2)
+        say(f"repo: {results['repo']}")
+        results.update(ls={}, completion={}, hook_latency={}, monitor_quiet={})
+        monitor_level = 10 if 10 in opt.tasks else opt.tasks[0]
+        for count in opt.tasks:
+            say(f"starting tasks up to N={count}")
+            self.grow_to(count)
+            key = str(count)
+            say(f"N={count}: mux ls --json against list-panes + {count} git status")
+            results["ls"][key] = self.measure_ls(count)
+            say(f"N={count}: completion")
+            results["completion"][key] = self.measure_completion(count)
+            if count == opt.tasks[0]:
+                say("the hook command")
+                results["hook"] = self.measure_hook()
+            say(f"N={count}: hook-driven transition latency")
+            results["hook_latency"][key] = self.hook_latency()
+            if count == opt.tasks[0]:
+                say("mux new against git worktree add + tmux new-window")
+                results["new"] = self.measure_new()
+            say(f"N={count}: monitor CPU with quiet agents ({opt.quiet_seconds:.0f}s)")
+            results["monitor_quiet"][key] = self.monitor_quiet()
+            if count == monitor_level:
+                say("screen-only transition latency")
+                results["screen_latency"] = self.screen_latency()
+                say(f"monitor CPU with {min(10, count)} agents printing for {opt.monitor_seconds:.0f}s")
+                results["monitor_busy"] = self.monitor_busy()
+                results["monitor_busy"]["tasks"] = count
+            self.checkpoint()
+        results["new"]["setup_new"] = summary(self.setup_new)
+        results["ls_growth"] = growth(results["ls"])
+        results["machine"]["loadavg_end"] = list(os.getloadavg())
+        results["elapsed_s"] = round(time.perf_counter() - started, 1)
+        results["complete"] = True
+        return results
+
+    def checkpoint(self) -> None:
+        """Write what is measured so far (`"complete": false`), so a run cut short still leaves its figures."""
+        if self.opt.json_path is not None:
+            write_json(self.opt.json_path, {**self.results, "complete": False})
+
+
+def generic_idle_after(agent_command: str) -> float:
+    """The idle_after mux applies to a command line without a profile (read from the checkout's mux)."""
+    sys.path.insert(0, str(CHECKOUT))
+    try:
+        from muxagent import config
+
+        return float(config.resolve_agent(agent_command, None).status.idle_after)
+    except Exception:  # an older or newer mux layout: the documented default
+        return 3.0
+
+
+GROWTH_SERIES: dict[str, tuple[str, ...]] = {
+    "mux": ("mux",),
+    "mux_console": ("mux_console",),
+    "floor": ("floor",),
+    "mux_one_changed": ("one_changed", "mux"),
+    "floor_one_changed": ("one_changed", "floor"),
+    "mux_all_changed": ("all_changed", "mux"),
+    "floor_all_changed": ("all_changed", "floor"),
+}
+
+
+def growth(ls: dict[str, Any]) -> dict[str, Any]:
+    """How `mux ls` and its floor grow with N: the exponent k of t ~ N^k between the smallest and largest N, and
+    the cost of each extra task between consecutive N."""
+    counts = sorted(int(k) for k in ls)
+    result: dict[str, Any] = {"counts": counts, "target_exponent": LINEAR_EXPONENT}
+    verdicts = []
+    for series, path in GROWTH_SERIES.items():
+        medians = []
+        for n in counts:
+            node: Any = ls[str(n)]
+            for part in path:
+                node = node.get(part) if isinstance(node, dict) else None
+            if not node:
+                break
+            medians.append(float(node["median_ms"]))
+        if len(medians) != len(counts):
+            continue
+        per_task = [
+            round((medians[i + 1] - medians[i]) / (counts[i + 1] - counts[i]), 2) for i in range(len(counts) - 1)
+        ]
+        exponent = (
+            round(math.log(medians[-1] / medians[0]) / math.log(counts[-1] / counts[0]), 3)
+            if len(counts) > 1 and medians[0] > 0
+            else None
+        )
+        result[series] = {"median_ms": medians, "ms_per_extra_task": per_task, "exponent": exponent}
+        if series.startswith("mux") and exponent is not None:
+            verdicts.append(exponent <= LINEAR_EXPONENT)
+    result["at_most_linear"] = all(verdicts)
+    return result
+
+
+# --- the report ---------------------------------------------------------------------------------------------
+
+
+def mark(ok: bool | None) -> str:
+    return "" if ok is None else ("ok" if ok else "MISSED")
+
+
+def table(results: dict[str, Any]) -> str:
+    rows: list[tuple[str, str, str, str, str, str]] = []
+
+    def add(figure: str, value: str, floor: str = "", rel: str = "", target: str = "", ok: bool | None = None) -> None:
+        rows.append((figure, value, floor, rel, target, mark(ok)))
+
+    def ms(s: dict[str, Any] | None) -> str:
+        if not s:
+            return "-"
+        return f"{s['median_ms']:.1f} ms [{s['min_ms']:.0f}-{s['p90_ms']:.0f}]"
+
+    for key, item in results["ls"].items():
+        target = item["target_ratio"]
+        add(
+            f"mux ls --json, N={key}",
+            ms(item["mux"]),
+            ms(item["floor"]),
+            f"{item['ratio']:.2f}x",
+            f"<= {target}x" if target else "",
+            item["ratio"] <= target if target else None,
+        )
+        if item.get("mux_console"):
+            add(
+                f"  via console script, N={key}",
+                ms(item["mux_console"]),
+                ms(item["floor"]),
+                f"{item['ratio_console']:.2f}x",
+            )
+    for key, item in results["ls"].items():
+        for churn, label in (("one_changed", "one task edited"), ("all_changed", "every task edited")):
+            add(
+                f"mux ls --json, N={key}, {label}",
+                ms(item[churn]["mux"]),
+                ms(item[churn]["floor"]),
+                f"{item[churn]['ratio']:.2f}x",
+            )
+    grow = results["ls_growth"]
+    for series, floor_series, label in (
+        ("mux", "floor", "steady"),
+        ("mux_one_changed", "floor_one_changed", "one task edited"),
+        ("mux_all_changed", "floor_all_changed", "every task edited"),
+    ):
+        mux_g, floor_g = grow.get(series), grow.get(floor_series)
+        if not mux_g or not floor_g or mux_g["exponent"] is None:
+            continue
+        ok = mux_g["exponent"] <= LINEAR_EXPONENT
+        add(
+            f"ls growth k (t ~ N^k), {label}",
+            f"{mux_g['exponent']:.2f}",
+            f"{floor_g['exponent']:.2f}",
+            "",
+            f"<= {LINEAR_EXPONENT}",
+            ok,
+        )
+        add(
+            f"  ms per extra task, {label}",
+            ", ".join(f"{v:.1f}" for v in mux_g["ms_per_extra_task"]),
+            ", ".join(f"{v:.1f}" for v in floor_g["ms_per_extra_task"]),
+        )
+    new = results["new"]
+    add(
+        "mux new",
+        ms(new["mux"]),
+        ms(new["hand"]),
+        f"{new['ratio']:.2f}x",
+        f"<= {TARGET_NEW_RATIO}x",
+        new["ratio"] <= TARGET_NEW_RATIO,
+    )
+    add("  mux new while growing tasks", ms(new["setup_new"]))
+    for key, item in results["completion"].items():
+        add(
+            f"TAB: bash `mux attach <TAB>`, N={key}",
+            ms(item["bash"]),
+            "",
+            "",
+            f"< {TARGET_COMPLETION_MS:.0f} ms",
+            item["bash"]["median_ms"] < TARGET_COMPLETION_MS,
+        )
+        add(
+            f"  mux _tasks (python -m), N={key}",
+            ms(item["tasks"]),
+            "",
+            "",
+            f"< {TARGET_COMPLETION_MS:.0f} ms",
+            item["tasks"]["median_ms"] < TARGET_COMPLETION_MS,
+        )
+        if item.get("tasks_console"):
+            add(f"  mux _tasks (console script), N={key}", ms(item["tasks_console"]))
+        if item.get("tasks_path"):
+            add(f"  mux _tasks via PATH ({item['path_mux']})", ms(item["tasks_path"]))
+    hook = results["hook"]
+    add(
+        "hook command (_hook claude, Stop)",
+        ms(hook["hook"]),
+        ms(hook["python_floor"]) + " python -P -c pass",
+        f"{hook['ratio']:.2f}x",
+        f"< {TARGET_HOOK_MS:.0f} ms",
+        hook["hook"]["median_ms"] < TARGET_HOOK_MS,
+    )
+    if hook.get("hook_nosite"):
+        add(
+            "  the same hook under python -S (idea)",
+            ms(hook["hook_nosite"]),
+            ms(hook["python_floor_nosite"]) + " python -P -S -c pass",
+        )
+    for key, item in results["hook_latency"].items():
+        timeouts = f", {item['timeouts']} timeouts" if item["timeouts"] else ""
+        add(
+            f"hook event -> ls shows it, N={key}",
+            ms(item) + timeouts,
+            f"{item['ls_polls_median']} ls poll(s)",
+            "",
+            f"< {item['target_ms'] / 1000:.0f} s",
+            item["median_ms"] < item["target_ms"] and not item["timeouts"],
+        )
+    screen = results["screen_latency"]
+    add(
+        "last output -> ls shows idle",
+        ms(screen),
+        f"idle_after {screen['idle_after_s']:.1f} s",
+        "",
+        f"< {screen['target_ms'] / 1000:.1f} s",
+        screen["median_ms"] < screen["target_ms"],
+    )
+    if "stays_idle" in screen:
+        relapses = screen["relapses"]
+        add(
+            "  quiet agent stays idle afterwards",
+            "yes" if screen["stays_idle"] else f"no: {len(relapses)} ls runs said otherwise",
+            "",
+            "",
+            "stays idle",
+            screen["stays_idle"],
+        )
+    for key, item in results["monitor_quiet"].items():
+        add(
+            f"monitor CPU, N={key} quiet agents",
+            f"{item['cpu_pct']:.2f}% ({item['cpu_pct_with_children']:.2f}% w/ children)",
+            f"tmux server {item['tmux_server_cpu_pct']:.2f}%",
+            "",
+            f"< {TARGET_MONITOR_CPU_PCT:.0f}%",
+            item["cpu_pct_with_children"] < TARGET_MONITOR_CPU_PCT,
+        )
+    busy = results["monitor_busy"]
+    add(
+        f"monitor CPU, {busy['agents']} agents printing {busy['seconds']:.0f}s",
+        f"{busy['cpu_pct']:.2f}% ({busy['cpu_pct_with_children']:.2f}% w/ children)",
+        f"tmux server {busy['tmux_server_cpu_pct']:.2f}%",
+        "",
+        f"< {TARGET_MONITOR_CPU_PCT:.0f}%",
+        busy["cpu_pct_with_children"] < TARGET_MONITOR_CPU_PCT,
+    )
+    add(
+        "  monitor RSS start -> end (max)",
+        f"{busy['rss_start_kib'] / 1024:.1f} -> {busy['rss_end_kib'] / 1024:.1f} MiB "
+        f"({busy['rss_max_kib'] / 1024:.1f})",
+    )
+
+    header = ("figure", "mux: median [min-p90]", "floor / reference", "ratio", "target", "")
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(6)]
+    lines = [
+        "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
+        for row in [header, *rows]
+    ]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    machine = results["machine"]
+    intro = (
+        f"mux benchmark, {results['date']}: {machine['uname_m']}, {machine['cores']} cores, Python "
+        f"{machine['python']}, {machine['tmux']}, {machine['git']}, typer {machine['typer']}\n"
+        f"repo: {results['repo']['files']} files in {results['repo']['dirs']} dirs; "
+        f"{results['options']['repeat']} timed runs per figure after {results['options']['warmup']} warm-up(s); "
+        f"load average {machine['loadavg_start'][0]:.2f} -> {machine['loadavg_end'][0]:.2f}"
+    )
+    return intro + "\n\n" + "\n".join(lines)
+
+
+def write_json(path: Path, results: dict[str, Any]) -> None:
+    temp = path.with_name(path.name + ".tmp")
+    temp.write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
+    temp.replace(path)
+
+
+def main(argv: list[str] | None = None) -> int:
+    options = parse_args(argv)
+    install_signal_handlers()
+    box = Sandbox.create()
+    bench = Bench(box, options)
+    try:
+        results = bench.run()
+    except (KeyboardInterrupt, Terminated):
+        say("interrupted: cleaning up")
+        bench.checkpoint()
+        return 130
+    except BenchError as exc:
+        say(f"failed: {exc}")
+        bench.checkpoint()
+        return 1
+    finally:
+        box.close(keep=options.keep)
+        if options.keep:
+            say(f"kept {box.root}")
+    print(table(results))
+    if options.json_path is not None:
+        write_json(options.json_path, results)
+        say(f"wrote {options.json_path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,99 @@
+"""`mux doctor`: the environment and the repository's health, one check per line."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from muxagent import gitops, monitor_state, naming, tasks
+from muxagent.errors import MuxError, TmuxError
+from muxagent.tmux import Tmux
+
+
+@dataclass(frozen=True)
+class Check:
+    name: str
+    ok: bool
+    detail: str
+    fatal: bool = True
+
+
+MIN_GIT = (2, 38)
+
+
+def run(cwd: Path) -> list[Check]:
+    checks = [_check_git(), _check_tmux()]
+    try:
+        ctx = tasks.open_repo(cwd)
+    except MuxError as exc:
+        return [*checks, Check("repository", False, str(exc))]
+    checks.append(Check("repository", True, str(ctx.repo.main)))
+    checks.append(_check_server(ctx))
+    checks.append(_check_monitor(ctx))
+    checks.extend(_check_store(ctx))
+    ok, detail, fatal = tasks.config_health(ctx)
+    checks.append(Check("repo config", ok, detail, fatal))
+    return checks
+
+
+def _check_git() -> Check:
+    version = gitops.git_version()
+    ok = version >= MIN_GIT
+    text = ".".join(map(str, version))
+    detail = text if ok else f"{text}: git >= 2.38 is needed for merge pre-checks (`git merge-tree --write-tree`)"
+    return Check("git", ok, detail)
+
+
+def _check_tmux() -> Check:
+    try:
+        return Check("tmux", True, Tmux().version())
+    except TmuxError as exc:
+        return Check("tmux", False, str(exc))
+
+
+def _check_server(ctx: tasks.Context) -> Check:
+    socket_name = ctx.tmux.socket or "default"
+    try:
+        running = ctx.tmux.server_running()
+    except TmuxError as exc:
+        return Check("tmux server", False, str(exc))
+    detail = "running" if running else "not running (it starts with the first task)"
+    return Check("tmux server", True, f"{detail}, socket {socket_name}", fatal=False)
+
+
+def _check_store(ctx: tasks.Context) -> list[Check]:
+    try:
+        listed = tasks.load_tasks(ctx)
+    except MuxError as exc:
+        return [Check("task registry", False, str(exc))]
+    checks = [Check("task registry", True, f"{len(listed)} task(s) in {ctx.store.root}")]
+    known = {task.name for task in listed}
+    problems: list[str] = []
+    for wt in gitops.list_worktrees(ctx.repo):
+        if wt.branch and wt.branch.startswith(naming.BRANCH_PREFIX) and wt.branch[4:] not in known:
+            problems.append(f"worktree {wt.path} has no task record")
+    for task in listed:
+        if not Path(task.worktree).is_dir():
+            problems.append(f"task '{task.name}' has no worktree ({task.worktree})")
+    session = naming.session_for(ctx.repo.main)
+    try:
+        panes = ctx.tmux.snapshot()
+    except TmuxError:
+        panes = []
+    for pane in panes:
+        if pane.session == session and pane.task and pane.task not in known:
+            problems.append(f"window {pane.window_id} belongs to no task ('{pane.task}')")
+    checks.extend(Check("orphan", False, problem, fatal=False) for problem in problems)
+    if not problems:
+        checks.append(Check("orphans", True, "none"))
+    return checks
+
+
+def _check_monitor(ctx: tasks.Context) -> Check:
+    state = monitor_state.read(ctx.store.root)
+    if state is None:
+        return Check("monitor", True, "not running (it starts with the next task)", fatal=False)
+    if state.polling:
+        why = "; ".join(f"{name}: {reason}" for name, reason in sorted(state.polling.items()))
+        return Check("monitor", False, f"cannot watch some worktrees, polling git instead ({why})", fatal=False)
+    return Check("monitor", True, f"running (pid {state.pid}), watching {len(state.watching)} worktree(s)")

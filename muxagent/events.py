@@ -1,0 +1,79 @@
+"""Agent hook events on disk: one append-only JSON-lines file per task under `<state dir>/events/`.
+
+Hooks append without any lock (one O_APPEND write per event), so an agent never waits on mux; readers take only
+the tail of the file, and only what came after the latest `spawn` (the agent's current run).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from muxagent.model import State
+
+SPAWN = "spawn"
+# Enough for a few hundred events: classification only needs the latest few.
+TAIL_BYTES = 64 * 1024
+
+
+@dataclass(frozen=True)
+class HookEvent:
+    ts: float
+    source: str
+    name: str
+    state: State | None = None
+    detail: str = ""
+
+
+def events_path(state_dir: Path, task: str) -> Path:
+    return state_dir / "events" / f"{task}.jsonl"
+
+
+def append(path: Path, event: HookEvent) -> None:
+    record = {"ts": event.ts, "source": event.source, "name": event.name, "detail": event.detail}
+    if event.state is not None:
+        record["state"] = event.state.value
+    line = (json.dumps(record, separators=(",", ":")) + "\n").encode()
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+    except FileNotFoundError:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+    try:
+        os.write(fd, line)
+    finally:
+        os.close(fd)
+
+
+def read_current_run(path: Path) -> list[HookEvent]:
+    """Events since the latest spawn, oldest first by their own timestamps (hooks may land out of order)."""
+    try:
+        with open(path, "rb") as f:
+            size = f.seek(0, os.SEEK_END)
+            f.seek(max(0, size - TAIL_BYTES))
+            data = f.read()
+    except OSError:
+        return []
+    found = [event for line in data.splitlines() if (event := _parse(line)) is not None]
+    found.sort(key=lambda e: e.ts)
+    for index in range(len(found) - 1, -1, -1):
+        if found[index].name == SPAWN:
+            return found[index:]
+    return found
+
+
+def _parse(line: bytes) -> HookEvent | None:
+    try:
+        raw = json.loads(line)
+        state = raw.get("state")
+        return HookEvent(
+            ts=float(raw["ts"]),
+            source=str(raw["source"]),
+            name=str(raw["name"]),
+            state=State(state) if state else None,
+            detail=str(raw.get("detail", "")),
+        )
+    except (ValueError, KeyError, TypeError, AttributeError):
+        return None  # a torn or foreign line: skip it, never fail a reader

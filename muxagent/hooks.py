@@ -1,0 +1,103 @@
+"""The command agents call from their hooks: `python -P -m muxagent _hook SOURCE [PAYLOAD]`.
+
+It runs inside the agent's turn, so it must be quick and can never fail: it imports almost nothing, takes its
+task from `MUX_TASK` and its state dir from `MUX_STATE_DIR` (both set in the task's pane), appends one event
+and exits 0 whatever happens (missing state dir, malformed or huge payload, unknown task).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from muxagent.events import HookEvent, append, events_path
+from muxagent.model import State
+
+MAX_PAYLOAD = 1 << 20
+_TASK = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,47}\Z")
+
+_CLAUDE = {
+    "UserPromptSubmit": State.WORKING,
+    "PreToolUse": State.WORKING,
+    "PostToolUse": State.WORKING,
+    "PermissionRequest": State.WAITING,
+    "Stop": State.IDLE,
+    "StopFailure": State.IDLE,
+    "SubagentStop": None,
+    "SessionStart": None,
+    "SessionEnd": State.EXITED,
+}
+_CLAUDE_NOTIFICATIONS = {
+    "permission_prompt": State.WAITING,
+    "elicitation_dialog": State.WAITING,
+    "idle_prompt": State.IDLE,
+}
+_OPENCODE_STATUS = {"busy": State.WORKING, "retry": State.WORKING, "idle": State.IDLE}
+_GEMINI = {"BeforeAgent": State.WORKING, "AfterAgent": State.IDLE, "Notification": State.WAITING}
+
+
+def interpret(source: str, payload: Any) -> tuple[str, State | None, str]:
+    """(event name, the state it means or None, detail) for one hook payload."""
+    if not isinstance(payload, dict):
+        return ("malformed", None, "")
+    if source == "claude":
+        name = str(payload.get("hook_event_name", "unknown"))
+        if name == "Notification":
+            kind = str(payload.get("notification_type", ""))
+            return (f"Notification:{kind}", _CLAUDE_NOTIFICATIONS.get(kind), "")
+        return (name, _CLAUDE.get(name), "")
+    if source == "codex":
+        kind = str(payload.get("type", "unknown"))
+        state = State.IDLE if kind == "agent-turn-complete" else None
+        return (kind, state, str(payload.get("thread-id", "")))
+    if source == "opencode":
+        kind = str(payload.get("type", "unknown"))
+        props = payload.get("properties") if isinstance(payload.get("properties"), dict) else {}
+        assert isinstance(props, dict)
+        if kind == "session.status":
+            status = props.get("status")
+            word = str(status.get("type", "")) if isinstance(status, dict) else str(status)
+            return (f"session.status:{word}", _OPENCODE_STATUS.get(word), "")
+        if kind == "session.idle":
+            return (kind, State.IDLE, "")
+        if kind in ("permission.asked", "permission.updated"):
+            return (kind, State.WAITING, "")
+        if kind == "permission.replied":
+            return (kind, State.WORKING, "")
+        return (kind, None, "")
+    if source == "gemini":
+        name = str(payload.get("hook_event_name", "unknown"))
+        return (name, _GEMINI.get(name), "")
+    return ("unknown-source", None, "")
+
+
+def _payload(args: list[str]) -> Any:
+    if args:
+        text = args[-1][:MAX_PAYLOAD]
+    elif sys.stdin is None or sys.stdin.isatty():
+        return None
+    else:
+        text = sys.stdin.read(MAX_PAYLOAD)
+    try:
+        return json.loads(text)
+    except ValueError:
+        return None
+
+
+def main(argv: list[str]) -> int:
+    try:
+        task = os.environ.get("MUX_TASK", "")
+        state_dir = os.environ.get("MUX_STATE_DIR", "")
+        if not argv or not _TASK.match(task) or not state_dir or not os.path.isdir(state_dir):
+            return 0
+        source, args = argv[0], argv[1:]
+        name, state, detail = interpret(source, _payload(args))
+        append(events_path(Path(state_dir), task), HookEvent(time.time(), source, name, state, detail))
+    except Exception:  # a hook must never break or slow the agent
+        pass
+    return 0

@@ -1,0 +1,154 @@
+"""Intents of multi-step commands, and the crash points the fault-injection tests kill mux at.
+
+A command that changes several things (worktree, branch, window, registry, the base branch) writes an intent file
+before its first side effect and deletes it after its last. While it runs it holds an flock on the intent's lock
+file, so another mux can tell a running command from one that died: an intent whose lock it can take was left by
+a crashed process, and the next mux finishes or rolls it back (muxagent.merge.recover).
+
+Intents live in `<git-common-dir>/mux/intents/ID.json` (+ `ID.lock`). This module knows nothing of what the
+fields mean; it only stores them atomically.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from muxagent.errors import MuxError
+
+INTENTS_DIR = "intents"
+CRASH_ENV = "MUX_CRASH_AT"
+CRASH_STATUS = 99
+
+
+def crash_point(step: str) -> None:
+    """Die at once, as a power cut would, when MUX_CRASH_AT names this step (tests only; one dict lookup)."""
+    if os.environ.get(CRASH_ENV) == step:
+        os._exit(CRASH_STATUS)
+
+
+def pending(root: Path) -> bool:
+    """Cheap check run by every mux command: is any intent file present at all?"""
+    try:
+        return any(name.endswith(".json") for name in os.listdir(root / INTENTS_DIR))
+    except OSError:
+        return False
+
+
+class Intent:
+    """One running multi-step command: its id, its fields, and the lock that says it is alive."""
+
+    def __init__(self, directory: Path, ident: str, fields: dict[str, Any], lock_fd: int) -> None:
+        self.directory = directory
+        self.id = ident
+        self.fields = fields
+        self._lock_fd = lock_fd
+
+    @property
+    def path(self) -> Path:
+        return self.directory / f"{self.id}.json"
+
+    def update(self, **fields: Any) -> None:
+        """Record progress (e.g. the commit a merge is about to move its base to) before acting on it."""
+        self.fields.update(fields)
+        _write_json(self.path, self.fields)
+
+    def finish(self) -> None:
+        """The command completed (or was rolled back): forget the intent and release the lock."""
+        with contextlib.suppress(FileNotFoundError):
+            self.path.unlink()
+        with contextlib.suppress(FileNotFoundError):
+            (self.directory / f"{self.id}.lock").unlink()
+        self.release()
+
+    def release(self) -> None:
+        if self._lock_fd >= 0:
+            os.close(self._lock_fd)
+            self._lock_fd = -1
+
+
+def _write_json(path: Path, data: dict[str, Any]) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    payload = (json.dumps(data, indent=2, ensure_ascii=False) + "\n").encode()
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        os.write(fd, payload)
+        # The intent must be on disk before the side effect it announces: a crash may follow at once.
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.replace(tmp, path)
+
+
+@contextmanager
+def intent(root: Path, op: str, **fields: Any) -> Iterator[Intent]:
+    """Announce `op` before acting; finished on success or on a MuxError (the command undid its own steps).
+
+    Any other way out (a crash, Ctrl-C, a bug) leaves the intent for the next mux run to finish or roll back.
+    """
+    directory = root / INTENTS_DIR
+    directory.mkdir(parents=True, exist_ok=True)
+    ident = f"{time.time_ns()}-{os.getpid()}-{op}"
+    lock_fd = os.open(directory / f"{ident}.lock", os.O_RDWR | os.O_CREAT, 0o600)
+    fcntl.flock(lock_fd, fcntl.LOCK_EX)
+    record = Intent(directory, ident, {"op": op, "pid": os.getpid(), "started": time.time(), **fields}, lock_fd)
+    _write_json(record.path, record.fields)
+    try:
+        yield record
+    except MuxError:
+        record.finish()
+        raise
+    except BaseException:
+        record.release()
+        raise
+    record.finish()
+
+
+@contextmanager
+def orphaned(root: Path) -> Iterator[list[Intent]]:
+    """Intents whose command died, oldest first, each locked by us until the block ends.
+
+    An intent still locked belongs to a running command and is skipped.
+    """
+    directory = root / INTENTS_DIR
+    found: list[Intent] = []
+    try:
+        names = sorted(n for n in os.listdir(directory) if n.endswith(".json"))
+    except OSError:
+        names = []
+    try:
+        for name in names:
+            ident = name[: -len(".json")]
+            try:
+                fd = os.open(directory / f"{ident}.lock", os.O_RDWR | os.O_CREAT, 0o600)
+            except OSError:
+                continue
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                os.close(fd)
+                continue
+            try:
+                # Read after locking: the owner may have finished (and deleted it) meanwhile.
+                data = json.loads((directory / name).read_text(encoding="utf-8"))
+            except (OSError, ValueError):
+                data = None
+            if not isinstance(data, dict):
+                if not (directory / name).exists():
+                    os.close(fd)
+                    with contextlib.suppress(FileNotFoundError):
+                        (directory / f"{ident}.lock").unlink()
+                    continue
+                data = {"op": "unreadable"}
+            found.append(Intent(directory, ident, data, fd))
+        yield found
+    finally:
+        for item in found:
+            item.release()

@@ -1,0 +1,250 @@
+"""The watcher that runs while tasks live, without the user starting anything.
+
+`ensure_running` starts it in a window of its own tmux session (`<session>-monitor`), so it lives and dies
+with the tmux server that runs the agents; a file lock makes sure one monitor per repository runs. Each tick it
+takes one batched snapshot of every task, and on a change of state it updates the window name's mark, rings
+the bell and sends a desktop notification when a task starts waiting or goes idle, and delivers prompts queued
+with `mux send --when-idle`. It exits when the repository has no tasks left.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO
+
+from muxagent import adapters, config, monitor_state, naming, prompt_queue, render, tasks
+from muxagent.errors import MuxError, UnknownTaskError
+from muxagent.model import State, TaskReport
+from muxagent.monitor_state import MonitorState
+from muxagent.tmux import Tmux
+from muxagent.watch import ChangeWatcher, in_git_dir
+
+TICK = 0.5
+LOCK_FILE = "monitor.lock"
+WINDOW_NAME = "monitor"
+ALERT_STATES = frozenset({State.WAITING, State.IDLE})
+DELIVERY_GAP = 3.0
+
+
+def window_title(name: str, state: State) -> str:
+    return f"{name} {render.STATE_MARKS[state]}"
+
+
+def _try_lock(state_dir: Path) -> IO[str] | None:
+    state_dir.mkdir(parents=True, exist_ok=True)
+    handle = open(state_dir / LOCK_FILE, "a")  # noqa: SIM115 - held for the monitor's whole life
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        handle.close()
+        return None
+    return handle
+
+
+def is_running(ctx: tasks.Context) -> bool:
+    handle = _try_lock(ctx.store.root)
+    if handle is None:
+        return True
+    handle.close()
+    return False
+
+
+def ensure_running(ctx: tasks.Context) -> None:
+    """Start the monitor unless one is already watching this repository."""
+    if is_running(ctx):
+        return
+    session = naming.session_for(ctx.repo.main) + "-monitor"
+    argv = [sys.executable, "-P", "-m", "muxagent", "_monitor"]
+    env = {"MUX_TMUX_SOCKET": ctx.tmux.socket} if ctx.tmux.socket else {}
+    ctx.tmux.new_window(session, WINDOW_NAME, ctx.repo.main, argv, env, task="")
+
+
+def queue_prompt(ctx: tasks.Context, name: str, text: str) -> int:
+    """Queue a prompt for when the agent is next idle; returns its place in the queue."""
+    tasks.get_task(ctx, name)
+    position = prompt_queue.enqueue(ctx.store.root, name, text)
+    ensure_running(ctx)
+    return position
+
+
+@dataclass
+class _Seen:
+    state: State | None = None
+    delivered_at: float = 0.0
+    trust_answered: bool = False
+
+
+# The marks agents put before the focused entry of a menu (Claude ❯, Codex ›).
+_FOCUS_MARKS = ("❯", "›", ">")
+
+
+def choose_menu_entry(tmux: Tmux, target: str, choice: str, attempts: int = 6) -> bool:
+    """Move the focus of the menu on screen to the entry matching `choice` and press Enter.
+
+    Which entry has the focus first differs between agent versions, so the screen is read after every move.
+    """
+    pattern = re.compile(choice)
+    for _ in range(attempts):
+        screen = tmux.capture([target]).get(target, "")
+        focused = [line for line in screen.splitlines() if line.lstrip().startswith(_FOCUS_MARKS)]
+        if any(pattern.search(line) for line in focused):
+            tmux.send_keys(target, "Enter")
+            return True
+        tmux.send_keys(target, "Down")
+        deadline = time.monotonic() + 2.0
+        while time.monotonic() < deadline and tmux.capture([target]).get(target, "") == screen:
+            time.sleep(0.05)
+    return False
+
+
+@dataclass
+class Monitor:
+    ctx: tasks.Context
+    watcher: ChangeWatcher | None = None
+    seen: dict[str, _Seen] = field(default_factory=dict)
+    notify_send: str | None = field(default_factory=lambda: shutil.which("notify-send"))
+    polling: dict[str, str] = field(default_factory=dict)
+    last_change: dict[str, float] = field(default_factory=dict)
+    written: MonitorState | None = None
+
+    def tick(self) -> int:
+        """One look at every task; returns how many tasks there are."""
+        reports = tasks.list_reports(self.ctx, with_changes=False)
+        if self.watcher is not None:
+            self._watch_worktrees(self.watcher, reports)
+        for item in reports:
+            seen = self.seen.setdefault(item.task.name, _Seen())
+            if item.status.state is not seen.state:
+                self._transition(item, seen.state)
+                seen.state = item.status.state
+            self._deliver(item, seen)
+            self._auto_trust(item, seen)
+        for gone in set(self.seen) - {item.task.name for item in reports}:
+            del self.seen[gone]
+        return len(reports)
+
+    def _watch_worktrees(self, watcher: ChangeWatcher, reports: list[TaskReport]) -> None:
+        """Follow the tasks' worktrees; one that cannot be watched is left to `git status` polling."""
+        wanted = {r.task.name: Path(r.task.worktree) for r in reports if Path(r.task.worktree).is_dir()}
+        for name in watcher.keys - set(wanted):
+            watcher.unwatch(name)
+        for name in set(wanted) - watcher.keys - set(self.polling):
+            failure = watcher.watch(name, wanted[name])
+            if failure is not None:
+                self.polling[name] = failure
+        for name in set(self.polling) - set(wanted):
+            del self.polling[name]
+        now = time.time()
+        for name in watcher.take_changed():
+            self.last_change[name] = now
+        self._write_status(sorted(watcher.keys))
+
+    def _write_status(self, watching: list[str]) -> None:
+        state = MonitorState(os.getpid(), watching, dict(self.polling), dict(self.last_change))
+        if state != self.written:
+            monitor_state.write(self.ctx.store.root, state)
+            self.written = state
+
+    def _transition(self, item: TaskReport, before: State | None) -> None:
+        task, state = item.task, item.status.state
+        if task.window and state is not State.MISSING:
+            # The window may have gone away between the snapshot and now.
+            with contextlib.suppress(MuxError):
+                self.ctx.tmux.rename_window(task.window, window_title(task.name, state))
+        if before is not None and state in ALERT_STATES:
+            self._alert(item)
+
+    def _alert(self, item: TaskReport) -> None:
+        task, state = item.task, item.status.state
+        # The bell rings in the monitor's own window: a bell written into the agent's pane would count as the
+        # agent's output and turn a quiet task back to `working`.
+        sys.stdout.write("\a")
+        sys.stdout.flush()
+        if self.notify_send:
+            words = "needs you" if state is State.WAITING else "is done"
+            subprocess.run(
+                [self.notify_send, f"mux: {task.name} {words}", item.status.reason],
+                capture_output=True, check=False, timeout=5,
+            )  # fmt: skip
+
+    def _auto_trust(self, item: TaskReport, seen: _Seen) -> None:
+        if item.status.state is not State.WAITING or not item.status.reason.startswith("trust dialog"):
+            return
+        if seen.trust_answered:
+            return
+        try:
+            profile = config.resolve_agent(item.task.agent, tasks.settings_or_none(self.ctx))
+        except MuxError:
+            return
+        if not (profile.auto_trust and profile.trust_choice):
+            return
+        if not adapters.main_repo_trusted(profile.hooks, self.ctx.repo.main, {**os.environ, **profile.env}):
+            return
+        seen.trust_answered = True
+        self.ctx.store.journal("auto-trust", name=item.task.name, reason=item.status.reason)
+        choose_menu_entry(self.ctx.tmux, item.task.window, profile.trust_choice)
+
+    def _deliver(self, item: TaskReport, seen: _Seen) -> None:
+        if item.status.state is not State.IDLE or not prompt_queue.pending(self.ctx.store.root, item.task.name):
+            return
+        # Right after a delivery the agent may still look idle: wait until it has shown output since (activity
+        # has one-second resolution) or long enough that a quiet turn has surely been taken.
+        last = item.status.last_activity or 0.0
+        since = time.time() - seen.delivered_at
+        if seen.delivered_at and last <= seen.delivered_at + 1 and since < DELIVERY_GAP:
+            return
+        text = prompt_queue.pop(self.ctx.store.root, item.task.name)
+        if text is None:
+            return
+        self.ctx.store.journal("deliver", name=item.task.name, chars=len(text))
+        try:
+            tasks.send(self.ctx, item.task.name, text)
+        except UnknownTaskError:
+            return
+        seen.delivered_at = time.time()
+
+
+def run(cwd: Path) -> int:
+    """The monitor process: returns when the repository has no tasks left (or another monitor runs)."""
+    ctx = tasks.open_repo(cwd)
+    lock = _try_lock(ctx.store.root)
+    if lock is None:
+        _close_own_window(ctx)
+        return 0
+    try:
+        with ChangeWatcher(ignore=in_git_dir) as watcher:
+            _loop(Monitor(ctx, watcher=watcher))
+    finally:
+        lock.close()
+        monitor_state.clear(ctx.store.root)
+    _close_own_window(ctx)
+    return 0
+
+
+def _loop(monitor: Monitor) -> None:
+    empty_ticks = 0
+    while empty_ticks < 4:
+        started = time.monotonic()
+        try:
+            count = monitor.tick()
+        except MuxError as exc:
+            print(f"mux monitor: {exc}", flush=True)
+            count = 1
+        empty_ticks = 0 if count else empty_ticks + 1
+        time.sleep(max(0.0, TICK - (time.monotonic() - started)))
+
+
+def _close_own_window(ctx: tasks.Context) -> None:
+    pane = os.environ.get("TMUX_PANE")
+    if pane:
+        with contextlib.suppress(MuxError):
+            ctx.tmux.kill_window(pane)

@@ -1,0 +1,44 @@
+"""What the monitor reports about itself in `<state dir>/monitor.json`: read by `mux ls` and `mux doctor`."""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+STATUS_FILE = "monitor.json"
+
+
+@dataclass(frozen=True)
+class MonitorState:
+    pid: int = 0
+    watching: list[str] = field(default_factory=list)
+    # Worktrees watchdog could not watch, with the reason: their changes are only seen by `git status`.
+    polling: dict[str, str] = field(default_factory=dict)
+    # When files last changed in each task's worktree (epoch seconds).
+    last_change: dict[str, float] = field(default_factory=dict)
+
+
+def write(state_dir: Path, state: MonitorState) -> None:
+    path = state_dir / STATUS_FILE
+    temp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    temp.write_text(json.dumps(asdict(state)), encoding="utf-8")
+    os.replace(temp, path)
+
+
+def read(state_dir: Path) -> MonitorState | None:
+    try:
+        data = json.loads((state_dir / STATUS_FILE).read_text(encoding="utf-8"))
+        return MonitorState(
+            pid=int(data["pid"]),
+            watching=[str(name) for name in data["watching"]],
+            polling={str(k): str(v) for k, v in data["polling"].items()},
+            last_change={str(k): float(v) for k, v in data["last_change"].items()},
+        )
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return None
+
+
+def clear(state_dir: Path) -> None:
+    (state_dir / STATUS_FILE).unlink(missing_ok=True)

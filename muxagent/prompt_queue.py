@@ -1,0 +1,72 @@
+"""Prompts queued by `mux send --when-idle`, one JSON file per task under `<state dir>/queue/`, in order.
+
+Writers and the monitor take a lock on the queue directory, so a prompt is taken off the queue exactly once
+even when several `mux` processes queue at the same time.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+
+def _dir(state_dir: Path) -> Path:
+    return state_dir / "queue"
+
+
+@contextmanager
+def _locked(state_dir: Path) -> Iterator[Path]:
+    directory = _dir(state_dir)
+    directory.mkdir(parents=True, exist_ok=True)
+    with open(directory / ".lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield directory
+
+
+def _read(path: Path) -> list[str]:
+    try:
+        items = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return []
+    return [str(item) for item in items] if isinstance(items, list) else []
+
+
+def _write(path: Path, items: list[str]) -> None:
+    if not items:
+        path.unlink(missing_ok=True)
+        return
+    temp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    temp.write_text(json.dumps(items), encoding="utf-8")
+    os.replace(temp, path)
+
+
+def enqueue(state_dir: Path, task: str, text: str) -> int:
+    """Add a prompt at the end; returns how many are now waiting."""
+    with _locked(state_dir) as directory:
+        path = directory / f"{task}.json"
+        items = [*_read(path), text]
+        _write(path, items)
+        return len(items)
+
+
+def pop(state_dir: Path, task: str) -> str | None:
+    with _locked(state_dir) as directory:
+        path = directory / f"{task}.json"
+        items = _read(path)
+        if not items:
+            return None
+        _write(path, items[1:])
+        return items[0]
+
+
+def pending(state_dir: Path, task: str) -> list[str]:
+    return _read(_dir(state_dir) / f"{task}.json")
+
+
+def drop(state_dir: Path, task: str) -> None:
+    with _locked(state_dir) as directory:
+        (directory / f"{task}.json").unlink(missing_ok=True)

@@ -1,0 +1,59 @@
+"""`mux restart`: relaunch an exited or missing agent in its worktree, resuming its conversation."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+from muxagent import adapters, config, naming, tasks
+from muxagent.errors import MuxError
+from muxagent.model import State, Task
+from muxagent.store import task_to_dict
+
+RESTARTABLE = frozenset({State.EXITED, State.MISSING})
+
+
+def restart(ctx: tasks.Context, name: str) -> Task:
+    item = tasks.report(ctx, name)
+    task = item.task
+    if item.status.state not in RESTARTABLE:
+        raise MuxError(f"task {name!r} is {item.status.state.value}: only exited or missing agents are restarted")
+    worktree = Path(task.worktree)
+    if not worktree.is_dir():
+        raise MuxError(f"the worktree of {name!r} is gone ({worktree}): bring it back with `mux restore {name}`")
+    if task.agent == "unknown":
+        raise MuxError(f"task {name!r} was adopted without a record of its agent: start one with `mux rm` + `mux new`")
+    profile = config.resolve_agent(task.agent, tasks.settings_or_none(ctx))
+    if config.command_available(profile) is None:
+        raise MuxError(f"agent {profile.name!r} is not installed: {profile.command[0]!r} was not found on PATH")
+    adapter = adapters.install(profile.hooks, ctx.store.root)
+    argv = [*profile.command, *adapter.args, *profile.resume_args]
+    env = tasks.agent_env(ctx, name, worktree, task.port, profile, adapter)
+    tasks.mark_spawn(ctx, name, None)
+    pane = tasks.pane_of(ctx.tmux.snapshot(), task)
+    if pane is not None:
+        ctx.tmux.respawn(task.window, worktree, argv, env)
+        restarted = task
+    else:
+        window = ctx.tmux.new_window(naming.session_for(ctx.repo.main), name, worktree, argv, env, task=name)
+        restarted = replace(task, window=window, session=naming.session_for(ctx.repo.main))
+    with ctx.store.transaction() as registry:
+        if registry.get(name) is not None:
+            registry.replace(restarted)
+    ctx.store.journal("restart", task=task_to_dict(restarted))
+    return restarted
+
+
+def restart_all(ctx: tasks.Context) -> tuple[list[str], dict[str, str]]:
+    """Restart every exited or missing task; returns the restarted names and why the others were not."""
+    done: list[str] = []
+    skipped: dict[str, str] = {}
+    for item in tasks.list_reports(ctx, with_changes=False):
+        if item.status.state not in RESTARTABLE:
+            continue
+        try:
+            restart(ctx, item.task.name)
+            done.append(item.task.name)
+        except MuxError as exc:
+            skipped[item.task.name] = str(exc)
+    return done, skipped

@@ -1,0 +1,192 @@
+"""A Hypothesis state machine over the lifecycle: whatever happens, no work is ever lost.
+
+Steps: new, agent commits, agent edits (tracked or untracked), the user edits the main checkout, merge (all three
+strategies), rm, rm --force, the tmux server killed, mux killed mid-command, a restart. Invariant, checked with real
+git after every step: every commit ever made is reachable from a branch or a recovery ref, and the latest version of
+every file anyone wrote is still on disk where it was written or reachable from a ref.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import pytest
+from conftest import git, make_repo
+from hypothesis import HealthCheck, settings
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule, run_state_machine_as_test
+from merge_helpers import blob_id, reachable_blobs
+
+from muxagent import gitops, merge, tasks
+from muxagent.errors import MuxError
+
+NAMES = ("a", "b")
+FILES = ("README.md", "f1.txt", "sub/f2.txt")
+CRASHES = (
+    ("new", "new:after-worktree"),
+    ("new", "new:after-window"),
+    ("rm --force", "rm:after-window"),
+    ("rm --force", "rm:after-worktree"),
+    ("merge", "merge:after-commit"),
+    ("merge", "merge:after-update"),
+    ("merge", "rm:after-branch"),
+)
+
+
+class NeverLoseWork(RuleBasedStateMachine):
+    def __init__(self) -> None:
+        super().__init__()
+        self.tmp = Path(tempfile.mkdtemp(prefix="mux-sm-"))
+        self.socket = f"muxsm-{os.getpid()}-{next(_counter)}"
+        os.environ["MUX_TMUX_SOCKET"] = self.socket
+        self.repo = make_repo(self.tmp / "proj")
+        self.counter = itertools.count()
+        self.commits: set[str] = set()
+        # (directory, path) -> the latest content written there: it must survive unless overwritten by the owner.
+        self.latest: dict[tuple[str, str], str] = {}
+
+    # -- helpers -------------------------------------------------------------------------------------------
+
+    def ctx(self) -> tasks.Context:
+        return tasks.open_repo(self.repo)
+
+    def task_dir(self, name: str) -> Path | None:
+        task = tasks.load_tasks(self.ctx())
+        found = [t for t in task if t.name == name]
+        path = Path(found[0].worktree) if found else None
+        return path if path is not None and path.is_dir() else None
+
+    def content(self, who: str) -> str:
+        return f"{who} version {next(self.counter)}\n"
+
+    def write(self, directory: Path, path: str, text: str) -> None:
+        target = directory / path
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(text)
+        self.latest[(str(directory), path)] = text
+
+    def teardown(self) -> None:
+        subprocess.run(["tmux", "-L", self.socket, "kill-server"], capture_output=True)
+        # kill-server leaves the socket file behind.
+        Path(os.environ.get("TMUX_TMPDIR", "/tmp"), f"tmux-{os.getuid()}", self.socket).unlink(missing_ok=True)
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+    # -- rules ---------------------------------------------------------------------------------------------
+
+    @initialize()
+    def tracked_files(self) -> None:
+        for path in FILES[1:]:
+            self.write(self.repo, path, "base\n")
+        git(self.repo, "add", "-A")
+        git(self.repo, "commit", "-qm", "base files")
+        self.latest.clear()
+        for name in NAMES:  # start with work in flight: most steps then act on a task
+            self.new(name)
+
+    @rule(name=st.sampled_from(NAMES))
+    def new(self, name: str) -> None:
+        with contextlib.suppress(MuxError):  # exists already, or its worktree path is taken
+            tasks.new_task(self.ctx(), tasks.NewRequest(name=name, agent="fake"))
+
+    @rule(name=st.sampled_from(NAMES), path=st.sampled_from(FILES))
+    def agent_commits(self, name: str, path: str) -> None:
+        worktree = self.task_dir(name)
+        if worktree is None or git(worktree, "symbolic-ref", "-q", "--short", "HEAD").strip() != f"mux/{name}":
+            return
+        if gitops.in_progress(worktree) is not None:
+            return
+        self.write(worktree, path, self.content(f"{name} committed"))
+        git(worktree, "add", "--", path)
+        git(worktree, "-c", "core.hooksPath=/dev/null", "commit", "-q", "-m", f"{name} edits {path}")
+        self.commits.add(git(worktree, "rev-parse", "HEAD").strip())
+
+    @rule(name=st.sampled_from(NAMES), path=st.sampled_from((*FILES, "new.txt")))
+    def agent_edits(self, name: str, path: str) -> None:
+        worktree = self.task_dir(name)
+        if worktree is not None:
+            self.write(worktree, path, self.content(f"{name} uncommitted"))
+
+    @rule(path=st.sampled_from((*FILES, "new.txt", "mine.txt")))
+    def user_edits_main(self, path: str) -> None:
+        self.write(self.repo, path, self.content("user"))
+
+    @rule(name=st.sampled_from(NAMES), strategy=st.sampled_from(merge.STRATEGIES), keep=st.booleans())
+    def merge(self, name: str, strategy: str, keep: bool) -> None:
+        before = self.task_dir(name)
+        try:
+            merge.merge(self.ctx(), merge.MergeRequest(name, strategy, keep=keep))
+        except MuxError:
+            return
+        if before is not None and not keep:
+            self._forget(before)
+
+    @rule(name=st.sampled_from(NAMES), force=st.booleans())
+    def rm(self, name: str, force: bool) -> None:
+        before = self.task_dir(name)
+        try:
+            tasks.remove(self.ctx(), name, force=force)
+        except MuxError:
+            return
+        if before is not None:
+            self._forget(before)
+
+    @rule()
+    def kill_tmux(self) -> None:
+        subprocess.run(["tmux", "-L", self.socket, "kill-server"], capture_output=True)
+
+    @rule(name=st.sampled_from(NAMES), crash=st.sampled_from(CRASHES))
+    def crash(self, name: str, crash: tuple[str, str]) -> None:
+        command, step = crash
+        before = self.task_dir(name)
+        args = [*command.split(), name] + (["-a", "fake"] if command == "new" else [])
+        env = {**os.environ, "MUX_CRASH_AT": step}
+        subprocess.run([sys.executable, "-m", "muxagent", *args], cwd=self.repo, env=env, capture_output=True,
+                       timeout=60)  # fmt: skip
+        self.restart()
+        if before is not None and self.task_dir(name) is None:
+            self._forget(before)
+
+    @rule()
+    def restart(self) -> None:
+        ctx = self.ctx()  # finishes or rolls back whatever a crash interrupted
+        tasks.list_reports(ctx)
+
+    def _forget(self, worktree: Path) -> None:
+        """The worktree is gone: what was written there must now be reachable from a ref (checked below)."""
+        for key in [k for k in self.latest if k[0] == str(worktree)]:
+            self.latest[("gone", f"{worktree}:{key[1]}")] = self.latest.pop(key)
+
+    # -- the invariant -------------------------------------------------------------------------------------
+
+    @invariant()
+    def no_work_is_lost(self) -> None:
+        all_commits = set(git(self.repo, "rev-list", "--all").split())
+        assert self.commits <= all_commits, f"commits lost: {self.commits - all_commits}"
+        blobs = reachable_blobs(self.repo)
+        for (directory, path), text in self.latest.items():
+            on_disk = Path(directory, path)
+            if directory != "gone" and on_disk.is_file() and on_disk.read_text() == text:
+                continue
+            assert blob_id(text) in blobs, f"lost {path!r} = {text!r} from {directory}"
+        assert git(self.repo, "stash", "list") == ""
+
+
+_counter = itertools.count()
+
+
+@pytest.mark.usefixtures("fake_profile")
+def test_no_commit_or_file_version_is_ever_lost(tmux_socket: str) -> None:
+    NeverLoseWork.TestCase.settings = settings(
+        max_examples=int(os.environ.get("MUX_SM_EXAMPLES", "12")),
+        stateful_step_count=12,
+        deadline=None,
+        suppress_health_check=list(HealthCheck),
+    )
+    run_state_machine_as_test(NeverLoseWork, settings=NeverLoseWork.TestCase.settings)

@@ -1,0 +1,44 @@
+"""`pip install .` gives a user the `mux` command, the shipped profiles and the completion scripts."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="module")
+def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("wheel")
+    subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(out), str(ROOT)],
+        check=True, capture_output=True, text=True,
+    )
+    return next(out.glob("muxagent-*.whl"))
+
+
+def test_wheel_carries_profiles_completions_and_the_console_script(wheel: Path) -> None:
+    names = set(zipfile.ZipFile(wheel).namelist())
+    for profile in (ROOT / "config").glob("*.toml"):
+        assert f"muxagent/_data/config/{profile.name}" in names
+    for script in (ROOT / "completions").iterdir():
+        assert f"muxagent/_data/completions/{script.name}" in names
+    entry_points = next(n for n in names if n.endswith("entry_points.txt"))
+    assert "mux = muxagent.__main__:main" in zipfile.ZipFile(wheel).read(entry_points).decode()
+
+
+def test_installed_package_finds_its_shipped_profiles(wheel: Path, tmp_path: Path) -> None:
+    target = tmp_path / "site"
+    zipfile.ZipFile(wheel).extractall(target)
+    code = "from muxagent import config; print(config.shipped_profiles_dir())"
+    out = subprocess.run(
+        [sys.executable, "-c", code], cwd=tmp_path, env={"PYTHONPATH": str(target), "PATH": "/usr/bin:/bin"},
+        check=True, capture_output=True, text=True,
+    ).stdout.strip()
+    assert Path(out) == target / "muxagent" / "_data" / "config"
+    assert (Path(out) / "claude.toml").is_file()
