@@ -37,11 +37,11 @@ from muxagent.tasks import (
     _remove_locked,
     _Undo,
     agent_env,
-    allocate_ports,
     get_task,
     load_tasks,
     mark_spawn,
     now_iso,
+    reserve_worktree,
     send,
     worktree_path,
 )
@@ -387,16 +387,7 @@ def restore(ctx: Context, name: str, at: str | None = None) -> Restored:
     with intents.intent(ctx.store.root, "new", **fields), _Undo() as undo, ctx.store.transaction() as registry:
         if name in registry:
             raise TaskExistsError(f"task {name!r} exists: `mux rm {name}` it first, or restore under it by hand")
-        if gitops.branch_exists(ctx.repo, branch):
-            raise TaskExistsError(f"branch {branch!r} exists: delete or rename it first")
-        if worktree.exists():
-            raise TaskExistsError(f"worktree path {worktree} already exists: move it away first")
-        port = allocate_ports(name, {t.port for t in registry.values()})
-        if not worktree.parent.exists():
-            undo.push(lambda: _remove_if_empty(worktree.parent))
-        gitops.add_worktree(ctx.repo, worktree, branch, tip)
-        undo.push(lambda: gitops.delete_branch(ctx.repo, branch))
-        undo.push(lambda: gitops.remove_worktree(ctx.repo, worktree))
+        port = reserve_worktree(ctx, registry, undo, name, worktree, tip, if_taken="move it away first")
         if snapshot is not None:
             gitops.apply_snapshot(worktree, snapshot)
         session = naming.session_for(ctx.repo.main)

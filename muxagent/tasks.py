@@ -210,17 +210,8 @@ def new_task(ctx: Context, request: NewRequest, progress: Callable[[str], None] 
     with intent, _Undo() as undo, ctx.store.transaction() as registry:
         if name in registry:
             raise TaskExistsError(f"task {name!r} already exists")
-        if gitops.branch_exists(ctx.repo, branch):
-            raise TaskExistsError(f"branch {branch!r} already exists: pick another task name")
-        if worktree.exists():
-            raise TaskExistsError(f"worktree path {worktree} already exists: pick another task name")
-        port = allocate_ports(name, {t.port for t in registry.values()})
-        if not worktree.parent.exists():
-            undo.push(lambda: _remove_if_empty(worktree.parent))
         _say(progress, f"checking out {base} into {worktree}")
-        gitops.add_worktree(ctx.repo, worktree, branch, base)
-        undo.push(lambda: gitops.delete_branch(ctx.repo, branch))
-        undo.push(lambda: gitops.remove_worktree(ctx.repo, worktree))
+        port = reserve_worktree(ctx, registry, undo, name, worktree, base, if_taken="pick another task name")
         intents.crash_point("new:after-worktree")
         pane_argv = _prepare_worktree(ctx, name, worktree, argv)
         env = agent_env(ctx, name, worktree, port, profile, adapter)
@@ -251,6 +242,25 @@ def new_task(ctx: Context, request: NewRequest, progress: Callable[[str], None] 
     if request.prompt is not None and profile.prompt_args is None:
         _paste_when_ready(ctx, task, profile, request.prompt)
     return task
+
+
+def reserve_worktree(
+    ctx: Context, registry: Registry, undo: _Undo, name: str, worktree: Path, start: str, if_taken: str
+) -> int:
+    """Check that the task's branch and path are free, check out its branch at `start` there (undone if the
+    caller fails later), and return the first port of its MUX_PORT block. `if_taken` says what to do instead."""
+    branch = naming.branch_for(name)
+    if gitops.branch_exists(ctx.repo, branch):
+        raise TaskExistsError(f"branch {branch!r} already exists: {if_taken}")
+    if worktree.exists():
+        raise TaskExistsError(f"worktree path {worktree} already exists: {if_taken}")
+    port = allocate_ports(name, {t.port for t in registry.values()})
+    if not worktree.parent.exists():
+        undo.push(lambda: _remove_if_empty(worktree.parent))
+    gitops.add_worktree(ctx.repo, worktree, branch, start)
+    undo.push(lambda: gitops.delete_branch(ctx.repo, branch))
+    undo.push(lambda: gitops.remove_worktree(ctx.repo, worktree))
+    return port
 
 
 def agent_env(
