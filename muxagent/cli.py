@@ -450,9 +450,7 @@ def sync(
         return
     for path in result.conflicts:
         print(render.clean_text(path))
-    asked = (
-        "; the agent was asked to resolve them" if result.asked else f" (`mux sync {name} --ask` asks its agent)"
-    )
+    asked = "; the agent was asked to resolve them" if result.asked else f" (`mux sync {name} --ask` asks its agent)"
     raise MergeConflictError(
         f"{name}: {len(result.conflicts)} conflicting file(s) left in {result.task.worktree} to resolve{asked}",
         result.conflicts,

@@ -147,8 +147,10 @@ def _options(command: Any, help_flags: tuple[str, ...]) -> tuple[OptionSpec, ...
 def _argument(command: str, param: Any) -> ArgSpec:
     metavar = (param.metavar or param.name or "").upper()
     value = _value_of(param)
-    if value.kind == "none" and command not in _NEW_NAME_COMMANDS and (
-        metavar.startswith("NAME") or param.name in ("name", "names")
+    if (
+        value.kind == "none"
+        and command not in _NEW_NAME_COMMANDS
+        and (metavar.startswith("NAME") or param.name in ("name", "names"))
     ):
         value = Value("task")
     elif value.kind == "none" and metavar == "SHELL":
@@ -158,26 +160,14 @@ def _argument(command: str, param: Any) -> ArgSpec:
 
 
 def _value_of(param: Any) -> Value:
-    descriptor = getattr(param, "type_descriptor", None)
-    if descriptor is not None:  # typer >= 0.2x: its own parameter types, described from the annotation
-        choices = descriptor.choices
-        if choices is not None:
-            return Value("choice", tuple(str(getattr(c, "value", c)) for c in choices))
-        if descriptor.is_file:
-            return Value("file")
-        if descriptor.is_path:
-            return Value("dir" if descriptor.path_type == "dir" else "file")
-        return NO_VALUE
-    kind = getattr(param, "type", None)  # older typer: click's parameter types
+    kind: Any = getattr(param, "type", None)  # click's parameter types (typer vendors click from 0.27)
     choices = getattr(kind, "choices", None)
     if choices is not None:
         return Value("choice", tuple(str(getattr(c, "value", c)) for c in choices))
-    type_name = type(kind).__name__
-    if type_name == "File":
+    if type(kind).__name__ == "File":
         return Value("file")
-    if type_name == "Path":
-        dir_only = getattr(kind, "dir_okay", True) and not getattr(kind, "file_okay", True)
-        return Value("dir" if dir_only else "file")
+    if hasattr(kind, "dir_okay") and hasattr(kind, "file_okay"):  # click's Path, typer's TyperPath
+        return Value("dir" if kind.dir_okay and not kind.file_okay else "file")
     return NO_VALUE
 
 
@@ -246,9 +236,7 @@ def _bash_data(options: tuple[OptionSpec, ...], args: tuple[ArgSpec, ...]) -> st
 def _bash(spec: CompletionSpec) -> str:
     fn = f"_{_ident(spec.prog)}"
     names = " ".join(c.name for c in spec.commands)
-    cases = "\n".join(
-        f"                {c.name}) {_bash_data(c.options, c.args)} ;;" for c in spec.commands
-    )
+    cases = "\n".join(f"                {c.name}) {_bash_data(c.options, c.args)} ;;" for c in spec.commands)
     head = _header(
         "bash",
         spec,
@@ -406,9 +394,7 @@ def _zsh(spec: CompletionSpec) -> str:
     )
     continuation = " \\\n        "
     root_specs = [*_zsh_specs(None, spec.options, fn), "'1:command:->command'", "'*::argument:->argument'"]
-    described = "\n".join(
-        f"        {_zsh_quote(c.name + ':' + c.help)}" for c in spec.commands
-    )
+    described = "\n".join(f"        {_zsh_quote(c.name + ':' + c.help)}" for c in spec.commands)
     cases = []
     for command in spec.commands:
         specs = _zsh_specs(command, command.options, fn)

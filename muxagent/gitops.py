@@ -13,14 +13,12 @@ import shutil
 import subprocess
 import tempfile
 from collections.abc import Iterator, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from muxagent.errors import GitError, MergeConflictError, MuxError, NotARepoError
-from muxagent.model import Changes
+from muxagent.errors import GitError, MergeConflictError, NotARepoError
 
 RECOVERY_PREFIX = "refs/mux/recovery/"
 # refs/mux/submodules/<task>/<stamp of its recovery ref>/<submodule path>
@@ -70,7 +68,6 @@ _CACHE_DIRS = frozenset(
 
 # git's own binary test: a NUL byte in the first 8000 bytes.
 _BINARY_PROBE = 8000
-_MAX_WORKERS = 8
 _NAMES_SHOWN = 3
 
 
@@ -339,7 +336,7 @@ def _precious_ignored(worktree: Path, status: _Status) -> list[str]:
     return sorted(files)
 
 
-def _count_lines(path: Path) -> int:
+def count_lines(path: Path) -> int:
     """Lines an untracked file adds, as `git diff --numstat` would count them: 0 for binary files."""
     try:
         if path.is_symlink():
@@ -358,8 +355,36 @@ def _count_lines(path: Path) -> int:
     return lines + (1 if last not in (b"", b"\n") else 0)
 
 
-def _numstat(worktree: Path, base: str) -> tuple[int, int]:
-    """Lines added/removed in the worktree (staged or not) against merge-base(base, HEAD)."""
+@dataclass(frozen=True)
+class Scan:
+    """One `git status` of a worktree, with a digest that changes whenever an uncommitted file does."""
+
+    head: str | None
+    branch: str | None
+    tracked: tuple[str, ...]  # uncommitted changes to tracked files
+    untracked: tuple[str, ...]
+    fingerprint: str  # HEAD plus the name and stat data of every path above
+
+
+def scan(worktree: Path) -> Scan:
+    """Same fingerprint, same files on disk (to the nanosecond mtime): lets callers reuse what they derived."""
+    status = _status(worktree)
+    digest = hashlib.sha1((status.head or "").encode())
+    for path in sorted({*status.tracked, *status.untracked}):
+        try:
+            st = os.lstat(worktree / path)
+            stat = f"{st.st_mtime_ns}\0{st.st_ctime_ns}\0{st.st_ino}\0{st.st_size}\0{st.st_mode}"
+        except OSError:
+            stat = "-"
+        digest.update(f"{path}\0{stat}\n".encode(errors="surrogateescape"))
+    return Scan(status.head, status.branch, tuple(status.tracked), tuple(status.untracked), digest.hexdigest())
+
+
+def numstat(worktree: Path, base: str) -> tuple[int, int, list[str]]:
+    """(lines added, lines removed, paths touched) in the worktree, staged or not, against merge-base(base, HEAD).
+
+    A rename names both its paths. Untracked files are not included: see count_lines().
+    """
     out = _git(
         worktree,
         "diff",
@@ -372,55 +397,27 @@ def _numstat(worktree: Path, base: str) -> tuple[int, int]:
         base,
     ).stdout
     added = removed = 0
+    paths = []
     fields = iter(out.split("\0"))
     for field in fields:
         if not field:
             continue
         plus, minus, path = field.split("\t", 2)
-        if not path:  # a rename: the old and new paths follow as two more fields
-            next(fields)
-            next(fields)
+        if path:
+            paths.append(path)
+        else:  # a rename: the old and new paths follow as two more fields
+            paths += [next(fields), next(fields)]
         if plus != "-":  # "-" marks a binary file, which has no lines
             added += int(plus)
             removed += int(minus)
-    return added, removed
+    return added, removed, paths
 
 
-def changes(worktree: Path, base: str, branch: str) -> Changes:
-    """The task's work against `base`, uncommitted edits and untracked files included.
-
-    Lines and dirty files describe what is on disk in the worktree; ahead/behind compare `branch` (what
-    `mux merge` would bring home) with `base`, so they hold still while the agent is mid-rebase.
-    """
-    status = _status(worktree)
-    added, removed = _numstat(worktree, base)
-    added += sum(_count_lines(worktree / rel) for rel in status.untracked)
-    counts = _git(
-        worktree, "rev-list", "--left-right", "--count", "--end-of-options", f"{base}...refs/heads/{branch}"
-    ).stdout
+def ahead_behind(cwd: Path, base: str, tip: str) -> tuple[int, int]:
+    """(commits in `tip` not in `base`, commits in `base` not in `tip`)."""
+    counts = _git(cwd, "rev-list", "--left-right", "--count", "--end-of-options", f"{base}...{tip}").stdout
     behind, ahead = (int(n) for n in counts.split())
-    return Changes(
-        dirty_files=len(status.tracked) + len(status.untracked),
-        added_lines=added,
-        removed_lines=removed,
-        ahead=ahead,
-        behind=behind,
-    )
-
-
-def changes_many(items: Sequence[tuple[Path, str, str]]) -> list[Changes | None]:
-    """changes() for many (worktree, base, branch) at once, in order; None where git failed."""
-
-    def one(item: tuple[Path, str, str]) -> Changes | None:
-        try:
-            return changes(*item)
-        except MuxError:
-            return None
-
-    if not items:
-        return []
-    with ThreadPoolExecutor(max_workers=min(_MAX_WORKERS, len(items))) as pool:
-        return list(pool.map(one, items))
+    return ahead, behind
 
 
 # --- what would be lost ----------------------------------------------------------------------------------
@@ -801,28 +798,16 @@ def fast_forward(worktree: Path, new: str) -> None:
     _git(worktree, *_NO_HOOKS, "merge", "--ff-only", "--no-autostash", "--no-stat", "-q", new)
 
 
-def worktree_fingerprint(worktree: Path) -> tuple[str | None, str | None, str]:
-    """(HEAD, branch, digest of the names and stat data of every uncommitted or untracked file), one git call.
-
-    Same digest, same files on disk (to the nanosecond mtime): lets the radar reuse a snapshot without making it.
-    """
-    status = _status(worktree)
-    digest = hashlib.sha1((status.head or "").encode())
-    for path in sorted({*status.tracked, *status.untracked}):
-        try:
-            st = os.lstat(worktree / path)
-            digest.update(f"{path}\0{st.st_mtime_ns}\0{st.st_size}\0{st.st_mode}\n".encode(errors="surrogateescape"))
-        except OSError:
-            digest.update(f"{path}\0-\n".encode(errors="surrogateescape"))
-    return status.head, status.branch, digest.hexdigest()
-
-
-def branch_tips(repo: RepoPaths, branches: Sequence[str]) -> dict[str, str]:
-    """Short branch name -> commit for the given branches that exist, in one git call."""
-    out = _git(repo.main, "for-each-ref", "--format=%(refname)%00%(objectname)", "refs/heads/").stdout
-    wanted = set(branches)
-    tips = dict(_short(line).split("\0", 1) for line in out.splitlines() if "\0" in line)
-    return {name: tip for name, tip in tips.items() if name in wanted}
+def ref_tips(repo: RepoPaths) -> dict[str, str]:
+    """Full ref name -> commit for every branch and tag (annotated tags peeled), in one git call."""
+    fmt = "%(refname)%00%(objectname)%00%(*objectname)"
+    out = _git(repo.main, "for-each-ref", f"--format={fmt}", "refs/heads/", "refs/tags/").stdout
+    tips = {}
+    for line in out.splitlines():
+        ref, _, rest = line.partition("\0")
+        commit, _, peeled = rest.partition("\0")
+        tips[ref] = peeled or commit
+    return tips
 
 
 def worktree_snapshot(worktree: Path, parent: str) -> str:

@@ -598,4 +598,3 @@ def _find_window(ctx: Context, task: Task) -> str:
     except MuxError:
         return ""
     return next((p.window_id for p in panes if p.session == session and p.task == task.name), "")
-

@@ -11,18 +11,16 @@ whose `mux sync` stopped on a conflict.
 
 from __future__ import annotations
 
-import contextlib
-import json
-import os
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from itertools import combinations
 from pathlib import Path
 
-from muxagent import gitops
+from muxagent import gitops, store
+from muxagent.changes import Work
 from muxagent.errors import MuxError
-from muxagent.model import Changes, State, Task, TaskStatus
+from muxagent.model import State, Task, TaskStatus
 
 CACHE_FILE = "radar.json"
 SYNC_DIR = "sync"
@@ -32,15 +30,7 @@ _CACHE_LIMIT = 2000
 _WORKERS = 8
 
 Conflict = Mapping[str, object]
-
-
-@dataclass(frozen=True)
-class Item:
-    name: str
-    worktree: Path | None  # None when the worktree is gone: the branch tip stands for the task
-    branch: str
-    base: str
-    dirty: bool
+Found = dict[str, tuple[Conflict, ...]]
 
 
 def sync_marker(root: Path, name: str) -> Path:
@@ -57,86 +47,79 @@ def sync_override(root: Path, worktree: Path, name: str, status: TaskStatus) -> 
     return replace(status, state=State.WAITING, reason="conflict", exit_status=None)
 
 
-def for_tasks(
-    repo: gitops.RepoPaths, root: Path, tasks: Sequence[Task], changes: Mapping[str, Changes | None]
-) -> dict[str, tuple[Conflict, ...]]:
-    """conflicts() for the tasks whose changes could be read (`changes` tells which worktrees are dirty)."""
-    items = []
-    for task in tasks:
-        found = changes.get(task.name)
-        if found is not None:
-            items.append(Item(task.name, Path(task.worktree), task.branch, task.base, found.dirty_files > 0))
-    return conflicts(repo, root, items)
+def for_tasks(root: Path, repo: gitops.RepoPaths, tasks: Sequence[Task], works: Mapping[str, Work]) -> Found:
+    """Task name -> [{"with": base or task name, "paths": [...]}, ...] for the tasks that would conflict.
 
-
-def conflicts(repo: gitops.RepoPaths, root: Path, items: Sequence[Item]) -> dict[str, tuple[Conflict, ...]]:
-    """Task name -> [{"with": base or task name, "paths": [...]}, ...] for tasks that would conflict."""
-    if not items:
+    Only pairs that can conflict are merged: a task against its base once the base moved on, two tasks with the same
+    base when they touched a common path (or one's file is the other's directory). So a steady `mux ls` runs no git
+    here, and one more task costs one more comparison of path sets, not one more merge per task.
+    """
+    items = {task.name: (task, works[task.name]) for task in tasks if task.name in works}
+    pairs: list[tuple[str, str, bool]] = []  # (task, its base or another task, whether that is a task)
+    for name, (task, work) in items.items():
+        if work.changes.behind > 0:
+            pairs.append((name, task.base, False))
+    for (a, (task_a, work_a)), (b, (task_b, work_b)) in combinations(items.items(), 2):
+        if task_a.base == task_b.base and _may_conflict(task_a, work_a, task_b, work_b):
+            pairs.append((a, b, True))
+    if not pairs:
         return {}
     cache = _load(root)
-    tips = gitops.branch_tips(repo, [i.branch for i in items])
-    with ThreadPoolExecutor(max_workers=min(_WORKERS, len(items))) as pool:
-        found_states = list(pool.map(lambda i: _state(i, tips.get(i.branch), cache.snapshots), items))
-        states = {item.name: state for item, (state, _) in zip(items, found_states, strict=True)}
-        new_snapshots = {fp: state for state, fp in found_states if fp is not None and state is not None}
-        bases: dict[str, str | None] = {}
-        for item in items:
-            if item.base not in bases:
-                bases[item.base] = _resolve(repo, item.base)
-        # (name, other: its base or another task, whether other is a task, commit, other's commit)
-        pairs: list[tuple[str, str, bool, str, str]] = []
-        for item in items:
-            state, base_tip = states[item.name], bases[item.base]
-            if state is not None and base_tip is not None:
-                pairs.append((item.name, item.base, False, state, base_tip))
-        for a, b in combinations(items, 2):
-            sa, sb = states[a.name], states[b.name]
-            if a.base == b.base and sa is not None and sb is not None:
-                pairs.append((a.name, b.name, True, sa, sb))
-        todo = sorted({_key(p[3], p[4]) for p in pairs if _key(p[3], p[4]) not in cache.pairs})
+    involved = sorted({p[0] for p in pairs} | {p[1] for p in pairs if p[2]})
+    with ThreadPoolExecutor(max_workers=min(_WORKERS, len(involved))) as pool:
+        made = pool.map(lambda name: _state(*items[name], cache.snapshots), involved)
+        found_states = dict(zip(involved, made, strict=True))
+        commits = {name: commit for name, (commit, _) in found_states.items()}
+        keyed = [(p, _key(commits[p[0]], commits[p[1]] if p[2] else items[p[0]][1].base_tip)) for p in pairs]
+        todo = sorted({key for _, key in keyed if key not in cache.pairs})
         for key, paths in zip(todo, pool.map(lambda k: _merge(repo, k), todo), strict=True):
             if paths is not None:
                 cache.pairs[key] = paths
+    new_snapshots = {fp: commit for commit, fp in found_states.values() if fp is not None}
     if todo or new_snapshots.keys() - cache.snapshots.keys():
         cache.snapshots.update(new_snapshots)
         _save(root, cache)
     found: dict[str, list[Conflict]] = {}
-    for name, other, other_is_task, sa, sb in pairs:
-        paths = cache.pairs.get(_key(sa, sb))
+    for (name, other, other_is_task), key in keyed:
+        paths = cache.pairs.get(key)
         if not paths:
             continue
         found.setdefault(name, []).append({"with": other, "paths": list(paths)})
         if other_is_task:  # both tasks of a pair show it
             found.setdefault(other, []).append({"with": name, "paths": list(paths)})
-    return {name: tuple(items_) for name, items_ in found.items()}
+    return {name: tuple(conflicts) for name, conflicts in found.items()}
 
 
-def _state(item: Item, tip: str | None, snapshots: Mapping[str, str]) -> tuple[str | None, str | None]:
-    """(commit standing for the task's work, fingerprint of its worktree when that commit is a snapshot).
+def _may_conflict(task_a: Task, work_a: Work, task_b: Task, work_b: Work) -> bool:
+    if not (_on_branch(task_a, work_a) and _on_branch(task_b, work_b)):
+        return True  # the radar takes the branch tip, whose paths the worktree's do not describe
+    a, b = work_a.paths, work_b.paths
+    return bool(a & b or _parents(a) & b or a & _parents(b))
 
-    A dirty worktree is snapshot only when its fingerprint (file names and stat data) is new: most `mux ls` runs
-    then cost one `git status` per dirty task.
+
+def _parents(paths: frozenset[str]) -> set[str]:
+    return {path[:i] for path in paths for i, char in enumerate(path) if char == "/"}
+
+
+def _on_branch(task: Task, work: Work) -> bool:
+    return work.scan.branch == task.branch and work.scan.head == work.tip
+
+
+def _state(task: Task, work: Work, snapshots: Mapping[str, str]) -> tuple[str, str | None]:
+    """(commit standing for the task's work, snapshot key when that commit is a snapshot of its worktree).
+
+    A dirty worktree is snapshot (with a scratch index) only when its fingerprint is new.
     """
-    if tip is None:
-        return None, None
-    if not item.dirty or item.worktree is None or not item.worktree.is_dir():
-        return tip, None
+    if work.changes.dirty_files == 0 or not _on_branch(task, work):
+        return work.tip, None  # clean, or detached or mid-rebase: what `mux merge` would take is the branch
+    key = f"{work.tip}:{work.scan.fingerprint}"
+    known = snapshots.get(key)
+    if known is not None:
+        return known, key
     try:
-        head, branch, fingerprint = gitops.worktree_fingerprint(item.worktree)
-        if branch != item.branch or head != tip:
-            return tip, None  # detached or mid-rebase: what `mux merge` would take is the branch
-        key = f"{tip}:{fingerprint}"
-        known = snapshots.get(key)
-        return (known or gitops.worktree_snapshot(item.worktree, tip)), key
+        return gitops.worktree_snapshot(Path(task.worktree), work.tip), key
     except MuxError:
-        return tip, None
-
-
-def _resolve(repo: gitops.RepoPaths, base: str) -> str | None:
-    try:
-        return gitops.resolve_commit(repo, base)
-    except MuxError:
-        return None
+        return work.tip, None
 
 
 def _key(a: str, b: str) -> str:
@@ -158,12 +141,7 @@ class _Cache:
 
 
 def _load(root: Path) -> _Cache:
-    try:
-        doc = json.loads((root / CACHE_FILE).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return _Cache({}, {})
-    if not isinstance(doc, dict) or doc.get("version") != _CACHE_VERSION:
-        return _Cache({}, {})
+    doc = store.load_cache(root / CACHE_FILE, _CACHE_VERSION)
     pairs, snapshots = doc.get("pairs"), doc.get("snapshots")
     return _Cache(
         {k: v for k, v in pairs.items() if isinstance(v, list)} if isinstance(pairs, dict) else {},
@@ -172,14 +150,8 @@ def _load(root: Path) -> _Cache:
 
 
 def _save(root: Path, cache: _Cache) -> None:
-    # A cache: last writer wins, no lock; the temp file + rename keeps readers from seeing half a file.
     doc = {
-        "version": _CACHE_VERSION,
         "pairs": dict(list(cache.pairs.items())[-_CACHE_LIMIT:]),
         "snapshots": dict(list(cache.snapshots.items())[-_CACHE_LIMIT:]),
     }
-    tmp = root / f".{CACHE_FILE}.{os.getpid()}.tmp"
-    with contextlib.suppress(OSError):
-        root.mkdir(parents=True, exist_ok=True)
-        tmp.write_text(json.dumps(doc), encoding="utf-8")
-        os.replace(tmp, root / CACHE_FILE)
+    store.save_cache(root / CACHE_FILE, _CACHE_VERSION, doc)

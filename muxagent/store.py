@@ -300,9 +300,7 @@ class Store:
         try:
             os.rename(self.tasks_path, self.root / name)
         except OSError as exc:
-            raise StoreError(
-                f"{self.tasks_path} is corrupt and cannot be moved aside: {exc.strerror}"
-            ) from exc
+            raise StoreError(f"{self.tasks_path} is corrupt and cannot be moved aside: {exc.strerror}") from exc
         return name
 
     def _journal_has_tasks(self) -> bool:
@@ -378,8 +376,7 @@ def _parse_registry(data: bytes, path: Path) -> Registry:
         raise _CorruptError("no valid version")
     if version > FORMAT_VERSION:
         raise StoreError(
-            f"{path} was written by a newer mux (format {version}, this one knows {FORMAT_VERSION}): "
-            "upgrade mux"
+            f"{path} was written by a newer mux (format {version}, this one knows {FORMAT_VERSION}): upgrade mux"
         )
     tasks = doc.get("tasks")
     if not isinstance(tasks, dict):
@@ -393,3 +390,28 @@ def _parse_registry(data: bytes, path: Path) -> Registry:
         except ValueError as exc:
             raise _CorruptError(str(exc)) from exc
     return registry
+
+
+# ---------------------------------------------------------------------------------------------- caches
+
+
+def load_cache(path: Path, version: int) -> dict[str, Any]:
+    """A cache file's document; {} when it is missing, unreadable or of another version."""
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return doc if isinstance(doc, dict) and doc.get("version") == version else {}
+
+
+def save_cache(path: Path, version: int, doc: Mapping[str, Any]) -> None:
+    """Write a cache file whole or not at all; failures are ignored, the next run recomputes.
+
+    No lock, last writer wins: every entry names the inputs it was derived from, so an entry another writer
+    replaced is only a miss. The temp file + rename keeps readers from seeing half a file.
+    """
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+    with contextlib.suppress(OSError):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp.write_text(json.dumps({**doc, "version": version}), encoding="utf-8")
+        os.replace(tmp, path)

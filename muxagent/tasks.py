@@ -13,6 +13,7 @@ from pathlib import Path
 
 from muxagent import (
     adapters,
+    changes,
     config,
     events,
     gitops,
@@ -443,14 +444,8 @@ def list_reports(ctx: Context, with_changes: bool = True) -> list[TaskReport]:
     screens = ctx.tmux.capture(live) if live else {}
     exists = {task.name: Path(task.worktree).is_dir() for task in tasks}
     present = [task for task in tasks if exists[task.name] and with_changes]
-    changes = dict(
-        zip(
-            [t.name for t in present],
-            gitops.changes_many([(Path(t.worktree), t.base, t.branch) for t in present]),
-            strict=True,
-        )
-    )
-    conflicts = radar.for_tasks(ctx.repo, ctx.store.root, present, changes) if with_changes else {}
+    works = _works(ctx, present)
+    conflicts = radar.for_tasks(ctx.store.root, ctx.repo, present, works) if works else {}
     now = time.time()
     rules: dict[str, StatusRules] = {}
     watched = monitor_state.read(ctx.store.root)
@@ -471,12 +466,28 @@ def list_reports(ctx: Context, with_changes: bool = True) -> list[TaskReport]:
         task_status = status.classify(observation, _rules_for(task.agent, settings, rules))
         task_status = _with_setup(ctx, task, pane, task_status)
         task_status = radar.sync_override(ctx.store.root, Path(task.worktree), task.name, task_status)
+        found = works.get(task.name)
         reports.append(
             TaskReport(
-                task, task_status, changes.get(task.name), conflicts.get(task.name, ()), last_change.get(task.name)
+                task,
+                task_status,
+                found.changes if found is not None else None,
+                conflicts.get(task.name, ()),
+                last_change.get(task.name),
             )
         )
     return reports
+
+
+def _works(ctx: Context, tasks: list[Task]) -> dict[str, changes.Work]:
+    if not tasks:
+        return {}
+    try:
+        tips = gitops.ref_tips(ctx.repo)
+    except MuxError as exc:
+        ctx.notes.append(str(exc))
+        return {}
+    return changes.read_many(ctx.repo, ctx.store.root, tasks, tips)
 
 
 def settings_or_none(ctx: Context) -> config.Settings | None:

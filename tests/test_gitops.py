@@ -9,7 +9,6 @@ import pytest
 
 from muxagent import gitops
 from muxagent.errors import GitError, NotARepoError
-from muxagent.model import Changes
 from tests.conftest import git, make_repo
 
 
@@ -177,66 +176,13 @@ def test_delete_branch_refuses_checked_out(rp: gitops.RepoPaths, wt: Path) -> No
 # --- changes ---------------------------------------------------------------------------------------------
 
 
-def make_work(wt: Path) -> None:
-    """One commit (+3), an edit (+2 -1), an untracked text file (+4), a binary (0), an ignored log."""
-    commit_file(wt, "feature.py", "a\nb\nc\n")
-    (wt / "README.md").write_text("hi\nthere\n")
-    (wt / "notes" / "deep").mkdir(parents=True)
-    (wt / "notes" / "deep" / "todo.txt").write_text("1\n2\n3\n4")
-    (wt / "logo.bin").write_bytes(b"\x89PNG\0\0\1\2")
-    (wt / "debug.log").write_text("ignored\n" * 50)
-
-
-def test_changes_counts_commits_edits_and_untracked_files(repo: Path, wt: Path) -> None:
-    make_work(wt)
-    assert gitops.changes(wt, "main", "mux/t") == Changes(
-        dirty_files=3, added_lines=9, removed_lines=1, ahead=1, behind=0
-    )
-    commit_file(repo, "upstream.txt", "x\n")
-    commit_file(repo, "upstream2.txt", "y\n")
-    # Base moved on: the task's own numbers stay put (merge-base), only `behind` grows.
-    assert gitops.changes(wt, "main", "mux/t") == Changes(
-        dirty_files=3, added_lines=9, removed_lines=1, ahead=1, behind=2
-    )
-
-
-def test_changes_and_unsaved_work_follow_a_rename(rp: gitops.RepoPaths, repo: Path, tmp_path: Path) -> None:
+def test_unsaved_work_follows_a_rename(rp: gitops.RepoPaths, repo: Path, tmp_path: Path) -> None:
     commit_file(repo, "old.txt", "1\n2\n3\n4\n5\n")
     wt = tmp_path / "r"
     gitops.add_worktree(rp, wt, "mux/r", "main")
     git(wt, "mv", "old.txt", "new.txt")
     (wt / "new.txt").write_text("1\n2\n3\n4\nfive\n")
-    assert gitops.changes(wt, "main", "mux/r") == Changes(dirty_files=1, added_lines=1, removed_lines=1)
     assert gitops.unsaved_work(rp, wt, "mux/r", "main") == ["1 uncommitted change (new.txt)"]
-
-
-def test_changes_leaves_index_alone(wt: Path) -> None:
-    make_work(wt)
-    git(wt, "status")  # settle the index's stat cache so any later rewrite would be visible
-    before = snapshot(wt)
-    gitops.changes(wt, "main", "mux/t")
-    assert snapshot(wt) == before
-
-
-def test_changes_of_a_missing_worktree_fails(wt: Path) -> None:
-    subprocess.run(["rm", "-rf", str(wt)], check=True)
-    with pytest.raises(GitError, match="does not exist"):
-        gitops.changes(wt, "main", "mux/t")
-
-
-def test_changes_many_in_order_with_failures(rp: gitops.RepoPaths, tmp_path: Path) -> None:
-    paths = []
-    for i in range(10):
-        path = tmp_path / "w" / str(i)
-        gitops.add_worktree(rp, path, f"mux/{i}", "main")
-        (path / "f.txt").write_text("x\n" * i)
-        paths.append(path)
-    items = [(p, "main", f"mux/{i}") for i, p in enumerate(paths)]
-    items.insert(3, (tmp_path / "gone", "main", "mux/gone"))
-    result = gitops.changes_many(items)
-    assert result[3] is None
-    assert [c.added_lines if c else None for c in result] == [0, 1, 2, None, 3, 4, 5, 6, 7, 8, 9]
-    assert gitops.changes_many([]) == []
 
 
 # --- unsaved work ----------------------------------------------------------------------------------------
