@@ -241,16 +241,22 @@ def _worktree_info(record: Mapping[str, str]) -> WorktreeInfo:
     )
 
 
-def add_worktree(repo: RepoPaths, path: Path, branch: str, base: str) -> None:
-    """Create `branch` at `base` and check it out in a new worktree at `path`."""
+def add_worktree(repo: RepoPaths, path: Path, branch: str, start: str) -> None:
+    """Create `branch` at `start` (a branch, tag or commit) and check it out in a new worktree at `path`."""
     if os.path.lexists(path):
         raise GitError(f"path already exists: {path}")
-    if branch_exists(repo, branch):
-        raise GitError(f"branch '{branch}' already exists")
-    commit = resolve_commit(repo, base)
     path.parent.mkdir(parents=True, exist_ok=True)
     target = path.parent.resolve() / path.name
-    _git(repo.main, "worktree", "add", "-b", branch, "--", str(target), commit)
+    # Parallel checkout (one worker per core): a worktree of a few thousand files is ready in half the time.
+    args = ["-c", "checkout.workers=0", "worktree", "add", "-b", branch, "--", str(target), start]
+    try:
+        _git(repo.main, *args)
+    except GitError:
+        # git refuses before writing anything; asked only now, so that success costs one git call.
+        if branch_exists(repo, branch):
+            raise GitError(f"branch '{branch}' already exists") from None
+        resolve_commit(repo, start)
+        raise
     # A fresh checkout's index is "racily clean": every later read-only `git status` would re-read every file
     # (and wake every watcher) until something writes the index back. Write it once now.
     _git(target, "update-index", "-q", "--refresh", ok=(0, 1))

@@ -197,7 +197,7 @@ def new_task(ctx: Context, request: NewRequest, progress: Callable[[str], None] 
     base = request.base or ctx.settings.base or gitops.current_branch(ctx.repo.main)
     if base is None:
         raise GitError("the main checkout is on a detached HEAD: pass --base REF")
-    gitops.resolve_commit(ctx.repo, base)
+    start = gitops.resolve_commit(ctx.repo, base)
     ctx.tmux.version()
     worktree = worktree_path(ctx, name)
     branch = naming.branch_for(name)
@@ -212,7 +212,7 @@ def new_task(ctx: Context, request: NewRequest, progress: Callable[[str], None] 
         if name in registry:
             raise TaskExistsError(f"task {name!r} already exists")
         _say(progress, f"checking out {base} into {worktree}")
-        port = reserve_worktree(ctx, registry, undo, name, worktree, base, if_taken="pick another task name")
+        port = reserve_worktree(ctx, registry, undo, name, worktree, start, if_taken="pick another task name")
         intents.crash_point("new:after-worktree")
         pane_argv = _prepare_worktree(ctx, name, worktree, argv)
         env = agent_env(ctx, name, worktree, port, profile, adapter)
@@ -248,17 +248,20 @@ def new_task(ctx: Context, request: NewRequest, progress: Callable[[str], None] 
 def reserve_worktree(
     ctx: Context, registry: Registry, undo: _Undo, name: str, worktree: Path, start: str, if_taken: str
 ) -> int:
-    """Check that the task's branch and path are free, check out its branch at `start` there (undone if the
+    """Check that the task's path and branch are free, check out its branch at `start` there (undone if the
     caller fails later), and return the first port of its MUX_PORT block. `if_taken` says what to do instead."""
     branch = naming.branch_for(name)
-    if gitops.branch_exists(ctx.repo, branch):
-        raise TaskExistsError(f"branch {branch!r} already exists: {if_taken}")
     if worktree.exists():
         raise TaskExistsError(f"worktree path {worktree} already exists: {if_taken}")
     port = allocate_ports(name, {t.port for t in registry.values()})
     if not worktree.parent.exists():
         undo.push(lambda: _remove_if_empty(worktree.parent))
-    gitops.add_worktree(ctx.repo, worktree, branch, start)
+    try:
+        gitops.add_worktree(ctx.repo, worktree, branch, start)
+    except GitError:
+        if gitops.branch_exists(ctx.repo, branch):
+            raise TaskExistsError(f"branch {branch!r} already exists: {if_taken}") from None
+        raise
     undo.push(lambda: gitops.delete_branch(ctx.repo, branch))
     undo.push(lambda: gitops.remove_worktree(ctx.repo, worktree))
     return port

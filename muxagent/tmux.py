@@ -1,7 +1,8 @@
 """The only room that talks to tmux: windows by id, verbatim text delivery, batched reads for `mux ls`.
 
-Mutations go through libtmux (imported inside each call: it costs ~50-100 ms to import and `mux ls` must not
-pay it). The hot read path (`snapshot`, `capture`) and the cheap probes run one plain `tmux` process each.
+Mutations go through libtmux, imported inside each call: it costs ~50-100 ms to import, which `mux ls` must not pay,
+and neither must `mux new`, whose window creation is the one mutation that runs a plain `tmux` process. So do the
+hot read path (`snapshot`, `capture`) and the cheap probes.
 
 Traps this module exists to avoid (all seen on tmux 3.3a):
 - `-t NAME` matches by prefix (`task-1` hits `task-10`): windows and panes are targeted by id (`@12`, `%7`),
@@ -208,8 +209,15 @@ class Tmux:
             raise _Failed(args[0], "\n".join(result.stderr), self._where())
         return [str(line) for line in result.stdout]
 
+    def _run(self, *args: str) -> list[str]:
+        """_mutate() without libtmux: one tmux command line in a plain process, for the hot path of `mux new`."""
+        proc = self._read(*args)
+        if proc.returncode != 0:
+            raise _Failed(args[0], proc.stderr, self._where())
+        return proc.stdout.splitlines()
+
     def _new_window_id(self, *args: str) -> str:
-        out = self._mutate(*args)
+        out = self._run(*args)
         if not out or not out[0].startswith("@"):
             raise TmuxError(f"tmux {args[0]} did not print the new window's id (got {out!r})")
         return out[0].strip()
@@ -407,9 +415,7 @@ class Tmux:
         directory = _checked_dir(cwd)
         command = [escape_arg(arg) for arg in _exec_argv(argv)]
         env_args = [escape_arg(arg) for arg in _env_args(env)]
-        self._mutate(
-            "respawn-pane", "-k", "-t", window_id, "-c", escape_arg(directory), *env_args, "--", *command
-        )
+        self._mutate("respawn-pane", "-k", "-t", window_id, "-c", escape_arg(directory), *env_args, "--", *command)
 
     def rename_window(self, window_id: str, name: str) -> None:
         self._mutate("rename-window", "-t", window_id, "--", escape_arg(escape_format(name)))
