@@ -44,6 +44,15 @@ def _repo() -> Iterator[tasks.Context]:
             render.stderr_line(note)
 
 
+@contextmanager
+def _progress() -> Iterator[render.ProgressLine]:
+    line = render.ProgressLine(sys.stderr)
+    try:
+        yield line
+    finally:
+        line.close()
+
+
 def _print_json(data: Any) -> None:
     sys.stdout.write(json.dumps(data, indent=2) + "\n")
 
@@ -68,11 +77,8 @@ def new(
         except OSError as exc:
             raise UsageError(f"cannot read prompt file {prompt_file}: {exc.strerror}") from None
     with _repo() as ctx:
-        progress = render.ProgressLine(sys.stderr)
-        try:
+        with _progress() as progress:
             task = tasks.new_task(ctx, tasks.NewRequest(name=name, agent=agent, prompt=prompt, base=base), progress)
-        finally:
-            progress.close()
         print(f"{task.name}: {task.agent} in {task.worktree} (branch {task.branch}, window {task.window})")
         monitor.ensure_running(ctx)
         if attach:
@@ -412,7 +418,8 @@ def merge_cmd(
     request = merging.MergeRequest(name, chosen[0] if chosen else "merge", message, keep, into)
     with _repo() as ctx:
         try:
-            result = merging.merge(ctx, request)
+            with _progress() as progress:
+                result = merging.merge(ctx, request, progress)
         except MergeConflictError as exc:
             for path in exc.paths:
                 print(render.clean_text(path))
@@ -440,8 +447,8 @@ def sync(
 
     A conflict stays in the task's worktree (never in yours) and the task shows as waiting: exit 3.
     """
-    with _repo() as ctx:
-        result = merging.sync(ctx, name, rebase=rebase, ask=ask)
+    with _repo() as ctx, _progress() as progress:
+        result = merging.sync(ctx, name, rebase=rebase, ask=ask, progress=progress)
     if result.up_to_date:
         print(f"{name} is up to date with {result.task.base}")
         return
@@ -465,8 +472,8 @@ def restore(
     ] = None,
 ) -> None:
     """Recreate a removed task from its recovery ref: branch, worktree with its uncommitted files, window."""
-    with _repo() as ctx:
-        restored = merging.restore(ctx, name, at=at)
+    with _repo() as ctx, _progress() as progress:
+        restored = merging.restore(ctx, name, at=at, progress=progress)
     task = restored.task
     files = " with its uncommitted files" if restored.with_files else ""
     print(f"restored {task.name} from {restored.ref}{files}: {task.worktree} (window {task.window})")

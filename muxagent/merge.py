@@ -28,7 +28,7 @@ from muxagent.errors import (
     UsageError,
     WouldLoseWorkError,
 )
-from muxagent.model import AgentProfile, Task
+from muxagent.model import AgentProfile, Progress, Task, no_progress
 from muxagent.store import Registry, task_from_dict, task_to_dict
 from muxagent.tasks import (
     Context,
@@ -75,7 +75,7 @@ class MergeResult:
     behind: list[str]
 
 
-def merge(ctx: Context, request: MergeRequest) -> MergeResult:
+def merge(ctx: Context, request: MergeRequest, progress: Progress = no_progress) -> MergeResult:
     if request.strategy not in STRATEGIES:
         raise UsageError(f"unknown merge strategy {request.strategy!r}: use one of {', '.join(STRATEGIES)}")
     name = naming.validate_name(request.name)
@@ -86,7 +86,7 @@ def merge(ctx: Context, request: MergeRequest) -> MergeResult:
             task = registry.get(name)
             if task is None:
                 raise UnknownTaskError(f"no task named {name!r} (see `mux ls`)")
-            result = _merge_locked(ctx, registry, task, request, intent)
+            result = _merge_locked(ctx, registry, task, request, intent, progress)
         intents.crash_point("merge:after-record")
         if result.removal is not None:
             ctx.store.journal("rm", name=name, recovery_ref=result.removal.recovery_ref)
@@ -103,28 +103,34 @@ class _Plan:
 
 
 def _merge_locked(
-    ctx: Context, registry: Registry, task: Task, request: MergeRequest, intent: intents.Intent
+    ctx: Context, registry: Registry, task: Task, request: MergeRequest, intent: intents.Intent, progress: Progress
 ) -> MergeResult:
     plan = _check(ctx, task, request)
+    progress(f"checking that {task.name} merges cleanly into {plan.target}")
     state = _state(ctx, plan, task)
     _precheck(ctx, task, plan, state, request.strategy)
     intent.update(task=task_to_dict(task), target=plan.target, old=plan.old, strategy=request.strategy)
     intents.crash_point("merge:before-commit")
     committed = None
     if plan.dirty and plan.worktree is not None:
+        progress(f"committing the uncommitted work of {task.name}")
         committed = gitops.commit_all(plan.worktree, _work_message(task, request))
         ctx.store.journal("commit", name=task.name, commit=committed)
         intents.crash_point("merge:after-commit")
     tip = gitops.branch_tip(ctx.repo, task.branch)
     assert tip is not None  # _check made sure the branch exists, and committing on it keeps it
+    progress(f"{'rebasing' if request.strategy == 'rebase' else 'merging'} {task.name} into {plan.target}")
     new = _result_commit(ctx, task, plan, tip, request)
     intent.update(new=new)
     intents.crash_point("merge:after-merge-commit")
+    if plan.in_main and new != plan.old:
+        progress(f"updating {plan.target} in the main checkout")
     _move_target(ctx, plan, new)
     ctx.store.journal("merge", name=task.name, target=plan.target, old=plan.old, new=new, strategy=request.strategy)
     intents.crash_point("merge:after-update")
     removal = None
     if not request.keep:
+        progress(f"saving a recovery ref of {task.name} and removing its worktree")
         try:
             removal = _remove_locked(ctx, registry, task, force=True)
         except MuxError as exc:
@@ -298,7 +304,9 @@ class SyncResult:
     asked: bool = False
 
 
-def sync(ctx: Context, name: str, rebase: bool = False, ask: bool = False) -> SyncResult:
+def sync(
+    ctx: Context, name: str, rebase: bool = False, ask: bool = False, progress: Progress = no_progress
+) -> SyncResult:
     """Bring the base's new commits into the task's branch, inside the task's worktree.
 
     A conflict stays in the task's worktree for its agent (never in the user's checkout); the task shows as
@@ -325,8 +333,10 @@ def sync(ctx: Context, name: str, rebase: bool = False, ask: bool = False) -> Sy
             f" (commit them, or sync with a merge: `mux sync {name}`)"
         )
     # A rebase rewrites the task's commits and a conflict rewrites its files: keep the state before.
+    progress(f"saving a recovery ref of {name}")
     ref = gitops.write_recovery_ref(ctx.repo, name, task.branch, worktree)
     ctx.store.journal("recovery", name=name, ref=ref, lost=["sync"], record=task_to_dict(task))
+    progress(f"rebasing {name} onto {task.base}" if rebase else f"merging {task.base} into {name}")
     paths = gitops.sync_in_worktree(worktree, onto, task.base, rebase)
     ctx.store.journal("sync", name=name, onto=onto, rebase=rebase, conflicts=paths)
     if not paths:
@@ -362,7 +372,7 @@ class Restored:
     submodules: list[str]  # refs holding the state of submodules the worktree had initialised
 
 
-def restore(ctx: Context, name: str, at: str | None = None) -> Restored:
+def restore(ctx: Context, name: str, at: str | None = None, progress: Progress = no_progress) -> Restored:
     """Recreate a removed task from its recovery ref: branch, worktree (uncommitted files back) and window."""
     name = naming.validate_name(name)
     refs = gitops.list_recovery_refs(ctx.repo, name)
@@ -387,6 +397,7 @@ def restore(ctx: Context, name: str, at: str | None = None) -> Restored:
     with intents.intent(ctx.store.root, "new", **fields), _Undo() as undo, ctx.store.transaction() as registry:
         if name in registry:
             raise TaskExistsError(f"task {name!r} exists: `mux rm {name}` it first, or restore under it by hand")
+        progress(f"checking out the saved work of {name} into {worktree}")
         port = reserve_worktree(ctx, registry, undo, name, worktree, tip, if_taken="move it away first")
         if snapshot is not None:
             gitops.apply_snapshot(worktree, snapshot)

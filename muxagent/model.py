@@ -3,9 +3,16 @@
 from __future__ import annotations
 
 import enum
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+
+# Told what a long operation is doing now, in a few words ("merging x into main"); the CLI draws it.
+Progress = Callable[[str], None]
+
+
+def no_progress(_step: str) -> None:
+    """The Progress of callers that show none."""
 
 
 class State(enum.StrEnum):

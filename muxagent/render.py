@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import re
 import sys
+import threading
 import time
 from collections.abc import Sequence
 from typing import Any, TextIO
@@ -178,28 +179,32 @@ def status_line(reports: Sequence[TaskReport], tmux_styles: bool = False) -> str
 
 
 class ProgressLine:
-    """Progress of a long step on stderr: one line redrawn in place with a spinner on a terminal; elsewhere
-    (logs, CI) only each set-up step, once, so nothing floods a log file."""
+    """Progress of a long step on stderr: on a terminal, one line redrawn in place, its spinner turning while git
+    works; elsewhere (logs, CI) only each set-up step, once, so nothing floods a log file."""
 
     _FRAMES = "⠋⠙⠹⠸⠼⠴⠦⠧⠇⠏"
+    _SPIN_EVERY = 0.1
 
     def __init__(self, stream: TextIO) -> None:
         self._stream = stream
         self._tty = stream.isatty() and os.environ.get("TERM") != "dumb"
         self._frame = 0
+        self._text = ""
         self._shown = False
         self._last = ""
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._spinner: threading.Thread | None = None
 
     def __call__(self, text: str) -> None:
         text = clean_text(text)
         if self._tty:
-            import shutil  # imports bz2 and lzma: only commands that show progress pay for it
-
-            self._frame = (self._frame + 1) % len(self._FRAMES)
-            width = shutil.get_terminal_size((80, 24)).columns - 3
-            self._stream.write(f"\r\x1b[K{self._FRAMES[self._frame]} {text[:width]}")
-            self._stream.flush()
-            self._shown = True
+            with self._lock:
+                self._text = text
+            self._draw()
+            if self._spinner is None:
+                self._spinner = threading.Thread(target=self._spin, name="mux-progress", daemon=True)
+                self._spinner.start()
             return
         # Without a terminal: one line per set-up step (the elapsed time in brackets changes every poll).
         head = text.rsplit(" (", 1)[0]
@@ -208,11 +213,31 @@ class ProgressLine:
             self._stream.flush()
         self._last = head
 
-    def close(self) -> None:
-        if self._shown:
-            self._stream.write("\r\x1b[K")
+    def _spin(self) -> None:
+        while not self._stop.wait(self._SPIN_EVERY):
+            self._draw()
+
+    def _draw(self) -> None:
+        import shutil  # imports bz2 and lzma: only commands that show progress pay for it
+
+        width = shutil.get_terminal_size((80, 24)).columns - 3
+        with self._lock:
+            if self._stop.is_set():
+                return
+            self._frame = (self._frame + 1) % len(self._FRAMES)
+            self._stream.write(f"\r\x1b[K{self._FRAMES[self._frame]} {self._text[:width]}")
             self._stream.flush()
-            self._shown = False
+            self._shown = True
+
+    def close(self) -> None:
+        self._stop.set()
+        if self._spinner is not None:
+            self._spinner.join()
+        with self._lock:
+            if self._shown:
+                self._stream.write("\r\x1b[K")
+                self._stream.flush()
+                self._shown = False
 
 
 def stderr_line(message: str) -> None:

@@ -38,12 +38,14 @@ from muxagent.errors import (
 from muxagent.model import (
     AgentProfile,
     PaneInfo,
+    Progress,
     State,
     StatusRules,
     Task,
     TaskReport,
     TaskStatus,
     iso_epoch,
+    no_progress,
     utc_iso,
 )
 from muxagent.store import Registry, Store, task_to_dict
@@ -186,7 +188,7 @@ class _Undo:
                 step()
 
 
-def new_task(ctx: Context, request: NewRequest, progress: Callable[[str], None] | None = None) -> Task:
+def new_task(ctx: Context, request: NewRequest, progress: Progress = no_progress) -> Task:
     name = naming.validate_name(request.name)
     _warn_untrusted(ctx)
     profile = config.resolve_agent(request.agent or ctx.settings.agent, ctx.settings)
@@ -211,7 +213,7 @@ def new_task(ctx: Context, request: NewRequest, progress: Callable[[str], None] 
     with intent, _Undo() as undo, ctx.store.transaction() as registry:
         if name in registry:
             raise TaskExistsError(f"task {name!r} already exists")
-        _say(progress, f"checking out {base} into {worktree}")
+        progress(f"checking out {base} into {worktree}")
         port = reserve_worktree(ctx, registry, undo, name, worktree, start, if_taken="pick another task name")
         intents.crash_point("new:after-worktree")
         pane_argv = _prepare_worktree(ctx, name, worktree, argv)
@@ -286,11 +288,6 @@ def mark_spawn(ctx: Context, name: str, state: State | None) -> None:
     events.append(events.events_path(ctx.store.root, name), events.HookEvent(time.time(), "mux", events.SPAWN, state))
 
 
-def _say(progress: Callable[[str], None] | None, text: str) -> None:
-    if progress is not None:
-        progress(text)
-
-
 def _warn_untrusted(ctx: Context) -> None:
     warning = config.untrusted_warning(ctx.settings)
     if warning and warning not in ctx.notes:
@@ -325,7 +322,7 @@ def _prepare_worktree(ctx: Context, name: str, worktree: Path, argv: list[str]) 
     return worktree_setup.runner_argv(worktree_setup.write_spec(ctx.store.root, spec))
 
 
-def _await_setup(ctx: Context, task: Task, progress: Callable[[str], None] | None) -> None:
+def _await_setup(ctx: Context, task: Task, progress: Progress) -> None:
     """Wait for the set-up runner in the task's window; SetupError (task kept) if it fails."""
     steps = len(ctx.settings.setup)
     # The runner enforces each command's timeout; this only guards against a runner that never reports.
@@ -347,7 +344,7 @@ def _await_setup(ctx: Context, task: Task, progress: Callable[[str], None] | Non
             raise worktree_setup.SetupError(f"the set-up of '{task.name}' did not report back in time; {hint}")
         if state is not None:
             elapsed = time.time() - state.started
-            _say(progress, f"setting up {task.name} [{state.step}/{state.steps}] {state.command} ({elapsed:.0f}s)")
+            progress(f"setting up {task.name} [{state.step}/{state.steps}] {state.command} ({elapsed:.0f}s)")
         time.sleep(0.1)
 
 

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import json
 import os
+import pty
+import select
+import signal
 import subprocess
 import sys
 import time
@@ -34,9 +37,7 @@ def wait_until(predicate: Callable[[], Any], timeout: float = 10.0, interval: fl
 
 
 def git(cwd: Path | str, *args: str) -> str:
-    return subprocess.run(
-        ["git", *args], cwd=cwd, check=True, capture_output=True, text=True
-    ).stdout
+    return subprocess.run(["git", *args], cwd=cwd, check=True, capture_output=True, text=True).stdout
 
 
 def make_repo(path: Path) -> Path:
@@ -125,6 +126,37 @@ def run_mux(
             f"mux {' '.join(args)} exited {proc.returncode}\nstdout: {proc.stdout}\nstderr: {proc.stderr}"
         )
     return proc
+
+
+def run_mux_on_terminal(*args: str, cwd: Path, timeout: float = 60) -> tuple[int, str]:
+    """Run `mux` with a pseudo-terminal as its stdout and stderr, as in a user's shell: (exit code, all output)."""
+    pid, fd = pty.fork()
+    if pid == 0:
+        try:
+            os.chdir(cwd)
+            os.execv(sys.executable, [sys.executable, "-m", "muxagent", *args])
+        finally:
+            os._exit(127)
+    chunks = []
+    deadline = time.monotonic() + timeout
+    try:
+        while time.monotonic() < deadline:
+            if not select.select([fd], [], [], 0.5)[0]:
+                continue
+            try:
+                chunk = os.read(fd, 65536)
+            except OSError:  # EIO: the child closed its terminal
+                break
+            if not chunk:
+                break
+            chunks.append(chunk)
+        else:
+            os.kill(pid, signal.SIGKILL)
+            raise AssertionError(f"mux {' '.join(args)} did not finish within {timeout} s")
+    finally:
+        os.close(fd)
+        _, status = os.waitpid(pid, 0)
+    return os.waitstatus_to_exitcode(status), b"".join(chunks).decode("utf-8", "replace")
 
 
 def mux_ls(cwd: Path | str) -> dict[str, dict[str, Any]]:

@@ -59,8 +59,14 @@ def test_duplicate_name_is_refused(repo: Path) -> None:
 
 @pytest.mark.parametrize(
     "args",
-    [("attach", "nope"), ("send", "nope", "hi"), ("peek", "nope"), ("diff", "nope"), ("rm", "nope"),
-     ("rm", "--force", "nope")],
+    [
+        ("attach", "nope"),
+        ("send", "nope", "hi"),
+        ("peek", "nope"),
+        ("diff", "nope"),
+        ("rm", "nope"),
+        ("rm", "--force", "nope"),
+    ],
 )
 def test_unknown_task(repo: Path, args: tuple[str, ...]) -> None:
     assert_one_line_error(run_mux(*args, cwd=repo, check=False), "no task named 'nope'")
@@ -101,7 +107,10 @@ def test_tmux_not_installed(repo: Path, tmp_path: Path) -> None:
     before = repo_state(repo)
     env = {**os.environ, "PATH": str(bin_dir)}
     proc = subprocess.run(
-        [sys.executable, "-m", "muxagent", "new", "x", "-a", "fake"], cwd=repo, env=env, capture_output=True,
+        [sys.executable, "-m", "muxagent", "new", "x", "-a", "fake"],
+        cwd=repo,
+        env=env,
+        capture_output=True,
         text=True,
     )
     assert_one_line_error(proc, "tmux")
@@ -116,7 +125,10 @@ def test_tmux_server_unreachable(repo: Path, tmp_path: Path) -> None:
     (tmux_tmpdir / f"tmux-{os.getuid()}").write_text("")
     env = {**os.environ, "TMUX_TMPDIR": str(tmux_tmpdir)}
     proc = subprocess.run(
-        [sys.executable, "-m", "muxagent", "new", "x", "-a", "fake"], cwd=repo, env=env, capture_output=True,
+        [sys.executable, "-m", "muxagent", "new", "x", "-a", "fake"],
+        cwd=repo,
+        env=env,
+        capture_output=True,
         text=True,
     )
     assert_one_line_error(proc, "tmux")

@@ -81,7 +81,10 @@ def bash_complete(script: Path, lines: list[str], cwd: Path) -> dict[str, list[s
             'printf "%s\\n" "${COMPREPLY[@]}"',
         ]
     proc = subprocess.run(
-        ["bash", "--norc", "--noprofile", "-c", "\n".join(body)], cwd=cwd, capture_output=True, text=True,
+        ["bash", "--norc", "--noprofile", "-c", "\n".join(body)],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
         timeout=60,
     )
     assert proc.returncode == 0 and not proc.stderr, proc.stderr
@@ -360,8 +363,13 @@ def test_tasks_loads_no_heavy_module(repo: Path, entry: str) -> None:
     if entry == "console script":
         target = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["scripts"]["mux"]
         module, _, func = target.partition(":")
-        argv = [sys.executable, "-X", "importtime", "-c", f"import sys; sys.argv = ['mux', '_tasks']\n"
-                f"from {module} import {func}; {func}()"]
+        argv = [
+            sys.executable,
+            "-X",
+            "importtime",
+            "-c",
+            f"import sys; sys.argv = ['mux', '_tasks']\nfrom {module} import {func}; {func}()",
+        ]
     else:
         argv = [sys.executable, "-X", "importtime", "-m", "muxagent", "_tasks"]
     proc = subprocess.run(argv, cwd=repo, capture_output=True, text=True, timeout=60)
@@ -420,6 +428,14 @@ def test_mirrored_constants_match_their_sources() -> None:
 
 def _task(name: str) -> Task:
     return Task(
-        name=name, agent="fake", command=("true",), base="main", branch=f"mux/{name}", worktree="/nowhere",
-        session="s", window="@1", created="2024-01-01T00:00:00Z", port=0,
+        name=name,
+        agent="fake",
+        command=("true",),
+        base="main",
+        branch=f"mux/{name}",
+        worktree="/nowhere",
+        session="s",
+        window="@1",
+        created="2024-01-01T00:00:00Z",
+        port=0,
     )

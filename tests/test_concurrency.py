@@ -15,7 +15,10 @@ pytestmark = pytest.mark.usefixtures("fake_profile")
 def spawn_new(repo: Path, name: str) -> subprocess.Popen[str]:
     return subprocess.Popen(
         [sys.executable, "-m", "muxagent", "new", name, "-a", "fake"],
-        cwd=repo, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        cwd=repo,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
 
 

@@ -268,9 +268,7 @@ def test_repo_settings_override_user_settings_key_by_key(tmp_path: Path) -> None
         ('\n\nsetup = ["a" "b"]\n', ["invalid TOML", "line 3"]),
     ],
 )
-def test_bad_repo_settings_are_one_line_naming_file_and_key(
-    tmp_path: Path, text: str, parts: list[str]
-) -> None:
+def test_bad_repo_settings_are_one_line_naming_file_and_key(tmp_path: Path, text: str, parts: list[str]) -> None:
     path = write(tmp_path / ".mux.toml", text)
     config_error([str(path), *parts], lambda: load_settings(tmp_path))
 

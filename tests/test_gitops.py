@@ -132,9 +132,7 @@ def test_add_worktree_refuses_existing_branch_path_or_missing_base(
     assert not gitops.branch_exists(rp, "mux/u")
 
 
-def test_remove_worktree_refuses_main_and_foreign_dirs(
-    rp: gitops.RepoPaths, repo: Path, tmp_path: Path
-) -> None:
+def test_remove_worktree_refuses_main_and_foreign_dirs(rp: gitops.RepoPaths, repo: Path, tmp_path: Path) -> None:
     with pytest.raises(GitError, match="main worktree"):
         gitops.remove_worktree(rp, repo / "." / "")
     other = make_repo(tmp_path / "other")

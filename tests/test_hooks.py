@@ -23,7 +23,10 @@ def run_hook(
     env = {**os.environ, "MUX_TASK": task, "MUX_STATE_DIR": str(state_dir)}
     data = stdin.encode() if isinstance(stdin, str) else stdin
     return subprocess.run(
-        [sys.executable, "-P", "-m", "muxagent", "_hook", *args], input=data, env=env, capture_output=True,
+        [sys.executable, "-P", "-m", "muxagent", "_hook", *args],
+        input=data,
+        env=env,
+        capture_output=True,
         timeout=10,
     )
 
@@ -69,7 +72,8 @@ def test_opencode_events(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(
-    "stdin", [b"", b"not json", b"\xff\xfe\x00garbage", b"[1, 2]", b'{"hook_event_name": ' + b"9" * 3_000_000 + b"}"],
+    "stdin",
+    [b"", b"not json", b"\xff\xfe\x00garbage", b"[1, 2]", b'{"hook_event_name": ' + b"9" * 3_000_000 + b"}"],
     ids=["empty", "malformed", "binary", "not-an-object", "huge"],
 )
 def test_bad_payloads_exit_zero_quietly(tmp_path: Path, stdin: bytes) -> None:

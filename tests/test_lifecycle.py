@@ -13,8 +13,23 @@ from conftest import FAKE_AGENT, git, make_repo, mux_ls, run_mux, wait_until
 pytestmark = pytest.mark.usefixtures("fake_profile")
 
 JSON_FIELDS = {
-    "name", "agent", "state", "branch", "base", "worktree", "window", "ahead", "behind", "dirty_files",
-    "added_lines", "removed_lines", "created", "last_activity", "exit_status", "conflicts", "reason",
+    "name",
+    "agent",
+    "state",
+    "branch",
+    "base",
+    "worktree",
+    "window",
+    "ahead",
+    "behind",
+    "dirty_files",
+    "added_lines",
+    "removed_lines",
+    "created",
+    "last_activity",
+    "exit_status",
+    "conflicts",
+    "reason",
 }
 
 
@@ -173,9 +188,9 @@ def test_ls_table_is_human_readable(repo: Path) -> None:
 
 
 def test_repo_path_with_spaces_quotes_and_hash_works_end_to_end(tmp_path: Path) -> None:
-    odd = make_repo(tmp_path / "it's a \"repo\" #1 $(touch pwned)")
+    odd = make_repo(tmp_path / 'it\'s a "repo" #1 $(touch pwned)')
     run_mux("new", "odd", "-a", "fake", "-p", "write out.txt ok", cwd=odd)
-    worktree = tmp_path / "it's a \"repo\" #1 $(touch pwned).worktrees" / "odd"
+    worktree = tmp_path / 'it\'s a "repo" #1 $(touch pwned).worktrees' / "odd"
     wait_until(lambda: (worktree / "out.txt").exists())
     assert mux_ls(odd)["odd"]["worktree"] == str(worktree)
     run_mux("send", "odd", "hi", cwd=odd)

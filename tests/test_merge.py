@@ -7,7 +7,7 @@ import threading
 from pathlib import Path
 
 import pytest
-from conftest import git, make_repo, mux_ls, run_mux
+from conftest import git, make_repo, mux_ls, run_mux, run_mux_on_terminal
 from merge_helpers import checkout_state, commit_file, refs, start
 
 pytestmark = pytest.mark.usefixtures("fake_profile")
@@ -45,6 +45,28 @@ def test_merge_commits_uncommitted_work_merges_and_removes_the_task(repo: Path, 
                              capture_output=True, text=True).stdout.split()  # fmt: skip
     assert window not in windows
     assert "refs/mux/recovery/feat/" in refs(repo)
+
+
+def test_merge_shows_each_step_on_a_terminal_and_nothing_in_a_pipe(repo: Path) -> None:
+    worktree = start(repo, "shown")
+    commit_file(worktree, "a.txt", "a\n")
+    (worktree / "b.txt").write_text("uncommitted\n")
+    code, out = run_mux_on_terminal("merge", "shown", cwd=repo)
+    assert code == 0, out
+    steps = [line.split(" ", 1)[1] for line in out.split("\r\x1b[K") if line[:1] in "⠋⠙⠹⠸⠼⠴⠦⠧⠇⠏" and line[1:2] == " "]
+    assert list(dict.fromkeys(steps)) == [
+        "checking that shown merges cleanly into main",
+        "committing the uncommitted work of shown",
+        "merging shown into main",
+        "updating main in the main checkout",
+        "saving a recovery ref of shown and removing its worktree",
+    ]
+    assert "merged shown into main" in out.rsplit("\r\x1b[K", 1)[1]  # the line was cleared before the result
+
+    worktree = start(repo, "piped")
+    commit_file(worktree, "c.txt", "c\n")
+    proc = run_mux("merge", "piped", cwd=repo)
+    assert "merged piped into main" in proc.stdout and proc.stderr == ""
 
 
 def test_squash_makes_one_commit_with_the_given_message(repo: Path) -> None:

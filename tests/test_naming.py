@@ -7,8 +7,23 @@ import pytest
 from muxagent.errors import InvalidNameError
 from muxagent.naming import session_for, validate_name
 
-BAD_NAMES = ["", "has space", "a/b", "..", "a..b", "-lead", "_lead", "#(touch x)", "$(id)", "x" * 49, "foo.lock",
-             "end.", "tab\tname", "new\nline", "naïve"]
+BAD_NAMES = [
+    "",
+    "has space",
+    "a/b",
+    "..",
+    "a..b",
+    "-lead",
+    "_lead",
+    "#(touch x)",
+    "$(id)",
+    "x" * 49,
+    "foo.lock",
+    "end.",
+    "tab\tname",
+    "new\nline",
+    "naïve",
+]
 
 
 @pytest.mark.parametrize("name", BAD_NAMES)

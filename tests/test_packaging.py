@@ -17,7 +17,9 @@ def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("wheel")
     subprocess.run(
         [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(out), str(ROOT)],
-        check=True, capture_output=True, text=True,
+        check=True,
+        capture_output=True,
+        text=True,
     )
     return next(out.glob("muxagent-*.whl"))
 
@@ -37,8 +39,12 @@ def test_installed_package_finds_its_shipped_profiles(wheel: Path, tmp_path: Pat
     zipfile.ZipFile(wheel).extractall(target)
     code = "from muxagent import config; print(config.shipped_profiles_dir())"
     out = subprocess.run(
-        [sys.executable, "-c", code], cwd=tmp_path, env={"PYTHONPATH": str(target), "PATH": "/usr/bin:/bin"},
-        check=True, capture_output=True, text=True,
+        [sys.executable, "-c", code],
+        cwd=tmp_path,
+        env={"PYTHONPATH": str(target), "PATH": "/usr/bin:/bin"},
+        check=True,
+        capture_output=True,
+        text=True,
     ).stdout.strip()
     assert Path(out) == target / "muxagent" / "_data" / "config"
     assert (Path(out) / "claude.toml").is_file()

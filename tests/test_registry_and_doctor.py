@@ -56,8 +56,23 @@ def test_doctor_reports_versions_and_orphans(repo: Path, tmux_socket: str) -> No
     subprocess.run(["rm", "-rf", str(repo.parent / "proj.worktrees" / "ghost")], check=True)
     session = mux_ls(repo)["ok"]["session"]
     window = subprocess.run(
-        ["tmux", "-L", tmux_socket, "new-window", "-d", "-P", "-F", "#{window_id}", "-t", f"={session}:",
-         "sleep", "600"], capture_output=True, text=True, check=True,
+        [
+            "tmux",
+            "-L",
+            tmux_socket,
+            "new-window",
+            "-d",
+            "-P",
+            "-F",
+            "#{window_id}",
+            "-t",
+            f"={session}:",
+            "sleep",
+            "600",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
     ).stdout.strip()
     subprocess.run(["tmux", "-L", tmux_socket, "set-option", "-w", "-t", window, "@mux_task", "zombie"], check=True)
     report = run_mux("doctor", cwd=repo).stdout

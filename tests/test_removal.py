@@ -40,8 +40,10 @@ def test_rm_of_a_clean_task_removes_window_worktree_branch_and_record(repo: Path
         (lambda wt: (wt / "README.md").write_text("edited\n"), "uncommitted"),
         (lambda wt: (wt / "notes.txt").write_text("draft\n"), "untracked"),
         (lambda wt: (wt / ".env").write_text("SECRET=1\n"), "ignored"),
-        (lambda wt: ((wt / "c.txt").write_text("c\n"), git(wt, "add", "c.txt"), git(wt, "commit", "-qm", "c")),
-         "commit"),
+        (
+            lambda wt: ((wt / "c.txt").write_text("c\n"), git(wt, "add", "c.txt"), git(wt, "commit", "-qm", "c")),
+            "commit",
+        ),
     ],
     ids=["tracked-edit", "untracked", "ignored-env", "commit"],
 )

@@ -186,6 +186,7 @@ def test_place_files_does_not_follow_a_folder_link_out_of_the_checkout(tmp_path:
 
 # ---------------------------------------------------------------------------------------------- end to end
 
+
 def commit_config(repo: Path, text: str) -> Path:
     path = write(repo / ".mux.toml", text)
     git(repo, "add", ".mux.toml")

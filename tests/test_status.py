@@ -117,8 +117,9 @@ def test_working_hook_does_not_stick_when_the_turn_died_without_a_hook() -> None
     events = [hook(NOW - 30, State.WORKING, "PreToolUse")]
     busy = classify(observe("esc to interrupt", pane(activity=NOW - 30), events=events), RULES)
     assert busy.state is State.WORKING
-    died = classify(observe("API Error: connection refused\n? for shortcuts", pane(activity=NOW - 30), events=events),
-                    RULES)
+    died = classify(
+        observe("API Error: connection refused\n? for shortcuts", pane(activity=NOW - 30), events=events), RULES
+    )
     assert (died.state, died.reason) == (State.IDLE, r"screen: \? for shortcuts")
 
 

@@ -46,6 +46,7 @@ def test_status_line_shortens_a_long_waiting_list_and_styles_for_tmux() -> None:
 
 def test_progress_line_redraws_on_a_terminal_and_prints_steps_once_elsewhere(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("TERM", "xterm")
+
     class Tty(io.StringIO):
         def isatty(self) -> bool:
             return True

@@ -173,9 +173,7 @@ def _journal_history(store: Store) -> None:
     ],
 )
 @pytest.mark.parametrize("entry", ["load", "transaction"])
-def test_corrupt_registry_is_kept_aside_and_rebuilt_from_the_journal(
-    store: Store, damage: bytes, entry: str
-) -> None:
+def test_corrupt_registry_is_kept_aside_and_rebuilt_from_the_journal(store: Store, damage: bytes, entry: str) -> None:
     _journal_history(store)
     store.tasks_path.write_bytes(damage)
 

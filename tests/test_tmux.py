@@ -113,7 +113,9 @@ def test_first_window_creates_the_session_and_the_second_joins_it(tmp_path: Path
     assert not tmux.window_exists("@999")
     names = subprocess.run(
         ["tmux", "-L", str(tmux.socket), "list-windows", "-t", "=proj", "-F", "#{window_id} #{window_name}"],
-        capture_output=True, text=True, check=True,
+        capture_output=True,
+        text=True,
+        check=True,
     ).stdout.split("\n")
     assert f"{first} task-a" in names and f"{second} task-b" in names
 
@@ -164,7 +166,7 @@ def test_a_lone_argv_element_is_a_program_not_a_shell_line(tmp_path: Path) -> No
 def test_odd_cwd_argv_env_and_names_arrive_verbatim(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     # `#(touch pwned)` would run in the client's cwd, the pane's cwd or HOME: watch all three.
     monkeypatch.chdir(tmp_path)
-    odd = tmp_path / "it's a \"dir\" #(touch pwned) ##{pane_id} #{session_name};"
+    odd = tmp_path / 'it\'s a "dir" #(touch pwned) ##{pane_id} #{session_name};'
     odd.mkdir()
     argv = ["a;", "b\\;", ";", "{", "}", "#{pane_id}", "$(id)", "C-c", "", "two words"]
     env = {"MUX_TASK": "t#1", "ODD": "x;y #{pane_id} $(id);"}
@@ -181,13 +183,17 @@ def test_odd_cwd_argv_env_and_names_arrive_verbatim(tmp_path: Path, monkeypatch:
         assert not (place / "pwned").exists()
     listed = subprocess.run(
         ["tmux", "-L", str(tmux.socket), "list-windows", "-a", "-F", "#{window_name}"],
-        capture_output=True, text=True, check=True,
+        capture_output=True,
+        text=True,
+        check=True,
     ).stdout.split("\n")
     assert "w#{session_name}0" in listed and "w#{session_name}1" in listed
     tmux.rename_window(window_ids[0], "r#{session_name};")
     listed = subprocess.run(
         ["tmux", "-L", str(tmux.socket), "list-windows", "-a", "-F", "#{window_name}"],
-        capture_output=True, text=True, check=True,
+        capture_output=True,
+        text=True,
+        check=True,
     ).stdout.split("\n")
     assert "r#{session_name};" in listed
 

@@ -34,7 +34,8 @@ def screen(repo: Path, name: str) -> str:
 def window_names(socket: str) -> dict[str, str]:
     out = subprocess.run(
         ["tmux", "-L", socket, "list-windows", "-a", "-F", "#{@mux_task}\t#{window_name}"],
-        capture_output=True, text=True,
+        capture_output=True,
+        text=True,
     ).stdout
     return dict(line.split("\t", 1) for line in out.splitlines() if line.split("\t", 1)[0])
 
@@ -99,10 +100,12 @@ def test_monitor_marks_window_names_and_leaves_with_the_last_task(repo: Path, tm
     wait_until(lambda: window_names(tmux_socket).get("m") == "m ✓")
     run_mux("send", "m", "ask", cwd=repo)
     wait_until(lambda: window_names(tmux_socket).get("m") == "m ?")
+
     def monitor_bell() -> bool:
         out = subprocess.run(
             ["tmux", "-L", tmux_socket, "list-windows", "-a", "-F", "#{session_name} #{window_bell_flag}"],
-            capture_output=True, text=True,
+            capture_output=True,
+            text=True,
         ).stdout
         return any(line.endswith("-monitor 1") for line in out.splitlines())
 
@@ -220,9 +223,7 @@ def test_trust_dialog_is_answered_when_the_main_checkout_is_trusted(repo: Path, 
     assert '"action":"auto-trust"' in (repo / ".git" / "mux" / "journal.jsonl").read_text()
 
 
-def test_trust_dialog_waits_for_the_user_when_the_main_checkout_is_not_trusted(
-    repo: Path, trust_profile: str
-) -> None:
+def test_trust_dialog_waits_for_the_user_when_the_main_checkout_is_not_trusted(repo: Path, trust_profile: str) -> None:
     run_mux("new", "tr", "-a", trust_profile, cwd=repo)
     row = wait_until(lambda: (r := mux_ls(repo)["tr"])["state"] == "waiting" and r)
     assert row["reason"] == "trust dialog: Is this a project you created or one you trust"
