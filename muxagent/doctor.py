@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from muxagent import gitops, monitor_state, naming, tasks
+from muxagent import gitops, intents, monitor_state, naming, tasks
 from muxagent.errors import MuxError, TmuxError
 from muxagent.tmux import Tmux
 
@@ -31,6 +31,7 @@ def run(cwd: Path) -> list[Check]:
     checks.append(_check_server(ctx))
     checks.append(_check_monitor(ctx))
     checks.extend(_check_store(ctx))
+    checks.append(_check_interrupted(ctx))
     ok, detail, fatal = tasks.config_health(ctx)
     checks.append(Check("repo config", ok, detail, fatal))
     return checks
@@ -87,6 +88,22 @@ def _check_store(ctx: tasks.Context) -> list[Check]:
     if not problems:
         checks.append(Check("orphans", True, "none"))
     return checks
+
+
+def _check_interrupted(ctx: tasks.Context) -> Check:
+    """Commands that died half-way and that the automatic recovery (run as this command opened the repo) could not
+    finish: each stays on disk, with what it was doing, until a later mux manages it."""
+    with intents.orphaned(ctx.store.root) as found:
+        left = [_describe_intent(intent.fields, intent.path) for intent in found]
+    if not left:
+        return Check("interrupted commands", True, "none")
+    return Check("interrupted commands", False, "; ".join(left), fatal=False)
+
+
+def _describe_intent(fields: dict[str, object], path: Path) -> str:
+    what = f"`mux {fields.get('op', '?')}`" + (f" of '{fields['name']}'" if "name" in fields else "")
+    why = fields.get("recovery_failed", "not tried yet")
+    return f"{what} was interrupted and is not finished or rolled back ({why}); its record: {path}"
 
 
 def _check_monitor(ctx: tasks.Context) -> Check:

@@ -878,11 +878,19 @@ def sync_in_worktree(worktree: Path, onto: str, label: str, rebase: bool) -> lis
 
 
 def recovery_parts(repo: RepoPaths, commit: str) -> tuple[str, str | None]:
-    """(branch tip, snapshot commit or None) of what a recovery ref points at."""
-    out = _git(repo.main, "log", "-1", "--format=%P%x00%s", commit).stdout
-    parents, _, subject = out.strip("\n").partition("\0")
-    if subject.startswith(_RECOVERY_SUBJECT) and parents.split():
-        return parents.split()[0], commit
+    """(branch tip, snapshot commit or None) of what a recovery ref points at.
+
+    Read through GitPython's object model: `mux restore` is the one command that walks commits, and it can
+    afford the import (~90 ms) that the hot paths cannot.
+    """
+    import git
+
+    with git.Repo(repo.main) as found:
+        # As for every git call here: variables a git hook exported must not point at another repository.
+        found.git.update_environment(**dict.fromkeys(_REPO_ENV))
+        saved = found.commit(commit)
+        if str(saved.summary).startswith(_RECOVERY_SUBJECT) and saved.parents:
+            return saved.parents[0].hexsha, commit
     return commit, None
 
 

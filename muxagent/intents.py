@@ -42,6 +42,19 @@ def pending(root: Path) -> bool:
         return False
 
 
+def names(root: Path) -> set[str]:
+    """Tasks some intent (running or interrupted) is about: theirs to finish, not anyone else's to adopt."""
+    found = set()
+    with contextlib.suppress(OSError):
+        for entry in os.scandir(root / INTENTS_DIR):
+            if entry.name.endswith(".json"):
+                with contextlib.suppress(OSError, ValueError):
+                    data = json.loads(Path(entry.path).read_text(encoding="utf-8"))
+                    if isinstance(data, dict) and isinstance(data.get("name"), str):
+                        found.add(data["name"])
+    return found
+
+
 class Intent:
     """One running multi-step command: its id, its fields, and the lock that says it is alive."""
 

@@ -493,6 +493,7 @@ def recover(ctx: Context) -> None:
                 note = _RECOVER.get(str(op), _recover_unknown)(ctx, intent.fields)
             except MuxError as exc:
                 ctx.notes.append(f"could not finish an interrupted `mux {op}`: {exc} (will retry)")
+                intent.update(recovery_failed=str(exc))  # for `mux doctor`
                 continue
             ctx.store.journal("recovered", op=op, intent=intent.fields, outcome=note)
             if note:

@@ -106,10 +106,14 @@ def load_tasks(ctx: Context) -> list[Task]:
 
 def _reconcile(ctx: Context, rebuilt: bool) -> Registry:
     """Bring back tasks the registry lost (missing or corrupt file) from git worktrees and tmux windows."""
+    busy = {naming.branch_for(name) for name in intents.names(ctx.store.root)}
     worktrees = [
         wt
         for wt in gitops.list_worktrees(ctx.repo)
-        if wt.branch and wt.branch.startswith(naming.BRANCH_PREFIX) and wt.path != ctx.repo.main
+        if wt.branch
+        and wt.branch.startswith(naming.BRANCH_PREFIX)
+        and wt.path != ctx.repo.main
+        and wt.branch not in busy
     ]
     if not worktrees and not rebuilt:
         return ctx.store.load()

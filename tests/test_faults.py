@@ -172,3 +172,19 @@ def test_a_running_command_is_never_recovered_by_another_mux(repo: Path) -> None
         assert running.path.exists() and "interrupted" not in proc.stderr
         assert "busy" in mux_ls(repo)
     assert not running.path.exists()
+
+
+def test_doctor_names_an_interrupted_command_it_could_not_finish(repo: Path, tmux_socket: str) -> None:
+    crash(repo, "new", "stuck", "-a", "fake", at="new:after-worktree")
+    dot_git = repo.parent / "proj.worktrees" / "stuck" / ".git"
+    link = dot_git.read_text()
+    dot_git.write_text("gitdir: /nonexistent\n")  # rolling back must save the worktree first, and cannot read it
+    doctor = run_mux("doctor", cwd=repo)
+    line = next(line for line in doctor.stdout.splitlines() if "interrupted commands" in line)
+    assert line.startswith("warn") and "`mux new` of 'stuck' was interrupted" in line, doctor.stdout
+    assert "/nonexistent" in line or "not a git repository" in line, line
+    assert (repo.parent / "proj.worktrees" / "stuck").is_dir()  # nothing was dropped while it could not be saved
+    dot_git.write_text(link)
+    proc = run_mux("ls", cwd=repo)
+    assert "rolled back an interrupted `mux new stuck`" in proc.stderr
+    assert_consistent(repo, tmux_socket)
