@@ -34,7 +34,7 @@ class Work:
     paths: frozenset[str]  # touched against merge-base(base, HEAD), committed or not, untracked included
 
 
-def base_commit(repo: gitops.RepoPaths, base: str, tips: Mapping[str, str]) -> str:
+def _base_commit(repo: gitops.RepoPaths, base: str, tips: Mapping[str, str]) -> str:
     """The commit `base` names, from `tips` (gitops.ref_tips) when it is a branch or tag, as git would resolve it."""
     for ref in (base, f"refs/tags/{base}", f"refs/heads/{base}"):
         if ref in tips:
@@ -47,12 +47,13 @@ def read_many(repo: gitops.RepoPaths, root: Path, tasks: Sequence[Task], tips: M
     if not tasks:
         return {}
     cache_path = root / CACHE_FILE
-    cached: dict[str, Any] = store.load_cache(cache_path, _CACHE_VERSION).get("tasks", {})
+    kept = store.load_cache(cache_path, _CACHE_VERSION).get("tasks")
+    cached: dict[str, Any] = kept if isinstance(kept, dict) else {}
     bases: dict[str, str | None] = {}
     for task in tasks:
         if task.base not in bases:
             try:
-                bases[task.base] = base_commit(repo, task.base, tips)
+                bases[task.base] = _base_commit(repo, task.base, tips)
             except MuxError:
                 bases[task.base] = None
 

@@ -2,8 +2,8 @@
 
 Each task's state is a commit: its branch tip, or, when the worktree is dirty, a snapshot of the worktree made with a
 scratch index (never the agent's index, never the stash). Snapshots have fixed dates, so the same content is the
-same commit id, and results are cached by the pair of commit ids in `<git-common-dir>/mux/radar.json`: `mux ls`
-only runs `git merge-tree` for pairs whose tips moved.
+same commit id, and results are cached by the pair of commit ids in `<git-common-dir>/mux/radar.json`. `mux ls`
+runs `git merge-tree` only for pairs that can conflict (see for_tasks) and whose commits moved.
 
 Also here, because `mux ls` needs it without importing the merge verbs: the "waiting: conflict" state of a task
 whose `mux sync` stopped on a conflict.

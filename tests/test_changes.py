@@ -138,6 +138,8 @@ def test_a_damaged_cache_is_only_a_miss(rp: gitops.RepoPaths, root: Path, tmp_pa
     assert counts(rp, root, task) == expected
     cache.write_text("{not json")
     assert counts(rp, root, task) == expected
+    cache.write_text(json.dumps({"version": 1, "tasks": ["not", "a", "table"]}))
+    assert counts(rp, root, task) == expected
 
 
 def counting_git(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:

@@ -205,3 +205,24 @@ def test_agents_lists_profiles_and_install_state(repo: Path) -> None:
     assert {"claude", "codex", "opencode", "aider", "gemini", "shell", "fake"} <= set(rows)
     assert rows["fake"]["path"] == sys.executable
     assert rows["fake"]["command"] == [sys.executable, str(FAKE_AGENT)]
+
+
+HEAVY_MODULES = {"libtmux", "git", "watchdog", "pydantic", "rich"}
+
+
+def imported_top_modules(*args: str, cwd: Path) -> set[str]:
+    """Top-level packages a mux command imports, from `python -X importtime` (stderr), the command succeeding."""
+    proc = subprocess.run(
+        [sys.executable, "-X", "importtime", "-m", "muxagent", *args], cwd=cwd, capture_output=True, text=True
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    lines = [line for line in proc.stderr.splitlines() if line.startswith("import time:")]
+    return {line.rsplit("|", 1)[1].strip().split(".")[0] for line in lines}
+
+
+def test_new_and_ls_import_no_heavy_library(repo: Path) -> None:
+    """Speed is a feature: the commands typed all day leave libtmux, GitPython, watchdog and pydantic unloaded."""
+    assert not imported_top_modules("new", "light", "-a", "fake", "-p", "hi", cwd=repo) & HEAVY_MODULES
+    (repo.parent / "proj.worktrees" / "light" / "wip.txt").write_text("wip\n")
+    assert not imported_top_modules("ls", "--json", cwd=repo) & HEAVY_MODULES
+    assert mux_ls(repo)["light"]["dirty_files"] == 1
