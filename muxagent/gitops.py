@@ -452,13 +452,6 @@ def _unmerged_commits(repo: RepoPaths, tip: str, base: str) -> int:
     return int(out.stdout)
 
 
-def is_merged(repo: RepoPaths, branch: str, base: str) -> bool:
-    tip = _branch_tip(repo.main, branch)
-    if tip is None:
-        raise GitError(f"branch '{branch}' does not exist")
-    return _unmerged_commits(repo, tip, base) == 0
-
-
 def unsaved_work(repo: RepoPaths, worktree: Path | None, branch: str, base: str) -> list[str]:
     """Phrases naming what removing the task would lose; [] when nothing would be lost.
 

@@ -20,6 +20,7 @@ from muxagent import (
     intents,
     monitor_state,
     naming,
+    prompt_queue,
     radar,
     status,
     trust,
@@ -606,6 +607,8 @@ def _remove_locked(ctx: Context, registry: Registry, task: Task, force: bool, sa
         gitops.delete_branch(ctx.repo, task.branch)
         intents.crash_point("rm:after-branch")
     registry.remove(task.name)
+    # Prompts queued for this task are not for a later task of the same name.
+    prompt_queue.drop(ctx.store.root, task.name)
     return Removal(task=task, recovery_ref=ref)
 
 

@@ -238,18 +238,6 @@ class Tmux:
             return False
         raise _Failed("list-sessions", proc.stderr, self._where())
 
-    def session_exists(self, session: str) -> bool:
-        proc = self._read("has-session", "-t", escape_arg(f"={session}"))
-        if proc.returncode == 0:
-            return True
-        if _is_no_server(proc.stderr) or "can't find session" in proc.stderr:
-            return False
-        raise _Failed("has-session", proc.stderr, self._where())
-
-    def window_exists(self, window_id: str) -> bool:
-        proc = self._read("display-message", "-p", "-t", window_id, "#{window_id}")
-        return proc.returncode == 0 and proc.stdout.strip() == window_id
-
     def windows_with_task(self) -> dict[str, str]:
         """Task name -> window id for every window carrying `@mux_task` (the first one wins on duplicates)."""
         proc = self._read("list-windows", "-a", "-F", "#{window_id}\t#{@mux_task}")

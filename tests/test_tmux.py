@@ -64,6 +64,18 @@ def read_json(path: Path) -> dict[str, object] | None:
     return data
 
 
+def session_exists(tmux: Tmux, session: str) -> bool:
+    """Asked of tmux directly, not through the module under test."""
+    args = ["tmux", "-L", str(tmux.socket), "has-session", "-t", f"={session}"]
+    return subprocess.run(args, capture_output=True).returncode == 0
+
+
+def window_exists(tmux: Tmux, window_id: str) -> bool:
+    args = ["tmux", "-L", str(tmux.socket), "display-message", "-p", "-t", window_id, "#{window_id}"]
+    proc = subprocess.run(args, capture_output=True, text=True)
+    return proc.returncode == 0 and proc.stdout.strip() == window_id
+
+
 def pane_of(tmux: Tmux, window_id: str) -> PaneInfo | None:
     return next((pane for pane in tmux.snapshot() if pane.window_id == window_id), None)
 
@@ -93,12 +105,12 @@ def test_version() -> None:
 def test_first_window_creates_the_session_and_the_second_joins_it(tmp_path: Path) -> None:
     tmux = Tmux()
     assert not tmux.server_running()
-    assert not tmux.session_exists("proj")
+    assert not session_exists(tmux, "proj")
     first = tmux.new_window("proj", "task-a", tmp_path, SLEEP, {}, task="a")
     assert first.startswith("@")
     assert tmux.server_running()
-    assert tmux.session_exists("proj")
-    assert not tmux.session_exists("pro")
+    assert session_exists(tmux, "proj")
+    assert not session_exists(tmux, "pro")
     second = tmux.new_window("proj", "task-b", tmp_path, SLEEP, {}, task="b")
     assert second.startswith("@") and second != first
 
@@ -109,8 +121,8 @@ def test_first_window_creates_the_session_and_the_second_joins_it(tmp_path: Path
     }
     assert all(p.pane_id.startswith("%") and p.activity > 1e9 for p in panes)
     assert tmux.windows_with_task() == {"a": first, "b": second}
-    assert tmux.window_exists(first) and tmux.window_exists(second)
-    assert not tmux.window_exists("@999")
+    assert window_exists(tmux, first) and window_exists(tmux, second)
+    assert not window_exists(tmux, "@999")
     names = subprocess.run(
         ["tmux", "-L", str(tmux.socket), "list-windows", "-t", "=proj", "-F", "#{window_id} #{window_name}"],
         capture_output=True,
@@ -313,8 +325,8 @@ def test_kill_window_goes_by_id_not_by_name_prefix(tmp_path: Path) -> None:
     one = tmux.new_window("s", "task-1", tmp_path, SLEEP, {}, task="task-1")
     ten = tmux.new_window("s", "task-10", tmp_path, SLEEP, {}, task="task-10")
     tmux.kill_window(one)
-    assert not tmux.window_exists(one)
-    assert tmux.window_exists(ten)
+    assert not window_exists(tmux, one)
+    assert window_exists(tmux, ten)
     assert tmux.windows_with_task() == {"task-10": ten}
     tmux.kill_window(one)  # already gone: fine
     tmux.kill_window(ten)
@@ -328,8 +340,8 @@ def test_no_server_means_empty_answers() -> None:
     assert tmux.capture(["%0", "@0"]) == {}
     assert tmux.windows_with_task() == {}
     assert not tmux.server_running()
-    assert not tmux.session_exists("s")
-    assert not tmux.window_exists("@0")
+    assert not session_exists(tmux, "s")
+    assert not window_exists(tmux, "@0")
 
 
 def test_concurrent_new_window_on_a_fresh_session_all_succeed(tmp_path: Path) -> None:

@@ -86,6 +86,19 @@ def test_queued_prompts_are_delivered_in_order_exactly_once(repo: Path) -> None:
     assert text.index("wrote first.txt") < text.index("wrote second.txt")
 
 
+def test_prompts_queued_for_a_removed_task_never_reach_a_new_one_of_the_same_name(repo: Path) -> None:
+    run_mux("new", "again", "-a", "fake", "-p", "busy 30", cwd=repo)
+    wait_until(lambda: state(repo, "again") == "working")
+    run_mux("send", "again", "--when-idle", "meant for the old task", cwd=repo)
+    run_mux("rm", "--force", "again", cwd=repo)
+    run_mux("new", "again", "-a", "fake", cwd=repo)
+    wait_until(lambda: state(repo, "again") == "idle")
+    run_mux("send", "again", "--when-idle", "meant for the new task", cwd=repo)
+    # Queued prompts go out in order: had the old one survived, it would have been typed first.
+    wait_until(lambda: "got: meant for the new task" in screen(repo, "again"), timeout=20)
+    assert "meant for the old task" not in screen(repo, "again")
+
+
 def test_queued_prompt_reaches_an_idle_agent_within_two_seconds(repo: Path) -> None:
     run_mux("new", "fast", "-a", "fake", cwd=repo)
     wait_until(lambda: state(repo, "fast") == "idle")
