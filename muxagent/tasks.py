@@ -607,9 +607,15 @@ def _remove_locked(ctx: Context, registry: Registry, task: Task, force: bool, sa
         gitops.delete_branch(ctx.repo, task.branch)
         intents.crash_point("rm:after-branch")
     registry.remove(task.name)
-    # Prompts queued for this task are not for a later task of the same name.
-    prompt_queue.drop(ctx.store.root, task.name)
+    _forget(ctx, task.name)
     return Removal(task=task, recovery_ref=ref)
+
+
+def _forget(ctx: Context, name: str) -> None:
+    """Drop the removed task's queued prompts, hook events and sync marker: none is for a later task of that name."""
+    prompt_queue.drop(ctx.store.root, name)
+    events.events_path(ctx.store.root, name).unlink(missing_ok=True)
+    radar.sync_marker(ctx.store.root, name).unlink(missing_ok=True)
 
 
 @dataclass(frozen=True)

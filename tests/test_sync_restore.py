@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import subprocess
 import time
 from pathlib import Path
 
@@ -68,6 +69,23 @@ def test_sync_rebase_refuses_a_dirty_worktree(repo: Path) -> None:
     proc = run_mux("sync", "d", "--rebase", cwd=repo, check=False)
     assert proc.returncode == 1 and "uncommitted" in proc.stderr
     assert checkout_state(worktree)[:3] == before[:3]
+
+
+def test_a_removed_tasks_sync_conflict_does_not_follow_a_new_task_of_its_name(repo: Path) -> None:
+    worktree = start(repo, "twice")
+    commit_file(worktree, "README.md", "task version\n")
+    commit_file(repo, "README.md", "main version\n")
+    assert run_mux("sync", "twice", cwd=repo, check=False).returncode == 3
+    run_mux("rm", "--force", "twice", cwd=repo)
+    worktree = start(repo, "twice")
+    wait_until(lambda: mux_ls(repo)["twice"]["state"] == "idle", timeout=20)
+    # The new task's agent runs a merge of its own that stops on a conflict: that is its business, not mux's.
+    git(worktree, "checkout", "-q", "-b", "side", "HEAD~1")
+    commit_file(worktree, "README.md", "side version\n")
+    git(worktree, "checkout", "-q", "mux/twice")
+    proc = subprocess.run(["git", "merge", "-q", "side"], cwd=worktree, capture_output=True, text=True)
+    assert proc.returncode != 0 and "UU README.md" in git(worktree, "status", "--porcelain")
+    assert mux_ls(repo)["twice"]["reason"] != "conflict"
 
 
 def test_radar_shows_conflicts_with_the_base_and_between_tasks(repo: Path) -> None:
