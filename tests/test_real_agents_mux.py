@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +20,17 @@ from realagents.fake_anthropic import FakeAnthropic
 from realagents.fake_openai import FakeOpenAI
 from realagents.homes import claude_env, codex_env, opencode_env
 from realagents.plugin import RealAgents
+
+
+@pytest.fixture(autouse=True)
+def screens_on_failure(short_repo: Path) -> Iterator[None]:
+    """Print every task's row and screen after the test: pytest shows it when the test failed (a real agent's
+    hang or new dialog is then readable in the CI log)."""
+    yield
+    proc = run_mux("ls", "--json", cwd=short_repo, check=False)
+    for item in json.loads(proc.stdout or "[]"):
+        print(f"--- {item['name']}: {item['state']} ({item['reason']})")
+        print(run_mux("peek", item["name"], cwd=short_repo, check=False).stdout)
 
 
 def use_env(monkeypatch: pytest.MonkeyPatch, env: dict[str, str], agents: RealAgents) -> None:
