@@ -16,6 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from itertools import combinations
 from pathlib import Path
+from typing import NamedTuple
 
 from muxagent import gitops, store
 from muxagent.changes import Work
@@ -47,7 +48,7 @@ def sync_override(root: Path, worktree: Path, name: str, status: TaskStatus) -> 
     return replace(status, state=State.WAITING, reason="conflict", exit_status=None)
 
 
-def for_tasks(root: Path, repo: gitops.RepoPaths, tasks: Sequence[Task], works: Mapping[str, Work]) -> Found:
+def for_tasks(repo: gitops.RepoPaths, root: Path, tasks: Sequence[Task], works: Mapping[str, Work]) -> Found:
     """Task name -> [{"with": base or task name, "paths": [...]}, ...] for the tasks that would conflict.
 
     Only pairs that can conflict are merged: a task against its base once the base moved on, two tasks with the same
@@ -55,38 +56,51 @@ def for_tasks(root: Path, repo: gitops.RepoPaths, tasks: Sequence[Task], works: 
     here, and one more task costs one more comparison of path sets, not one more merge per task.
     """
     items = {task.name: (task, works[task.name]) for task in tasks if task.name in works}
-    pairs: list[tuple[str, str, bool]] = []  # (task, its base or another task, whether that is a task)
-    for name, (task, work) in items.items():
-        if work.changes.behind > 0:
-            pairs.append((name, task.base, False))
-    for (a, (task_a, work_a)), (b, (task_b, work_b)) in combinations(items.items(), 2):
-        if task_a.base == task_b.base and _may_conflict(task_a, work_a, task_b, work_b):
-            pairs.append((a, b, True))
+    pairs = _candidate_pairs(items)
     if not pairs:
         return {}
     cache = _load(root)
-    involved = sorted({p[0] for p in pairs} | {p[1] for p in pairs if p[2]})
+    involved = sorted({p.name for p in pairs} | {p.other for p in pairs if p.other_is_task})
     with ThreadPoolExecutor(max_workers=min(_WORKERS, len(involved))) as pool:
         made = pool.map(lambda name: _state(*items[name], cache.snapshots), involved)
-        found_states = dict(zip(involved, made, strict=True))
-        commits = {name: commit for name, (commit, _) in found_states.items()}
-        keyed = [(p, _key(commits[p[0]], commits[p[1]] if p[2] else items[p[0]][1].base_tip)) for p in pairs]
-        todo = sorted({key for _, key in keyed if key not in cache.pairs})
+        states = dict(zip(involved, made, strict=True))
+        keys = [
+            _key(states[p.name][0], states[p.other][0] if p.other_is_task else items[p.name][1].base_tip) for p in pairs
+        ]
+        todo = sorted(set(keys) - cache.pairs.keys())
         for key, paths in zip(todo, pool.map(lambda k: _merge(repo, k), todo), strict=True):
             if paths is not None:
                 cache.pairs[key] = paths
-    new_snapshots = {fp: commit for commit, fp in found_states.values() if fp is not None}
+    new_snapshots = {snapshot_key: commit for commit, snapshot_key in states.values() if snapshot_key is not None}
     if todo or new_snapshots.keys() - cache.snapshots.keys():
         cache.snapshots.update(new_snapshots)
         _save(root, cache)
+    return _found(pairs, keys, cache.pairs)
+
+
+class _Pair(NamedTuple):
+    name: str
+    other: str  # the task's base, or another task
+    other_is_task: bool
+
+
+def _candidate_pairs(items: Mapping[str, tuple[Task, Work]]) -> list[_Pair]:
+    pairs = [_Pair(name, task.base, False) for name, (task, work) in items.items() if work.changes.behind > 0]
+    for (a, (task_a, work_a)), (b, (task_b, work_b)) in combinations(items.items(), 2):
+        if task_a.base == task_b.base and _may_conflict(task_a, work_a, task_b, work_b):
+            pairs.append(_Pair(a, b, True))
+    return pairs
+
+
+def _found(pairs: Sequence[_Pair], keys: Sequence[str], merged: Mapping[str, list[str]]) -> Found:
     found: dict[str, list[Conflict]] = {}
-    for (name, other, other_is_task), key in keyed:
-        paths = cache.pairs.get(key)
+    for pair, key in zip(pairs, keys, strict=True):
+        paths = merged.get(key)
         if not paths:
             continue
-        found.setdefault(name, []).append({"with": other, "paths": list(paths)})
-        if other_is_task:  # both tasks of a pair show it
-            found.setdefault(other, []).append({"with": name, "paths": list(paths)})
+        found.setdefault(pair.name, []).append({"with": pair.other, "paths": list(paths)})
+        if pair.other_is_task:  # both tasks of a pair show it
+            found.setdefault(pair.other, []).append({"with": pair.name, "paths": list(paths)})
     return {name: tuple(conflicts) for name, conflicts in found.items()}
 
 

@@ -178,7 +178,7 @@ def test_a_steady_read_runs_one_git_status_per_worktree(
 
 
 def conflicts(rp: gitops.RepoPaths, root: Path, *tasks: Task) -> radar.Found:
-    return radar.for_tasks(root, rp, tasks, read(rp, root, *tasks))
+    return radar.for_tasks(rp, root, tasks, read(rp, root, *tasks))
 
 
 def test_radar_finds_a_file_against_a_directory(rp: gitops.RepoPaths, root: Path, tmp_path: Path) -> None:
@@ -199,7 +199,7 @@ def test_radar_merges_nothing_while_tasks_touch_different_files(
         (Path(task.worktree) / f"{task.name}.txt").write_text("own file\n")
     works = read(rp, root, *tasks)
     log = counting_git(tmp_path, monkeypatch)
-    assert radar.for_tasks(root, rp, tasks, works) == {}
+    assert radar.for_tasks(rp, root, tasks, works) == {}
     assert not log.exists()
     # Once the base moves on, each task is checked against it (snapshot and merge, once; then cached).
     monkeypatch.undo()
@@ -209,5 +209,5 @@ def test_radar_merges_nothing_while_tasks_touch_different_files(
     log = counting_git(tmp_path / "again", monkeypatch)
     works = read(rp, root, *tasks)
     log.unlink(missing_ok=True)
-    assert [c["with"] for c in radar.for_tasks(root, rp, tasks, works)["p0"]] == ["main"]
+    assert [c["with"] for c in radar.for_tasks(rp, root, tasks, works)["p0"]] == ["main"]
     assert not log.exists()
