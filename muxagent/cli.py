@@ -477,9 +477,11 @@ def restore(
     task = restored.task
     files = " with its uncommitted files" if restored.with_files else ""
     print(f"restored {task.name} from {restored.ref}{files}: {task.worktree} (window {task.window})")
-    for ref in restored.submodules:
-        path = ref.split("/", 5)[5]
-        print(f"submodule {path}: its saved state is {ref} (`git submodule update --init {path}`, then fetch it)")
+    for sub in restored.submodules:
+        if sub.problem is None:
+            print(f"submodule {sub.path}: restored from {sub.ref}")
+        else:
+            print(f"submodule {sub.path}: not restored: {render.clean_text(sub.problem)}")
 
 
 @app.command()

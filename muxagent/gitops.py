@@ -897,6 +897,24 @@ def apply_snapshot(worktree: Path, snapshot: str) -> None:
     _git(worktree, "reset", "-q")
 
 
+def restore_submodule(repo: RepoPaths, worktree: Path, path: str, ref: str) -> None:
+    """Put a submodule saved by _save_submodules back in a restored worktree: initialised from its configured URL,
+    checked out (detached, as `git submodule update` leaves it) at the saved commit, uncommitted files back."""
+    sub = worktree / path
+    try:
+        _git(worktree, *_NO_HOOKS, "submodule", "update", "--init", "--quiet", "--", path)
+    except GitError:
+        # The clone may stand with only the recorded commit missing upstream (the agent's own commit in the
+        # submodule, say): the saved ref brings that commit below.
+        if not (sub / ".git").exists():
+            raise
+    _git(sub, "fetch", "--quiet", "--no-tags", str(repo.common_dir), ref)
+    tip, snapshot = recovery_parts(repo, _git(sub, "rev-parse", "FETCH_HEAD").stdout.strip())
+    _git(sub, *_NO_HOOKS, "checkout", "-q", "--detach", tip)
+    if snapshot is not None:
+        apply_snapshot(sub, snapshot)
+
+
 def delete_recovery_ref(repo: RepoPaths, ref: str, old: str) -> None:
     if not ref.startswith((RECOVERY_PREFIX, SUBMODULE_PREFIX)):
         raise GitError(f"not a recovery ref: {ref}")

@@ -365,11 +365,18 @@ def _resolve_prompt(base: str, verb: str, paths: list[str]) -> str:
 
 
 @dataclass(frozen=True)
+class SavedSubmodule:
+    path: str
+    ref: str  # holds the submodule's state when the task was removed
+    problem: str | None = None  # why it could not be put back, with how to do it by hand; None when it was
+
+
+@dataclass(frozen=True)
 class Restored:
     task: Task
     ref: str
     with_files: bool
-    submodules: list[str]  # refs holding the state of submodules the worktree had initialised
+    submodules: list[SavedSubmodule]  # the submodules the worktree had initialised
 
 
 def restore(ctx: Context, name: str, at: str | None = None, progress: Progress = no_progress) -> Restored:
@@ -379,7 +386,10 @@ def restore(ctx: Context, name: str, at: str | None = None, progress: Progress =
     if not refs:
         raise UnknownTaskError(f"no recovery ref for {name!r} (refs/mux/recovery/{name}/...)")
     if at is not None:
-        refs = [r for r in refs if r[0].rsplit("/", 1)[-1].startswith(at)]
+        # The stamp `mux rm` printed names its ref exactly, even when a later removal in the same second added
+        # STAMP-1; a shorter prefix (a day, an hour) picks the latest ref it matches.
+        exact = [r for r in refs if r[0].rsplit("/", 1)[-1] == at]
+        refs = exact or [r for r in refs if r[0].rsplit("/", 1)[-1].startswith(at)]
         if not refs:
             listing = f"git for-each-ref refs/mux/recovery/{name}"
             raise UnknownTaskError(f"no recovery ref of {name!r} at {at!r}: see `{listing}`")
@@ -401,6 +411,7 @@ def restore(ctx: Context, name: str, at: str | None = None, progress: Progress =
         port = reserve_worktree(ctx, registry, undo, name, worktree, tip, if_taken="move it away first")
         if snapshot is not None:
             gitops.apply_snapshot(worktree, snapshot)
+        submodules = _restore_submodules(ctx, name, ref.rsplit("/", 1)[-1], worktree, progress)
         session = naming.session_for(ctx.repo.main)
         env = agent_env(ctx, name, worktree, port, profile, adapter)
         mark_spawn(ctx, name, None)
@@ -421,9 +432,29 @@ def restore(ctx: Context, name: str, at: str | None = None, progress: Progress =
         )
         registry.add(task)
     ctx.store.journal("new", task=task_to_dict(task), restored_from=ref)
-    stamp = ref.rsplit("/", 1)[-1]
-    subs = [r for r, _ in gitops.list_submodule_refs(ctx.repo, name) if r.split("/")[4:5] == [stamp]]
-    return Restored(task, ref, snapshot is not None, subs)
+    return Restored(task, ref, snapshot is not None, submodules)
+
+
+def _restore_submodules(
+    ctx: Context, name: str, stamp: str, worktree: Path, progress: Progress
+) -> list[SavedSubmodule]:
+    """Each submodule saved with this recovery ref, put back where possible: a failure (its URL unreachable, say)
+    does not stop the restore, it says how to finish by hand."""
+    found = []
+    for ref, _ in gitops.list_submodule_refs(ctx.repo, name):
+        parts = ref[len(gitops.SUBMODULE_PREFIX) :].split("/", 2)  # <task>/<stamp>/<path>
+        if len(parts) < 3 or parts[1] != stamp:
+            continue
+        path = parts[2]
+        progress(f"restoring submodule {path}")
+        try:
+            gitops.restore_submodule(ctx.repo, worktree, path, ref)
+        except MuxError as exc:
+            by_hand = f"`git submodule update --init {path}`, then `git -C {path} fetch {ctx.repo.common_dir} {ref}`"
+            found.append(SavedSubmodule(path, ref, f"{exc}; to do it by hand: {by_hand}"))
+        else:
+            found.append(SavedSubmodule(path, ref))
+    return found
 
 
 def _recorded_task(ctx: Context, ref: str) -> Task | None:

@@ -309,8 +309,19 @@ def test_worktree_with_an_initialised_submodule(repo: Path, tmp_path: Path) -> N
     assert len(saved) == 1 and saved[0].endswith("/lib")
     assert git(repo, "show", f"{saved[0]}:local.txt") == "edit inside the submodule\n"
     assert git(repo, "show", f"{saved[0]}^:committed-in-lib.txt") == "a commit only the worktree's submodule has\n"
-    restored = run_mux(*next(line for line in out.splitlines() if "restore with" in line).split()[3:], cwd=repo)
-    assert saved[0] in restored.stdout
+    restore = next(line for line in out.splitlines() if "restore with" in line).split()[3:]
+    # git refuses to clone a file:// submodule by default: the restore goes on and says how to finish by hand.
+    restored = run_mux(*restore, cwd=repo)
+    assert "submodule lib: not restored" in restored.stdout and saved[0] in restored.stdout
+    assert (worktree / "uses-lib.txt").exists()
+    run_mux("rm", "--force", "sub", cwd=repo)
+    # Allowed, the submodule comes back as it was: the commit only it had, checked out, and its edit uncommitted.
+    git(repo, "config", "--global", "protocol.file.allow", "always")
+    restored = run_mux(*restore, cwd=repo)
+    assert f"submodule lib: restored from {saved[0]}" in restored.stdout
+    assert (worktree / "lib" / "committed-in-lib.txt").exists()
+    assert (worktree / "lib" / "local.txt").read_text() == "edit inside the submodule\n"
+    assert git(worktree / "lib", "status", "--porcelain") == "?? local.txt\n"
 
 
 def test_nothing_to_merge_makes_no_empty_commit(repo: Path) -> None:

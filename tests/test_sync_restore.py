@@ -159,6 +159,9 @@ def test_restore_picks_a_timestamp_and_refuses_bad_input(repo: Path) -> None:
     (worktree / "v.txt").write_text("second\n")
     run_mux("rm", "--force", "multi", cwd=repo)
     stamp = next(line for line in first.splitlines() if line.startswith("restore with: ")).split()[-1]
+    # A later removal in the same second is named STAMP-1: the printed stamp still means the first ref.
+    newest = git(repo, "for-each-ref", "--sort=-refname", "--format=%(objectname)", "refs/mux/recovery/multi/")
+    git(repo, "update-ref", f"refs/mux/recovery/multi/{stamp}-1", newest.split()[0])
     run_mux("restore", "multi", "--at", stamp, cwd=repo)
     assert (worktree / "v.txt").read_text() == "first\n"
     for args, phrase in [
