@@ -257,9 +257,16 @@ def add_worktree(repo: RepoPaths, path: Path, branch: str, start: str) -> None:
             raise GitError(f"branch '{branch}' already exists") from None
         resolve_commit(repo, start)
         raise
-    # A fresh checkout's index is "racily clean": every later read-only `git status` would re-read every file
-    # (and wake every watcher) until something writes the index back. Write it once now.
-    _git(target, "update-index", "-q", "--refresh", ok=(0, 1))
+
+
+def after_index_refresh(argv: Sequence[str]) -> list[str]:
+    """`argv`, preceded in the same process by a refresh of the index of the worktree it starts in.
+
+    A fresh checkout's index is "racily clean": until something writes it back, every read-only `git status`
+    re-reads every file (and wakes every watcher). Run first thing in the task's window, the refresh costs
+    `mux new` no time and cannot race the agent for the index lock.
+    """
+    return ["sh", "-c", 'git update-index -q --refresh >/dev/null 2>&1; exec "$@"', "sh", *argv]
 
 
 def remove_worktree(repo: RepoPaths, path: Path) -> None:

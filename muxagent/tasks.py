@@ -205,7 +205,7 @@ def new_task(ctx: Context, request: NewRequest, progress: Progress = no_progress
     if base is None:
         raise GitError("the main checkout is on a detached HEAD: pass --base REF")
     start = gitops.resolve_commit(ctx.repo, base)
-    ctx.tmux.version()
+    ctx.tmux.require()
     worktree = worktree_path(ctx, name)
     branch = naming.branch_for(name)
     adapter = adapters.install(profile.hooks, ctx.store.root)
@@ -227,7 +227,7 @@ def new_task(ctx: Context, request: NewRequest, progress: Progress = no_progress
         busy = prompt_on_command_line and profile.hooks != "none"
         mark_spawn(ctx, name, State.WORKING if busy else None)
         session = naming.session_for(ctx.repo.main)
-        window = ctx.tmux.new_window(session, name, worktree, pane_argv, env, task=name)
+        window = ctx.tmux.new_window(session, name, worktree, gitops.after_index_refresh(pane_argv), env, task=name)
         undo.push(lambda: ctx.tmux.kill_window(window))
         intents.crash_point("new:after-window")
         task = Task(

@@ -224,6 +224,11 @@ class Tmux:
 
     # -- probes -----------------------------------------------------------------------------------------
 
+    def require(self) -> None:
+        """Fail unless the tmux binary is there: a PATH lookup, no process (it is on the path of `mux new`)."""
+        if shutil.which(self.binary) is None:
+            raise TmuxError(NOT_INSTALLED)
+
     def version(self) -> str:
         proc = self._read("-V")
         if proc.returncode != 0:

@@ -371,6 +371,7 @@ def test_respawn_restarts_a_dead_pane_in_place(tmp_path: Path) -> None:
 def test_missing_tmux_binary_is_one_clear_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     bogus = Tmux(binary=str(tmp_path / "no-tmux"))
     for call in (
+        bogus.require,
         bogus.version,
         bogus.snapshot,
         lambda: bogus.new_window("s", "w", tmp_path, SLEEP, {}, task="t"),
@@ -381,6 +382,8 @@ def test_missing_tmux_binary_is_one_clear_error(tmp_path: Path, monkeypatch: pyt
     # A context, so the fixture's own `tmux kill-server` still finds tmux afterwards.
     with monkeypatch.context() as patch:
         patch.setenv("PATH", str(tmp_path))
+        with pytest.raises(TmuxError, match="tmux is not installed"):
+            Tmux().require()
         with pytest.raises(TmuxError, match="tmux is not installed"):
             Tmux().version()
         with pytest.raises(TmuxError, match="tmux is not installed"):
