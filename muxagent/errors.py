@@ -35,6 +35,10 @@ class GitError(MuxError):
     """A git command failed; the message carries the command and git's own words."""
 
 
+class BranchExistsError(GitError):
+    """A branch mux was to create is there already."""
+
+
 class AgentNotFoundError(MuxError):
     pass
 

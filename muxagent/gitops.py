@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from muxagent.errors import GitError, MergeConflictError, NotARepoError
+from muxagent.errors import BranchExistsError, GitError, MergeConflictError, NotARepoError
 
 RECOVERY_PREFIX = "refs/mux/recovery/"
 # refs/mux/submodules/<task>/<stamp of its recovery ref>/<submodule path>
@@ -254,7 +254,7 @@ def add_worktree(repo: RepoPaths, path: Path, branch: str, start: str) -> None:
     except GitError:
         # git refuses before writing anything; asked only now, so that success costs one git call.
         if branch_exists(repo, branch):
-            raise GitError(f"branch '{branch}' already exists") from None
+            raise BranchExistsError(f"branch '{branch}' already exists") from None
         resolve_commit(repo, start)
         raise
 
@@ -263,8 +263,9 @@ def after_index_refresh(argv: Sequence[str]) -> list[str]:
     """`argv`, preceded in the same process by a refresh of the index of the worktree it starts in.
 
     A fresh checkout's index is "racily clean": until something writes it back, every read-only `git status`
-    re-reads every file (and wakes every watcher). Run first thing in the task's window, the refresh costs
-    `mux new` no time and cannot race the agent for the index lock.
+    re-reads its files (and wakes every watcher). The refresh settles the files written before its second (those
+    of its own second stay racy until a later write). Run first thing in the task's window, it costs `mux new` no
+    time and cannot race the agent for the index lock.
     """
     return ["sh", "-c", 'git update-index -q --refresh >/dev/null 2>&1; exec "$@"', "sh", *argv]
 
@@ -591,11 +592,26 @@ def _save_submodules(repo: RepoPaths, name: str, stamp: str, worktree: Path) -> 
     return saved
 
 
-def list_submodule_refs(repo: RepoPaths, name: str | None = None) -> list[tuple[str, str]]:
-    """(refname, sha) of saved submodule states, for one task or all."""
+@dataclass(frozen=True)
+class SubmoduleRef:
+    """refs/mux/submodules/<task>/<stamp>/<path>: a submodule's state, saved with the task's recovery ref <stamp>."""
+
+    ref: str
+    commit: str
+    stamp: str
+    path: str
+
+
+def list_submodule_refs(repo: RepoPaths, name: str | None = None) -> list[SubmoduleRef]:
+    """Saved submodule states, for one task or all."""
     pattern = f"{SUBMODULE_PREFIX}{name}/" if name else SUBMODULE_PREFIX
     out = _git(repo.main, "for-each-ref", "--format=%(refname)%00%(objectname)", pattern).stdout
-    return [(ref, sha) for ref, _, sha in (line.partition("\0") for line in out.splitlines() if line)]
+    found = []
+    for ref, _, commit in (line.partition("\0") for line in out.splitlines() if line):
+        parts = ref[len(SUBMODULE_PREFIX) :].split("/", 2)
+        if len(parts) == 3:  # not a name mux wrote otherwise: not mux's to use
+            found.append(SubmoduleRef(ref, commit, parts[1], parts[2]))
+    return found
 
 
 def _create_ref(repo: RepoPaths, ref: str, commit: str) -> str:

@@ -441,11 +441,10 @@ def _restore_submodules(
     """Each submodule saved with this recovery ref, put back where possible: a failure (its URL unreachable, say)
     does not stop the restore, it says how to finish by hand."""
     found = []
-    for ref, _ in gitops.list_submodule_refs(ctx.repo, name):
-        parts = ref[len(gitops.SUBMODULE_PREFIX) :].split("/", 2)  # <task>/<stamp>/<path>
-        if len(parts) < 3 or parts[1] != stamp:
+    for saved in gitops.list_submodule_refs(ctx.repo, name):
+        if saved.stamp != stamp:
             continue
-        path = parts[2]
+        path, ref = saved.path, saved.ref
         progress(f"restoring submodule {path}")
         try:
             gitops.restore_submodule(ctx.repo, worktree, path, ref)
@@ -492,11 +491,8 @@ def gc(ctx: Context, older_than_days: float, dry_run: bool = False) -> list[str]
     cutoff = datetime.now(UTC) - timedelta(days=older_than_days)
     dropped = []
     saved = [(ref, commit, ref.rsplit("/", 1)[-1]) for ref, commit in gitops.list_recovery_refs(ctx.repo)]
-    # refs/mux/submodules/<task>/<stamp>/<path...>: go with the recovery ref of the same stamp.
-    for ref, commit in gitops.list_submodule_refs(ctx.repo):
-        parts = ref[len(gitops.SUBMODULE_PREFIX) :].split("/")
-        if len(parts) >= 3:
-            saved.append((ref, commit, parts[1]))
+    # Saved submodule states go with the recovery ref of the same stamp.
+    saved += [(sub.ref, sub.commit, sub.stamp) for sub in gitops.list_submodule_refs(ctx.repo)]
     for ref, commit, name in saved:
         stamp = name.split("-", 1)[0]
         try:

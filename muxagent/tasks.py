@@ -28,6 +28,7 @@ from muxagent import (
 )
 from muxagent.errors import (
     AgentNotFoundError,
+    BranchExistsError,
     ConfigError,
     GitError,
     MuxError,
@@ -265,10 +266,8 @@ def reserve_worktree(
         undo.push(lambda: _remove_if_empty(worktree.parent))
     try:
         gitops.add_worktree(ctx.repo, worktree, branch, start)
-    except GitError:
-        if gitops.branch_exists(ctx.repo, branch):
-            raise TaskExistsError(f"branch {branch!r} already exists: {if_taken}") from None
-        raise
+    except BranchExistsError:
+        raise TaskExistsError(f"branch {branch!r} already exists: {if_taken}") from None
     undo.push(lambda: gitops.delete_branch(ctx.repo, branch))
     undo.push(lambda: gitops.remove_worktree(ctx.repo, worktree))
     return port

@@ -17,7 +17,7 @@ import pytest
 from conftest import wait_until
 from realagents import Turn, install
 from realagents.fake_anthropic import FakeAnthropic
-from realagents.fake_openai import FakeOpenAI
+from realagents.fake_openai import FakeOpenAI, codex_writes_hello
 from realagents.homes import claude_env, codex_env, opencode_env
 from realagents.install import InstallError
 from realagents.plugin import AgentTmux, EventRecorder, RealAgents
@@ -192,18 +192,7 @@ def test_codex_asks_approval_runs_the_command_and_goes_idle(
     proj: Path,
     event_recorder: EventRecorder,
 ) -> None:
-    fake_openai.script = [
-        Turn.tool_use(
-            "exec_command",
-            {
-                "cmd": "echo hi from codex > hello.txt",
-                "sandbox_permissions": "require_escalated",
-                "justification": "Write hello.txt?",
-            },
-            delay=1.5,
-        ),
-        Turn.text("Done: wrote hello.txt.", delay=1.0),
-    ]
+    fake_openai.script = codex_writes_hello()
     env = codex_env(agent_home, proj, fake_openai.url)
     argv = [str(real_agents.codex), "-c", event_recorder.codex_notify(), "write hello.txt"]
     pane = agent_tmux.start(argv, proj, env)

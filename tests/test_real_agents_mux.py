@@ -17,7 +17,7 @@ import pytest
 from conftest import mux_ls, run_mux, wait_until
 from realagents import Turn
 from realagents.fake_anthropic import FakeAnthropic
-from realagents.fake_openai import FakeOpenAI
+from realagents.fake_openai import FakeOpenAI, codex_writes_hello
 from realagents.homes import claude_env, codex_env, opencode_env
 from realagents.plugin import RealAgents
 
@@ -118,18 +118,7 @@ def test_codex_working_waiting_on_approval_then_idle_through_notify(
     agents = Path(os.environ["XDG_CONFIG_HOME"]) / "mux" / "agents"
     agents.mkdir(parents=True, exist_ok=True)
     (agents / "codex.toml").write_text("auto_trust = true\n")
-    fake_openai.script = [
-        Turn.tool_use(
-            "exec_command",
-            {
-                "cmd": "echo hi from codex > hello.txt",
-                "sandbox_permissions": "require_escalated",
-                "justification": "Write hello.txt?",
-            },
-            delay=1.5,
-        ),
-        Turn.text("Done: wrote hello.txt.", delay=1.0),
-    ]
+    fake_openai.script = codex_writes_hello()
     worktree = repo.parent / "proj.worktrees" / "co"
     run_mux("new", "co", "-a", "codex", "-p", "write hello.txt", cwd=repo)
     waiting = wait_until(

@@ -187,6 +187,18 @@ class FakeModelServer:
             with self._lock:
                 self._hanging -= 1
 
+    def cut_short(self, turn: Turn, stream: Stream) -> bool:
+        """Play a `hang` (until released) or a `drop` turn on an open stream; True when the response must end here."""
+        if turn.kind == "hang":
+            self.wait_release()
+            if self.stopped:
+                stream.cut()
+                return True
+        if turn.kind == "drop":
+            stream.cut()
+            return True
+        return False
+
     def pause(self, seconds: float) -> None:
         """Sleep, but wake up when the server stops."""
         if seconds > 0:

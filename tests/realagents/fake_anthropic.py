@@ -60,13 +60,7 @@ class FakeAnthropic(FakeModelServer):
         if turn.content or turn.kind == "text":
             self._text_block(stream, index, turn.content)
             index += 1
-        if turn.kind == "hang":
-            self.wait_release()
-            if self.stopped:
-                stream.cut()
-                return
-        if turn.kind == "drop":
-            stream.cut()
+        if self.cut_short(turn, stream):
             return
         stop_reason = "end_turn"
         if turn.kind == "tool_use":

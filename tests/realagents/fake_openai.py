@@ -76,13 +76,7 @@ class FakeOpenAI(FakeModelServer):
         if turn.content or turn.kind == "text":
             output.append(self._responses_text(stream, index, turn.content))
             index += 1
-        if turn.kind == "hang":
-            self.wait_release()
-            if self.stopped:
-                stream.cut()
-                return
-        if turn.kind == "drop":
-            stream.cut()
+        if self.cut_short(turn, stream):
             return
         if turn.kind == "tool_use":
             item = {
@@ -191,13 +185,7 @@ class FakeOpenAI(FakeModelServer):
         if turn.content or turn.kind == "text":
             for part in chunks(turn.content):
                 chunk({"content": part})
-        if turn.kind == "hang":
-            self.wait_release()
-            if self.stopped:
-                stream.cut()
-                return
-        if turn.kind == "drop":
-            stream.cut()
+        if self.cut_short(turn, stream):
             return
         finish = "stop"
         if turn.kind == "tool_use":
@@ -216,3 +204,13 @@ class FakeOpenAI(FakeModelServer):
 
 def _id(prefix: str) -> str:
     return f"{prefix}_{uuid.uuid4().hex[:24]}"
+
+
+def codex_writes_hello() -> list[Turn]:
+    """Codex asks to run a command that writes hello.txt, outside its sandbox (so it asks first), then says so."""
+    command = {
+        "cmd": "echo hi from codex > hello.txt",
+        "sandbox_permissions": "require_escalated",
+        "justification": "Write hello.txt?",
+    }
+    return [Turn.tool_use("exec_command", command, delay=1.5), Turn.text("Done: wrote hello.txt.", delay=1.0)]
