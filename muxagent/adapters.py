@@ -95,8 +95,13 @@ const EVENTS = new Set([
 export const MuxStatus = async () => ({
   event: async ({ event }) => {
     if (!EVENTS.has(event.type)) return;
+    // OpenCode does not wait for one handler before the next: hooks can land out of order, so each carries the
+    // moment of its event (monotonic, sub-millisecond) rather than the moment its process starts.
+    const stamp = (performance.timeOrigin + performance.now()) / 1000;
     try {
-      const proc = Bun.spawn([...COMMAND, JSON.stringify(event)], { stdout: "ignore", stderr: "ignore" });
+      const proc = Bun.spawn([...COMMAND, JSON.stringify(event)], {
+        env: { ...process.env, MUX_HOOK_TS: stamp.toFixed(6) }, stdout: "ignore", stderr: "ignore",
+      });
       await proc.exited;
     } catch (error) {
       // mux must never break the agent.

@@ -1,13 +1,15 @@
 """The command agents call from their hooks: `python -P -m muxagent _hook SOURCE [PAYLOAD]`.
 
 It runs inside the agent's turn, so it must be quick and can never fail: it imports almost nothing, takes its
-task from `MUX_TASK` and its state dir from `MUX_STATE_DIR` (both set in the task's pane), appends one event
-and exits 0 whatever happens (missing state dir, malformed or huge payload, unknown task).
+task from `MUX_TASK` and its state dir from `MUX_STATE_DIR` (both set in the task's pane), the event's time from
+`MUX_HOOK_TS` when the agent's side stamped it, appends one event and exits 0 whatever happens (missing state
+dir, malformed or huge payload, unknown task).
 """
 
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 import sys
@@ -89,6 +91,20 @@ def _payload(args: list[str]) -> Any:
         return None
 
 
+def _event_time() -> float:
+    """When the agent saw the event: `MUX_HOOK_TS` if its hook runner stamped one, else now.
+
+    A runner that starts hooks without waiting for the previous one (OpenCode's plugin) stamps each, because
+    two hook processes can finish starting in either order.
+    """
+    now = time.time()
+    try:
+        stamped = float(os.environ.get("MUX_HOOK_TS", ""))
+    except ValueError:
+        return now
+    return stamped if math.isfinite(stamped) and 0 < stamped <= now + 1 else now
+
+
 def main(argv: list[str]) -> int:
     try:
         task = os.environ.get("MUX_TASK", "")
@@ -97,7 +113,7 @@ def main(argv: list[str]) -> int:
             return 0
         source, args = argv[0], argv[1:]
         name, state, detail = interpret(source, _payload(args))
-        append(events_path(Path(state_dir), task), HookEvent(time.time(), source, name, state, detail))
+        append(events_path(Path(state_dir), task), HookEvent(_event_time(), source, name, state, detail))
     except Exception:  # a hook must never break or slow the agent
         pass
     return 0

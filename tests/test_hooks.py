@@ -18,9 +18,9 @@ from muxagent.model import State
 
 
 def run_hook(
-    state_dir: Path, *args: str, stdin: str | bytes = b"", task: str = "t1"
+    state_dir: Path, *args: str, stdin: str | bytes = b"", task: str = "t1", env: dict[str, str] | None = None
 ) -> subprocess.CompletedProcess[bytes]:
-    env = {**os.environ, "MUX_TASK": task, "MUX_STATE_DIR": str(state_dir)}
+    env = {**os.environ, "MUX_TASK": task, "MUX_STATE_DIR": str(state_dir), **(env or {})}
     data = stdin.encode() if isinstance(stdin, str) else stdin
     return subprocess.run(
         [sys.executable, "-P", "-m", "muxagent", "_hook", *args],
@@ -69,6 +69,24 @@ def test_opencode_events(tmp_path: Path) -> None:
         ("permission.asked", State.WAITING),
         ("session.idle", State.IDLE),
     ]
+
+
+def test_stamped_hooks_that_land_out_of_order_keep_the_agents_order(tmp_path: Path) -> None:
+    """OpenCode's plugin starts hooks without waiting: a late `busy` hook must not bury the `idle` after it."""
+    now = time.time()
+    busy = {"type": "session.status", "properties": {"status": {"type": "busy"}}}
+    idle = {"type": "session.idle", "properties": {}}
+    run_hook(tmp_path, "opencode", json.dumps(idle), env={"MUX_HOOK_TS": f"{now - 1:.6f}"})
+    run_hook(tmp_path, "opencode", json.dumps(busy), env={"MUX_HOOK_TS": f"{now - 2:.6f}"})
+    assert recorded(tmp_path) == [("session.status:busy", State.WORKING), ("session.idle", State.IDLE)]
+
+
+@pytest.mark.parametrize("stamp", ["", "soon", "nan", "-5", "9e99"])
+def test_a_bad_stamp_falls_back_to_the_hooks_own_clock(tmp_path: Path, stamp: str) -> None:
+    before = time.time()
+    run_hook(tmp_path, "opencode", json.dumps({"type": "session.idle"}), env={"MUX_HOOK_TS": stamp})
+    (event,) = read_current_run(events_path(tmp_path, "t1"))
+    assert before <= event.ts <= time.time()
 
 
 @pytest.mark.parametrize(

@@ -24,12 +24,14 @@ from realagents.plugin import RealAgents
 
 @pytest.fixture(autouse=True)
 def screens_on_failure(short_repo: Path) -> Iterator[None]:
-    """Print every task's row and screen after the test: pytest shows it when the test failed (a real agent's
-    hang or new dialog is then readable in the CI log)."""
+    """Print every task's row, hook events and screen after the test: pytest shows it when the test failed (a real
+    agent's hang or new dialog is then readable in the CI log)."""
     yield
     proc = run_mux("ls", "--json", cwd=short_repo, check=False)
     for item in json.loads(proc.stdout or "[]"):
         print(f"--- {item['name']}: {item['state']} ({item['reason']})")
+        for event in hook_events(short_repo, item["name"]):
+            print(f"    {event['ts']:.3f} {event['source']} {event['name']}")
         print(run_mux("peek", item["name"], cwd=short_repo, check=False).stdout)
 
 
