@@ -581,11 +581,19 @@ done
         box = self.box
         session = str(self.ls_rows()[self.names[0]]["session"])
         counter = {"mux": 0, "hand": 0}
+        ready: list[float] = []
 
         def mux_new() -> float:
             counter["mux"] += 1
             name = f"new{counter['mux']:03d}"
             elapsed, _ = box.mux("new", name, "-a", box.agent_command)
+            # mux new returns once branch, worktree, record and window exist; the window then checks the files
+            # out before the agent starts. git writes the worktree's index last, when the files are all there.
+            started = time.perf_counter()
+            index = git_dir_of(self.worktree(name)) / "index"
+            while not index.exists():
+                time.sleep(0.002)
+            ready.append(elapsed + time.perf_counter() - started)
             box.mux("rm", name, "--force")  # untimed
             return elapsed
 
@@ -607,8 +615,10 @@ done
             return first + second
 
         samples = interleaved({"mux": mux_new, "hand": hand_new}, self.opt.repeat, self.opt.warmup)
+        samples["mux_ready"] = ready[self.opt.warmup :]
         result: dict[str, Any] = {key: summary(values) for key, values in samples.items()}
         result["ratio"] = ratio(result["mux"], result["hand"])
+        result["ready_ratio"] = ratio(result["mux_ready"], result["hand"])
         result["target_ratio"] = TARGET_NEW_RATIO
         return result
 
@@ -677,6 +687,11 @@ done
         """Write what is measured so far (`"complete": false`), so a run cut short still leaves its figures."""
         if self.opt.json_path is not None:
             write_json(self.opt.json_path, {**self.results, "complete": False})
+
+
+def git_dir_of(worktree: Path) -> Path:
+    """A linked worktree's git dir, from its `.git` file."""
+    return Path((worktree / ".git").read_text().removeprefix("gitdir:").strip())
 
 
 def generic_idle_after(agent_command: str) -> float:
@@ -808,6 +823,8 @@ def table(results: dict[str, Any]) -> str:
         f"<= {TARGET_NEW_RATIO}x",
         new["ratio"] <= TARGET_NEW_RATIO,
     )
+    ready = new["mux_ready"]
+    add("  mux new until the files are checked out", ms(ready), ms(new["hand"]), f"{new['ready_ratio']:.2f}x")
     add("  mux new while growing tasks", ms(new["setup_new"]))
     for key, item in results["completion"].items():
         add(

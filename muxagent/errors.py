@@ -51,6 +51,10 @@ class StoreError(MuxError):
     pass
 
 
+class CheckoutPendingError(MuxError):
+    """The task's worktree has no files yet: its window is still checking them out (or failed to)."""
+
+
 class WouldLoseWorkError(MuxError):
     """Refused because the operation would drop work that exists nowhere else."""
 

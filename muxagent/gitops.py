@@ -17,8 +17,9 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TypeGuard
 
-from muxagent.errors import BranchExistsError, GitError, MergeConflictError, NotARepoError
+from muxagent.errors import BranchExistsError, CheckoutPendingError, GitError, MergeConflictError, NotARepoError
 
 RECOVERY_PREFIX = "refs/mux/recovery/"
 # refs/mux/submodules/<task>/<stamp of its recovery ref>/<submodule path>
@@ -241,14 +242,24 @@ def _worktree_info(record: Mapping[str, str]) -> WorktreeInfo:
     )
 
 
-def add_worktree(repo: RepoPaths, path: Path, branch: str, start: str) -> None:
-    """Create `branch` at `start` (a branch, tag or commit) and check it out in a new worktree at `path`."""
+# In a worktree's git dir while its files are not checked out yet: `mux new` leaves the checkout to the task's
+# window (see `pane_command`), which deletes the marker once the files are there.
+CHECKOUT_PENDING = "mux-checkout-pending"
+
+
+def add_worktree(repo: RepoPaths, path: Path, branch: str, start: str, *, checkout: bool = True) -> None:
+    """Create `branch` at `start` (a branch, tag or commit) and a new worktree for it at `path`.
+
+    Without `checkout` the worktree gets no files and no index yet, only the CHECKOUT_PENDING marker: the first
+    `pane_command` run in it checks the files out.
+    """
     if os.path.lexists(path):
         raise GitError(f"path already exists: {path}")
     path.parent.mkdir(parents=True, exist_ok=True)
     target = path.parent.resolve() / path.name
     # Parallel checkout (one worker per core): a worktree of a few thousand files is ready in half the time.
-    args = ["-c", "checkout.workers=0", "worktree", "add", "-b", branch, "--", str(target), start]
+    mode = "--no-checkout" if not checkout else "--checkout"
+    args = ["-c", "checkout.workers=0", "worktree", "add", mode, "-b", branch, "--", str(target), start]
     try:
         _git(repo.main, *args)
     except GitError:
@@ -257,17 +268,42 @@ def add_worktree(repo: RepoPaths, path: Path, branch: str, start: str) -> None:
             raise BranchExistsError(f"branch '{branch}' already exists") from None
         resolve_commit(repo, start)
         raise
+    if not checkout:
+        (git_dir(target) / CHECKOUT_PENDING).touch()
 
 
-def after_index_refresh(argv: Sequence[str]) -> list[str]:
-    """`argv`, preceded in the same process by a refresh of the index of the worktree it starts in.
+def tracked_at_head(worktree: Path, paths: Sequence[str]) -> set[str]:
+    """Which of `paths` (relative to the worktree's root) HEAD has, as a file or a folder."""
+    out = _git(worktree, "--literal-pathspecs", "ls-tree", "-z", "--name-only", "HEAD", "--", *paths).stdout
+    return {path for path in out.split("\0") if path}
 
-    A fresh checkout's index is "racily clean": until something writes it back, every read-only `git status`
-    re-reads its files (and wakes every watcher). The refresh settles the files written before its second (those
-    of its own second stay racy until a later write). Run first thing in the task's window, it costs `mux new` no
-    time and cannot race the agent for the index lock.
-    """
-    return ["sh", "-c", 'git update-index -q --refresh >/dev/null 2>&1; exec "$@"', "sh", *argv]
+
+def checkout_pending(worktree: Path) -> bool:
+    """Whether the worktree still waits for the checkout its window does: its files and index are not there yet,
+    so git would read it as every file deleted."""
+    return (git_dir(worktree) / CHECKOUT_PENDING).exists()
+
+
+# Run by `sh -c` in the task's window before the agent: $1 is the worktree's CHECKOUT_PENDING marker, the agent's
+# argv follows. The checkout refuses to overwrite a file someone put there meanwhile (it fails whole, and the
+# window says which file); the post-checkout hook gets what `git worktree add` gives it (null oid, HEAD, 1).
+# The index refresh settles a fresh checkout's "racily clean" index, which would make every read-only
+# `git status` re-read the files (and wake every watcher); here it cannot race the agent for the index lock.
+_PANE_PRELUDE = """\
+if [ -e "$1" ]; then
+  git -c checkout.workers=0 read-tree -m -u HEAD || { echo "mux: the checkout failed (see above)" >&2; exit 1; }
+  rm -f "$1"
+  git hook run --ignore-missing post-checkout -- 0000000000000000000000000000000000000000 "$(git rev-parse HEAD)" 1
+fi
+git update-index -q --refresh >/dev/null 2>&1
+shift
+exec "$@"
+"""
+
+
+def pane_command(worktree: Path, argv: Sequence[str]) -> list[str]:
+    """`argv`, preceded in the same process by the worktree's pending checkout (if any) and an index refresh."""
+    return ["sh", "-c", _PANE_PRELUDE, "sh", str(git_dir(worktree) / CHECKOUT_PENDING), *argv]
 
 
 def remove_worktree(repo: RepoPaths, path: Path) -> None:
@@ -296,7 +332,21 @@ def delete_branch(repo: RepoPaths, branch: str) -> None:
 # --- status and change counts ----------------------------------------------------------------------------
 
 
+def _holds_files(worktree: Path | None) -> TypeGuard[Path]:
+    """Whether a worktree has files of its own to save: not gone, and past its pending checkout (before it, its
+    files are at most part of the branch's, written by a checkout that stopped)."""
+    return worktree is not None and worktree.is_dir() and not checkout_pending(worktree)
+
+
+def _require_checkout(worktree: Path) -> None:
+    if checkout_pending(worktree):
+        raise CheckoutPendingError(
+            f"{worktree} has no files yet: its task's window checks them out before the agent starts (see `mux ls`)"
+        )
+
+
 def _status(worktree: Path, *, ignored: bool = False) -> _Status:
+    _require_checkout(worktree)
     args = ["status", "--porcelain=v2", "-z", "--branch", "--untracked-files=all"]
     if ignored:
         args.append("--ignored=matching")
@@ -399,6 +449,7 @@ def numstat(worktree: Path, base: str) -> tuple[int, int, list[str]]:
 
     A rename names both its paths. Untracked files are not included: see count_lines().
     """
+    _require_checkout(worktree)
     out = _git(
         worktree,
         "diff",
@@ -466,7 +517,7 @@ def unsaved_work(repo: RepoPaths, worktree: Path | None, branch: str, base: str)
     A worktree that no longer exists on disk holds nothing more to lose, so it is treated like None.
     """
     found: list[str] = []
-    if worktree is not None and worktree.is_dir():
+    if _holds_files(worktree):
         status = _status(worktree, ignored=True)
         if status.tracked:
             found.append(_phrase(len(status.tracked), "uncommitted change", status.tracked))
@@ -549,13 +600,13 @@ def write_recovery_ref(repo: RepoPaths, name: str, branch: str, worktree: Path |
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     tip = _branch_tip(repo.main, branch)
     commit = None
-    if worktree is not None and worktree.is_dir():
+    if _holds_files(worktree):
         commit = _recovery_commit(name, stamp, worktree, tip)
     commit = commit or tip
     if commit is None:
         raise GitError(f"nothing to save for {name}: no branch '{branch}' and no worktree")
     ref = _create_ref(repo, f"{RECOVERY_PREFIX}{name}/{stamp}", commit)
-    if worktree is not None and worktree.is_dir():
+    if _holds_files(worktree):
         _save_submodules(repo, name, ref.rsplit("/", 1)[-1], worktree)
     return ref
 
@@ -648,6 +699,7 @@ def diff(worktree: Path, base: str, stat: bool = False, color: bool = False) -> 
 
     Untracked files are marked intent-to-add in a scratch copy of the index, never in the real one.
     """
+    _require_checkout(worktree)
     with _scratch_index(worktree) as env:
         _git(worktree, "add", "--intent-to-add", "--", ".", env=env)
         args = ["diff", "--stat" if stat else "--patch", f"--color={'always' if color else 'never'}"]

@@ -415,7 +415,7 @@ def restore(ctx: Context, name: str, at: str | None = None, progress: Progress =
         session = naming.session_for(ctx.repo.main)
         env = agent_env(ctx, name, worktree, port, profile, adapter)
         mark_spawn(ctx, name, None)
-        window = ctx.tmux.new_window(session, name, worktree, gitops.after_index_refresh(argv), env, task=name)
+        window = ctx.tmux.new_window(session, name, worktree, gitops.pane_command(worktree, argv), env, task=name)
         undo.push(lambda: ctx.tmux.kill_window(window))
         task = Task(
             name=name,

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
-from muxagent import adapters, config, monitor_state, naming, prompt_queue, render, tasks
+from muxagent import adapters, config, gitops, monitor_state, naming, prompt_queue, render, tasks
 from muxagent.errors import MuxError, UnknownTaskError
 from muxagent.model import State, TaskReport
 from muxagent.monitor_state import MonitorState
@@ -133,8 +133,10 @@ class Monitor:
         return len(reports)
 
     def _watch_worktrees(self, watcher: ChangeWatcher, reports: list[TaskReport]) -> None:
-        """Follow the tasks' worktrees; one that cannot be watched is left to `git status` polling."""
-        wanted = {r.task.name: Path(r.task.worktree) for r in reports if Path(r.task.worktree).is_dir()}
+        """Follow the tasks' worktrees once checked out (the checkout is not a change the agent made); one that
+        cannot be watched is left to `git status` polling."""
+        worktrees = {r.task.name: Path(r.task.worktree) for r in reports}
+        wanted = {name: wt for name, wt in worktrees.items() if wt.is_dir() and not gitops.checkout_pending(wt)}
         for name in watcher.keys - set(wanted):
             watcher.unwatch(name)
         for name in set(wanted) - watcher.keys - set(self.polling):

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import replace
 from pathlib import Path
 
-from muxagent import adapters, config, naming, tasks
+from muxagent import adapters, config, gitops, naming, tasks
 from muxagent.errors import MuxError
 from muxagent.model import State, Task
 from muxagent.store import task_to_dict
@@ -27,15 +27,20 @@ def restart(ctx: tasks.Context, name: str) -> Task:
     if config.command_available(profile) is None:
         raise MuxError(f"agent {profile.name!r} is not installed: {profile.command[0]!r} was not found on PATH")
     adapter = adapters.install(profile.hooks, ctx.store.root)
-    argv = [*profile.command, *adapter.args, *profile.resume_args]
+    if gitops.checkout_pending(worktree):
+        # The checkout failed or was cut short: the agent never ran, so it starts afresh, with its prompt.
+        argv = list(task.command)
+    else:
+        argv = [*profile.command, *adapter.args, *profile.resume_args]
     env = tasks.agent_env(ctx, name, worktree, task.port, profile, adapter)
     tasks.mark_spawn(ctx, name, None)
     pane = tasks.pane_of(ctx.tmux.snapshot(), task)
+    command = gitops.pane_command(worktree, argv)
     if pane is not None:
-        ctx.tmux.respawn(task.window, worktree, argv, env)
+        ctx.tmux.respawn(task.window, worktree, command, env)
         restarted = task
     else:
-        window = ctx.tmux.new_window(naming.session_for(ctx.repo.main), name, worktree, argv, env, task=name)
+        window = ctx.tmux.new_window(naming.session_for(ctx.repo.main), name, worktree, command, env, task=name)
         restarted = replace(task, window=window, session=naming.session_for(ctx.repo.main))
     with ctx.store.transaction() as registry:
         if registry.get(name) is not None:

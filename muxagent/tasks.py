@@ -220,7 +220,11 @@ def new_task(ctx: Context, request: NewRequest, progress: Progress = no_progress
         if name in registry:
             raise TaskExistsError(f"task {name!r} already exists")
         progress(f"checking out {base} into {worktree}")
-        port = reserve_worktree(ctx, registry, undo, name, worktree, start, if_taken="pick another task name")
+        # The files are checked out in the task's window, before the agent: `mux new` does not wait for a big
+        # checkout, and the window shows it (`mux ls` says `starting`; a failure leaves the task inspectable).
+        port = reserve_worktree(
+            ctx, registry, undo, name, worktree, start, if_taken="pick another task name", checkout=False
+        )
         intents.crash_point("new:after-worktree")
         pane_argv = _prepare_worktree(ctx, name, worktree, argv)
         env = agent_env(ctx, name, worktree, port, profile, adapter)
@@ -228,7 +232,7 @@ def new_task(ctx: Context, request: NewRequest, progress: Progress = no_progress
         busy = prompt_on_command_line and profile.hooks != "none"
         mark_spawn(ctx, name, State.WORKING if busy else None)
         session = naming.session_for(ctx.repo.main)
-        window = ctx.tmux.new_window(session, name, worktree, gitops.after_index_refresh(pane_argv), env, task=name)
+        window = ctx.tmux.new_window(session, name, worktree, gitops.pane_command(worktree, pane_argv), env, task=name)
         undo.push(lambda: ctx.tmux.kill_window(window))
         intents.crash_point("new:after-window")
         task = Task(
@@ -254,10 +258,12 @@ def new_task(ctx: Context, request: NewRequest, progress: Progress = no_progress
 
 
 def reserve_worktree(
-    ctx: Context, registry: Registry, undo: _Undo, name: str, worktree: Path, start: str, if_taken: str
-) -> int:
-    """Check that the task's path and branch are free, check out its branch at `start` there (undone if the
-    caller fails later), and return the first port of its MUX_PORT block. `if_taken` says what to do instead."""
+    ctx: Context, registry: Registry, undo: _Undo, name: str, worktree: Path, start: str, if_taken: str,
+    *, checkout: bool = True,
+) -> int:  # fmt: skip
+    """Check that the task's path and branch are free, make its branch at `start` and its worktree there (checked
+    out unless `checkout` is false; undone if the caller fails later), and return the first port of its MUX_PORT
+    block. `if_taken` says what to do instead."""
     branch = naming.branch_for(name)
     if worktree.exists():
         raise TaskExistsError(f"worktree path {worktree} already exists: {if_taken}")
@@ -265,7 +271,7 @@ def reserve_worktree(
     if not worktree.parent.exists():
         undo.push(lambda: _remove_if_empty(worktree.parent))
     try:
-        gitops.add_worktree(ctx.repo, worktree, branch, start)
+        gitops.add_worktree(ctx.repo, worktree, branch, start, checkout=checkout)
     except BranchExistsError:
         raise TaskExistsError(f"branch {branch!r} already exists: {if_taken}") from None
     undo.push(lambda: gitops.delete_branch(ctx.repo, branch))
@@ -309,7 +315,10 @@ def _prepare_worktree(ctx: Context, name: str, worktree: Path, argv: list[str]) 
     settings = ctx.settings
     include = worktree_setup.read_include_file(ctx.repo.main)
     included = gitops.included_untracked(ctx.repo.main, include) if include is not None else []
-    placement = worktree_setup.place_files(ctx.repo.main, worktree, settings.copy, settings.symlink, included)
+    placement = worktree_setup.place_files(
+        ctx.repo.main, worktree, settings.copy, settings.symlink, included,
+        tracked=lambda paths: gitops.tracked_at_head(worktree, paths),
+    )  # fmt: skip
     ctx.notes.extend(placement.notes)
     log = worktree_setup.start_log(ctx.store.root, name, [*placement.placed, *placement.notes])
     if not settings.setup:
@@ -343,6 +352,8 @@ def _await_setup(ctx: Context, task: Task, progress: Progress) -> None:
             raise worktree_setup.SetupError(f"set-up of '{task.name}' failed: {state.describe_failure()}; {hint}")
         pane = pane_of(ctx.tmux.snapshot(), task)
         if (pane is None or pane.dead) and worktree_setup.read_progress(ctx.store.root, task.name) == state:
+            if gitops.checkout_pending(Path(task.worktree)):
+                raise worktree_setup.SetupError(f"the checkout of '{task.name}' failed before its set-up; {hint}")
             raise worktree_setup.SetupError(f"the set-up of '{task.name}' stopped without a result; {hint}")
         if time.monotonic() > deadline:
             raise worktree_setup.SetupError(f"the set-up of '{task.name}' did not report back in time; {hint}")
@@ -447,7 +458,8 @@ def list_reports(ctx: Context, with_changes: bool = True) -> list[TaskReport]:
     live = [p.pane_id for p in pane_by_task.values() if p is not None and not p.dead]
     screens = ctx.tmux.capture(live) if live else {}
     exists = {task.name: Path(task.worktree).is_dir() for task in tasks}
-    present = [task for task in tasks if exists[task.name] and with_changes]
+    pending = {task.name for task in tasks if exists[task.name] and gitops.checkout_pending(Path(task.worktree))}
+    present = [task for task in tasks if exists[task.name] and task.name not in pending and with_changes]
     works = _works(ctx, present)
     conflicts = radar.for_tasks(ctx.repo, ctx.store.root, present, works) if works else {}
     now = time.time()
@@ -468,6 +480,8 @@ def list_reports(ctx: Context, with_changes: bool = True) -> list[TaskReport]:
         )
         settings = settings_or_none(ctx)
         task_status = status.classify(observation, _rules_for(task.agent, settings, rules))
+        if task.name in pending:
+            task_status = _while_checking_out(task_status)
         task_status = _with_setup(ctx, task, pane, task_status)
         task_status = radar.sync_override(ctx.store.root, Path(task.worktree), task.name, task_status)
         found = works.get(task.name)
@@ -647,6 +661,15 @@ def clean(ctx: Context, dry_run: bool = False) -> CleanResult:
 
 
 # ---------------------------------------------------------------------------------------------- set-up, trust, tmux
+
+
+def _while_checking_out(found: TaskStatus) -> TaskStatus:
+    """Before its files are there the window runs git's checkout, not the agent: `starting`, or a failure."""
+    if found.state is State.EXITED:
+        return replace(found, reason=f"checkout failed (exit {found.exit_status})")
+    if found.state is State.MISSING:
+        return found
+    return replace(found, state=State.STARTING, reason="checking out")
 
 
 def _with_setup(ctx: Context, task: Task, pane: PaneInfo | None, found: TaskStatus) -> TaskStatus:

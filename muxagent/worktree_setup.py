@@ -2,8 +2,8 @@
 
 Two halves:
 - `place_files` (run by `mux new`): the main checkout's untracked files named by `copy` / `symlink` globs and
-  `.worktreeinclude` are copied or linked into the new worktree. Matches that git already checked out are left
-  alone: the worktree's own version wins.
+  `.worktreeinclude` are copied or linked into the new worktree. Matches that the branch tracks are left alone:
+  the worktree's own version wins.
 - `run` (run inside the task's tmux window, as `python -m muxagent.worktree_setup SPEC`): the `setup` commands,
   one `sh -c` each, in the worktree, each with a deadline; their output goes to the pane (so `mux peek` and
   the user see it live) and to a log (`mux logs NAME`); progress goes to a small status file that `mux new`
@@ -24,7 +24,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -52,22 +52,32 @@ class Placement:
 
 
 def place_files(
-    main: Path, worktree: Path, copy: Sequence[str], symlink: Sequence[str], included: Sequence[str] = ()
+    main: Path,
+    worktree: Path,
+    copy: Sequence[str],
+    symlink: Sequence[str],
+    included: Sequence[str] = (),
+    tracked: Callable[[list[str]], set[str]] = lambda _paths: set(),
 ) -> Placement:
     """Copy or link the main checkout's files into the worktree. `included` are paths (not globs) relative to
-    the main checkout, e.g. what `.worktreeinclude` selected; they are copied."""
-    placed: list[str] = []
+    the main checkout, e.g. what `.worktreeinclude` selected; they are copied. `tracked` says which of the
+    matched paths the branch itself has (file or folder): those are left to git's checkout."""
     notes: list[str] = []
     root = Path(os.path.realpath(main))
+    wanted: list[tuple[str, str]] = []
     for how, patterns in (("copy", copy), ("symlink", symlink)):
         for pattern in patterns:
             matches = _glob(root, pattern)
             if not matches:
                 notes.append(f"{how}: {pattern!r} matches nothing in {main}")
-            for relative in matches:
+            wanted += [(how, relative) for relative in matches]
+    wanted += [("copy", relative.rstrip("/")) for relative in included]
+    placed: list[str] = []
+    if wanted:
+        skipped = tracked([relative for _how, relative in wanted])
+        for how, relative in wanted:
+            if relative not in skipped:
                 _place(root, worktree, relative, how, placed, notes)
-    for relative in included:
-        _place(root, worktree, relative.rstrip("/"), "copy", placed, notes)
     return Placement(placed=placed, notes=notes)
 
 
@@ -96,7 +106,7 @@ def _place(root: Path, worktree: Path, relative: str, how: str, placed: list[str
         notes.append(f"{how}: {relative} is reached through a link that leaves {root}: skipped")
         return
     if os.path.lexists(target):
-        return  # tracked (checked out already) or placed by an earlier pattern
+        return  # checked out already, or placed by an earlier pattern
     import shutil  # imports bz2 and lzma: this module is imported on the `mux ls` path, which must not pay
 
     try:

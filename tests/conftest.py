@@ -162,3 +162,10 @@ def run_mux_on_terminal(*args: str, cwd: Path, timeout: float = 60) -> tuple[int
 def mux_ls(cwd: Path | str) -> dict[str, dict[str, Any]]:
     rows = json.loads(run_mux("ls", "--json", cwd=cwd).stdout)
     return {row["name"]: row for row in rows}
+
+
+def new_task(repo: Path, name: str, *args: str) -> Path:
+    """`mux new NAME ARGS...`, then wait until the task's window has checked its files out; returns the worktree."""
+    run_mux("new", name, *args, cwd=repo)
+    row = wait_until(lambda: (r := mux_ls(repo)[name])["reason"] != "checking out" and r)
+    return Path(row["worktree"])

@@ -7,13 +7,12 @@ import os
 import subprocess
 from pathlib import Path
 
-from conftest import git, mux_ls, run_mux
+from conftest import git, new_task
 
 
 def start(repo: Path, name: str, *args: str) -> Path:
-    """`mux new NAME -a fake`; returns the task's worktree."""
-    run_mux("new", name, "-a", "fake", *args, cwd=repo)
-    return Path(mux_ls(repo)[name]["worktree"])
+    """`mux new NAME -a fake`, checked out; returns the task's worktree."""
+    return new_task(repo, name, "-a", "fake", *args)
 
 
 def commit_file(cwd: Path, path: str, text: str, message: str | None = None) -> str:

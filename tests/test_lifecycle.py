@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import FAKE_AGENT, git, make_repo, mux_ls, run_mux, wait_until
+from conftest import FAKE_AGENT, git, make_repo, mux_ls, new_task, run_mux, wait_until
 
 pytestmark = pytest.mark.usefixtures("fake_profile")
 
@@ -62,6 +62,75 @@ def test_new_creates_worktree_branch_and_window_and_ls_reports_it(repo: Path, tm
     text = screen(repo, "feat")
     assert f"fake agent ready in {worktree} task=feat port={row['port']}" in text
     assert row["reason"] == r"screen: fake>\s*\Z"
+
+
+def gate_checkout(repo: Path, gate: Path) -> None:
+    """Commit a file whose checkout (a required smudge filter) blocks until `gate` exists."""
+    (repo / ".gitattributes").write_text("*.gated filter=gate\n")
+    (repo / "big.gated").write_text("payload\n")
+    git(repo, "add", ".gitattributes", "big.gated")
+    git(repo, "commit", "-q", "-m", "gated file")
+    git(repo, "config", "filter.gate.smudge", f"sh -c 'while [ ! -e {gate} ]; do sleep 0.02; done; cat'")
+    git(repo, "config", "filter.gate.clean", "cat")
+    git(repo, "config", "filter.gate.required", "true")
+
+
+def test_new_returns_while_its_window_checks_out_and_the_agent_starts_after(repo: Path, tmp_path: Path) -> None:
+    gate = tmp_path / "gate"
+    gate_checkout(repo, gate)
+    out = run_mux("new", "slow", "-a", "fake", "-p", "write hello.txt hi", cwd=repo).stdout
+    worktree = repo.parent / "proj.worktrees" / "slow"
+    assert str(worktree) in out
+    row = mux_ls(repo)["slow"]
+    assert (row["state"], row["reason"], row["dirty_files"]) == ("starting", "checking out", None)
+    assert not (worktree / "hello.txt").exists()  # the agent waits for its files
+    refused = run_mux("diff", "slow", cwd=repo, check=False)
+    assert refused.returncode == 1 and "has no files yet" in refused.stderr and "Traceback" not in refused.stderr
+    gate.touch()
+    wait_until(lambda: (worktree / "hello.txt").exists())
+    assert (worktree / "big.gated").read_text() == "payload\n" and (worktree / "README.md").exists()
+    row = wait_until(lambda: (r := mux_ls(repo)["slow"])["dirty_files"] == 1 and r)
+    assert row["reason"] != "checking out" and row["added_lines"] == 1
+
+
+def test_a_failed_checkout_leaves_a_task_to_look_at_restart_or_remove(repo: Path, tmp_path: Path) -> None:
+    gate_checkout(repo, tmp_path / "gate")
+    git(repo, "config", "filter.gate.smudge", "false")
+    run_mux("new", "broken", "-a", "fake", cwd=repo)
+    row = wait_until(lambda: (r := mux_ls(repo)["broken"])["state"] == "exited" and r)
+    assert row["reason"] == "checkout failed (exit 1)"
+    assert "mux: the checkout failed" in screen(repo, "broken")
+    git(repo, "config", "filter.gate.smudge", "cat")
+    run_mux("restart", "broken", cwd=repo)
+    row = wait_until(lambda: (r := mux_ls(repo)["broken"])["state"] == "idle" and r)
+    assert (Path(row["worktree"]) / "big.gated").read_text() == "payload\n" and row["dirty_files"] == 0
+    git(repo, "config", "filter.gate.smudge", "false")
+    run_mux("new", "again", "-a", "fake", cwd=repo)
+    wait_until(lambda: mux_ls(repo)["again"]["state"] == "exited")
+    run_mux("rm", "again", cwd=repo)  # nothing of anyone's is in it: no --force needed
+    assert "again" not in mux_ls(repo) and "mux/again" not in git(repo, "branch", "--list")
+
+
+def test_the_post_checkout_hook_runs_in_the_new_worktree(repo: Path) -> None:
+    hook = repo / ".git" / "hooks" / "post-checkout"
+    hook.write_text('#!/bin/sh\necho "$PWD $1 $3" > post-checkout.txt\n')
+    hook.chmod(0o755)
+    worktree = new_task(repo, "hooked", "-a", "fake")
+    record = wait_until(lambda: (worktree / "post-checkout.txt").exists() and (worktree / "post-checkout.txt"))
+    assert record.read_text() == f"{worktree} {'0' * 40} 1\n"
+
+
+def test_the_windows_checkout_never_overwrites_a_file_put_there_first(repo: Path) -> None:
+    from muxagent import gitops
+
+    worktree = repo.parent / "early"
+    git(repo, "worktree", "add", "-q", "--no-checkout", "-b", "early", str(worktree))
+    (gitops.git_dir(worktree) / gitops.CHECKOUT_PENDING).touch()
+    (worktree / "README.md").write_text("mine\n")
+    argv = gitops.pane_command(worktree, ["true"])
+    proc = subprocess.run(argv, cwd=worktree, capture_output=True, text=True)
+    assert proc.returncode == 1 and "README.md" in proc.stderr and "the checkout failed" in proc.stderr
+    assert (worktree / "README.md").read_text() == "mine\n" and gitops.checkout_pending(worktree)
 
 
 def test_prompt_argument_reaches_the_agent_and_changes_are_counted(repo: Path) -> None:
@@ -146,8 +215,7 @@ def test_peek_strips_escape_sequences_and_shows_scrollback(repo: Path, tmp_path:
 
 
 def test_diff_shows_committed_uncommitted_and_untracked(repo: Path) -> None:
-    run_mux("new", "d", "-a", "fake", cwd=repo)
-    worktree = repo.parent / "proj.worktrees" / "d"
+    worktree = new_task(repo, "d", "-a", "fake")
     (worktree / "README.md").write_text("hello\nmore\n")
     git(worktree, "commit", "-qam", "more")
     (worktree / "README.md").write_text("hello\nmore\nuncommitted\n")
@@ -223,6 +291,7 @@ def imported_top_modules(*args: str, cwd: Path) -> set[str]:
 def test_new_and_ls_import_no_heavy_library(repo: Path) -> None:
     """Speed is a feature: the commands typed all day leave libtmux, GitPython, watchdog and pydantic unloaded."""
     assert not imported_top_modules("new", "light", "-a", "fake", "-p", "hi", cwd=repo) & HEAVY_MODULES
+    wait_until(lambda: mux_ls(repo)["light"]["reason"] != "checking out")
     (repo.parent / "proj.worktrees" / "light" / "wip.txt").write_text("wip\n")
     assert not imported_top_modules("ls", "--json", cwd=repo) & HEAVY_MODULES
     assert mux_ls(repo)["light"]["dirty_files"] == 1
