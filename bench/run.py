@@ -199,6 +199,7 @@ class Bench:
             elapsed, _ = self.box.mux("new", name, "-a", self.box.agent_command)
             self.setup_new.append(elapsed)
             self.names.append(name)
+            self.wait_for("its files", checked_out(self.worktree(name)), timeout=60, interval=0.01)
             # Work in progress, as an agent leaves it: a modified tracked file of its own and a new file.
             self.edit(name)
             (self.worktree(name) / f"notes_{name}.txt").write_text("todo\n")
@@ -590,8 +591,8 @@ done
             # mux new returns once branch, worktree, record and window exist; the window then checks the files
             # out before the agent starts. git writes the worktree's index last, when the files are all there.
             started = time.perf_counter()
-            index = git_dir_of(self.worktree(name)) / "index"
-            while not index.exists():
+            files_there = checked_out(self.worktree(name))
+            while not files_there():
                 time.sleep(0.002)
             ready.append(elapsed + time.perf_counter() - started)
             box.mux("rm", name, "--force")  # untimed
@@ -689,9 +690,10 @@ done
             write_json(self.opt.json_path, {**self.results, "complete": False})
 
 
-def git_dir_of(worktree: Path) -> Path:
-    """A linked worktree's git dir, from its `.git` file."""
-    return Path((worktree / ".git").read_text().removeprefix("gitdir:").strip())
+def checked_out(worktree: Path) -> Callable[[], bool]:
+    """Whether the window of a new task has checked its files out: git writes the worktree's index last."""
+    index = Path((worktree / ".git").read_text().removeprefix("gitdir:").strip()) / "index"
+    return index.exists
 
 
 def generic_idle_after(agent_command: str) -> float:

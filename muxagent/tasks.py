@@ -219,7 +219,7 @@ def new_task(ctx: Context, request: NewRequest, progress: Progress = no_progress
     with intent, _Undo() as undo, ctx.store.transaction() as registry:
         if name in registry:
             raise TaskExistsError(f"task {name!r} already exists")
-        progress(f"checking out {base} into {worktree}")
+        progress(f"creating {branch} from {base} at {worktree}")
         # The files are checked out in the task's window, before the agent: `mux new` does not wait for a big
         # checkout, and the window shows it (`mux ls` says `starting`; a failure leaves the task inspectable).
         port = reserve_worktree(
@@ -360,6 +360,8 @@ def _await_setup(ctx: Context, task: Task, progress: Progress) -> None:
         if state is not None:
             elapsed = time.time() - state.started
             progress(f"setting up {task.name} [{state.step}/{state.steps}] {state.command} ({elapsed:.0f}s)")
+        elif gitops.checkout_pending(Path(task.worktree)):
+            progress(f"checking out the files of {task.name}")
         time.sleep(0.1)
 
 
@@ -406,6 +408,8 @@ def _paste_when_ready(ctx: Context, task: Task, profile: AgentProfile, text: str
     """Paste the first prompt once the agent shows its prompt (or its screen settles)."""
     deadline = time.monotonic() + PROMPT_READY_TIMEOUT
     previous: str | None = None
+    # What the window showed before the agent ran (a post-checkout hook's output): not the agent's prompt.
+    before_agent = ""
     stable_since = time.monotonic()
     while time.monotonic() < deadline:
         screen = status.normalize_screen(ctx.tmux.capture([task.window]).get(task.window, ""))
@@ -413,10 +417,14 @@ def _paste_when_ready(ctx: Context, task: Task, profile: AgentProfile, text: str
         if pane is None or pane.dead:
             ctx.notes.append(f"the agent of '{task.name}' exited before its prompt could be delivered")
             return
+        if gitops.checkout_pending(Path(task.worktree)):
+            before_agent = screen
+            time.sleep(0.1)
+            continue
         if screen != previous:
             previous, stable_since = screen, time.monotonic()
         ready = status.first_match(profile.status.idle, screen) is not None
-        if screen.strip() and (ready or time.monotonic() - stable_since >= 1.0):
+        if screen.strip() and screen != before_agent and (ready or time.monotonic() - stable_since >= 1.0):
             ctx.tmux.send_text(task.window, text)
             return
         time.sleep(0.1)
@@ -545,6 +553,10 @@ def send(ctx: Context, name: str, text: str) -> None:
     pane = _live_pane(ctx, task)
     if pane.dead:
         raise MuxError(f"the agent of {name!r} has exited (status {pane.dead_status}): nothing to send to")
+    if gitops.checkout_pending(Path(task.worktree)):
+        raise MuxError(
+            f"{name!r} is still checking out its files, its agent not started: `mux send --when-idle` waits for it"
+        )
     ctx.tmux.send_text(pane.pane_id, text)
 
 

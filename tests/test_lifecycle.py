@@ -86,11 +86,15 @@ def test_new_returns_while_its_window_checks_out_and_the_agent_starts_after(repo
     assert not (worktree / "hello.txt").exists()  # the agent waits for its files
     refused = run_mux("diff", "slow", cwd=repo, check=False)
     assert refused.returncode == 1 and "has no files yet" in refused.stderr and "Traceback" not in refused.stderr
+    refused = run_mux("send", "slow", "write early.txt x", cwd=repo, check=False)
+    assert refused.returncode == 1 and "--when-idle" in refused.stderr
+    run_mux("send", "slow", "--when-idle", "write later.txt x", cwd=repo)
     gate.touch()
-    wait_until(lambda: (worktree / "hello.txt").exists())
+    wait_until(lambda: (worktree / "later.txt").exists(), timeout=20)
+    assert (worktree / "hello.txt").exists() and not (worktree / "early.txt").exists()
     assert (worktree / "big.gated").read_text() == "payload\n" and (worktree / "README.md").exists()
-    row = wait_until(lambda: (r := mux_ls(repo)["slow"])["dirty_files"] == 1 and r)
-    assert row["reason"] != "checking out" and row["added_lines"] == 1
+    row = wait_until(lambda: (r := mux_ls(repo)["slow"])["dirty_files"] == 2 and r)
+    assert row["reason"] != "checking out" and row["added_lines"] == 2
 
 
 def test_a_failed_checkout_leaves_a_task_to_look_at_restart_or_remove(repo: Path, tmp_path: Path) -> None:

@@ -199,6 +199,22 @@ def agent_ready(repo: Path, name: str) -> bool:
 
 
 @pytest.mark.usefixtures("fake_profile")
+def test_a_copy_glob_that_matches_a_tracked_file_leaves_it_to_the_checkout(repo: Path) -> None:
+    (repo / ".gitignore").write_text("__pycache__/\n*.log\n.env\n")
+    write(repo / ".env", "SECRET=1\n")
+    git(repo, "add", ".gitignore")
+    git(repo, "commit", "-q", "-m", "ignore .env")
+    write(repo / ".mux.toml", 'copy = [".env", "*.md"]\n')
+    write(repo / "README.md", "an edit in the main checkout\n")
+    run_mux("new", "cp", "-a", "fake", cwd=repo)
+    wait_until(lambda: agent_ready(repo, "cp"), timeout=20)
+    wt = worktree(repo, "cp")
+    assert (wt / "README.md").read_text() == "hello\n" and (wt / ".env").read_text() == "SECRET=1\n"
+    log = run_mux("logs", "cp", cwd=repo).stdout
+    assert "copied .env" in log and "README.md" not in log
+
+
+@pytest.mark.usefixtures("fake_profile")
 def test_untrusted_setup_does_not_run_and_the_warning_names_mux_trust(repo: Path) -> None:
     write(repo / ".mux.toml", 'setup = ["touch ran-setup"]\n')
     proc = run_mux("new", "t1", "-a", "fake", cwd=repo)
