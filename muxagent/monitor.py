@@ -135,11 +135,12 @@ class Monitor:
     def _watch_worktrees(self, watcher: ChangeWatcher, reports: list[TaskReport]) -> None:
         """Follow the tasks' worktrees once checked out (the checkout is not a change the agent made); one that
         cannot be watched is left to `git status` polling."""
-        worktrees = {r.task.name: Path(r.task.worktree) for r in reports}
-        wanted = {name: wt for name, wt in worktrees.items() if wt.is_dir() and not gitops.checkout_pending(wt)}
+        wanted = {r.task.name: Path(r.task.worktree) for r in reports if Path(r.task.worktree).is_dir()}
         for name in watcher.keys - set(wanted):
             watcher.unwatch(name)
         for name in set(wanted) - watcher.keys - set(self.polling):
+            if gitops.checkout_pending(wanted[name]):
+                continue  # watched once its files are there
             failure = watcher.watch(name, wanted[name])
             if failure is not None:
                 self.polling[name] = failure

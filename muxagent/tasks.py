@@ -338,8 +338,10 @@ def _prepare_worktree(ctx: Context, name: str, worktree: Path, argv: list[str]) 
 def _await_setup(ctx: Context, task: Task, progress: Progress) -> None:
     """Wait for the set-up runner in the task's window; SetupError (task kept) if it fails."""
     steps = len(ctx.settings.setup)
-    # The runner enforces each command's timeout; this only guards against a runner that never reports.
-    deadline = time.monotonic() + steps * (ctx.settings.setup_timeout + 2 * worktree_setup.KILL_GRACE) + 30
+    # The runner enforces each command's timeout; this only guards against a runner that never reports. The
+    # window's checkout comes first and has no deadline: a big repo takes what it takes, on screen.
+    allowance = steps * (ctx.settings.setup_timeout + 2 * worktree_setup.KILL_GRACE) + 30
+    deadline: float | None = None
     hint = (
         f"the task is kept as it is: see `mux logs {task.name}`, then `mux restart {task.name}` to start the agent"
         f" anyway or `mux rm {task.name}`"
@@ -350,18 +352,24 @@ def _await_setup(ctx: Context, task: Task, progress: Progress) -> None:
             return
         if state is not None and state.state == "failed":
             raise worktree_setup.SetupError(f"set-up of '{task.name}' failed: {state.describe_failure()}; {hint}")
+        checking_out = gitops.checkout_pending(Path(task.worktree))
         pane = pane_of(ctx.tmux.snapshot(), task)
         if (pane is None or pane.dead) and worktree_setup.read_progress(ctx.store.root, task.name) == state:
-            if gitops.checkout_pending(Path(task.worktree)):
-                raise worktree_setup.SetupError(f"the checkout of '{task.name}' failed before its set-up; {hint}")
+            if checking_out:
+                raise worktree_setup.SetupError(
+                    f"the checkout of '{task.name}' failed, so its set-up did not run: `mux peek {task.name}` shows"
+                    f" why; then `mux restart {task.name}` (checks out and starts the agent) or `mux rm {task.name}`"
+                )
             raise worktree_setup.SetupError(f"the set-up of '{task.name}' stopped without a result; {hint}")
-        if time.monotonic() > deadline:
-            raise worktree_setup.SetupError(f"the set-up of '{task.name}' did not report back in time; {hint}")
-        if state is not None:
-            elapsed = time.time() - state.started
-            progress(f"setting up {task.name} [{state.step}/{state.steps}] {state.command} ({elapsed:.0f}s)")
-        elif gitops.checkout_pending(Path(task.worktree)):
+        if checking_out:
             progress(f"checking out the files of {task.name}")
+        else:
+            deadline = deadline or time.monotonic() + allowance
+            if time.monotonic() > deadline:
+                raise worktree_setup.SetupError(f"the set-up of '{task.name}' did not report back in time; {hint}")
+            if state is not None:
+                elapsed = time.time() - state.started
+                progress(f"setting up {task.name} [{state.step}/{state.steps}] {state.command} ({elapsed:.0f}s)")
         time.sleep(0.1)
 
 

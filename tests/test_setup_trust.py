@@ -300,6 +300,25 @@ def test_a_failing_setup_keeps_the_task_whole_and_inspectable(repo: Path) -> Non
 
 
 @pytest.mark.usefixtures("fake_profile")
+def test_a_failed_checkout_skips_the_setup_and_says_so(repo: Path) -> None:
+    write(repo / ".gitattributes", "*.dat filter=broken\n")
+    write(repo / "blob.dat", "data\n")
+    git(repo, "add", ".gitattributes", "blob.dat")
+    git(repo, "commit", "-q", "-m", "filtered file")
+    git(repo, "config", "filter.broken.smudge", "false")
+    git(repo, "config", "filter.broken.required", "true")
+    write(repo / ".mux.toml", 'setup = ["touch ran-setup"]\n')
+    run_mux("trust", cwd=repo)
+    proc = run_mux("new", "nofiles", "-a", "fake", cwd=repo, check=False)
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    errors = [line for line in proc.stderr.splitlines() if "failed" in line]
+    assert len(errors) == 1 and "checkout of 'nofiles' failed" in errors[0] and "mux peek nofiles" in errors[0]
+    assert not (worktree(repo, "nofiles") / "ran-setup").exists()
+    row = wait_until(lambda: (r := mux_ls(repo)["nofiles"])["state"] == "exited" and r, timeout=20)
+    assert row["reason"] == "checkout failed (exit 1)"
+
+
+@pytest.mark.usefixtures("fake_profile")
 def test_a_hanging_setup_hits_its_timeout(repo: Path) -> None:
     write(repo / ".mux.toml", 'setup = ["echo hanging; sleep 600"]\nsetup_timeout = 1\n')
     run_mux("trust", cwd=repo)
