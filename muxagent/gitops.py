@@ -291,15 +291,19 @@ def checkout_pending(worktree: Path) -> bool:
 
 
 # Run by `sh -c` in the task's window before the agent: $1 is the worktree's CHECKOUT_PENDING marker, the agent's
-# argv follows. The checkout refuses to overwrite a file someone put there meanwhile (it fails whole, and the
-# window says which file); the post-checkout hook gets what `git worktree add` gives it (null oid, HEAD, 1).
+# argv follows. The checkout says what it does, with git's progress on a long one, and refuses to overwrite a file
+# someone put there meanwhile (it fails whole, and the window says which file); the post-checkout hook gets what
+# `git worktree add` gives it (null oid, HEAD, 1). Once done the screen is cleared: the agent starts on a blank
+# one, as `mux ls` expects of an agent still drawing its first frame.
 # The index refresh settles a fresh checkout's "racily clean" index, which would make every read-only
 # `git status` re-read the files (and wake every watcher); here it cannot race the agent for the index lock.
 _PANE_PRELUDE = """\
 if [ -e "$1" ]; then
-  git -c checkout.workers=0 read-tree -m -u HEAD || { echo "mux: the checkout failed (see above)" >&2; exit 1; }
+  echo "mux: checking out $(git rev-parse --abbrev-ref HEAD)"
+  git -c checkout.workers=0 read-tree -v -m -u HEAD || { echo "mux: the checkout failed (see above)" >&2; exit 1; }
   rm -f "$1"
   git hook run --ignore-missing post-checkout -- 0000000000000000000000000000000000000000 "$(git rev-parse HEAD)" 1
+  printf '\\033[H\\033[2J'
 fi
 git update-index -q --refresh >/dev/null 2>&1
 shift
@@ -338,10 +342,8 @@ def delete_branch(repo: RepoPaths, branch: str) -> None:
 # --- status and change counts ----------------------------------------------------------------------------
 
 
-def _holds_files(worktree: Path | None) -> TypeGuard[Path]:
-    """Whether a worktree has files of its own to save: not gone, and past its pending checkout (before it, its
-    files are at most part of the branch's, written by a checkout that stopped)."""
-    return worktree is not None and worktree.is_dir() and not checkout_pending(worktree)
+def _present(worktree: Path | None) -> TypeGuard[Path]:
+    return worktree is not None and worktree.is_dir()
 
 
 def _require_checkout(worktree: Path) -> None:
@@ -351,12 +353,27 @@ def _require_checkout(worktree: Path) -> None:
         )
 
 
-def _status(worktree: Path, *, ignored: bool = False) -> _Status:
-    _require_checkout(worktree)
+@contextmanager
+def _work_index(worktree: Path) -> Iterator[dict[str, str] | None]:
+    """The index to read a worktree's work against: its own (None), or while its checkout is pending (no index
+    yet) a scratch one of HEAD, so that what someone put there shows as a change and the files the checkout has
+    not written yet do not show as deletions."""
+    if not checkout_pending(worktree):
+        yield None
+        return
+    with _scratch_index(worktree) as env:
+        yield env
+
+
+def _status(worktree: Path, *, ignored: bool = False, env: Mapping[str, str] | None = None) -> _Status:
+    """`git status` of the worktree; a worktree whose checkout is pending needs `env` from `_work_index`."""
+    pending = env is not None and checkout_pending(worktree)
+    if not pending:
+        _require_checkout(worktree)
     args = ["status", "--porcelain=v2", "-z", "--branch", "--untracked-files=all"]
     if ignored:
         args.append("--ignored=matching")
-    records = iter(_git(worktree, *args).stdout.split("\0"))
+    records = iter(_git(worktree, *args, env=env).stdout.split("\0"))
     head: str | None = None
     branch: str | None = None
     tracked: list[str] = []
@@ -371,6 +388,8 @@ def _status(worktree: Path, *, ignored: bool = False) -> _Status:
             elif key == "branch.head" and value != "(detached)":
                 branch = value
         elif kind == "1":
+            if pending and rest.startswith(".D "):
+                continue  # not checked out yet
             tracked.append(rest.split(" ", 7)[7])
         elif kind == "2":
             tracked.append(rest.split(" ", 8)[8])
@@ -393,7 +412,7 @@ def _is_cache(path: str) -> bool:
     return any(d in _CACHE_DIRS or d.endswith(".egg-info") for d in dirs)
 
 
-def _precious_ignored(worktree: Path, status: _Status) -> list[str]:
+def _precious_ignored(worktree: Path, status: _Status, env: Mapping[str, str] | None = None) -> list[str]:
     """Ignored files that are work (`.env`, a local database), each named: directories are listed out."""
     keep = [p for p in status.ignored if not _is_cache(p)]
     files = [p for p in keep if not p.endswith("/")]
@@ -401,7 +420,7 @@ def _precious_ignored(worktree: Path, status: _Status) -> list[str]:
     if dirs:
         # Status names an ignored directory once; its files are what would be lost, minus nested caches.
         args = ["--literal-pathspecs", "ls-files", "-z", "--others", "--ignored", "--exclude-standard"]
-        out = _git(worktree, *args, "--", *dirs).stdout
+        out = _git(worktree, *args, "--", *dirs, env=env).stdout
         files += [p for p in out.split("\0") if p and not _is_cache(p)]
     return sorted(files)
 
@@ -523,13 +542,14 @@ def unsaved_work(repo: RepoPaths, worktree: Path | None, branch: str, base: str)
     A worktree that no longer exists on disk holds nothing more to lose, so it is treated like None.
     """
     found: list[str] = []
-    if _holds_files(worktree):
-        status = _status(worktree, ignored=True)
+    if _present(worktree):
+        with _work_index(worktree) as env:
+            status = _status(worktree, ignored=True, env=env)
+            precious = _precious_ignored(worktree, status, env)
         if status.tracked:
             found.append(_phrase(len(status.tracked), "uncommitted change", status.tracked))
         if status.untracked:
             found.append(_phrase(len(status.untracked), "untracked file", status.untracked))
-        precious = _precious_ignored(worktree, status)
         if precious:
             found.append(_phrase(len(precious), "ignored file", precious))
         if status.branch is None and status.head is not None:
@@ -551,22 +571,28 @@ def unsaved_work(repo: RepoPaths, worktree: Path | None, branch: str, base: str)
 
 @contextmanager
 def _scratch_index(worktree: Path) -> Iterator[dict[str, str]]:
-    """Env pointing git at a throwaway copy of the worktree's index, so the real one is never written."""
+    """Env pointing git at a throwaway copy of the worktree's index (of HEAD while its checkout is pending), so
+    the real one is never written."""
     real = Path(_git(worktree, "rev-parse", "--path-format=absolute", "--git-path", "index").stdout.strip())
     with tempfile.TemporaryDirectory(prefix="mux-index-") as tmp:
         scratch = Path(tmp) / "index"
+        env = {"GIT_INDEX_FILE": str(scratch)}
         # Starting from the real index keeps its stat data, so `git add` re-reads only changed files. copy2 keeps
         # the index's mtime too: git re-reads files modified in the same second as the index was written ("racy
         # git"), and a fresh mtime would hide a same-size edit made in that second from the snapshot.
         if real.exists():
             shutil.copy2(real, scratch)
-        yield {"GIT_INDEX_FILE": str(scratch)}
+        elif checkout_pending(worktree):
+            _git(worktree, "read-tree", "HEAD", env=env)
+        yield env
 
 
 def _snapshot_tree(worktree: Path, precious: list[str]) -> str:
-    """A tree of the worktree as it is on disk, plus the precious ignored files."""
+    """A tree of the worktree as it is on disk, plus the precious ignored files (while its checkout is pending:
+    HEAD's tree with the files someone put there, the files not checked out yet kept as they are in HEAD)."""
+    pending = checkout_pending(worktree)
     with _scratch_index(worktree) as env:
-        _git(worktree, "add", "-A", env=env)
+        _git(worktree, "add", "--ignore-removal" if pending else "-A", "--", ".", env=env)
         if precious:
             _git(
                 worktree,
@@ -583,8 +609,9 @@ def _snapshot_tree(worktree: Path, precious: list[str]) -> str:
 
 def _recovery_commit(name: str, stamp: str, worktree: Path, tip: str | None) -> str | None:
     """Commit the worktree's state on top of the branch tip; None when the tip already holds all of it."""
-    status = _status(worktree, ignored=True)
-    precious = _precious_ignored(worktree, status)
+    with _work_index(worktree) as env:
+        status = _status(worktree, ignored=True, env=env)
+        precious = _precious_ignored(worktree, status, env)
     if not (status.tracked or status.untracked or precious) and status.head == tip:
         return None
     tree = _snapshot_tree(worktree, precious)
@@ -606,13 +633,13 @@ def write_recovery_ref(repo: RepoPaths, name: str, branch: str, worktree: Path |
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     tip = _branch_tip(repo.main, branch)
     commit = None
-    if _holds_files(worktree):
+    if _present(worktree):
         commit = _recovery_commit(name, stamp, worktree, tip)
     commit = commit or tip
     if commit is None:
         raise GitError(f"nothing to save for {name}: no branch '{branch}' and no worktree")
     ref = _create_ref(repo, f"{RECOVERY_PREFIX}{name}/{stamp}", commit)
-    if _holds_files(worktree):
+    if _present(worktree):
         _save_submodules(repo, name, ref.rsplit("/", 1)[-1], worktree)
     return ref
 

@@ -8,13 +8,13 @@ every file anyone wrote is still on disk where it was written or reachable from 
 
 from __future__ import annotations
 
-import contextlib
 import itertools
 import os
 import shutil
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import pytest
@@ -26,6 +26,7 @@ from merge_helpers import blob_id, reachable_blobs
 
 from muxagent import gitops, merge, tasks
 from muxagent.errors import MuxError
+from muxagent.model import State
 
 NAMES = ("a", "b")
 FILES = ("README.md", "f1.txt", "sub/f2.txt")
@@ -63,6 +64,11 @@ class NeverLoseWork(RuleBasedStateMachine):
         path = Path(found[0].worktree) if found else None
         return path if path is not None and path.is_dir() else None
 
+    def agent_dir(self, name: str) -> Path | None:
+        """The worktree the task's agent works in: only once its window checked the files out and started it."""
+        path = self.task_dir(name)
+        return path if path is not None and not gitops.checkout_pending(path) else None
+
     def content(self, who: str) -> str:
         return f"{who} version {next(self.counter)}\n"
 
@@ -92,12 +98,20 @@ class NeverLoseWork(RuleBasedStateMachine):
 
     @rule(name=st.sampled_from(NAMES))
     def new(self, name: str) -> None:
-        with contextlib.suppress(MuxError):  # exists already, or its worktree path is taken
+        try:
             tasks.new_task(self.ctx(), tasks.NewRequest(name=name, agent="fake"))
+        except MuxError:  # exists already, or its worktree path is taken
+            return
+        # The window checks the files out, then starts the agent: let it, unless the window is gone meanwhile.
+        deadline = time.monotonic() + 10
+        while (path := self.task_dir(name)) is not None and gitops.checkout_pending(path):
+            if time.monotonic() > deadline or tasks.report(self.ctx(), name).status.state is not State.STARTING:
+                return
+            time.sleep(0.02)
 
     @rule(name=st.sampled_from(NAMES), path=st.sampled_from(FILES))
     def agent_commits(self, name: str, path: str) -> None:
-        worktree = self.task_dir(name)
+        worktree = self.agent_dir(name)
         if worktree is None or git(worktree, "symbolic-ref", "-q", "--short", "HEAD").strip() != f"mux/{name}":
             return
         if gitops.in_progress(worktree) is not None:
@@ -109,7 +123,7 @@ class NeverLoseWork(RuleBasedStateMachine):
 
     @rule(name=st.sampled_from(NAMES), path=st.sampled_from((*FILES, "new.txt")))
     def agent_edits(self, name: str, path: str) -> None:
-        worktree = self.task_dir(name)
+        worktree = self.agent_dir(name)
         if worktree is not None:
             self.write(worktree, path, self.content(f"{name} uncommitted"))
 

@@ -83,6 +83,7 @@ def test_new_returns_while_its_window_checks_out_and_the_agent_starts_after(repo
     assert str(worktree) in out
     row = mux_ls(repo)["slow"]
     assert (row["state"], row["reason"], row["dirty_files"]) == ("starting", "checking out", None)
+    wait_until(lambda: "mux: checking out mux/slow" in screen(repo, "slow"))
     assert not (worktree / "hello.txt").exists()  # the agent waits for its files
     refused = run_mux("diff", "slow", cwd=repo, check=False)
     assert refused.returncode == 1 and "has no files yet" in refused.stderr and "Traceback" not in refused.stderr
@@ -92,6 +93,7 @@ def test_new_returns_while_its_window_checks_out_and_the_agent_starts_after(repo
     gate.touch()
     wait_until(lambda: (worktree / "later.txt").exists(), timeout=20)
     assert (worktree / "hello.txt").exists() and not (worktree / "early.txt").exists()
+    assert "fake agent ready" in screen(repo, "slow") and "checking out" not in screen(repo, "slow")
     assert (worktree / "big.gated").read_text() == "payload\n" and (worktree / "README.md").exists()
     row = wait_until(lambda: (r := mux_ls(repo)["slow"])["dirty_files"] == 2 and r)
     assert row["reason"] != "checking out" and row["added_lines"] == 2
@@ -113,6 +115,23 @@ def test_a_failed_checkout_leaves_a_task_to_look_at_restart_or_remove(repo: Path
     wait_until(lambda: mux_ls(repo)["again"]["state"] == "exited")
     run_mux("rm", "again", cwd=repo)  # nothing of anyone's is in it: no --force needed
     assert "again" not in mux_ls(repo) and "mux/again" not in git(repo, "branch", "--list")
+
+
+def test_a_file_put_in_a_worktree_still_checking_out_is_work_rm_keeps(repo: Path, tmp_path: Path) -> None:
+    gate = tmp_path / "gate"
+    gate_checkout(repo, gate)
+    run_mux("new", "early", "-a", "fake", cwd=repo)
+    worktree = repo.parent / "proj.worktrees" / "early"
+    (worktree / "mine.txt").write_text("mine\n")
+    refused = run_mux("rm", "early", cwd=repo, check=False)
+    assert refused.returncode == 1 and "mine.txt" in refused.stderr and "README.md" not in refused.stderr
+    run_mux("rm", "--force", "early", cwd=repo)
+    assert not worktree.exists()
+    gate.touch()
+    run_mux("restore", "early", cwd=repo)
+    assert (worktree / "mine.txt").read_text() == "mine\n"
+    assert (worktree / "README.md").read_text() == "hello\n" and (worktree / "big.gated").read_text() == "payload\n"
+    assert git(worktree, "status", "--porcelain") == "?? mine.txt\n"
 
 
 def test_the_post_checkout_hook_runs_in_the_new_worktree(repo: Path) -> None:
