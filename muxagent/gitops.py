@@ -346,7 +346,8 @@ def _present(worktree: Path | None) -> TypeGuard[Path]:
     return worktree is not None and worktree.is_dir()
 
 
-def _require_checkout(worktree: Path) -> None:
+def require_checkout(worktree: Path) -> None:
+    """CheckoutPendingError while the worktree's files are not checked out yet."""
     if checkout_pending(worktree):
         raise CheckoutPendingError(
             f"{worktree} has no files yet: its task's window checks them out before the agent starts (see `mux ls`)"
@@ -369,7 +370,7 @@ def _status(worktree: Path, *, ignored: bool = False, env: Mapping[str, str] | N
     """`git status` of the worktree; a worktree whose checkout is pending needs `env` from `_work_index`."""
     pending = env is not None and checkout_pending(worktree)
     if not pending:
-        _require_checkout(worktree)
+        require_checkout(worktree)
     args = ["status", "--porcelain=v2", "-z", "--branch", "--untracked-files=all"]
     if ignored:
         args.append("--ignored=matching")
@@ -474,7 +475,7 @@ def numstat(worktree: Path, base: str) -> tuple[int, int, list[str]]:
 
     A rename names both its paths. Untracked files are not included: see count_lines().
     """
-    _require_checkout(worktree)
+    require_checkout(worktree)
     out = _git(
         worktree,
         "diff",
@@ -732,7 +733,7 @@ def diff(worktree: Path, base: str, stat: bool = False, color: bool = False) -> 
 
     Untracked files are marked intent-to-add in a scratch copy of the index, never in the real one.
     """
-    _require_checkout(worktree)
+    require_checkout(worktree)
     with _scratch_index(worktree) as env:
         _git(worktree, "add", "--intent-to-add", "--", ".", env=env)
         args = ["diff", "--stat" if stat else "--patch", f"--color={'always' if color else 'never'}"]

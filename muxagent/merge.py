@@ -165,6 +165,7 @@ def _check(ctx: Context, task: Task, request: MergeRequest) -> _Plan:
     worktree: Path | None = Path(task.worktree)
     dirty = False
     if worktree is not None and worktree.is_dir():
+        gitops.require_checkout(worktree)
         head, branch = gitops.head_of(worktree)
         if branch != task.branch:
             where = f"on branch '{branch}'" if branch else f"on a detached HEAD at {(head or '?')[:12]}"
@@ -316,6 +317,7 @@ def sync(
     worktree = Path(task.worktree)
     if not worktree.is_dir():
         raise MuxError(f"the worktree of {name!r} is gone ({task.worktree}): nothing to sync")
+    gitops.require_checkout(worktree)
     head, branch = gitops.head_of(worktree)
     if branch != task.branch or head is None:
         raise MuxError(f"the worktree of {name!r} is not on its branch '{task.branch}': check it out there first")

@@ -85,8 +85,12 @@ def test_new_returns_while_its_window_checks_out_and_the_agent_starts_after(repo
     assert (row["state"], row["reason"], row["dirty_files"]) == ("starting", "checking out", None)
     wait_until(lambda: "mux: checking out mux/slow" in screen(repo, "slow"))
     assert not (worktree / "hello.txt").exists()  # the agent waits for its files
-    refused = run_mux("diff", "slow", cwd=repo, check=False)
-    assert refused.returncode == 1 and "has no files yet" in refused.stderr and "Traceback" not in refused.stderr
+    (repo / "base.txt").write_text("the base moves on\n")
+    git(repo, "add", "base.txt")
+    git(repo, "commit", "-q", "-m", "base moves")
+    for command in (("diff", "slow"), ("merge", "slow"), ("sync", "slow")):
+        refused = run_mux(*command, cwd=repo, check=False)
+        assert refused.returncode == 1 and "has no files yet" in refused.stderr and "Traceback" not in refused.stderr
     refused = run_mux("send", "slow", "write early.txt x", cwd=repo, check=False)
     assert refused.returncode == 1 and "--when-idle" in refused.stderr
     run_mux("send", "slow", "--when-idle", "write later.txt x", cwd=repo)
