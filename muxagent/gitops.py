@@ -349,9 +349,13 @@ def _present(worktree: Path | None) -> TypeGuard[Path]:
 def require_checkout(worktree: Path) -> None:
     """CheckoutPendingError while the worktree's files are not checked out yet."""
     if checkout_pending(worktree):
-        raise CheckoutPendingError(
-            f"{worktree} has no files yet: its task's window checks them out before the agent starts (see `mux ls`)"
-        )
+        raise _not_checked_out(worktree)
+
+
+def _not_checked_out(worktree: Path) -> CheckoutPendingError:
+    return CheckoutPendingError(
+        f"{worktree} has no files yet: its task's window checks them out before the agent starts (see `mux ls`)"
+    )
 
 
 @contextmanager
@@ -368,9 +372,9 @@ def _work_index(worktree: Path) -> Iterator[dict[str, str] | None]:
 
 def _status(worktree: Path, *, ignored: bool = False, env: Mapping[str, str] | None = None) -> _Status:
     """`git status` of the worktree; a worktree whose checkout is pending needs `env` from `_work_index`."""
-    pending = env is not None and checkout_pending(worktree)
-    if not pending:
-        require_checkout(worktree)
+    pending = checkout_pending(worktree)
+    if pending and env is None:
+        raise _not_checked_out(worktree)
     args = ["status", "--porcelain=v2", "-z", "--branch", "--untracked-files=all"]
     if ignored:
         args.append("--ignored=matching")
