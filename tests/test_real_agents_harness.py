@@ -200,8 +200,12 @@ def test_codex_asks_approval_runs_the_command_and_goes_idle(
 
     keep("codex-working", agent_tmux.wait_for(pane, MARKERS["codex-working"]), *stable)
     keep("codex-waiting-approval", agent_tmux.wait_for(pane, MARKERS["codex-waiting-approval"]), *stable)
+    # notify fires once per turn, and first for the thread-title side thread, which ends while the approval is
+    # still open. Answer after it: Codex 0.169 can drop a key that lands as that side thread ends (seen with the
+    # title held back to end together with the approval's arrival; the Enter was lost and the approval stayed).
+    wait_until(lambda: event_recorder.events(), timeout=15)
+    assert re.search(MARKERS["codex-waiting-approval"], agent_tmux.screen(pane))
     assert not (proj / "hello.txt").exists()
-    answered = time.time()
     agent_tmux.send_keys(pane, "Enter")  # "› 1. Yes, proceed (y)" has the focus
     wait_until((proj / "hello.txt").exists, timeout=15)
     assert (proj / "hello.txt").read_text() == "hi from codex\n"
@@ -210,12 +214,10 @@ def test_codex_asks_approval_runs_the_command_and_goes_idle(
     # The thread-title request rode on the side and did not eat the script.
     assert len(fake_openai.model_requests()) == 2
     assert any(r.side for r in fake_openai.requests)
-    # notify fires once per turn, and first for the thread-title side thread: while the approval is still open.
     wait_until(lambda: len(event_recorder.events()) >= 2, timeout=10)
     title, turn = event_recorder.events()
     assert title["payload"]["type"] == turn["payload"]["type"] == "agent-turn-complete"
     assert title["payload"]["last-assistant-message"] == "Fake title"
-    assert title["at"] < answered
     assert turn["payload"]["last-assistant-message"] == "Done: wrote hello.txt."
     assert turn["payload"]["input-messages"] == ["write hello.txt"]
     assert title["payload"]["thread-id"] != turn["payload"]["thread-id"]
