@@ -20,7 +20,7 @@ from realagents.fake_anthropic import FakeAnthropic
 from realagents.fake_openai import FakeOpenAI, codex_writes_hello
 from realagents.homes import claude_env, codex_env, opencode_env
 from realagents.install import InstallError
-from realagents.plugin import AgentTmux, EventRecorder, RealAgents
+from realagents.plugin import AgentTmux, EventRecorder, RealAgents, press_until
 
 SCREENS = Path(__file__).resolve().parent / "fixtures" / "screens"
 UPDATE = os.environ.get("MUX_UPDATE_SCREENS") == "1"
@@ -201,13 +201,12 @@ def test_codex_asks_approval_runs_the_command_and_goes_idle(
     keep("codex-working", agent_tmux.wait_for(pane, MARKERS["codex-working"]), *stable)
     keep("codex-waiting-approval", agent_tmux.wait_for(pane, MARKERS["codex-waiting-approval"]), *stable)
     # notify fires once per turn, and first for the thread-title side thread, which ends while the approval is
-    # still open. Answer after it: Codex 0.169 can drop a key that lands as that side thread ends (seen with the
-    # title held back to end together with the approval's arrival; the Enter was lost and the approval stayed).
+    # still open.
     wait_until(lambda: event_recorder.events(), timeout=15)
     assert re.search(MARKERS["codex-waiting-approval"], agent_tmux.screen(pane))
     assert not (proj / "hello.txt").exists()
-    agent_tmux.send_keys(pane, "Enter")  # "› 1. Yes, proceed (y)" has the focus
-    wait_until((proj / "hello.txt").exists, timeout=15)
+    # "› 1. Yes, proceed (y)" has the focus.
+    press_until(lambda: agent_tmux.send_keys(pane, "Enter"), (proj / "hello.txt").exists)
     assert (proj / "hello.txt").read_text() == "hi from codex\n"
     idle = agent_tmux.wait_for(pane, lambda s: "Done: wrote hello.txt." in s and "esc to interrupt" not in s)
     keep("codex-idle", idle, *stable)

@@ -19,7 +19,7 @@ from realagents import Turn
 from realagents.fake_anthropic import FakeAnthropic
 from realagents.fake_openai import FakeOpenAI, codex_writes_hello
 from realagents.homes import claude_env, codex_env, opencode_env
-from realagents.plugin import RealAgents
+from realagents.plugin import RealAgents, press_until
 
 
 @pytest.fixture(autouse=True)
@@ -130,8 +130,7 @@ def test_codex_working_waiting_on_approval_then_idle_through_notify(
     wait_until(lambda: any(e["name"] == "agent-turn-complete" for e in hook_events(repo, "co")), timeout=15)
     assert row(repo, "co")["state"] == "waiting"
     assert not (worktree / "hello.txt").exists()
-    press(tmux_socket, waiting["window"], "Enter")
-    wait_until(lambda: (worktree / "hello.txt").exists(), timeout=30)
+    press_until(lambda: press(tmux_socket, waiting["window"], "Enter"), (worktree / "hello.txt").exists)
     idle = wait_until(lambda: (r := row(repo, "co"))["state"] == "idle" and r, timeout=30)
     assert idle["reason"] == "hook: agent-turn-complete"
     assert idle["dirty_files"] == 1

@@ -390,8 +390,9 @@ def test_while_setup_runs_the_task_is_starting_and_mux_new_waits_for_it(repo: Pa
         cwd=repo, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
     try:
-        row = wait_until(lambda: (r := mux_ls(repo).get("slow")) and r["state"] == "starting" and r, timeout=20)
-        assert row["reason"].startswith("set-up [1/1] echo waiting for go")
+        # After "checking out" and a blank screen, the set-up's own line: the task stays starting while it runs.
+        row = wait_until(lambda: (r := mux_ls(repo).get("slow")) and r["reason"].startswith("set-up") and r, timeout=20)
+        assert row["state"] == "starting" and row["reason"].startswith("set-up [1/1] echo waiting for go")
         assert new.poll() is None, "mux new returns only once the set-up is done"
         (worktree(repo, "slow") / "go").touch()
         out, err = new.communicate(timeout=30)

@@ -189,6 +189,20 @@ class EventRecorder:
         return out
 
 
+def press_until(press: Callable[[], None], taken: Callable[[], object], tries: int = 3, timeout: float = 10.0) -> None:
+    """Press a dialog's key until `taken()` holds, as a user would press again. Codex 0.169 can drop the key that
+    answers its approval: reproduced with its thread-title side request ending as the key lands, the approval then
+    stays on screen for good; seen once more in a full run on a loaded machine."""
+    for _ in range(tries):
+        press()
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if taken():
+                return
+            time.sleep(0.05)
+    raise AssertionError(f"the key was not taken after {tries} presses, {timeout}s apart")
+
+
 class AgentTmux:
     """Runs programs in windows of a private tmux server and reads their screens. Panes are addressed by id."""
 
@@ -349,4 +363,7 @@ def agent_tmux(real_agents: RealAgents) -> Iterator[AgentTmux]:
     try:
         yield runner
     finally:
+        # pytest shows this when the test failed: what each agent showed at the end, for the CI log.
+        for pane in runner.panes:
+            print(f"--- last screen of {pane}:\n{runner.tmux('capture-pane', '-p', '-t', pane, check=False)}")
         runner.stop()
