@@ -33,6 +33,10 @@ LOCK_FILE = "monitor.lock"
 WINDOW_NAME = "monitor"
 ALERT_STATES = frozenset({State.WAITING, State.IDLE})
 DELIVERY_GAP = 3.0
+# A TUI can drop the key that answers its dialog (seen with Codex 0.169's approval): a trust dialog still on
+# screen this long after mux answered it is answered again, a few times at most.
+TRUST_RETRY_AFTER = 5.0
+TRUST_ANSWERS = 3
 
 
 def window_title(name: str, state: State) -> str:
@@ -80,7 +84,8 @@ def queue_prompt(ctx: tasks.Context, name: str, text: str) -> int:
 class _Seen:
     state: State | None = None
     delivered_at: float = 0.0
-    trust_answered: bool = False
+    trust_answers: int = 0
+    trust_answered_at: float = float("-inf")
 
 
 # The marks agents put before the focused entry of a menu (Claude ❯, Codex ›).
@@ -182,7 +187,7 @@ class Monitor:
     def _auto_trust(self, item: TaskReport, seen: _Seen) -> None:
         if item.status.state is not State.WAITING or not item.status.reason.startswith("trust dialog"):
             return
-        if seen.trust_answered:
+        if seen.trust_answers >= TRUST_ANSWERS or time.monotonic() - seen.trust_answered_at < TRUST_RETRY_AFTER:
             return
         try:
             profile = config.resolve_agent(item.task.agent, tasks.settings_or_none(self.ctx))
@@ -192,7 +197,8 @@ class Monitor:
             return
         if not adapters.main_repo_trusted(profile.hooks, self.ctx.repo.main, {**os.environ, **profile.env}):
             return
-        seen.trust_answered = True
+        seen.trust_answers += 1
+        seen.trust_answered_at = time.monotonic()
         self.ctx.store.journal("auto-trust", name=item.task.name, reason=item.status.reason)
         choose_menu_entry(self.ctx.tmux, item.task.window, profile.trust_choice)
 

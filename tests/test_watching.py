@@ -207,12 +207,11 @@ def test_git_churn_is_not_a_change(repo: Path) -> None:
         assert watcher.take_changed() == {"t"}
 
 
-@pytest.fixture
-def trust_profile() -> str:
+def write_trust_profile(name: str, *args: str) -> str:
     agents = Path(os.environ["XDG_CONFIG_HOME"]) / "mux" / "agents"
     script = Path(__file__).parent / "trust_dialog.py"
-    (agents / "faketrust.toml").write_text(
-        f"command = {json.dumps([sys.executable, str(script)])}\n"
+    (agents / f"{name}.toml").write_text(
+        f"command = {json.dumps([sys.executable, str(script), *args])}\n"
         "auto_trust = true\n"
         "trust_choice = 'Yes, I trust this folder'\n"
         'hooks = "claude"\n'
@@ -220,7 +219,12 @@ def trust_profile() -> str:
         "trust = ['Is this a project you created or one you trust']\n"
         "idle = ['ready']\n"
     )
-    return "faketrust"
+    return name
+
+
+@pytest.fixture
+def trust_profile() -> str:
+    return write_trust_profile("faketrust")
 
 
 def trust_main_checkout_in_claude(repo: Path) -> None:
@@ -234,6 +238,14 @@ def test_trust_dialog_is_answered_when_the_main_checkout_is_trusted(repo: Path, 
     wait_until(lambda: "trusted; ready" in screen(repo, "tr"), timeout=20)
     assert state(repo, "tr") == "idle"
     assert '"action":"auto-trust"' in (repo / ".git" / "mux" / "journal.jsonl").read_text()
+
+
+def test_a_trust_answer_the_agent_lost_is_given_again(repo: Path) -> None:
+    profile = write_trust_profile("dropskey", "--drop-first-enter")
+    trust_main_checkout_in_claude(repo)
+    run_mux("new", "tr", "-a", profile, cwd=repo)
+    wait_until(lambda: "trusted; ready" in screen(repo, "tr"), timeout=30)
+    assert (repo / ".git" / "mux" / "journal.jsonl").read_text().count('"action":"auto-trust"') == 2
 
 
 def test_trust_dialog_waits_for_the_user_when_the_main_checkout_is_not_trusted(repo: Path, trust_profile: str) -> None:

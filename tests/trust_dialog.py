@@ -1,5 +1,7 @@
 #!/usr/bin/env python3
-"""A folder-trust menu drawn like Claude Code's: arrow keys move the focus, Enter chooses."""
+"""A folder-trust menu drawn like Claude Code's: arrow keys move the focus, Enter chooses.
+
+With `--drop-first-enter` the first Enter is lost, as a busy TUI sometimes loses a key."""
 
 from __future__ import annotations
 
@@ -23,6 +25,7 @@ def main() -> None:
     old = termios.tcgetattr(0)
     tty.setraw(0)
     focus = 0
+    enters_to_drop = 1 if "--drop-first-enter" in sys.argv else 0
     try:
         draw(focus)
         while True:
@@ -32,6 +35,9 @@ def main() -> None:
                 focus = (focus + (1 if seq == "[B" else -1)) % len(OPTIONS)
                 draw(focus)
             elif key in "\r\n":
+                if enters_to_drop:
+                    enters_to_drop -= 1
+                    continue
                 break
     finally:
         termios.tcsetattr(0, termios.TCSADRAIN, old)
