@@ -25,7 +25,7 @@ from muxagent import adapters, config, gitops, monitor_state, naming, prompt_que
 from muxagent.errors import MuxError, UnknownTaskError
 from muxagent.model import State, TaskReport
 from muxagent.monitor_state import MonitorState
-from muxagent.tmux import Tmux
+from muxagent.tmux import ScreenCache, Tmux
 from muxagent.watch import ChangeWatcher, in_git_dir
 
 TICK = 0.5
@@ -120,10 +120,11 @@ class Monitor:
     polling: dict[str, str] = field(default_factory=dict)
     last_change: dict[str, float] = field(default_factory=dict)
     written: MonitorState | None = None
+    screens: ScreenCache = field(default_factory=ScreenCache)
 
     def tick(self) -> int:
         """One look at every task; returns how many tasks there are."""
-        reports = tasks.list_reports(self.ctx, with_changes=False)
+        reports = tasks.list_reports(self.ctx, with_changes=False, screens=self.screens)
         if self.watcher is not None:
             self._watch_worktrees(self.watcher, reports)
         for item in reports:

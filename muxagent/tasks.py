@@ -51,7 +51,7 @@ from muxagent.model import (
     utc_iso,
 )
 from muxagent.store import Registry, Store, task_to_dict
-from muxagent.tmux import Tmux
+from muxagent.tmux import ScreenCache, Tmux
 
 PORT_FIRST = 20000
 PORT_LAST = 60000
@@ -459,8 +459,9 @@ def _rules_for(agent: str, settings: config.Settings | None, cache: dict[str, St
     return cache[agent]
 
 
-def list_reports(ctx: Context, with_changes: bool = True) -> list[TaskReport]:
-    """Every task's state (and, unless asked not to, its changes): two tmux calls and parallel git reads."""
+def list_reports(ctx: Context, with_changes: bool = True, screens: ScreenCache | None = None) -> list[TaskReport]:
+    """Every task's state (and, unless asked not to, its changes): two tmux calls and parallel git reads. With
+    `screens`, the panes that have not drawn since its last read are not read again."""
     tasks = load_tasks(ctx)
     if not tasks:
         return []
@@ -471,8 +472,11 @@ def list_reports(ctx: Context, with_changes: bool = True) -> list[TaskReport]:
         ctx.notes.append(str(exc))
         panes, server_running = [], False
     pane_by_task = {task.name: pane_of(panes, task) for task in tasks}
-    live = [p.pane_id for p in pane_by_task.values() if p is not None and not p.dead]
-    screens = ctx.tmux.capture(live) if live else {}
+    live = [p for p in pane_by_task.values() if p is not None and not p.dead]
+    if screens is not None:
+        screen_of = screens.read(ctx.tmux, live)
+    else:
+        screen_of = ctx.tmux.capture([p.pane_id for p in live]) if live else {}
     exists = {task.name: Path(task.worktree).is_dir() for task in tasks}
     pending = {task.name for task in tasks if exists[task.name] and gitops.checkout_pending(Path(task.worktree))}
     present = [task for task in tasks if exists[task.name] and task.name not in pending and with_changes]
@@ -487,7 +491,7 @@ def list_reports(ctx: Context, with_changes: bool = True) -> list[TaskReport]:
         pane = pane_by_task[task.name]
         observation = status.Observation(
             pane=pane,
-            screen=screens.get(pane.pane_id) if pane is not None else None,
+            screen=screen_of.get(pane.pane_id) if pane is not None else None,
             worktree_exists=exists[task.name],
             server_running=server_running,
             created=iso_epoch(task.created) or 0.0,

@@ -489,3 +489,31 @@ class Tmux:
             os.execvpe(argv[0], argv, env)
         except FileNotFoundError:
             raise TmuxError(NOT_INSTALLED) from None
+
+
+class ScreenCache:
+    """Screens kept between the monitor's looks, so a quiet pane is not read twice a second (`mux ls` reads afresh).
+
+    tmux keeps a window's last output time in whole seconds: a pane whose last output came in a second before the
+    one its screen was read in has not drawn since. A screen is read again anyway after `max_age` seconds, for what
+    changes one without output (tmux reflowing it after a resize).
+    """
+
+    def __init__(self, max_age: float = 10.0) -> None:
+        self.max_age = max_age
+        self._screens: dict[str, tuple[float, str]] = {}
+
+    def read(self, tmux: Tmux, panes: Sequence[PaneInfo]) -> dict[str, str]:
+        """The screen of each live pane in `panes`, reading only those that may have changed (in one tmux call)."""
+        read_at = time.time()  # before the capture: output tmux takes in while it runs counts as after it
+        kept: dict[str, tuple[float, str]] = {}
+        stale: list[str] = []
+        for pane in panes:
+            known = self._screens.get(pane.pane_id)
+            if known is not None and pane.activity < int(known[0]) and read_at - known[0] < self.max_age:
+                kept[pane.pane_id] = known
+            else:
+                stale.append(pane.pane_id)
+        fresh = tmux.capture(stale) if stale else {}
+        self._screens = {**kept, **{pane_id: (read_at, text) for pane_id, text in fresh.items()}}
+        return {pane_id: text for pane_id, (_, text) in self._screens.items()}

@@ -18,7 +18,7 @@ from conftest import wait_until
 
 from muxagent.errors import TmuxError
 from muxagent.model import PaneInfo
-from muxagent.tmux import Tmux
+from muxagent.tmux import ScreenCache, Tmux
 
 ROOT = Path(__file__).resolve().parent.parent
 PY = sys.executable
@@ -308,6 +308,43 @@ def test_capture_reads_many_panes_in_one_call_without_escape_sequences(
     assert screens[red_pane] == "red plain"
     assert len(calls) == 3
     assert tmux.capture([]) == {}
+
+
+def test_screen_cache_reads_a_pane_again_once_it_has_drawn(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    tmux = Tmux()
+    go = tmp_path / "go"
+    script = f"import os, time\nprint('one', flush=True)\nwhile not os.path.exists({str(go)!r}): time.sleep(0.05)\n"
+    window = tmux.new_window(
+        "s", "w", tmp_path, [PY, "-c", script + "print('two', flush=True); time.sleep(60)"], {}, task="w"
+    )
+    wait_until(lambda: tmux.capture([window]).get(window) == "one")
+    cache = ScreenCache()
+
+    reads: list[object] = []
+    real_capture = tmux.capture
+
+    def counting_capture(targets: list[str], lines: int | None = None) -> dict[str, str]:
+        reads.append(list(targets))
+        return real_capture(targets, lines)
+
+    monkeypatch.setattr(tmux, "capture", counting_capture)
+
+    def look() -> str:
+        pane = wait_until(lambda: pane_of(tmux, window))
+        return cache.read(tmux, [pane])[pane.pane_id]
+
+    assert look() == "one"
+    # Once the pane has been quiet since a whole second before a read, later looks need no tmux call.
+    wait_until(lambda: (reads.clear(), look())[1] == "one" and not reads, timeout=5)
+    go.touch()
+    wait_until(lambda: real_capture([window]).get(window) == "one\ntwo")
+    assert look() == "one\ntwo"  # what the pane drew since is seen at the next look
+    assert reads
+
+    # Nor is a quiet screen kept for ever: past max_age it is read again.
+    cache.max_age = 0.0
+    reads.clear()
+    assert look() == "one\ntwo" and reads
 
 
 def test_read_path_does_not_import_libtmux(tmp_path: Path, tmux_socket: str) -> None:
