@@ -473,10 +473,7 @@ def list_reports(ctx: Context, with_changes: bool = True, screens: ScreenCache |
         panes, server_running = [], False
     pane_by_task = {task.name: pane_of(panes, task) for task in tasks}
     live = [p for p in pane_by_task.values() if p is not None and not p.dead]
-    if screens is not None:
-        screen_of = screens.read(ctx.tmux, live)
-    else:
-        screen_of = ctx.tmux.capture([p.pane_id for p in live]) if live else {}
+    screen_of = (screens or ScreenCache()).read(ctx.tmux, live)  # a new cache reads every screen
     exists = {task.name: Path(task.worktree).is_dir() for task in tasks}
     pending = {task.name for task in tasks if exists[task.name] and gitops.checkout_pending(Path(task.worktree))}
     present = [task for task in tasks if exists[task.name] and task.name not in pending and with_changes]
