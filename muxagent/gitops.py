@@ -408,25 +408,52 @@ def _status(worktree: Path, *, ignored: bool = False, env: Mapping[str, str] | N
     return _Status(head, branch, tracked, untracked, ignored_paths)
 
 
-def _is_cache(path: str) -> bool:
-    """True for an ignored path a build recreates (see _CACHE_DIRS); `path` ends in / for a directory."""
-    parts = path.rstrip("/").split("/")
-    dirs = parts if path.endswith("/") else parts[:-1]
-    if parts[-1].endswith((".pyc", ".pyo")):
+def _cache_folders(path: str) -> list[str]:
+    """The folders of `path` (itself too when it ends in /) named like a cache, each as `a/b/`."""
+    parts = path.split("/")[:-1]  # "a/b/" -> ["a", "b"]; "a/f" -> ["a"]
+    return [
+        "/".join(parts[: i + 1]) + "/"
+        for i, part in enumerate(parts)
+        if part in _CACHE_DIRS or part.endswith(".egg-info")
+    ]
+
+
+def _is_cache(path: str, ignored_folder: str | None, confirmed: set[str]) -> bool:
+    """True for an ignored path a build recreates: a `.pyc`, or a path inside a folder named like a cache
+    (_CACHE_DIRS) that is itself ignored. That is every folder at or below `ignored_folder` (the folder git
+    reported as ignored as a whole, None for a file it reported alone), and those above it that are in
+    `confirmed`. A tracked `build/` with an ignored `build/signing.local` holds work, not a cache."""
+    if path.endswith((".pyc", ".pyo")):
         return True
-    return any(d in _CACHE_DIRS or d.endswith(".egg-info") for d in dirs)
+    below = ignored_folder or "\0"  # no folder name starts with NUL
+    return any(folder.startswith(below) or folder in confirmed for folder in _cache_folders(path))
+
+
+def _ignored_cache_folders(worktree: Path, ignored: list[str], env: Mapping[str, str] | None) -> set[str]:
+    """The folders named like a cache above the ignored paths git reported that are themselves ignored."""
+    above = {folder for path in ignored for folder in _cache_folders(path) if folder != path}
+    if not above:
+        return set()
+    # --no-index: a folder holding tracked files is ignored all the same when a pattern matches it.
+    args = ["check-ignore", "--no-index", "-z", "--stdin"]
+    out = _git(worktree, *args, env=env, stdin="\0".join(sorted(above)) + "\0", ok=(0, 1)).stdout
+    return {path for path in out.split("\0") if path}
 
 
 def _precious_ignored(worktree: Path, status: _Status, env: Mapping[str, str] | None = None) -> list[str]:
     """Ignored files that are work (`.env`, a local database), each named: directories are listed out."""
-    keep = [p for p in status.ignored if not _is_cache(p)]
+    confirmed = _ignored_cache_folders(worktree, status.ignored, env)
+    keep = [p for p in status.ignored if not _is_cache(p, p if p.endswith("/") else None, confirmed)]
     files = [p for p in keep if not p.endswith("/")]
     dirs = [p for p in keep if p.endswith("/")]
     if dirs:
         # Status names an ignored directory once; its files are what would be lost, minus nested caches.
         args = ["--literal-pathspecs", "ls-files", "-z", "--others", "--ignored", "--exclude-standard"]
         out = _git(worktree, *args, "--", *dirs, env=env).stdout
-        files += [p for p in out.split("\0") if p and not _is_cache(p)]
+        for path in filter(None, out.split("\0")):
+            folder = next((d for d in dirs if path.startswith(d)), None)
+            if not _is_cache(path, folder, confirmed):
+                files.append(path)
     return sorted(files)
 
 
