@@ -14,7 +14,7 @@ import subprocess
 import tempfile
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TypeGuard
@@ -128,12 +128,42 @@ def _git(
     except NotADirectoryError as exc:
         raise GitError(f"not a directory: {cwd}") from exc
     if proc.returncode not in ok:
-        raise GitError(f"{shlex.join(argv[:1] + argv[2:])} failed: {_first_line(proc.stderr)}")
+        raise GitError(f"{shlex.join(argv[:1] + argv[2:])} failed: {error_line(proc.stderr)}")
     return proc
 
 
-def _first_line(text: str) -> str:
-    return next((line.strip() for line in text.splitlines() if line.strip()), "no error message")
+_SAYS_WHY = ("fatal:", "error:")
+_SAYS_MORE = ("hint:", "warning:", *_SAYS_WHY)
+
+
+def error_line(stderr: str) -> str:
+    """What went wrong, in one line, from git's stderr: its first `fatal:` or `error:` line (not a progress
+    line such as "Preparing worktree" before it, which is all a full disk used to show), else its first line;
+    with the lines that finish it (a sentence git wrapped, the paths it lists after a colon)."""
+    lines = [line.rstrip() for line in stderr.splitlines()]
+    start = next((i for i, line in enumerate(lines) if line.startswith(_SAYS_WHY)), None)
+    if start is None:
+        start = next((i for i, line in enumerate(lines) if line.strip()), None)
+    if start is None:
+        return "no error message"
+    text = lines[start].strip()
+    listed: list[str] = []
+    for line in lines[start + 1 :]:
+        if not line.strip() or line.startswith(_SAYS_MORE):
+            break
+        if listed or text.endswith(":"):
+            # The paths after the colon, all indented alike; "Please commit your changes ..." ends them.
+            if listed and line[:1].isspace() != listed[0][:1].isspace():
+                break
+            listed.append(line)
+        elif not text.endswith((".", "!", "?")) and not line[:1].isspace():
+            text += " " + line.strip()  # a sentence git wrapped
+        else:
+            break
+    if listed:
+        names = [name.strip() for name in listed]
+        text += " " + ", ".join(names[:_NAMES_SHOWN]) + (", ..." if len(names) > _NAMES_SHOWN else "")
+    return text
 
 
 def _short(ref: str) -> str:
@@ -165,7 +195,7 @@ def discover(cwd: Path) -> RepoPaths:
     if proc.returncode == 0 and len(lines) == 3 and Path(lines[1]).resolve() == common_dir:
         return RepoPaths(main=Path(lines[2]).resolve(), common_dir=common_dir)
     if common_dir is None:
-        raise GitError(f"git rev-parse failed in {cwd}: {_first_line(proc.stderr)}")
+        raise GitError(f"git rev-parse failed in {cwd}: {error_line(proc.stderr)}")
     # In a linked worktree, a bare repo or the git dir itself: git lists the main worktree first.
     main = _worktree_records(cwd)[0]
     if "bare" in main:
@@ -203,7 +233,12 @@ def branch_exists(repo: RepoPaths, branch: str) -> bool:
 
 def list_worktrees(repo: RepoPaths) -> list[WorktreeInfo]:
     """Every worktree of the repo, the main one first."""
-    return [_worktree_info(record) for record in _worktree_records(repo.main)]
+    found = [_worktree_info(record) for record in _worktree_records(repo.main)]
+    if found and Path(os.path.realpath(found[0].path)) == repo.common_dir:
+        # `--separate-git-dir`: git names the git dir as the main worktree, and `mux merge` would take the main
+        # checkout's branch for one checked out somewhere else, and refuse every merge.
+        found[0] = replace(found[0], path=repo.main)
+    return found
 
 
 def included_untracked(main: Path, patterns_file: Path) -> list[str]:
@@ -739,7 +774,7 @@ def _create_ref(repo: RepoPaths, ref: str, commit: str) -> str:
         if proc.returncode == 0:
             return candidate
         if _git(repo.main, "show-ref", "--verify", "-q", candidate, ok=(0, 1)).returncode != 0:
-            raise GitError(f"git update-ref {candidate} failed: {_first_line(proc.stderr)}")
+            raise GitError(f"git update-ref {candidate} failed: {error_line(proc.stderr)}")
     raise GitError(f"too many recovery refs named {ref}")
 
 
@@ -1007,7 +1042,7 @@ def sync_in_worktree(worktree: Path, onto: str, label: str, rebase: bool) -> lis
         return []
     if in_progress(worktree) is not None:
         return unmerged_paths(worktree) or ["(see `git status` in the worktree)"]
-    raise GitError(f"git {'rebase' if rebase else 'merge'} {label} failed: {_first_line(proc.stderr + proc.stdout)}")
+    raise GitError(f"git {'rebase' if rebase else 'merge'} {label} failed: {error_line(proc.stderr + proc.stdout)}")
 
 
 def recovery_parts(repo: RepoPaths, commit: str) -> tuple[str, str | None]:

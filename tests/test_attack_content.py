@@ -4,16 +4,23 @@ Promises held here:
 - an ignored file counts as a rebuildable cache only inside a folder that is itself ignored and named like one;
 - a recovery snapshot holds a file's exact bytes (no eol conversion, no clean filter) and restore writes them back;
 - in a sparse checkout, work outside the sparse cone is merged and saved like any other;
+- a repo made with `git init --separate-git-dir` merges like any other;
 - git's errors are quoted by their error line, not by the progress line before it.
 """
 
 from __future__ import annotations
 
+import os
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 from conftest import git, run_mux
 from merge_helpers import commit_file, start
+
+from muxagent import gitops
 
 pytestmark = pytest.mark.usefixtures("fake_profile")
 
@@ -46,3 +53,56 @@ def test_an_ignored_cache_folder_inside_a_tracked_folder_is_still_a_cache(repo: 
     (worktree / "web" / "node_modules" / "left-pad" / "index.js").write_text("pad\n")
     run_mux("rm", "b", cwd=repo)
     assert not worktree.exists()
+
+
+def test_a_repo_made_with_separate_git_dir_merges(tmp_path: Path) -> None:
+    work = tmp_path / "work"
+    git(tmp_path, "init", "-q", "-b", "main", "--separate-git-dir", str(tmp_path / "store.git"), str(work))
+    commit_file(work, "README.md", "hello\n")
+    worktree = start(work, "sep")
+    commit_file(worktree, "feature.txt", "done\n")
+    run_mux("merge", "sep", cwd=work)
+    assert (work / "feature.txt").read_text() == "done\n"
+
+
+def test_a_full_disk_is_quoted_by_gits_error_not_its_progress_line(repo: Path, tmp_path: Path) -> None:
+    commit_file(repo, "big.bin", "x" * (2 << 20))
+    worktree = start(repo, "full")
+    commit_file(worktree, "feature.txt", "done\n")
+    commit_file(repo, "base.txt", "moved\n")
+    # Every git mux runs can write no file past 1 MB, and gets EFBIG when it tries, as on a full disk.
+    wrapper = tmp_path / "bin" / "git"
+    wrapper.parent.mkdir()
+    real = shutil.which("git")
+    wrapper.write_text(f"#!/bin/sh\nulimit -f 2048\ntrap '' XFSZ\nexec {real} \"$@\"\n")
+    wrapper.chmod(0o755)
+    env = {**os.environ, "PATH": f"{wrapper.parent}{os.pathsep}{os.environ['PATH']}"}
+    argv = [sys.executable, "-m", "muxagent", "merge", "--rebase", "full"]
+    proc = subprocess.run(argv, cwd=repo, env=env, capture_output=True, text=True)
+    assert proc.returncode == 1
+    assert "unable to write file big.bin" in proc.stderr and "Preparing" not in proc.stderr
+
+
+@pytest.mark.parametrize(
+    ("stderr", "said"),
+    [
+        (
+            "The following paths and/or pathspecs matched paths that exist\n"
+            "outside of your sparse-checkout definition, so will not be\nupdated in the index:\ndir2/y\n"
+            "hint: If you intend to update such entries, try one of the following:\n",
+            "The following paths and/or pathspecs matched paths that exist outside of your sparse-checkout"
+            " definition, so will not be updated in the index: dir2/y",
+        ),
+        (
+            "error: Your local changes to the following files would be overwritten by merge:\n\tf\n\tg\n"
+            "Please commit your changes or stash them before you merge.\nAborting\n",
+            "error: Your local changes to the following files would be overwritten by merge: f, g",
+        ),
+        ("Preparing worktree (new branch 'x')\nfatal: could not create directory: No space left on device\n",
+         "fatal: could not create directory: No space left on device"),
+        ("", "no error message"),
+    ],
+    ids=["wrapped-sentence-and-list", "indented-list", "progress-line-first", "silent"],
+)
+def test_git_errors_are_quoted_by_the_line_that_says_what_failed(stderr: str, said: str) -> None:
+    assert gitops.error_line(stderr) == said
