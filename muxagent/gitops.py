@@ -17,6 +17,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
+from stat import S_ISREG
 from typing import TypeGuard
 
 from muxagent.errors import BranchExistsError, CheckoutPendingError, GitError, MergeConflictError, NotARepoError
@@ -654,24 +655,57 @@ def _scratch_index(worktree: Path) -> Iterator[dict[str, str]]:
         yield env
 
 
-def _snapshot_tree(worktree: Path, precious: list[str]) -> str:
+def _snapshot_tree(worktree: Path, precious: list[str], exact: Sequence[str] = ()) -> str:
     """A tree of the worktree as it is on disk, plus the precious ignored files (while its checkout is pending:
-    HEAD's tree with the files someone put there, the files not checked out yet kept as they are in HEAD)."""
+    HEAD's tree with the files someone put there, the files not checked out yet kept as they are in HEAD).
+    The files in `exact` hold their bytes on disk, not what git's filters make of them (see _store_exact)."""
     pending = checkout_pending(worktree)
     with _scratch_index(worktree) as env:
-        _git(worktree, "add", "--ignore-removal" if pending else "-A", "--", ".", env=env)
+        # --sparse: in a sparse checkout, `add` skips the paths outside the sparse cone even when the agent wrote
+        # them (` M dir2/y`), and a merge or a recovery ref would drop that edit.
+        _git(worktree, "add", "--sparse", "--ignore-removal" if pending else "-A", "--", ".", env=env)
         if precious:
             _git(
                 worktree,
                 "--literal-pathspecs",
                 "add",
+                "--sparse",
                 "-f",
                 "--pathspec-from-file=-",
                 "--pathspec-file-nul",
                 env=env,
                 stdin="\0".join(precious),
             )
+        _store_exact(worktree, exact, env)
         return _git(worktree, "write-tree", env=env).stdout.strip()
+
+
+_HASHED_AT_ONCE = 500  # paths per `git hash-object` argv
+
+
+def _store_exact(worktree: Path, paths: Sequence[str], env: Mapping[str, str]) -> None:
+    """Store the regular files among `paths` in the index at `env` with their bytes on disk, no filter applied.
+
+    `git add` stores what the clean filter, `ident` and the eol attributes make of a file: with `* text=auto` an
+    uncommitted CRLF file came back from `rm --force` + `restore` as LF. `apply_snapshot` writes them back as
+    stored."""
+    files = [path for path in paths if _is_regular_file(worktree / path)]
+    entries = []
+    for start in range(0, len(files), _HASHED_AT_ONCE):
+        chunk = files[start : start + _HASHED_AT_ONCE]
+        ids = _git(worktree, "hash-object", "-w", "--no-filters", "--", *chunk).stdout.split()
+        for path, blob in zip(chunk, ids, strict=True):
+            mode = "100755" if os.lstat(worktree / path).st_mode & 0o111 else "100644"
+            entries.append(f"{mode} {blob}\t{path}\0")
+    if entries:
+        _git(worktree, "update-index", "-z", "--index-info", env=env, stdin="".join(entries))
+
+
+def _is_regular_file(path: Path) -> bool:
+    try:
+        return S_ISREG(os.lstat(path).st_mode)
+    except OSError:  # deleted: `add -A` recorded that already
+        return False
 
 
 def _recovery_commit(name: str, stamp: str, worktree: Path, tip: str | None) -> str | None:
@@ -681,7 +715,7 @@ def _recovery_commit(name: str, stamp: str, worktree: Path, tip: str | None) -> 
         precious = _precious_ignored(worktree, status, env)
     if not (status.tracked or status.untracked or precious) and status.head == tip:
         return None
-    tree = _snapshot_tree(worktree, precious)
+    tree = _snapshot_tree(worktree, precious, [*status.tracked, *status.untracked, *precious])
     # The worktree's own HEAD becomes a second parent when it left the branch (detached, mid-rebase),
     # so its commits stay reachable too.
     parents = [c for c in dict.fromkeys((tip, status.head)) if c]
@@ -731,7 +765,7 @@ def _save_submodules(repo: RepoPaths, name: str, stamp: str, worktree: Path) -> 
         precious = _precious_ignored(sub, status)
         commit = head
         if status.tracked or status.untracked or precious:
-            tree = _snapshot_tree(sub, precious)
+            tree = _snapshot_tree(sub, precious, [*status.tracked, *status.untracked, *precious])
             message = f"{_RECOVERY_SUBJECT}{name} submodule {path} at {stamp}"
             made = _git(sub, "commit-tree", "--no-gpg-sign", "-p", head, "-m", message, tree, env=_MUX_IDENTITY)
             commit = made.stdout.strip()
@@ -801,7 +835,7 @@ def diff(worktree: Path, base: str, stat: bool = False, color: bool = False) -> 
     """
     require_checkout(worktree)
     with _scratch_index(worktree) as env:
-        _git(worktree, "add", "--intent-to-add", "--", ".", env=env)
+        _git(worktree, "add", "--sparse", "--intent-to-add", "--", ".", env=env)
         args = ["diff", "--stat" if stat else "--patch", f"--color={'always' if color else 'never'}"]
         return _git(worktree, *args, "--merge-base", "--end-of-options", base, env=env).stdout
 
@@ -932,7 +966,7 @@ def commit_all(worktree: Path, message: str) -> str | None:
     status = _status(worktree)
     if not (status.tracked or status.untracked):
         return None
-    _git(worktree, "add", "-A")
+    _git(worktree, "add", "--sparse", "-A")  # --sparse: see _snapshot_tree
     if _git(worktree, "diff", "--cached", "--quiet", ok=(0, 1)).returncode == 0:
         return None  # only changes inside submodules, which `add` cannot take
     _git(worktree, *_NO_HOOKS, "commit", "--no-verify", "-q", "-F", "-", stdin=message)
@@ -1063,13 +1097,73 @@ def recovery_parts(repo: RepoPaths, commit: str) -> tuple[str, str | None]:
 
 
 def apply_snapshot(worktree: Path, snapshot: str) -> None:
-    """Put a recovery snapshot's files back in the worktree as uncommitted and untracked changes.
+    """Put a recovery snapshot's files back in the worktree as uncommitted and untracked changes, byte for byte.
 
-    `checkout --no-overlay` also deletes files the snapshot lacks; the mixed reset leaves the index at HEAD, so
-    nothing is staged behind the user's back.
+    Each file the snapshot changes from HEAD is written as stored (it holds the bytes that were on disk: no
+    smudge filter or eol conversion may touch them, and a sparse checkout must not skip them), each file it
+    lacks is deleted. The index stays at HEAD, so nothing is staged behind the user's back.
     """
-    _git(worktree, *_NO_HOOKS, "checkout", "--no-overlay", "-q", snapshot, "--", ".")
-    _git(worktree, "reset", "-q")
+    fields = iter(_git(worktree, "diff-tree", "-r", "-z", "--no-renames", "HEAD", snapshot).stdout.split("\0"))
+    written: list[tuple[str, str, str]] = []  # (mode, blob, path)
+    for meta in fields:
+        if not meta:
+            continue
+        _, new_mode, _, blob, what = meta.lstrip(":").split(" ")
+        path = next(fields)
+        if what in ("D", "T"):
+            _delete_file(worktree, path)
+        if what != "D" and new_mode != "160000":  # submodules come back on their own (restore_submodule)
+            written.append((new_mode, blob, path))
+    contents = _read_blobs(worktree, [blob for _, blob, _ in written])
+    for mode, blob, path in written:
+        _write_file(worktree / path, mode, contents[blob])
+
+
+def _delete_file(worktree: Path, path: str) -> None:
+    """Delete a file and the folders it leaves empty (a file of the snapshot may take a folder's place)."""
+    target = worktree / path
+    if target.is_symlink() or target.is_file():
+        target.unlink()
+    for folder in target.parents:
+        if folder == worktree or not folder.is_dir() or any(folder.iterdir()):
+            break
+        folder.rmdir()
+
+
+def _write_file(target: Path, mode: str, content: bytes) -> None:
+    if target.is_symlink() or target.is_file():
+        target.unlink()  # the checkout's version, maybe of another type
+    target.parent.mkdir(parents=True, exist_ok=True)
+    if mode == "120000":
+        target.symlink_to(os.fsdecode(content))
+        return
+    target.write_bytes(content)
+    if mode == "100755":
+        readable = target.stat().st_mode
+        target.chmod(readable | (readable & 0o444) >> 2)  # executable by whoever may read it, as git does
+
+
+def _read_blobs(cwd: Path, blobs: Sequence[str]) -> dict[str, bytes]:
+    """The raw content of each blob (`cat-file --batch`: no filter applied), in one git call."""
+    if not blobs:
+        return {}
+    unique = list(dict.fromkeys(blobs))
+    proc = subprocess.run(
+        ["git", "--no-optional-locks", "cat-file", "--batch"],
+        cwd=cwd,
+        env=_env(),
+        input="".join(f"{blob}\n" for blob in unique).encode(),
+        capture_output=True,
+    )
+    if proc.returncode != 0:
+        raise GitError(f"git cat-file --batch failed: {error_line(proc.stderr.decode(errors='replace'))}")
+    contents, offset = {}, 0
+    for blob in unique:
+        header_end = proc.stdout.index(b"\n", offset)
+        size = int(proc.stdout[offset:header_end].split()[2])
+        contents[blob] = proc.stdout[header_end + 1 : header_end + 1 + size]
+        offset = header_end + 1 + size + 1  # the content is followed by a newline
+    return contents
 
 
 def restore_submodule(repo: RepoPaths, worktree: Path, path: str, ref: str) -> None:

@@ -55,6 +55,58 @@ def test_an_ignored_cache_folder_inside_a_tracked_folder_is_still_a_cache(repo: 
     assert not worktree.exists()
 
 
+def restore_after_rm_force(repo: Path, name: str) -> str:
+    """`mux rm --force NAME`, then `mux restore` at the ref it printed; returns that ref."""
+    ref = recovery_ref(run_mux("rm", "--force", name, cwd=repo).stdout)
+    git(repo, "gc", "-q", "--prune=now")
+    run_mux("restore", name, "--at", ref.rsplit("/", 1)[-1], cwd=repo)
+    return ref
+
+
+def test_rm_force_and_restore_keep_each_files_exact_bytes(repo: Path) -> None:
+    (repo / ".gitattributes").write_text("* text=auto\n*.up filter=upper\n")
+    git(repo, "config", "filter.upper.clean", "tr a-z A-Z")
+    git(repo, "config", "filter.upper.smudge", "cat")
+    git(repo, "add", ".gitattributes")
+    git(repo, "commit", "-qm", "attributes")
+    worktree = start(repo, "eol")
+    files = {"new.txt": b"one\r\ntwo\r\n", "README.md": b"hello\r\n", "notes.up": b"lower case\n"}
+    for path, content in files.items():
+        (worktree / path).write_bytes(content)
+    ref = restore_after_rm_force(repo, "eol")
+    for path, content in files.items():
+        shown = subprocess.run(["git", "cat-file", "blob", f"{ref}:{path}"], cwd=repo, capture_output=True)
+        assert shown.stdout == content
+        assert (worktree / path).read_bytes() == content
+
+
+def sparse_task(repo: Path, name: str) -> Path:
+    """A task of a repo whose main checkout has only dir1/ (`git sparse-checkout set dir1`), whose agent
+    edited dir2/y anyway."""
+    commit_file(repo, "dir1/x", "x\n")
+    commit_file(repo, "dir2/y", "y\n")
+    git(repo, "sparse-checkout", "set", "dir1")
+    worktree = start(repo, name)
+    (worktree / "dir2").mkdir(exist_ok=True)
+    (worktree / "dir2" / "y").write_text("edited\n")
+    assert git(worktree, "status", "--porcelain") == " M dir2/y\n"
+    return worktree
+
+
+def test_merge_brings_home_an_edit_outside_the_sparse_cone(repo: Path) -> None:
+    sparse_task(repo, "sparse")
+    run_mux("merge", "sparse", cwd=repo)
+    assert git(repo, "show", "main:dir2/y") == "edited\n"
+
+
+def test_rm_force_and_restore_keep_an_edit_outside_the_sparse_cone(repo: Path) -> None:
+    worktree = sparse_task(repo, "sparse")
+    ref = restore_after_rm_force(repo, "sparse")
+    assert git(repo, "show", f"{ref}:dir2/y") == "edited\n"
+    assert (worktree / "dir2" / "y").read_text() == "edited\n"
+    assert git(worktree, "status", "--porcelain") == " M dir2/y\n"
+
+
 def test_a_repo_made_with_separate_git_dir_merges(tmp_path: Path) -> None:
     work = tmp_path / "work"
     git(tmp_path, "init", "-q", "-b", "main", "--separate-git-dir", str(tmp_path / "store.git"), str(work))
