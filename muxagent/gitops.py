@@ -13,7 +13,7 @@ import shutil
 import subprocess
 import tempfile
 from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -922,9 +922,27 @@ def branch_users(repo: RepoPaths, branch: str) -> list[tuple[Path, str]]:
 
 
 def dirty_paths(worktree: Path) -> set[str]:
-    """Every path with local state a checkout could overwrite: staged, modified, untracked, precious ignored."""
+    """Every path with local state a checkout could overwrite: staged, modified, untracked, precious ignored, and
+    edits `git status` does not show (see _hidden_edits)."""
     status = _status(worktree, ignored=True)
-    return {*status.tracked, *status.untracked, *_precious_ignored(worktree, status)}
+    return {*status.tracked, *status.untracked, *_precious_ignored(worktree, status), *_hidden_edits(worktree)}
+
+
+def _hidden_edits(worktree: Path) -> list[str]:
+    """Files marked assume-unchanged or skip-worktree whose bytes differ from the index: `git status` takes them
+    as unchanged, but `git merge` refuses to overwrite them, and did so only after mux had committed the task."""
+    flagged: dict[str, str] = {}  # path -> blob in the index
+    for entry in _git(worktree, "ls-files", "-v", "-s", "-z").stdout.split("\0"):
+        meta, _, path = entry.partition("\t")
+        tag, _, rest = meta.partition(" ")
+        # A lower-case tag marks assume-unchanged, S skip-worktree; a sparse checkout's absent files are not edits.
+        if (tag.islower() or tag == "S") and _is_regular_file(worktree / path):
+            flagged[path] = rest.split(" ")[1]
+    if not flagged:
+        return []
+    paths = list(flagged)
+    now = _git(worktree, "hash-object", "--", *paths).stdout.split()
+    return [path for path, blob in zip(paths, now, strict=True) if blob != flagged[path]]
 
 
 def has_changes(worktree: Path) -> bool:
@@ -971,6 +989,43 @@ def commit_all(worktree: Path, message: str) -> str | None:
         return None  # only changes inside submodules, which `add` cannot take
     _git(worktree, *_NO_HOOKS, "commit", "--no-verify", "-q", "-F", "-", stdin=message)
     return _git(worktree, "rev-parse", "HEAD").stdout.strip()
+
+
+@contextmanager
+def commit_undone_on_error(worktree: Path | None) -> Iterator[None]:
+    """If the block raises, take back the one commit it made on the worktree's branch, and restore the index
+    as it was: a merge that git's final `merge --ff-only` refuses must leave the task's work uncommitted, as it
+    found it. A branch someone else moved since is left alone."""
+    if worktree is None:
+        yield
+        return
+    head = _git(worktree, "rev-parse", "--verify", "-q", "HEAD", ok=(0, 1)).stdout.strip()
+    index = Path(_git(worktree, "rev-parse", "--path-format=absolute", "--git-path", "index").stdout.strip())
+    with tempfile.TemporaryDirectory(prefix="mux-index-") as tmp:
+        saved = Path(tmp) / "index"
+        if index.exists():
+            shutil.copy2(index, saved)
+        try:
+            yield
+        except BaseException:
+            # Best effort: failing here would hide the error that matters, and the work is committed, not lost.
+            with suppress(GitError, OSError):
+                _take_back_commit(worktree, head, index, saved)
+            raise
+
+
+def _take_back_commit(worktree: Path, head: str, index: Path, saved: Path) -> None:
+    now = _git(worktree, "rev-parse", "--verify", "-q", "HEAD", ok=(0, 1)).stdout.strip()
+    parent = _git(worktree, "rev-parse", "--verify", "-q", "HEAD^", ok=(0, 1)).stdout.strip()
+    if not head or now == head or parent != head:
+        return
+    _git(worktree, "reset", "-q", "--soft", head)
+    if saved.exists():
+        # Through git's own lock file, so an agent's git running meanwhile never sees a half-written index.
+        lock = index.with_name(index.name + ".lock")
+        with open(lock, "xb") as out:
+            out.write(saved.read_bytes())
+        os.replace(lock, index)
 
 
 def dirty_submodules(worktree: Path) -> list[str]:

@@ -112,20 +112,22 @@ def _merge_locked(
     intent.update(task=task_to_dict(task), target=plan.target, old=plan.old, strategy=request.strategy)
     intents.crash_point("merge:before-commit")
     committed = None
-    if plan.dirty and plan.worktree is not None:
-        progress(f"committing the uncommitted work of {task.name}")
-        committed = gitops.commit_all(plan.worktree, _work_message(task, request))
-        ctx.store.journal("commit", name=task.name, commit=committed)
-        intents.crash_point("merge:after-commit")
-    tip = gitops.branch_tip(ctx.repo, task.branch)
-    assert tip is not None  # _check made sure the branch exists, and committing on it keeps it
-    progress(f"{'rebasing' if request.strategy == 'rebase' else 'merging'} {task.name} into {plan.target}")
-    new = _result_commit(ctx, task, plan, tip, request)
-    intent.update(new=new)
-    intents.crash_point("merge:after-merge-commit")
-    if plan.in_main and new != plan.old:
-        progress(f"updating {plan.target} in the main checkout")
-    _move_target(ctx, plan, new)
+    # Refused after the commit (the final fast-forward, a late conflict): the task is left as it was found.
+    with gitops.commit_undone_on_error(plan.worktree if plan.dirty else None):
+        if plan.dirty and plan.worktree is not None:
+            progress(f"committing the uncommitted work of {task.name}")
+            committed = gitops.commit_all(plan.worktree, _work_message(task, request))
+            ctx.store.journal("commit", name=task.name, commit=committed)
+            intents.crash_point("merge:after-commit")
+        tip = gitops.branch_tip(ctx.repo, task.branch)
+        assert tip is not None  # _check made sure the branch exists, and committing on it keeps it
+        progress(f"{'rebasing' if request.strategy == 'rebase' else 'merging'} {task.name} into {plan.target}")
+        new = _result_commit(ctx, task, plan, tip, request)
+        intent.update(new=new)
+        intents.crash_point("merge:after-merge-commit")
+        if plan.in_main and new != plan.old:
+            progress(f"updating {plan.target} in the main checkout")
+        _move_target(ctx, plan, new)
     ctx.store.journal("merge", name=task.name, target=plan.target, old=plan.old, new=new, strategy=request.strategy)
     intents.crash_point("merge:after-update")
     removal = None

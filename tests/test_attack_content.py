@@ -5,6 +5,8 @@ Promises held here:
 - a recovery snapshot holds a file's exact bytes (no eol conversion, no clean filter) and restore writes them back;
 - in a sparse checkout, work outside the sparse cone is merged and saved like any other;
 - a repo made with `git init --separate-git-dir` merges like any other;
+- a merge refused at any step, even by git's final fast-forward, leaves the task's branch, index and files
+  as they were, and names the file in the way;
 - git's errors are quoted by their error line, not by the progress line before it.
 """
 
@@ -18,7 +20,7 @@ from pathlib import Path
 
 import pytest
 from conftest import git, run_mux
-from merge_helpers import commit_file, start
+from merge_helpers import checkout_state, commit_file, start
 
 from muxagent import gitops
 
@@ -105,6 +107,38 @@ def test_rm_force_and_restore_keep_an_edit_outside_the_sparse_cone(repo: Path) -
     assert git(repo, "show", f"{ref}:dir2/y") == "edited\n"
     assert (worktree / "dir2" / "y").read_text() == "edited\n"
     assert git(worktree, "status", "--porcelain") == " M dir2/y\n"
+
+
+def task_with_uncommitted_work(repo: Path, name: str) -> Path:
+    worktree = start(repo, name)
+    commit_file(worktree, "README.md", "the task's version\n")
+    (worktree / "wip.txt").write_text("uncommitted\n")
+    (worktree / "staged.txt").write_text("staged\n")
+    git(worktree, "add", "staged.txt")
+    return worktree
+
+
+def test_a_merge_refused_for_an_assume_unchanged_edit_names_it_and_leaves_the_task_as_it_was(repo: Path) -> None:
+    worktree = task_with_uncommitted_work(repo, "hidden")
+    git(repo, "update-index", "--assume-unchanged", "README.md")
+    (repo / "README.md").write_text("a local edit git status does not show\n")
+    task_before, main_before = checkout_state(worktree), checkout_state(repo)
+    refused = run_mux("merge", "hidden", cwd=repo, check=False)
+    assert refused.returncode == 1 and "README.md" in refused.stderr
+    assert checkout_state(worktree) == task_before and checkout_state(repo) == main_before
+
+
+def test_a_merge_git_refuses_at_the_last_step_leaves_the_task_uncommitted(repo: Path) -> None:
+    worktree = task_with_uncommitted_work(repo, "late")
+    lock = repo / ".git" / "index.lock"  # the user's own git is running in the main checkout
+    lock.write_text("")
+    task_before = checkout_state(worktree)
+    refused = run_mux("merge", "late", cwd=repo, check=False)
+    assert refused.returncode == 1 and "index.lock" in refused.stderr
+    assert checkout_state(worktree) == task_before
+    lock.unlink()
+    run_mux("merge", "late", cwd=repo)
+    assert (repo / "wip.txt").read_text() == "uncommitted\n"
 
 
 def test_a_repo_made_with_separate_git_dir_merges(tmp_path: Path) -> None:
