@@ -616,8 +616,12 @@ def unsaved_work(repo: RepoPaths, worktree: Path | None, branch: str, base: str)
             precious = _precious_ignored(worktree, status, env)
         if status.tracked:
             found.append(_phrase(len(status.tracked), "uncommitted change", status.tracked))
-        if status.untracked:
-            found.append(_phrase(len(status.untracked), "untracked file", status.untracked))
+        nested = [path for path in status.untracked if path.endswith("/")]
+        untracked = [path for path in status.untracked if not path.endswith("/")]
+        if untracked:
+            found.append(_phrase(len(untracked), "untracked file", untracked))
+        if nested:
+            found.append(_phrase(len(nested), "git repository", nested) + " of its own (a clone or `git init`)")
         if precious:
             found.append(_phrase(len(precious), "ignored file", precious))
         if status.branch is None and status.head is not None:
@@ -658,12 +662,17 @@ def _scratch_index(worktree: Path) -> Iterator[dict[str, str]]:
 def _snapshot_tree(worktree: Path, precious: list[str], exact: Sequence[str] = ()) -> str:
     """A tree of the worktree as it is on disk, plus the precious ignored files (while its checkout is pending:
     HEAD's tree with the files someone put there, the files not checked out yet kept as they are in HEAD).
-    The files in `exact` hold their bytes on disk, not what git's filters make of them (see _store_exact)."""
+    The files in `exact` hold their bytes on disk, not what git's filters make of them (see _store_exact).
+    Repositories of their own among them (paths ending in /) are left out: see _save_repository."""
     pending = checkout_pending(worktree)
+    # `add` would store a nested repository as a gitlink, a bare commit id (and fail on one with no commit);
+    # the ignored ones `add -A` leaves out anyway (and naming them in a pathspec makes it fail).
+    apart = [f":(exclude,literal){path.rstrip('/')}" for path in exact if path.endswith("/") and path not in precious]
+    precious = [path for path in precious if not path.endswith("/")]
     with _scratch_index(worktree) as env:
         # --sparse: in a sparse checkout, `add` skips the paths outside the sparse cone even when the agent wrote
         # them (` M dir2/y`), and a merge or a recovery ref would drop that edit.
-        _git(worktree, "add", "--sparse", "--ignore-removal" if pending else "-A", "--", ".", env=env)
+        _git(worktree, "add", "--sparse", "--ignore-removal" if pending else "-A", "--", ".", *apart, env=env)
         if precious:
             _git(
                 worktree,
@@ -752,11 +761,12 @@ def _save_submodules(repo: RepoPaths, name: str, stamp: str, worktree: Path) -> 
     their commits and files with it. A clean submodule whose HEAD a remote-tracking branch holds is skipped: it
     can be fetched again.
     """
-    saved = []
+    declared = _declared_submodules(worktree)
+    saved = [_save_repository(repo, name, stamp, worktree, path) for path in _repositories_apart(worktree, declared)]
     for entry in _git(worktree, "ls-files", "-s", "-z").stdout.split("\0"):
         meta, _, path = entry.partition("\t")
         sub = worktree / path
-        if not meta.startswith("160000 ") or not (sub / ".git").exists():
+        if not meta.startswith("160000 ") or not (sub / ".git").exists() or path not in declared:
             continue
         head = _git(sub, "rev-parse", "--verify", "-q", "HEAD", ok=(0, 1)).stdout.strip()
         if not head:
@@ -775,6 +785,63 @@ def _save_submodules(repo: RepoPaths, name: str, stamp: str, worktree: Path) -> 
         _git(sub, *_NO_HOOKS, "push", "--quiet", "--no-verify", str(repo.common_dir), f"{commit}:{ref}")
         saved.append(ref)
     return saved
+
+
+def _declared_submodules(worktree: Path) -> set[str]:
+    """The submodule paths the worktree's .gitmodules declares."""
+    if not (worktree / ".gitmodules").is_file():
+        return set()
+    return _submodule_paths(worktree, "-f", ".gitmodules")
+
+
+def _submodule_paths(cwd: Path, *source: str) -> set[str]:
+    """The `submodule.*.path` values of a .gitmodules (`source`: `-f FILE` or `--blob BLOB`)."""
+    out = _git(cwd, "config", *source, "-z", "--get-regexp", r"^submodule\..*\.path$", ok=(0, 1)).stdout
+    return {record.partition("\n")[2] for record in out.split("\0") if record}
+
+
+def nested_repositories(worktree: Path) -> list[str]:
+    """Untracked folders of the worktree that are git repositories of their own (what an agent's `git clone` or
+    `git init` leaves), without the trailing /: `git add` would commit each as a bare gitlink."""
+    with _work_index(worktree) as env:
+        status = _status(worktree, env=env)
+    return [path.rstrip("/") for path in status.untracked if path.endswith("/")]
+
+
+def _repositories_apart(worktree: Path, declared: set[str]) -> list[str]:
+    """Every repository of its own in the worktree that is no declared submodule: untracked, inside an ignored
+    folder, or added by hand as a gitlink with no .gitmodules entry."""
+    with _work_index(worktree) as env:
+        status = _status(worktree, ignored=True, env=env)
+        ignored = _precious_ignored(worktree, status, env)
+    found = [path.rstrip("/") for path in [*status.untracked, *ignored] if path.endswith("/")]
+    for entry in _git(worktree, "ls-files", "-s", "-z").stdout.split("\0"):
+        meta, _, path = entry.partition("\t")
+        if meta.startswith("160000 ") and path not in declared and (worktree / path / ".git").exists():
+            found.append(path)
+    return found
+
+
+def _save_repository(repo: RepoPaths, name: str, stamp: str, worktree: Path, path: str) -> str:
+    """Push a repository of its own inside the worktree into the repo, under SUBMODULE_PREFIX: one commit of its
+    files as they are on disk, whose parents are its HEAD and branches and whose message names them, so that
+    restore_submodule can rebuild it (an agent's clone came back from `mux restore` as an empty folder)."""
+    sub = worktree / path
+    head = _git(sub, "rev-parse", "--verify", "-q", "HEAD", ok=(0, 1)).stdout.strip()
+    on_branch = _git(sub, "symbolic-ref", "-q", "HEAD", ok=(0, 1)).stdout.strip()
+    branches = _git(sub, "for-each-ref", "--format=%(refname) %(objectname)", "refs/heads/").stdout.splitlines()
+    status = _status(sub, ignored=True)
+    precious = _precious_ignored(sub, status)
+    tree = _snapshot_tree(sub, precious, [*status.tracked, *status.untracked, *precious])
+    lines = [f"HEAD {on_branch or head}", *branches]
+    message = f"{_RECOVERY_SUBJECT}{name} repository {path} at {stamp}\n\n" + "\n".join(lines) + "\n"
+    args = ["commit-tree", "--no-gpg-sign", "-m", message]
+    for parent in dict.fromkeys(c for c in [head, *(line.split(" ")[-1] for line in branches)] if c):
+        args += ["-p", parent]
+    commit = _git(sub, *args, tree, env=_MUX_IDENTITY).stdout.strip()
+    ref = f"{SUBMODULE_PREFIX}{name}/{stamp}/{path}"
+    _git(sub, *_NO_HOOKS, "push", "--quiet", "--no-verify", str(repo.common_dir), f"{commit}:{ref}")
+    return ref
 
 
 @dataclass(frozen=True)
@@ -834,8 +901,10 @@ def diff(worktree: Path, base: str, stat: bool = False, color: bool = False) -> 
     Untracked files are marked intent-to-add in a scratch copy of the index, never in the real one.
     """
     require_checkout(worktree)
+    # A repository of its own is no file of the task's (and `add` fails on one with no commit yet).
+    apart = [f":(exclude,literal){path}" for path in nested_repositories(worktree)]
     with _scratch_index(worktree) as env:
-        _git(worktree, "add", "--sparse", "--intent-to-add", "--", ".", env=env)
+        _git(worktree, "add", "--sparse", "--intent-to-add", "--", ".", *apart, env=env)
         args = ["diff", "--stat" if stat else "--patch", f"--color={'always' if color else 'never'}"]
         return _git(worktree, *args, "--merge-base", "--end-of-options", base, env=env).stdout
 
@@ -967,6 +1036,19 @@ def merge_trees(repo: RepoPaths, ours: str, theirs: str) -> tuple[str, list[str]
     fields = proc.stdout.split("\0")
     paths = [p for p in fields[1:] if p] if proc.returncode == 1 else []
     return fields[0].strip(), paths
+
+
+def undeclared_gitlinks(repo: RepoPaths, old: str, tree: str) -> list[str]:
+    """Gitlinks (submodule commits) that `tree` adds or moves since commit `old` and that its .gitmodules does not
+    declare: a clone gets an empty folder for each, and `git submodule update` fails on it."""
+    out = _git(repo.main, "diff-tree", "-r", "-z", "--no-renames", old, tree).stdout.split("\0")
+    links = [path for meta, path in zip(out[::2], out[1::2], strict=False) if meta.split(" ")[1:2] == ["160000"]]
+    if not links:
+        return []
+    declared: set[str] = set()
+    if _git(repo.main, "cat-file", "-e", f"{tree}:.gitmodules", ok=(0, 1, 128)).returncode == 0:
+        declared = _submodule_paths(repo.main, "--blob", f"{tree}:.gitmodules")
+    return [path for path in links if path not in declared]
 
 
 def commit_tree(repo: RepoPaths, tree: str, parents: Sequence[str], message: str) -> str:
@@ -1151,14 +1233,15 @@ def recovery_parts(repo: RepoPaths, commit: str) -> tuple[str, str | None]:
     return commit, None
 
 
-def apply_snapshot(worktree: Path, snapshot: str) -> None:
+def apply_snapshot(worktree: Path, snapshot: str, since: str = "HEAD") -> None:
     """Put a recovery snapshot's files back in the worktree as uncommitted and untracked changes, byte for byte.
 
     Each file the snapshot changes from HEAD is written as stored (it holds the bytes that were on disk: no
     smudge filter or eol conversion may touch them, and a sparse checkout must not skip them), each file it
-    lacks is deleted. The index stays at HEAD, so nothing is staged behind the user's back.
+    lacks is deleted (both against `since`, the tree the worktree has). The index stays as it is (at HEAD), so
+    nothing is staged behind the user's back.
     """
-    fields = iter(_git(worktree, "diff-tree", "-r", "-z", "--no-renames", "HEAD", snapshot).stdout.split("\0"))
+    fields = iter(_git(worktree, "diff-tree", "-r", "-z", "--no-renames", since, snapshot).stdout.split("\0"))
     written: list[tuple[str, str, str]] = []  # (mode, blob, path)
     for meta in fields:
         if not meta:
@@ -1223,8 +1306,12 @@ def _read_blobs(cwd: Path, blobs: Sequence[str]) -> dict[str, bytes]:
 
 def restore_submodule(repo: RepoPaths, worktree: Path, path: str, ref: str) -> None:
     """Put a submodule saved by _save_submodules back in a restored worktree: initialised from its configured URL,
-    checked out (detached, as `git submodule update` leaves it) at the saved commit, uncommitted files back."""
+    checked out (detached, as `git submodule update` leaves it) at the saved commit, uncommitted files back.
+    A repository of its own (see _save_repository) is made again, with its branches and HEAD."""
     sub = worktree / path
+    if path not in _declared_submodules(worktree):
+        _restore_repository(repo, sub, ref)
+        return
     try:
         _git(worktree, *_NO_HOOKS, "submodule", "update", "--init", "--quiet", "--", path)
     except GitError:
@@ -1237,6 +1324,29 @@ def restore_submodule(repo: RepoPaths, worktree: Path, path: str, ref: str) -> N
     _git(sub, *_NO_HOOKS, "checkout", "-q", "--detach", tip)
     if snapshot is not None:
         apply_snapshot(sub, snapshot)
+
+
+def _restore_repository(repo: RepoPaths, sub: Path, ref: str) -> None:
+    sub.mkdir(parents=True, exist_ok=True)
+    _git(sub, "init", "-q")
+    _git(sub, "fetch", "--quiet", "--no-tags", str(repo.common_dir), ref)
+    saved = _git(sub, "rev-parse", "FETCH_HEAD").stdout.strip()
+    head = ""
+    for line in _git(sub, "log", "-1", "--format=%b", saved).stdout.splitlines():
+        what, _, value = line.partition(" ")
+        if what == "HEAD":
+            head = value
+        elif what.startswith("refs/heads/"):
+            _git(sub, "update-ref", what, value)
+    if head.startswith("refs/"):
+        _git(sub, "symbolic-ref", "HEAD", head)
+    elif head:
+        _git(sub, "update-ref", "--no-deref", "HEAD", head)
+    since = _git(sub, "hash-object", "-w", "-t", "tree", "--stdin", stdin="").stdout.strip()  # the empty tree
+    if _git(sub, "rev-parse", "--verify", "-q", "HEAD", ok=(0, 1)).returncode == 0:
+        _git(sub, "read-tree", "-m", "-u", "HEAD")  # HEAD's files, as a checkout writes them
+        since = "HEAD"
+    apply_snapshot(sub, saved, since)
 
 
 def delete_recovery_ref(repo: RepoPaths, ref: str, old: str) -> None:

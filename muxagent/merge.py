@@ -179,6 +179,14 @@ def _check(ctx: Context, task: Task, request: MergeRequest) -> _Plan:
         if busy is not None:
             raise MuxError(f"the worktree of {task.name!r} is in the middle of a {busy}: finish or abort it first")
         dirty = gitops.has_changes(worktree)
+        nested = gitops.nested_repositories(worktree) if dirty else []
+        if nested:
+            raise MuxError(
+                f"{_names(nested)} in the worktree of {task.name!r} is a git repository of its own (a clone or"
+                " `git init`), which a merge would commit as a gitlink no clone can check out: add it as a"
+                f" submodule (`git submodule add URL {nested[0]}` there), delete its .git to merge its files, or"
+                " move it out of the worktree; nothing was changed"
+            )
         inside = gitops.dirty_submodules(worktree)
         if inside and not request.keep:
             raise WouldLoseWorkError(
@@ -211,6 +219,13 @@ def _precheck(ctx: Context, task: Task, plan: _Plan, state: str, strategy: str) 
             f"{task.name!r} conflicts with {plan.target} in {_count(paths)}: nothing was changed;"
             f" run `mux sync {task.name}` to let its agent resolve them",
             paths,
+        )
+    undeclared = gitops.undeclared_gitlinks(ctx.repo, plan.old, tree)
+    if undeclared:
+        raise MuxError(
+            f"{task.name!r} adds {_names(undeclared)} as a gitlink (another repository's commit) that .gitmodules"
+            " does not declare, so every clone would get an empty folder there: `git submodule add URL PATH` in"
+            f" the task declares it, `git rm --cached {undeclared[0]}` there drops it; nothing was changed"
         )
     if strategy == "rebase" and not gitops.is_ancestor(ctx.repo, plan.old, state):
         # A clean merge does not mean every commit replays cleanly: try it on the snapshot first.

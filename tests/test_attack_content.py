@@ -192,3 +192,72 @@ def test_a_full_disk_is_quoted_by_gits_error_not_its_progress_line(repo: Path, t
 )
 def test_git_errors_are_quoted_by_the_line_that_says_what_failed(stderr: str, said: str) -> None:
     assert gitops.error_line(stderr) == said
+
+
+def clone_in(worktree: Path, path: str) -> Path:
+    """What an agent's `git clone` leaves: a repository of its own with two branches, an uncommitted edit and an
+    untracked file."""
+    nested = worktree / path
+    nested.mkdir(parents=True)
+    git(nested, "init", "-q", "-b", "trunk")
+    commit_file(nested, "lib.py", "v1\n", "first")
+    git(nested, "branch", "side")
+    commit_file(nested, "lib.py", "v2\n", "second")
+    (nested / "lib.py").write_text("uncommitted\n")
+    (nested / "notes.txt").write_text("untracked\n")
+    return nested
+
+
+def test_rm_refuses_a_nested_repository_by_name(repo: Path) -> None:
+    worktree = start(repo, "clone")
+    clone_in(worktree, "vendored")
+    refused = run_mux("rm", "clone", cwd=repo, check=False)
+    assert refused.returncode == 1 and "git repository (vendored/)" in refused.stderr
+
+
+def test_rm_force_and_restore_bring_back_a_nested_repository_with_its_history_and_files(repo: Path) -> None:
+    worktree = start(repo, "clone")
+    nested = clone_in(worktree, "deps/vendored")
+    (worktree / "empty").mkdir()
+    git(worktree / "empty", "init", "-q", "-b", "fresh")  # no commit yet: `git add` used to fail on it
+    with (worktree / ".gitignore").open("a") as ignore:
+        ignore.write("vendor/\n")
+    ignored = clone_in(worktree, "vendor/lib")
+    history = git(nested, "log", "--format=%H %s", "trunk", "side")
+    restore_after_rm_force(repo, "clone")
+    assert git(nested, "log", "--format=%H %s", "trunk", "side") == history
+    assert git(ignored, "log", "--format=%H %s", "trunk", "side") == history
+    assert git(nested, "symbolic-ref", "HEAD") == "refs/heads/trunk\n"
+    assert git(nested, "status", "--porcelain") == " M lib.py\n?? notes.txt\n"
+    assert (nested / "lib.py").read_text() == "uncommitted\n"
+    assert git(worktree / "empty", "symbolic-ref", "HEAD") == "refs/heads/fresh\n"
+    assert git(worktree, "status", "--porcelain") == " M .gitignore\n?? deps/\n?? empty/\n"
+
+
+def test_merge_refuses_a_nested_repository_by_name_and_changes_nothing(repo: Path) -> None:
+    worktree = start(repo, "clone")
+    clone_in(worktree, "vendored")
+    (worktree / "feature.txt").write_text("work\n")
+    task_before, main_before = checkout_state(worktree), checkout_state(repo)
+    refused = run_mux("merge", "clone", cwd=repo, check=False)
+    assert refused.returncode == 1 and "vendored" in refused.stderr and "submodule" in refused.stderr
+    assert checkout_state(worktree) == task_before and checkout_state(repo) == main_before
+
+
+def test_merge_refuses_a_gitlink_no_gitmodules_declares(repo: Path) -> None:
+    worktree = start(repo, "clone")
+    clone_in(worktree, "vendored")
+    git(worktree, "add", "vendored")
+    git(worktree, "commit", "-qm", "vendor it")
+    main_before = checkout_state(repo)
+    refused = run_mux("merge", "clone", "--keep", cwd=repo, check=False)
+    assert refused.returncode == 1 and "vendored" in refused.stderr and ".gitmodules" in refused.stderr
+    assert checkout_state(repo) == main_before
+
+
+def test_diff_shows_the_task_files_beside_a_repository_with_no_commit_yet(repo: Path) -> None:
+    worktree = start(repo, "init")
+    (worktree / "fresh").mkdir()
+    git(worktree / "fresh", "init", "-q")
+    (worktree / "feature.txt").write_text("work\n")
+    assert "+work" in run_mux("diff", "init", cwd=repo).stdout
