@@ -190,8 +190,10 @@ def _check(ctx: Context, task: Task, request: MergeRequest) -> _Plan:
         inside = gitops.dirty_submodules(worktree)
         if inside and not request.keep:
             raise WouldLoseWorkError(
-                f"submodule {', '.join(inside)} in the worktree of {task.name!r} has uncommitted files, which"
-                " neither the merge nor a recovery ref can hold: commit them inside the submodule, or use --keep"
+                f"submodule {', '.join(inside)} in the worktree of {task.name!r} has uncommitted files, which a"
+                " merge cannot bring home (it records only the submodule's commit): commit them inside the"
+                f" submodule first, or merge with --keep to leave them in the task (`mux rm --force {task.name}`"
+                " would save them in a recovery ref)"
             )
     else:
         worktree = None

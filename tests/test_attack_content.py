@@ -4,6 +4,9 @@ Promises held here:
 - an ignored file counts as a rebuildable cache only inside a folder that is itself ignored and named like one;
 - a recovery snapshot holds a file's exact bytes (no eol conversion, no clean filter) and restore writes them back;
 - in a sparse checkout, work outside the sparse cone is merged and saved like any other;
+- a repository of its own in a task (an agent's clone) is work to `rm`, is saved by `rm --force` with its files,
+  branches and HEAD and made again by `restore`, and `merge` refuses it (and any undeclared gitlink) by name;
+- a merge refused for a dirty submodule says truthfully what would save it;
 - a repo made with `git init --separate-git-dir` merges like any other;
 - a merge refused at any step, even by git's final fast-forward, leaves the task's branch, index and files
   as they were, and names the file in the way;
@@ -261,3 +264,18 @@ def test_diff_shows_the_task_files_beside_a_repository_with_no_commit_yet(repo: 
     git(worktree / "fresh", "init", "-q")
     (worktree / "feature.txt").write_text("work\n")
     assert "+work" in run_mux("diff", "init", cwd=repo).stdout
+
+
+def test_merge_refusing_a_dirty_submodule_says_what_would_save_it(repo: Path, tmp_path: Path) -> None:
+    lib = tmp_path / "lib"
+    lib.mkdir()
+    git(lib, "init", "-q", "-b", "main")
+    commit_file(lib, "lib.py", "v1\n")
+    git(repo, "-c", "protocol.file.allow=always", "submodule", "add", "-q", str(lib), "lib")
+    git(repo, "commit", "-qm", "add lib")
+    worktree = start(repo, "sub")
+    git(worktree, "-c", "protocol.file.allow=always", "submodule", "update", "-q", "--init")
+    (worktree / "lib" / "lib.py").write_text("edited inside the submodule\n")
+    refused = run_mux("merge", "sub", cwd=repo, check=False)
+    assert refused.returncode == 1 and "submodule lib" in refused.stderr
+    assert "recovery ref can hold" not in refused.stderr and "rm --force sub` would save them" in refused.stderr
