@@ -621,7 +621,7 @@ def unsaved_work(repo: RepoPaths, worktree: Path | None, branch: str, base: str)
         if untracked:
             found.append(_phrase(len(untracked), "untracked file", untracked))
         if nested:
-            found.append(_phrase(len(nested), "git repository", nested) + " of its own (a clone or `git init`)")
+            found.append(_phrase(len(nested), "nested git repo", nested))  # a clone or `git init`
         if precious:
             found.append(_phrase(len(precious), "ignored file", precious))
         if status.branch is None and status.head is not None:

@@ -215,7 +215,7 @@ def test_rm_refuses_a_nested_repository_by_name(repo: Path) -> None:
     worktree = start(repo, "clone")
     clone_in(worktree, "vendored")
     refused = run_mux("rm", "clone", cwd=repo, check=False)
-    assert refused.returncode == 1 and "git repository (vendored/)" in refused.stderr
+    assert refused.returncode == 1 and "1 nested git repo (vendored/)" in refused.stderr
 
 
 def test_rm_force_and_restore_bring_back_a_nested_repository_with_its_history_and_files(repo: Path) -> None:

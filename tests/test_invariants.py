@@ -1,7 +1,8 @@
 """A Hypothesis state machine over the lifecycle: whatever happens, no work is ever lost.
 
-Steps: new, agent commits, agent edits (tracked or untracked), the user edits the main checkout, merge (all three
-strategies), rm, rm --force, the tmux server killed, mux killed mid-command, a restart. Invariant, checked with real
+Steps: new, agent commits, agent edits (tracked, untracked, or ignored inside a tracked `build/`), an agent clones
+a repository into its worktree and edits it, the user edits the main checkout, merge (all three strategies), rm,
+rm --force, the tmux server killed, mux killed mid-command, a restart. Invariant, checked with real
 git after every step: every commit ever made is reachable from a branch or a recovery ref, and the latest version of
 every file anyone wrote is still on disk where it was written or reachable from a ref.
 """
@@ -30,6 +31,7 @@ from muxagent.model import State
 
 NAMES = ("a", "b")
 FILES = ("README.md", "f1.txt", "sub/f2.txt")
+IGNORED = "build/signing.local"  # ignored (*.local) in a tracked folder named like a cache: work all the same
 CRASHES = (
     ("new", "new:after-worktree"),
     ("new", "new:after-window"),
@@ -88,8 +90,9 @@ class NeverLoseWork(RuleBasedStateMachine):
 
     @initialize()
     def tracked_files(self) -> None:
-        for path in FILES[1:]:
+        for path in (*FILES[1:], "build/release.sh"):
             self.write(self.repo, path, "base\n")
+        self.write(self.repo, ".gitignore", "__pycache__/\n*.log\n*.local\n")
         git(self.repo, "add", "-A")
         git(self.repo, "commit", "-qm", "base files")
         self.latest.clear()
@@ -121,11 +124,26 @@ class NeverLoseWork(RuleBasedStateMachine):
         git(worktree, "-c", "core.hooksPath=/dev/null", "commit", "-q", "-m", f"{name} edits {path}")
         self.commits.add(git(worktree, "rev-parse", "HEAD").strip())
 
-    @rule(name=st.sampled_from(NAMES), path=st.sampled_from((*FILES, "new.txt")))
+    @rule(name=st.sampled_from(NAMES), path=st.sampled_from((*FILES, "new.txt", IGNORED)))
     def agent_edits(self, name: str, path: str) -> None:
         worktree = self.agent_dir(name)
         if worktree is not None:
             self.write(worktree, path, self.content(f"{name} uncommitted"))
+
+    @rule(name=st.sampled_from(NAMES))
+    def agent_clones(self, name: str) -> None:
+        """A repository of its own in the worktree (`git clone`): one commit, then an uncommitted edit."""
+        worktree = self.agent_dir(name)
+        if worktree is None:
+            return
+        nested = worktree / "vendored"
+        if not (nested / ".git").exists():
+            nested.mkdir(exist_ok=True)
+            git(nested, "init", "-q")
+            self.write(nested, "lib.txt", self.content(f"{name} cloned"))
+            git(nested, "add", "lib.txt")
+            git(nested, "-c", "core.hooksPath=/dev/null", "commit", "-q", "-m", "cloned")
+        self.write(nested, "lib.txt", self.content(f"{name} edited the clone"))
 
     @rule(path=st.sampled_from((*FILES, "new.txt", "mine.txt")))
     def user_edits_main(self, path: str) -> None:
@@ -174,8 +192,8 @@ class NeverLoseWork(RuleBasedStateMachine):
 
     def _forget(self, worktree: Path) -> None:
         """The worktree is gone: what was written there must now be reachable from a ref (checked below)."""
-        for key in [k for k in self.latest if k[0] == str(worktree)]:
-            self.latest[("gone", f"{worktree}:{key[1]}")] = self.latest.pop(key)
+        for key in [k for k in self.latest if Path(k[0]).is_relative_to(worktree)]:
+            self.latest[("gone", f"{key[0]}:{key[1]}")] = self.latest.pop(key)
 
     # -- the invariant -------------------------------------------------------------------------------------
 
