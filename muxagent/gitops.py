@@ -181,12 +181,14 @@ def git_version() -> tuple[int, ...]:
     return tuple(int(n) for n in numbers if n.isdigit())
 
 
+_WHERE = ("rev-parse", "--path-format=absolute", "--git-common-dir", "--git-dir", "--show-toplevel")
+
+
 def discover(cwd: Path) -> RepoPaths:
     """Find the repo from the main checkout, any subdirectory, a linked worktree or the git dir itself."""
-    args = ["rev-parse", "--path-format=absolute", "--git-common-dir", "--git-dir", "--show-toplevel"]
     try:
         # C locale: the "not a git repository" test below reads git's message.
-        proc = _git(cwd, *args, env={"LC_ALL": "C"}, ok=(0, 128))
+        proc = _git(cwd, *_WHERE, env={"LC_ALL": "C"}, ok=(0, 128))
     except GitError as exc:
         raise NotARepoError(f"not a git repository: {cwd}") from exc
     if "not a git repository" in proc.stderr:
@@ -201,11 +203,26 @@ def discover(cwd: Path) -> RepoPaths:
     main = _worktree_records(cwd)[0]
     if "bare" in main:
         raise NotARepoError(f"{common_dir} is a bare repository: mux needs a main checkout to work from")
-    main_path = Path(main["worktree"]).resolve()
+    main_path: Path | None = Path(main["worktree"]).resolve()
     if main_path == common_dir:
-        # `--separate-git-dir`: the git dir does not record where its main checkout is.
+        # `--separate-git-dir`: the git dir does not record where its main checkout is; a task's pane does.
+        main_path = _main_checkout_named(os.environ.get("MUX_REPO"), common_dir)
+    if main_path is None:
         raise NotARepoError(f"cannot find the main checkout of {common_dir} from {cwd}: run mux from there")
     return RepoPaths(main=main_path, common_dir=common_dir)
+
+
+def _main_checkout_named(named: str | None, common_dir: Path) -> Path | None:
+    """`named` (MUX_REPO, which every task's pane has), resolved, if it is the main checkout of `common_dir`."""
+    if not named:
+        return None
+    try:
+        lines = _git(Path(named), *_WHERE).stdout.splitlines()
+    except GitError:
+        return None
+    if len(lines) == 3 and Path(lines[0]).resolve() == Path(lines[1]).resolve() == common_dir:
+        return Path(lines[2]).resolve()
+    return None
 
 
 def current_branch(worktree: Path) -> str | None:

@@ -7,7 +7,7 @@ Promises held here:
 - a repository of its own in a task (an agent's clone) is work to `rm`, is saved by `rm --force` with its files,
   branches and HEAD and made again by `restore`, and `merge` refuses it (and any undeclared gitlink) by name;
 - a merge refused for a dirty submodule says truthfully what would save it;
-- a repo made with `git init --separate-git-dir` merges like any other;
+- a repo made with `git init --separate-git-dir` merges like any other, and its agents run mux in their panes;
 - a merge refused at any step, even by git's final fast-forward, leaves the task's branch, index and files
   as they were, and names the file in the way;
 - git's errors are quoted by their error line, not by the progress line before it.
@@ -144,10 +144,16 @@ def test_a_merge_git_refuses_at_the_last_step_leaves_the_task_uncommitted(repo: 
     assert (repo / "wip.txt").read_text() == "uncommitted\n"
 
 
-def test_a_repo_made_with_separate_git_dir_merges(tmp_path: Path) -> None:
+def separate_git_dir_repo(tmp_path: Path) -> Path:
+    """`git init --separate-git-dir`: `git worktree list` names the git dir as the main worktree."""
     work = tmp_path / "work"
     git(tmp_path, "init", "-q", "-b", "main", "--separate-git-dir", str(tmp_path / "store.git"), str(work))
     commit_file(work, "README.md", "hello\n")
+    return work
+
+
+def test_a_repo_made_with_separate_git_dir_merges(tmp_path: Path) -> None:
+    work = separate_git_dir_repo(tmp_path)
     worktree = start(work, "sep")
     commit_file(worktree, "feature.txt", "done\n")
     run_mux("merge", "sep", cwd=work)
@@ -279,3 +285,13 @@ def test_merge_refusing_a_dirty_submodule_says_what_would_save_it(repo: Path, tm
     refused = run_mux("merge", "sub", cwd=repo, check=False)
     assert refused.returncode == 1 and "submodule lib" in refused.stderr
     assert "recovery ref can hold" not in refused.stderr and "rm --force sub` would save them" in refused.stderr
+
+
+def test_an_agent_runs_mux_from_its_worktree_of_a_separate_git_dir_repo(tmp_path: Path) -> None:
+    work = separate_git_dir_repo(tmp_path)
+    worktree = start(work, "sep")
+    argv = [sys.executable, "-m", "muxagent", "ls", "--json"]
+    in_pane = subprocess.run(argv, cwd=worktree, env={**os.environ, "MUX_REPO": str(work)}, capture_output=True)
+    assert in_pane.returncode == 0 and b'"sep"' in in_pane.stdout
+    elsewhere = subprocess.run(argv, cwd=worktree, capture_output=True, text=True)
+    assert elsewhere.returncode == 1 and "cannot find the main checkout" in elsewhere.stderr
