@@ -641,6 +641,9 @@ def unsaved_work(repo: RepoPaths, worktree: Path | None, branch: str, base: str)
             found.append(_phrase(len(nested), "nested git repo", nested))  # a clone or `git init`
         if precious:
             found.append(_phrase(len(precious), "ignored file", precious))
+        hidden = _hidden_edits(worktree)
+        if hidden:
+            found.append(_phrase(len(hidden), "edit", hidden) + " git status hides (assume-unchanged, skip-worktree)")
         if status.branch is None and status.head is not None:
             lost = _git(
                 worktree, "rev-list", "--count", status.head, "--not", "--branches", "--tags", "--remotes"
@@ -739,9 +742,10 @@ def _recovery_commit(name: str, stamp: str, worktree: Path, tip: str | None) -> 
     with _work_index(worktree) as env:
         status = _status(worktree, ignored=True, env=env)
         precious = _precious_ignored(worktree, status, env)
-    if not (status.tracked or status.untracked or precious) and status.head == tip:
+    hidden = _hidden_edits(worktree)  # `add -A` leaves them out as git status does
+    if not (status.tracked or status.untracked or precious or hidden) and status.head == tip:
         return None
-    tree = _snapshot_tree(worktree, precious, [*status.tracked, *status.untracked, *precious])
+    tree = _snapshot_tree(worktree, precious, [*status.tracked, *status.untracked, *precious, *hidden])
     # The worktree's own HEAD becomes a second parent when it left the branch (detached, mid-rebase),
     # so its commits stay reachable too.
     parents = [c for c in dict.fromkeys((tip, status.head)) if c]

@@ -4,6 +4,7 @@ Promises held here:
 - an ignored file counts as a rebuildable cache only inside a folder that is itself ignored and named like one;
 - a recovery snapshot holds a file's exact bytes (no eol conversion, no clean filter) and restore writes them back;
 - in a sparse checkout, work outside the sparse cone is merged and saved like any other;
+- an edit git status hides (a file marked assume-unchanged in the task) is work to `rm` and saved by `--force`;
 - a repository of its own in a task (an agent's clone) is work to `rm`, is saved by `rm --force` with its files,
   branches and HEAD and made again by `restore`, and `merge` refuses it (and any undeclared gitlink) by name;
 - a merge refused for a dirty submodule says truthfully what would save it;
@@ -295,3 +296,14 @@ def test_an_agent_runs_mux_from_its_worktree_of_a_separate_git_dir_repo(tmp_path
     assert in_pane.returncode == 0 and b'"sep"' in in_pane.stdout
     elsewhere = subprocess.run(argv, cwd=worktree, capture_output=True, text=True)
     assert elsewhere.returncode == 1 and "cannot find the main checkout" in elsewhere.stderr
+
+
+def test_rm_keeps_an_edit_to_a_file_marked_assume_unchanged_in_the_task(repo: Path) -> None:
+    worktree = start(repo, "hid")
+    git(worktree, "update-index", "--assume-unchanged", "README.md")
+    (worktree / "README.md").write_text("an edit git status does not show\n")
+    refused = run_mux("rm", "hid", cwd=repo, check=False)
+    assert refused.returncode == 1 and "1 edit (README.md) git status hides" in refused.stderr
+    ref = restore_after_rm_force(repo, "hid")
+    assert git(repo, "show", f"{ref}:README.md") == "an edit git status does not show\n"
+    assert (worktree / "README.md").read_text() == "an edit git status does not show\n"
