@@ -641,7 +641,7 @@ def unsaved_work(repo: RepoPaths, worktree: Path | None, branch: str, base: str)
             found.append(_phrase(len(nested), "nested git repo", nested))  # a clone or `git init`
         if precious:
             found.append(_phrase(len(precious), "ignored file", precious))
-        hidden = _hidden_edits(worktree)
+        hidden = hidden_edits(worktree)
         if hidden:
             found.append(_phrase(len(hidden), "edit", hidden) + " git status hides (assume-unchanged, skip-worktree)")
         if status.branch is None and status.head is not None:
@@ -742,7 +742,7 @@ def _recovery_commit(name: str, stamp: str, worktree: Path, tip: str | None) -> 
     with _work_index(worktree) as env:
         status = _status(worktree, ignored=True, env=env)
         precious = _precious_ignored(worktree, status, env)
-    hidden = _hidden_edits(worktree)  # `add -A` leaves them out as git status does
+    hidden = hidden_edits(worktree)  # `add -A` leaves them out as git status does
     if not (status.tracked or status.untracked or precious or hidden) and status.head == tip:
         return None
     tree = _snapshot_tree(worktree, precious, [*status.tracked, *status.untracked, *precious, *hidden])
@@ -1013,12 +1013,12 @@ def branch_users(repo: RepoPaths, branch: str) -> list[tuple[Path, str]]:
 
 def dirty_paths(worktree: Path) -> set[str]:
     """Every path with local state a checkout could overwrite: staged, modified, untracked, precious ignored, and
-    edits `git status` does not show (see _hidden_edits)."""
+    edits `git status` does not show (see hidden_edits)."""
     status = _status(worktree, ignored=True)
-    return {*status.tracked, *status.untracked, *_precious_ignored(worktree, status), *_hidden_edits(worktree)}
+    return {*status.tracked, *status.untracked, *_precious_ignored(worktree, status), *hidden_edits(worktree)}
 
 
-def _hidden_edits(worktree: Path) -> list[str]:
+def hidden_edits(worktree: Path) -> list[str]:
     """Files marked assume-unchanged or skip-worktree whose bytes differ from the index: `git status` takes them
     as unchanged, but `git merge` refuses to overwrite them, and did so only after mux had committed the task."""
     flagged: dict[str, str] = {}  # path -> blob in the index

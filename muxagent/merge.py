@@ -187,6 +187,13 @@ def _check(ctx: Context, task: Task, request: MergeRequest) -> _Plan:
                 f" submodule (`git submodule add URL {nested[0]}` there), delete its .git to merge its files, or"
                 " move it out of the worktree; nothing was changed"
             )
+        hidden = gitops.hidden_edits(worktree)
+        if hidden:
+            raise MuxError(
+                f"{_names(hidden)} in the worktree of {task.name!r} has an edit git status hides (marked"
+                " assume-unchanged or skip-worktree), which a merge would leave behind: run `git update-index"
+                f" --no-assume-unchanged --no-skip-worktree {hidden[0]}` there first; nothing was changed"
+            )
         inside = gitops.dirty_submodules(worktree)
         if inside and not request.keep:
             raise WouldLoseWorkError(

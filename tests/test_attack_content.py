@@ -4,7 +4,8 @@ Promises held here:
 - an ignored file counts as a rebuildable cache only inside a folder that is itself ignored and named like one;
 - a recovery snapshot holds a file's exact bytes (no eol conversion, no clean filter) and restore writes them back;
 - in a sparse checkout, work outside the sparse cone is merged and saved like any other;
-- an edit git status hides (a file marked assume-unchanged in the task) is work to `rm` and saved by `--force`;
+- an edit git status hides (a file marked assume-unchanged in the task) is work to `rm`, saved by `--force`, and
+  refused by `merge` by name (it would leave it behind);
 - a repository of its own in a task (an agent's clone) is work to `rm`, is saved by `rm --force` with its files,
   branches and HEAD and made again by `restore`, and `merge` refuses it (and any undeclared gitlink) by name;
 - a merge refused for a dirty submodule says truthfully what would save it;
@@ -113,6 +114,15 @@ def test_rm_force_and_restore_keep_an_edit_outside_the_sparse_cone(repo: Path) -
     assert git(worktree, "status", "--porcelain") == " M dir2/y\n"
 
 
+def refused_merge(repo: Path, worktree: Path, name: str) -> str:
+    """`mux merge NAME`, which must refuse and change nothing in the task or the main checkout; its stderr."""
+    task_before, main_before = checkout_state(worktree), checkout_state(repo)
+    refused = run_mux("merge", name, cwd=repo, check=False)
+    assert refused.returncode == 1
+    assert checkout_state(worktree) == task_before and checkout_state(repo) == main_before
+    return refused.stderr
+
+
 def task_with_uncommitted_work(repo: Path, name: str) -> Path:
     worktree = start(repo, name)
     commit_file(worktree, "README.md", "the task's version\n")
@@ -126,10 +136,7 @@ def test_a_merge_refused_for_an_assume_unchanged_edit_names_it_and_leaves_the_ta
     worktree = task_with_uncommitted_work(repo, "hidden")
     git(repo, "update-index", "--assume-unchanged", "README.md")
     (repo / "README.md").write_text("a local edit git status does not show\n")
-    task_before, main_before = checkout_state(worktree), checkout_state(repo)
-    refused = run_mux("merge", "hidden", cwd=repo, check=False)
-    assert refused.returncode == 1 and "README.md" in refused.stderr
-    assert checkout_state(worktree) == task_before and checkout_state(repo) == main_before
+    assert "README.md" in refused_merge(repo, worktree, "hidden")
 
 
 def test_a_merge_git_refuses_at_the_last_step_leaves_the_task_uncommitted(repo: Path) -> None:
@@ -233,10 +240,10 @@ def test_rm_force_and_restore_bring_back_a_nested_repository_with_its_history_an
     with (worktree / ".gitignore").open("a") as ignore:
         ignore.write("vendor/\n")
     ignored = clone_in(worktree, "vendor/lib")
-    history = git(nested, "log", "--format=%H %s", "trunk", "side")
+    histories = {path: git(path, "log", "--format=%H %s", "trunk", "side") for path in (nested, ignored)}
     restore_after_rm_force(repo, "clone")
-    assert git(nested, "log", "--format=%H %s", "trunk", "side") == history
-    assert git(ignored, "log", "--format=%H %s", "trunk", "side") == history
+    for path, history in histories.items():
+        assert git(path, "log", "--format=%H %s", "trunk", "side") == history
     assert git(nested, "symbolic-ref", "HEAD") == "refs/heads/trunk\n"
     assert git(nested, "status", "--porcelain") == " M lib.py\n?? notes.txt\n"
     assert (nested / "lib.py").read_text() == "uncommitted\n"
@@ -248,10 +255,8 @@ def test_merge_refuses_a_nested_repository_by_name_and_changes_nothing(repo: Pat
     worktree = start(repo, "clone")
     clone_in(worktree, "vendored")
     (worktree / "feature.txt").write_text("work\n")
-    task_before, main_before = checkout_state(worktree), checkout_state(repo)
-    refused = run_mux("merge", "clone", cwd=repo, check=False)
-    assert refused.returncode == 1 and "vendored" in refused.stderr and "submodule" in refused.stderr
-    assert checkout_state(worktree) == task_before and checkout_state(repo) == main_before
+    said = refused_merge(repo, worktree, "clone")
+    assert "vendored" in said and "submodule" in said
 
 
 def test_merge_refuses_a_gitlink_no_gitmodules_declares(repo: Path) -> None:
@@ -307,3 +312,11 @@ def test_rm_keeps_an_edit_to_a_file_marked_assume_unchanged_in_the_task(repo: Pa
     ref = restore_after_rm_force(repo, "hid")
     assert git(repo, "show", f"{ref}:README.md") == "an edit git status does not show\n"
     assert (worktree / "README.md").read_text() == "an edit git status does not show\n"
+
+
+def test_merge_refuses_an_edit_git_status_hides_in_the_task(repo: Path) -> None:
+    worktree = start(repo, "hid")
+    git(worktree, "update-index", "--skip-worktree", "README.md")
+    (worktree / "README.md").write_text("an edit git status does not show\n")
+    said = refused_merge(repo, worktree, "hid")
+    assert "README.md" in said and "skip-worktree" in said
