@@ -709,7 +709,7 @@ def _snapshot_tree(worktree: Path, precious: list[str], exact: Sequence[str] = (
         return _git(worktree, "write-tree", env=env).stdout.strip()
 
 
-_HASHED_AT_ONCE = 500  # paths per `git hash-object` argv
+_HASHED_AT_ONCE = 2000  # paths per `git hash-object` argv: well under the 2 MB of ARG_MAX
 
 
 def _store_exact(worktree: Path, paths: Sequence[str], env: Mapping[str, str]) -> None:
