@@ -25,6 +25,24 @@ app = typer.Typer(
     rich_markup_mode=None,
 )
 
+def _print_version(value: bool) -> None:
+    if value:
+        from importlib.metadata import version
+
+        print(f"mux {version('muxagent')}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(
+    _version: Annotated[
+        bool,
+        typer.Option("--version", "-V", help="Print the version and exit.", callback=_print_version, is_eager=True),
+    ] = False,
+) -> None:
+    """Run several coding agents on one repository: a git worktree, a branch and a tmux window per task."""
+
+
 NameArg = Annotated[str, typer.Argument(help="Task name.", metavar="NAME", show_default=False)]
 
 

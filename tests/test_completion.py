@@ -209,7 +209,7 @@ def test_bash_completes_commands_options_and_live_task_names(live_tasks: Path) -
     cases = {
         "mux ": None,  # checked below
         "mux ne": ["new", "next-waiting"],
-        "mux -": ["--help"],
+        "mux -": ["--version", "-V", "--help"],
         "mux rm --f": ["--force"],
         "mux new --a": ["--agent", "--attach"],
         "mux attach ": TASKS,
