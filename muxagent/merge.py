@@ -545,7 +545,7 @@ def _recover_new(ctx: Context, fields: dict[str, Any]) -> str | None:
         base=base if isinstance(base, str) else (gitops.current_branch(ctx.repo.main) or "HEAD"),
         branch=branch,
         worktree=worktree if isinstance(worktree, str) else str(worktree_path(ctx, name)),
-        session="",
+        session=naming.session_for(ctx.repo.main),
         window="",
         created=now_iso(),
         port=0,
@@ -565,8 +565,12 @@ def _recover_new(ctx: Context, fields: dict[str, Any]) -> str | None:
 
 
 def _recover_rm(ctx: Context, fields: dict[str, Any]) -> str | None:
-    """Roll forward: the user asked for the removal, and work was saved (or there was none) before any step."""
+    """Roll forward a removal past its point of no return: the user asked for it, and its work was saved (or there
+    was none). One interrupted before (still checking for unsaved work) had changed nothing: finishing it would be
+    an `rm --force` nobody asked for, deleting a worktree a plain `mux rm` was about to refuse."""
     name = str(fields.get("name"))
+    if not fields.get("removing"):
+        return f"an interrupted `mux rm {name}` had not removed anything yet: the task is as it was"
     with ctx.store.transaction() as registry:
         task = registry.get(name)
         if task is None:

@@ -150,7 +150,7 @@ def _reconcile(ctx: Context, rebuilt: bool) -> Registry:
 
 def _windows_by_task(ctx: Context) -> dict[str, str]:
     try:
-        return ctx.tmux.windows_with_task()
+        return ctx.tmux.windows_with_task(naming.session_for(ctx.repo.main))
     except TmuxError:
         return {}
 
@@ -443,9 +443,10 @@ def _paste_when_ready(ctx: Context, task: Task, profile: AgentProfile, text: str
 
 
 def pane_of(panes: list[PaneInfo], task: Task) -> PaneInfo | None:
-    # Window ids are reused after a tmux server restart: the @mux_task option must match too.
+    # Window ids are reused after a tmux server restart: the @mux_task option must match too, and so must the
+    # session, since another repository on the same server may have a task of the same name.
     for pane in panes:
-        if pane.window_id == task.window and pane.task == task.name:
+        if pane.window_id == task.window and pane.task == task.name and pane.session == task.session:
             return pane
     return None
 
@@ -598,27 +599,33 @@ class Removal:
 
 
 def remove(ctx: Context, name: str, force: bool = False) -> Removal:
-    # The intent lets the next mux finish a removal a crash cut short (muxagent.merge.recover).
-    with intents.intent(ctx.store.root, "rm", name=name):
+    # The intent lets the next mux finish a removal a crash cut short once it is past its point of no return
+    # (muxagent.merge.recover), and drop one cut short before: that changed nothing.
+    with intents.intent(ctx.store.root, "rm", name=name) as intent:
         with ctx.store.transaction() as registry:
             task = registry.get(name)
             if task is None:
                 raise UnknownTaskError(f"no task named {name!r} (see `mux ls`)")
-            removal = _remove_locked(ctx, registry, task, force)
+            removal = _remove_locked(ctx, registry, task, force, on_removing=lambda: intent.update(removing=True))
         intents.crash_point("rm:after-record")
         ctx.store.journal("rm", name=name, recovery_ref=removal.recovery_ref)
     return removal
 
 
-def _remove_locked(ctx: Context, registry: Registry, task: Task, force: bool, save: bool = True) -> Removal:
+def _remove_locked(
+    ctx: Context, registry: Registry, task: Task, force: bool, save: bool = True,
+    on_removing: Callable[[], object] | None = None,
+) -> Removal:  # fmt: skip
     """Window, worktree, branch, record, in that order, after a recovery ref of everything they hold.
 
     The ref is written even when nothing would be lost, so every removal can be undone with `mux restore`;
     `save=False` skips it, for callers that know the work is saved already (or that there is none).
+    `on_removing` is called at the point of no return: the decision taken, the work saved, nothing removed yet.
     """
     worktree = Path(task.worktree)
     present = worktree.is_dir()
     has_branch = gitops.branch_exists(ctx.repo, task.branch)
+    intents.crash_point("rm:while-checking")
     # Also without a branch (deleted by hand): the worktree's files may still be the only copy.
     lost = gitops.unsaved_work(ctx.repo, worktree if present else None, task.branch, task.base)
     if lost and not force:
@@ -630,9 +637,12 @@ def _remove_locked(ctx: Context, registry: Registry, task: Task, force: bool, sa
     if save and (lost or has_branch):
         ref = gitops.write_recovery_ref(ctx.repo, task.name, task.branch, worktree if present else None)
         ctx.store.journal("recovery", name=task.name, ref=ref, lost=lost, record=task_to_dict(task))
-        intents.crash_point("rm:after-recovery-ref")
-    if task.window:
-        ctx.tmux.kill_window(task.window)
+    if on_removing is not None:
+        on_removing()
+    intents.crash_point("rm:after-recovery-ref")
+    window = _own_window(ctx, task)
+    if window:
+        ctx.tmux.kill_window(window)
         intents.crash_point("rm:after-window")
     if present or any(wt.path == worktree for wt in gitops.list_worktrees(ctx.repo)):
         gitops.remove_worktree(ctx.repo, worktree)
@@ -643,6 +653,14 @@ def _remove_locked(ctx: Context, registry: Registry, task: Task, force: bool, sa
     registry.remove(task.name)
     _forget(ctx, task.name)
     return Removal(task=task, recovery_ref=ref)
+
+
+def _own_window(ctx: Context, task: Task) -> str | None:
+    """The task's window in its own session: the recorded id if it still carries the task, else the one that
+    does. A recorded id may since belong to another repository's agent or to one of the user's own windows
+    (tmux reuses ids after a server restart): killing it by id alone killed another repository's agent."""
+    mine = [p.window_id for p in ctx.tmux.snapshot() if p.session == task.session and p.task == task.name]
+    return task.window if task.window in mine else next(iter(mine), None)
 
 
 def _forget(ctx: Context, name: str) -> None:

@@ -1,0 +1,73 @@
+"""Registry, tmux scoping, crash recovery and rollback under attack (issue 10).
+
+The promises held here, each by the test named beside it:
+- mux targets only its own repository's tmux windows, never another repository's task of the same name:
+  `test_a_lost_registry_never_adopts_another_repositorys_window`;
+- an interrupted command is rolled back unless it was past its point of no return, and named as what it was:
+  `test_an_interrupted_plain_rm_is_rolled_back_not_finished_as_force`,
+  `test_an_interrupted_restore_is_rolled_back_and_restore_still_brings_the_files`;
+- a removed task stays removed, even after a crash and a lost registry:
+  `test_a_crash_after_rm_then_a_lost_registry_does_not_resurrect_the_task`;
+- mux never deletes a worktree it did not create: `test_clean_never_deletes_a_worktree_mux_did_not_create`;
+- `mux new` and `mux restore` create everything or nothing, and say git's real error:
+  `test_a_failing_worktree_add_leaves_no_branch_and_the_name_usable`;
+- a task whose base is gone can still be removed, and `clean` goes on with the other tasks:
+  `test_a_task_whose_base_is_gone_can_be_removed_and_clean_goes_on`.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from conftest import make_repo, mux_ls, run_mux
+from merge_helpers import start
+from test_faults import crash, window_tasks
+from test_removal import window_ids
+
+pytestmark = pytest.mark.usefixtures("fake_profile")
+
+
+def test_a_lost_registry_never_adopts_another_repositorys_window(tmp_path: Path, tmux_socket: str) -> None:
+    aaa, bbb = make_repo(tmp_path / "aaa"), make_repo(tmp_path / "bbb")
+    start(aaa, "fix")
+    start(bbb, "fix")
+    theirs, ours = mux_ls(aaa)["fix"]["window"], mux_ls(bbb)["fix"]["window"]
+    (bbb / ".git" / "mux" / "tasks.json").unlink()
+    assert mux_ls(bbb)["fix"]["window"] == ours
+    run_mux("rm", "--force", "fix", cwd=bbb)
+    assert theirs in window_ids(tmux_socket), "another repository's agent was killed"
+    assert ours not in window_ids(tmux_socket)
+    assert mux_ls(aaa)["fix"]["state"] != "missing"
+
+
+def test_a_recorded_window_id_that_is_now_another_repositorys_is_never_killed(
+    tmp_path: Path, tmux_socket: str
+) -> None:
+    aaa, bbb = make_repo(tmp_path / "aaa"), make_repo(tmp_path / "bbb")
+    start(aaa, "fix")
+    start(bbb, "fix")
+    theirs = mux_ls(aaa)["fix"]["window"]
+    registry = bbb / ".git" / "mux" / "tasks.json"
+    doc = json.loads(registry.read_text())
+    doc["tasks"]["fix"]["window"] = theirs  # as a registry written by a mux that adopted it
+    registry.write_text(json.dumps(doc))
+    assert mux_ls(bbb)["fix"]["state"] == "missing"  # not the other repository's agent's state
+    run_mux("rm", "--force", "fix", cwd=bbb)
+    assert theirs in window_ids(tmux_socket)
+    assert mux_ls(aaa)["fix"]["window"] == theirs
+    assert window_tasks(tmux_socket) == ["fix"]  # theirs: ours went with the task
+
+
+def test_an_interrupted_plain_rm_is_rolled_back_not_finished_as_force(repo: Path) -> None:
+    worktree = start(repo, "wip")
+    (worktree / "draft.txt").write_text("only here\n")
+    # Killed while it checks for unsaved work, as Ctrl-C would: it had not decided anything yet.
+    crash(repo, "rm", "wip", at="rm:while-checking")
+    proc = run_mux("ls", "--json", cwd=repo)
+    assert "an interrupted `mux rm wip` had not removed anything yet" in proc.stderr
+    assert "wip" in mux_ls(repo)
+    assert (worktree / "draft.txt").read_text() == "only here\n"
+    refused = run_mux("rm", "wip", cwd=repo, check=False)
+    assert refused.returncode == 1 and "untracked" in refused.stderr
