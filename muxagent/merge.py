@@ -38,6 +38,7 @@ from muxagent.tasks import (
     _Undo,
     agent_env,
     get_task,
+    journal_removal,
     load_tasks,
     mark_spawn,
     now_iso,
@@ -87,9 +88,9 @@ def merge(ctx: Context, request: MergeRequest, progress: Progress = no_progress)
             if task is None:
                 raise UnknownTaskError(f"no task named {name!r} (see `mux ls`)")
             result = _merge_locked(ctx, registry, task, request, intent, progress)
+            if result.removal is not None:
+                journal_removal(ctx, result.removal)
         intents.crash_point("merge:after-record")
-        if result.removal is not None:
-            ctx.store.journal("rm", name=name, recovery_ref=result.removal.recovery_ref)
     return replace(result, behind=_behind(ctx, result.target, result.new, exclude=name))
 
 
@@ -574,9 +575,11 @@ def _recover_rm(ctx: Context, fields: dict[str, Any]) -> str | None:
     with ctx.store.transaction() as registry:
         task = registry.get(name)
         if task is None:
+            # Removed, but a mux before this one may have died before the journal said so.
+            ctx.store.journal("rm", name=name, recovery_ref=None)
             return None
         removal = _finish_removal(ctx, registry, task)
-    ctx.store.journal("rm", name=name, recovery_ref=removal.recovery_ref)
+        journal_removal(ctx, removal)
     hint = restore_hint(name, removal.recovery_ref)
     return f"finished an interrupted `mux rm {name}`" + (f" (restore with `{hint}`)" if hint else "")
 
@@ -599,12 +602,11 @@ def _recover_merge(ctx: Context, fields: dict[str, Any]) -> str | None:
         return f"an interrupted `mux merge {name}` had merged it into {target}"
     with ctx.store.transaction() as registry:
         task = registry.get(name)
-        removal = None
-        if task is not None:
-            removal = _finish_removal(ctx, registry, task)
-    if removal is None:
-        return f"an interrupted `mux merge {name}` had merged it into {target} and removed it"
-    ctx.store.journal("rm", name=name, recovery_ref=removal.recovery_ref)
+        if task is None:
+            ctx.store.journal("rm", name=name, recovery_ref=None)  # as in _recover_rm
+            return f"an interrupted `mux merge {name}` had merged it into {target} and removed it"
+        removal = _finish_removal(ctx, registry, task)
+        journal_removal(ctx, removal)
     hint = restore_hint(name, removal.recovery_ref)
     return f"finished an interrupted `mux merge {name}` into {target}: removed the task (restore with `{hint}`)"
 

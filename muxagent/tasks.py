@@ -607,9 +607,15 @@ def remove(ctx: Context, name: str, force: bool = False) -> Removal:
             if task is None:
                 raise UnknownTaskError(f"no task named {name!r} (see `mux ls`)")
             removal = _remove_locked(ctx, registry, task, force, on_removing=lambda: intent.update(removing=True))
+            journal_removal(ctx, removal)
         intents.crash_point("rm:after-record")
-        ctx.store.journal("rm", name=name, recovery_ref=removal.recovery_ref)
     return removal
+
+
+def journal_removal(ctx: Context, removal: Removal) -> None:
+    """The journal's `rm` line, written inside the transaction that drops the record, before the registry file:
+    written after it, a crash in between and then a lost `tasks.json` brought the removed task back."""
+    ctx.store.journal("rm", name=removal.task.name, recovery_ref=removal.recovery_ref)
 
 
 def _remove_locked(

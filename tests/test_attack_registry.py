@@ -71,3 +71,19 @@ def test_an_interrupted_plain_rm_is_rolled_back_not_finished_as_force(repo: Path
     assert (worktree / "draft.txt").read_text() == "only here\n"
     refused = run_mux("rm", "wip", cwd=repo, check=False)
     assert refused.returncode == 1 and "untracked" in refused.stderr
+
+
+@pytest.mark.parametrize(
+    ("command", "step"), [(("rm", "--force"), "rm:after-record"), (("merge",), "merge:after-record")]
+)
+def test_a_crash_after_rm_then_a_lost_registry_does_not_resurrect_the_task(
+    repo: Path, command: tuple[str, ...], step: str
+) -> None:
+    start(repo, "gone")
+    start(repo, "kept")
+    crash(repo, *command, "gone", at=step)
+    assert set(mux_ls(repo)) == {"kept"}  # the next command finishes what the crash cut short
+    (repo / ".git" / "mux" / "tasks.json").unlink()  # and then the registry is lost
+    assert set(mux_ls(repo)) == {"kept"}  # rebuilt from the journal (by this `ls` or by the monitor)
+    assert '"action":"rebuild"' in (repo / ".git" / "mux" / "journal.jsonl").read_text()
+
