@@ -598,10 +598,11 @@ class Removal:
         return f"mux restore {self.task.name} --at {self.recovery_ref.rsplit('/', 1)[-1]}"
 
 
-def remove(ctx: Context, name: str, force: bool = False) -> Removal:
+def remove(ctx: Context, name: str, force: bool = False, command: str = "rm") -> Removal:
     # The intent lets the next mux finish a removal a crash cut short once it is past its point of no return
-    # (muxagent.merge.recover), and drop one cut short before: that changed nothing.
-    with intents.intent(ctx.store.root, "rm", name=name) as intent:
+    # (muxagent.merge.recover), and drop one cut short before: that changed nothing. `command` is what the user
+    # ran, for the note that tells them.
+    with intents.intent(ctx.store.root, "rm", name=name, command=command) as intent:
         with ctx.store.transaction() as registry:
             task = registry.get(name)
             if task is None:
@@ -698,7 +699,7 @@ def clean(ctx: Context, dry_run: bool = False) -> CleanResult:
         if lost:
             kept[task.name] = "; ".join(lost) + ("" if has_branch else f" (branch {task.branch} is gone)")
             continue
-        hint = None if dry_run else remove(ctx, task.name).restore_hint
+        hint = None if dry_run else remove(ctx, task.name, command="clean").restore_hint
         if hint:
             hints[task.name] = hint
         removed.append(task.name)

@@ -5,7 +5,8 @@ The promises held here, each by the test named beside it:
   `test_a_lost_registry_never_adopts_another_repositorys_window`;
 - an interrupted command is rolled back unless it was past its point of no return, and named as what it was:
   `test_an_interrupted_plain_rm_is_rolled_back_not_finished_as_force`,
-  `test_an_interrupted_restore_is_rolled_back_and_restore_still_brings_the_files`;
+  `test_an_interrupted_restore_is_rolled_back_and_restore_still_brings_the_files`,
+  `test_an_interrupted_clean_is_named_as_what_the_user_ran`;
 - a removed task stays removed, even after a crash and a lost registry:
   `test_a_crash_after_rm_then_a_lost_registry_does_not_resurrect_the_task`;
 - mux never deletes a worktree it did not create: `test_clean_never_deletes_a_worktree_mux_did_not_create`;
@@ -22,8 +23,8 @@ from pathlib import Path
 
 import pytest
 from conftest import make_repo, mux_ls, run_mux
-from merge_helpers import start
-from test_faults import crash, window_tasks
+from merge_helpers import commit_file, start
+from test_faults import assert_consistent, crash, window_tasks
 from test_removal import window_ids
 
 pytestmark = pytest.mark.usefixtures("fake_profile")
@@ -73,6 +74,15 @@ def test_an_interrupted_plain_rm_is_rolled_back_not_finished_as_force(repo: Path
     assert refused.returncode == 1 and "untracked" in refused.stderr
 
 
+
+def test_an_interrupted_clean_is_named_as_what_the_user_ran(repo: Path) -> None:
+    start(repo, "done")
+    crash(repo, "clean", at="rm:after-window")
+    proc = run_mux("ls", "--json", cwd=repo)
+    assert "finished an interrupted `mux clean` (removing done)" in proc.stderr
+    assert mux_ls(repo) == {}
+
+
 @pytest.mark.parametrize(
     ("command", "step"), [(("rm", "--force"), "rm:after-record"), (("merge",), "merge:after-record")]
 )
@@ -86,4 +96,23 @@ def test_a_crash_after_rm_then_a_lost_registry_does_not_resurrect_the_task(
     (repo / ".git" / "mux" / "tasks.json").unlink()  # and then the registry is lost
     assert set(mux_ls(repo)) == {"kept"}  # rebuilt from the journal (by this `ls` or by the monitor)
     assert '"action":"rebuild"' in (repo / ".git" / "mux" / "journal.jsonl").read_text()
+
+
+@pytest.mark.parametrize("step", ["restore:after-worktree", "restore:after-window"])
+def test_an_interrupted_restore_is_rolled_back_and_restore_still_brings_the_files(
+    repo: Path, tmux_socket: str, step: str
+) -> None:
+    worktree = start(repo, "back")
+    commit_file(worktree, "committed.txt", "committed\n")
+    (worktree / "draft.txt").write_text("uncommitted\n")
+    run_mux("rm", "--force", "back", cwd=repo)
+    crash(repo, "restore", "back", at=step)
+    proc = run_mux("ls", "--json", cwd=repo)
+    assert "rolled back an interrupted `mux restore back`" in proc.stderr, proc.stderr
+    assert assert_consistent(repo, tmux_socket) == {}
+    restore = run_mux("restore", "back", cwd=repo)
+    assert "with its uncommitted files" in restore.stdout
+    worktree = Path(mux_ls(repo)["back"]["worktree"])
+    assert (worktree / "draft.txt").read_text() == "uncommitted\n"
+    assert (worktree / "committed.txt").read_text() == "committed\n"
 
