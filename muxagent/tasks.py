@@ -117,6 +117,9 @@ def _reconcile(ctx: Context, rebuilt: bool) -> Registry:
         and wt.path != ctx.repo.main
         and wt.branch not in busy
     ]
+    if worktrees:
+        recorded = _recorded_worktrees(ctx)
+        worktrees = [wt for wt in worktrees if _made_by_mux(ctx, wt, recorded)]
     if not worktrees and not rebuilt:
         return ctx.store.load()
     windows = _windows_by_task(ctx)
@@ -146,6 +149,29 @@ def _reconcile(ctx: Context, rebuilt: bool) -> Registry:
             if window and window != task.window:
                 registry.replace(replace(task, window=window))
         return registry
+
+
+def _recorded_worktrees(ctx: Context) -> set[str]:
+    """The real paths of the worktrees the journal says a `mux new` or `mux restore` made."""
+    found = set()
+    for entry in ctx.store.read_journal():
+        record = entry.get("task")
+        if entry.get("action") == "new" and isinstance(record, dict) and isinstance(record.get("worktree"), str):
+            found.add(os.path.realpath(record["worktree"]))
+    return found
+
+
+def _made_by_mux(ctx: Context, wt: gitops.WorktreeInfo, recorded: set[str]) -> bool:
+    """Whether mux made this worktree of a `mux/` branch: it is where worktree_dir puts it, or the journal says so.
+    Only those are adopted: `clean` then removing a merged `git worktree add -b mux/x ~/elsewhere/x` of the
+    user's deleted a worktree mux did not create."""
+    real = os.path.realpath(wt.path)
+    if real in recorded:
+        return True
+    try:
+        return real == os.path.realpath(worktree_path(ctx, (wt.branch or "")[len(naming.BRANCH_PREFIX) :]))
+    except ConfigError:
+        return False
 
 
 def _windows_by_task(ctx: Context) -> dict[str, str]:

@@ -19,10 +19,11 @@ The promises held here, each by the test named beside it:
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
-from conftest import make_repo, mux_ls, run_mux
+from conftest import git, make_repo, mux_ls, run_mux
 from merge_helpers import commit_file, start
 from test_faults import assert_consistent, crash, window_tasks
 from test_removal import window_ids
@@ -115,4 +116,16 @@ def test_an_interrupted_restore_is_rolled_back_and_restore_still_brings_the_file
     worktree = Path(mux_ls(repo)["back"]["worktree"])
     assert (worktree / "draft.txt").read_text() == "uncommitted\n"
     assert (worktree / "committed.txt").read_text() == "committed\n"
+
+
+def test_clean_never_deletes_a_worktree_mux_did_not_create(repo: Path) -> None:
+    elsewhere = Path(os.environ["HOME"]) / "elsewhere" / "feature"
+    git(repo, "worktree", "add", "-q", "-b", "mux/feature", str(elsewhere))
+    commit_file(elsewhere, "f.txt", "feature\n")
+    git(repo, "merge", "-q", "--no-edit", "mux/feature")  # merged: `clean` would take it, were it a task
+    assert "feature" not in mux_ls(repo)
+    run_mux("clean", cwd=repo)
+    assert (elsewhere / "f.txt").read_text() == "feature\n"
+    assert "mux/feature" in git(repo, "branch", "--list")
+    assert f"worktree {elsewhere} has no task record" in run_mux("doctor", cwd=repo).stdout
 
