@@ -564,10 +564,21 @@ def unsaved_work(repo: RepoPaths, worktree: Path | None, branch: str, base: str)
             if int(lost):
                 found.append(_phrase(int(lost), "commit") + " on a detached HEAD, not on any branch")
     tip = _branch_tip(repo.main, branch)
-    if tip is not None:
-        ahead = _unmerged_commits(repo, tip, base)
-        if ahead:
-            found.append(_phrase(ahead, "commit") + f" not in {base}")
+    if tip is None:
+        return found
+    if _git(repo.main, "rev-parse", "--verify", "-q", "--end-of-options", f"{base}^{{commit}}", ok=(0, 1)).returncode:
+        # The base is gone (a stacked task's parent merged and removed, a renamed branch): what no other ref holds
+        # is what would be lost. Asking for the base itself made `rm --force` and every `clean` fail.
+        # (--exclude before --branches takes the name without refs/heads/.)
+        only_here = _git(
+            repo.main, "rev-list", "--count", tip, "--not", f"--exclude={branch}", "--branches", "--tags", "--remotes"
+        ).stdout
+        if int(only_here):
+            found.append(_phrase(int(only_here), "commit") + f" on no other branch (its base {base} is gone)")
+        return found
+    ahead = _unmerged_commits(repo, tip, base)
+    if ahead:
+        found.append(_phrase(ahead, "commit") + f" not in {base}")
     return found
 
 

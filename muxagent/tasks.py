@@ -719,17 +719,29 @@ def clean(ctx: Context, dry_run: bool = False) -> CleanResult:
         if item.status.state in ACTIVE_STATES:
             kept[task.name] = f"agent is {item.status.state.value}"
             continue
-        present = Path(task.worktree).is_dir()
-        has_branch = gitops.branch_exists(ctx.repo, task.branch)
-        lost = gitops.unsaved_work(ctx.repo, Path(task.worktree) if present else None, task.branch, task.base)
-        if lost:
-            kept[task.name] = "; ".join(lost) + ("" if has_branch else f" (branch {task.branch} is gone)")
+        try:
+            hint = _clean_one(ctx, task, dry_run)
+        except WouldLoseWorkError as exc:
+            kept[task.name] = str(exc)
             continue
-        hint = None if dry_run else remove(ctx, task.name, command="clean").restore_hint
+        except MuxError as exc:
+            # One task mux cannot read or remove must not stop the others.
+            kept[task.name] = f"cannot be removed: {exc}"
+            continue
         if hint:
             hints[task.name] = hint
         removed.append(task.name)
     return CleanResult(removed=removed, kept=kept, restore_hints=hints)
+
+
+def _clean_one(ctx: Context, task: Task, dry_run: bool) -> str | None:
+    """Remove one task whose work is all elsewhere (WouldLoseWorkError naming it otherwise); its restore hint."""
+    present = Path(task.worktree).is_dir()
+    has_branch = gitops.branch_exists(ctx.repo, task.branch)
+    lost = gitops.unsaved_work(ctx.repo, Path(task.worktree) if present else None, task.branch, task.base)
+    if lost:
+        raise WouldLoseWorkError("; ".join(lost) + ("" if has_branch else f" (branch {task.branch} is gone)"))
+    return None if dry_run else remove(ctx, task.name, command="clean").restore_hint
 
 
 # ---------------------------------------------------------------------------------------------- set-up, trust, tmux

@@ -129,3 +129,17 @@ def test_clean_never_deletes_a_worktree_mux_did_not_create(repo: Path) -> None:
     assert "mux/feature" in git(repo, "branch", "--list")
     assert f"worktree {elsewhere} has no task record" in run_mux("doctor", cwd=repo).stdout
 
+
+def test_a_task_whose_base_is_gone_can_be_removed_and_clean_goes_on(repo: Path) -> None:
+    commit_file(start(repo, "parent"), "p.txt", "parent\n")
+    start(repo, "child", "--base", "mux/parent")  # nothing of its own: all of it is in main once parent is
+    commit_file(start(repo, "orphan", "--base", "mux/parent"), "o.txt", "only on mux/orphan\n")
+    start(repo, "plain")
+    run_mux("merge", "parent", cwd=repo)  # mux/parent goes with its task
+    out = run_mux("clean", cwd=repo).stdout
+    assert "removed child" in out and "removed plain" in out
+    assert "kept orphan: 1 commit on no other branch (its base mux/parent is gone)" in out, out
+    refused = run_mux("rm", "orphan", cwd=repo, check=False)
+    assert refused.returncode == 1 and "1 commit on no other branch" in refused.stderr
+    assert "recovery ref: " in run_mux("rm", "--force", "orphan", cwd=repo).stdout
+    assert mux_ls(repo) == {}
