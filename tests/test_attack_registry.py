@@ -10,8 +10,9 @@ The promises held here, each by the test named beside it:
 - a removed task stays removed, even after a crash and a lost registry:
   `test_a_crash_after_rm_then_a_lost_registry_does_not_resurrect_the_task`;
 - mux never deletes a worktree it did not create: `test_clean_never_deletes_a_worktree_mux_did_not_create`;
-- `mux new` and `mux restore` create everything or nothing, and say git's real error:
-  `test_a_failing_worktree_add_leaves_no_branch_and_the_name_usable`;
+- `mux new` and `mux restore` create everything or nothing, and say what failed:
+  `test_a_failing_worktree_add_leaves_no_branch_and_the_name_usable`,
+  `test_a_failing_post_checkout_hook_rolls_a_restore_back_whole`;
 - a task whose base is gone can still be removed, and `clean` goes on with the other tasks:
   `test_a_task_whose_base_is_gone_can_be_removed_and_clean_goes_on`.
 """
@@ -128,6 +129,34 @@ def test_clean_never_deletes_a_worktree_mux_did_not_create(repo: Path) -> None:
     assert (elsewhere / "f.txt").read_text() == "feature\n"
     assert "mux/feature" in git(repo, "branch", "--list")
     assert f"worktree {elsewhere} has no task record" in run_mux("doctor", cwd=repo).stdout
+
+
+
+def test_a_failing_worktree_add_leaves_no_branch_and_the_name_usable(repo: Path) -> None:
+    (repo / ".git" / "worktrees").write_text("")  # git cannot make the worktree's folder (root or not)
+    proc = run_mux("new", "x", "-a", "fake", cwd=repo, check=False)
+    assert proc.returncode == 1 and len(proc.stderr.splitlines()) == 1, proc.stderr
+    assert "already exists" not in proc.stderr and "Traceback" not in proc.stderr
+    assert git(repo, "branch", "--list", "mux/*") == ""
+    assert not (repo.parent / "proj.worktrees").exists()
+    (repo / ".git" / "worktrees").unlink()
+    assert start(repo, "x").is_dir()
+
+
+def test_a_failing_post_checkout_hook_rolls_a_restore_back_whole(repo: Path) -> None:
+    (start(repo, "hooked") / "draft.txt").write_text("uncommitted\n")
+    run_mux("rm", "--force", "hooked", cwd=repo)
+    hook = repo / ".git" / "hooks" / "post-checkout"
+    hook.write_text("#!/bin/sh\necho checking >&2\necho 'lefthook: post-checkout failed' >&2\nexit 3\n")
+    hook.chmod(0o755)
+    proc = run_mux("restore", "hooked", cwd=repo, check=False)
+    assert proc.returncode == 1, proc.stderr
+    assert "the post-checkout hook failed (exit 3): lefthook: post-checkout failed" in proc.stderr
+    assert git(repo, "branch", "--list", "mux/*") == "" and mux_ls(repo) == {}
+    assert not (repo.parent / "proj.worktrees" / "hooked").exists()
+    hook.unlink()
+    run_mux("restore", "hooked", cwd=repo)
+    assert (Path(mux_ls(repo)["hooked"]["worktree"]) / "draft.txt").read_text() == "uncommitted\n"
 
 
 def test_a_task_whose_base_is_gone_can_be_removed_and_clean_goes_on(repo: Path) -> None:
