@@ -692,7 +692,11 @@ def _own_window(ctx: Context, task: Task) -> str | None:
     """The task's window in its own session: the recorded id if it still carries the task, else the one that
     does. A recorded id may since belong to another repository's agent or to one of the user's own windows
     (tmux reuses ids after a server restart): killing it by id alone killed another repository's agent."""
-    mine = [p.window_id for p in ctx.tmux.snapshot() if p.session == task.session and p.task == task.name]
+    try:
+        panes = ctx.tmux.snapshot()
+    except TmuxError:
+        return task.window or None  # killing it then says why tmux cannot be reached, as before
+    mine = [p.window_id for p in panes if p.session == task.session and p.task == task.name]
     return task.window if task.window in mine else next(iter(mine), None)
 
 

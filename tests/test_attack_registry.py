@@ -78,8 +78,13 @@ def test_an_interrupted_plain_rm_is_rolled_back_not_finished_as_force(repo: Path
 
 
 def test_an_interrupted_clean_is_named_as_what_the_user_ran(repo: Path) -> None:
-    start(repo, "done")
-    crash(repo, "clean", at="rm:after-window")
+    dot_git = start(repo, "done") / ".git"
+    crash(repo, "clean", at="rm:after-recovery-ref")
+    link = dot_git.read_text()
+    dot_git.write_text("gitdir: /nonexistent\n")  # so that finishing it fails, and doctor tells of it
+    doctor = run_mux("doctor", cwd=repo).stdout
+    assert "`mux clean` of 'done' was interrupted" in doctor, doctor
+    dot_git.write_text(link)
     proc = run_mux("ls", "--json", cwd=repo)
     assert "finished an interrupted `mux clean` (removing done)" in proc.stderr
     assert mux_ls(repo) == {}
