@@ -38,6 +38,7 @@ from muxagent.tasks import (
     _Undo,
     agent_env,
     get_task,
+    journal_creation,
     journal_removal,
     load_tasks,
     mark_spawn,
@@ -439,7 +440,7 @@ def restore(ctx: Context, name: str, at: str | None = None, progress: Progress =
             prompt=record.prompt if record is not None else None,
         )
         registry.add(task)
-    ctx.store.journal("new", task=task_to_dict(task), restored_from=ref)
+        journal_creation(ctx, undo, task, restored_from=ref)
     return Restored(task, ref, snapshot is not None, submodules)
 
 
@@ -554,6 +555,8 @@ def _roll_back_creation(ctx: Context, fields: dict[str, Any], op: str, save: boo
     name = str(fields.get("name"))
     if name in ctx.store.load():
         return None  # the record is the last step: it completed
+    # Its `new` line may be in the journal (written just before the record): a rebuild must not bring it back.
+    ctx.store.journal("rm", name=name, recovery_ref=None)
     branch = naming.branch_for(name)
     worktree = fields.get("worktree")
     base = fields.get("base")

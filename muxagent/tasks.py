@@ -275,12 +275,21 @@ def new_task(ctx: Context, request: NewRequest, progress: Progress = no_progress
             prompt=request.prompt,
         )
         registry.add(task)
-    ctx.store.journal("new", task=task_to_dict(task))
+        journal_creation(ctx, undo, task)
+    intents.crash_point("new:after-record")
     if pane_argv != argv:
         _await_setup(ctx, task, progress)
     if request.prompt is not None and profile.prompt_args is None:
         _paste_when_ready(ctx, task, profile, request.prompt)
     return task
+
+
+def journal_creation(ctx: Context, undo: _Undo, task: Task, **fields: object) -> None:
+    """The journal's `new` line, inside the transaction that adds the record, before the registry file: written
+    after it, a crash in between and then a lost `tasks.json` brought the task back as adopted, its agent and
+    prompt forgotten. A transaction that then fails takes the line back with an `rm` one."""
+    ctx.store.journal("new", task=task_to_dict(task), **fields)
+    undo.push(lambda: ctx.store.journal("rm", name=task.name, recovery_ref=None))
 
 
 def reserve_worktree(

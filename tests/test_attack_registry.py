@@ -7,8 +7,9 @@ The promises held here, each by the test named beside it:
   `test_an_interrupted_plain_rm_is_rolled_back_not_finished_as_force`,
   `test_an_interrupted_restore_is_rolled_back_and_restore_still_brings_the_files`,
   `test_an_interrupted_clean_is_named_as_what_the_user_ran`;
-- a removed task stays removed, even after a crash and a lost registry:
-  `test_a_crash_after_rm_then_a_lost_registry_does_not_resurrect_the_task`;
+- a removed task stays removed, and a made one keeps its record, even after a crash and a lost registry:
+  `test_a_crash_after_rm_then_a_lost_registry_does_not_resurrect_the_task`,
+  `test_a_crash_after_new_then_a_lost_registry_keeps_the_tasks_agent_and_prompt`;
 - mux never deletes a worktree it did not create: `test_clean_never_deletes_a_worktree_mux_did_not_create`;
 - `mux new` and `mux restore` create everything or nothing, and say what failed:
   `test_a_failing_worktree_add_leaves_no_branch_and_the_name_usable`,
@@ -103,6 +104,14 @@ def test_a_crash_after_rm_then_a_lost_registry_does_not_resurrect_the_task(
     (repo / ".git" / "mux" / "tasks.json").unlink()  # and then the registry is lost
     assert set(mux_ls(repo)) == {"kept"}  # rebuilt from the journal (by this `ls` or by the monitor)
     assert '"action":"rebuild"' in (repo / ".git" / "mux" / "journal.jsonl").read_text()
+
+
+
+def test_a_crash_after_new_then_a_lost_registry_keeps_the_tasks_agent_and_prompt(repo: Path) -> None:
+    crash(repo, "new", "fresh", "-a", "fake", "-p", "do it", at="new:after-record")
+    (repo / ".git" / "mux" / "tasks.json").unlink()
+    row = mux_ls(repo)["fresh"]
+    assert (row["agent"], row["prompt"]) == ("fake", "do it")  # from the journal, not adopted as `unknown`
 
 
 @pytest.mark.parametrize("step", ["restore:after-worktree", "restore:after-window"])
