@@ -101,7 +101,9 @@ def _check_interrupted(ctx: tasks.Context) -> Check:
 
 
 def _describe_intent(fields: dict[str, object], path: Path) -> str:
-    what = f"`mux {fields.get('op', '?')}`" + (f" of '{fields['name']}'" if "name" in fields else "")
+    # A removal `mux clean` made is named as the clean the user ran.
+    command = fields.get("command", fields.get("op", "?"))
+    what = f"`mux {command}`" + (f" of '{fields['name']}'" if "name" in fields else "")
     why = fields.get("recovery_failed", "not tried yet")
     return f"{what} was interrupted and is not finished or rolled back ({why}); its record: {path}"
 
