@@ -4,8 +4,8 @@ A profile is the shipped `config/NAME.toml`, then the user's `$XDG_CONFIG_HOME/m
 settings' `[agents.NAME]`, each replacing the one before key by key (and `[status]` key by key). Settings are
 the user's `$XDG_CONFIG_HOME/mux/config.toml`, then the repo's `.mux.toml`, key by key.
 
-Screen patterns are Python regexes, searched with `PATTERN_FLAGS` (re.MULTILINE: `^` and `$` match at every
-line of the visible screen).
+Screen patterns are regexes in Python's syntax, searched by RE2 as with re.MULTILINE (`^` and `$` match at every
+line of the visible screen): see patterns.py for why, and what RE2 refuses.
 """
 
 from __future__ import annotations
@@ -17,10 +17,10 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from muxagent import patterns
 from muxagent.errors import AgentNotFoundError, ConfigError
 from muxagent.model import AgentProfile, StatusRules
 
-PATTERN_FLAGS = re.MULTILINE
 HOOK_ADAPTERS = ("claude", "codex", "opencode", "gemini", "aider", "none")
 
 # For commands without a profile (and the shell profile): prompts a human must answer. Each one must be on the
@@ -465,10 +465,7 @@ def _check_profile(table: Mapping[str, object], where: str, prefix: str) -> None
         elif key == "trust_choice":
             if not isinstance(value, str):
                 raise _fail(where, dotted, f"must be a regex string, not {_show(value)}")
-            try:
-                re.compile(value, PATTERN_FLAGS)
-            except re.error as exc:
-                raise _fail(where, dotted, f"bad regex {_show(value)}: {exc}") from None
+            _check_pattern(where, dotted, value)
         elif key == "status":
             if not isinstance(value, dict):
                 raise _fail(where, dotted, "must be a table")
@@ -485,12 +482,16 @@ def _check_status(table: Mapping[str, object], where: str, prefix: str) -> None:
                 raise _fail(where, dotted, f"must be a positive number of seconds, not {_show(value)}")
         elif key in ("waiting", "working", "idle", "trust", "login"):
             for index, pattern in enumerate(_strings(where, dotted, value)):
-                try:
-                    re.compile(pattern, PATTERN_FLAGS)
-                except re.error as exc:
-                    raise _fail(where, f"{dotted}[{index}]", f"bad regex {_show(pattern)}: {exc}") from None
+                _check_pattern(where, f"{dotted}[{index}]", pattern)
         else:
             raise _unknown(where, dotted, _STATUS_KEYS)
+
+
+def _check_pattern(where: str, key: str, pattern: str) -> None:
+    try:
+        patterns.check(pattern)
+    except patterns.PatternError as exc:
+        raise _fail(where, key, f"bad regex {_show(pattern)}: {exc}") from None
 
 
 def _build_profile(name: str, merged: Mapping[str, object], sources: str) -> AgentProfile:

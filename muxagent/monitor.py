@@ -12,7 +12,6 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
-import re
 import shutil
 import subprocess
 import sys
@@ -21,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
-from muxagent import adapters, config, gitops, monitor_state, naming, prompt_queue, render, tasks
+from muxagent import adapters, config, gitops, monitor_state, naming, patterns, prompt_queue, render, tasks
 from muxagent.errors import MuxError, UnknownTaskError
 from muxagent.model import State, TaskReport
 from muxagent.monitor_state import MonitorState
@@ -97,11 +96,10 @@ def choose_menu_entry(tmux: Tmux, target: str, choice: str, attempts: int = 6) -
 
     Which entry has the focus first differs between agent versions, so the screen is read after every move.
     """
-    pattern = re.compile(choice)
     for _ in range(attempts):
         screen = tmux.capture([target]).get(target, "")
         focused = [line for line in screen.splitlines() if line.lstrip().startswith(_FOCUS_MARKS)]
-        if any(pattern.search(line) for line in focused):
+        if any(patterns.first_match((choice,), line) for line in focused):
             tmux.send_keys(target, "Enter")
             return True
         tmux.send_keys(target, "Down")

@@ -20,6 +20,7 @@ from muxagent import (
     intents,
     monitor_state,
     naming,
+    patterns,
     prompt_queue,
     radar,
     status,
@@ -431,7 +432,7 @@ def _paste_when_ready(ctx: Context, task: Task, profile: AgentProfile, text: str
             continue
         if screen != previous:
             previous, stable_since = screen, time.monotonic()
-        ready = status.first_match(profile.status.idle, screen) is not None
+        ready = patterns.first_match(profile.status.idle, screen) is not None
         if screen.strip() and screen != before_agent and (ready or time.monotonic() - stable_since >= 1.0):
             ctx.tmux.send_text(task.window, text)
             return
