@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import html
 import os
 import shutil
 import subprocess
@@ -179,7 +180,8 @@ class Monitor:
         if self.notify_send:
             words = "needs you" if state is State.WAITING else "is done"
             subprocess.run(
-                [self.notify_send, f"mux: {task.name} {words}", item.status.reason],
+                # The body takes markup (notification spec): a reason quoting a repo's pattern stays plain text.
+                [self.notify_send, f"mux: {task.name} {words}", html.escape(render.clean_line(item.status.reason))],
                 capture_output=True, check=False, timeout=5,
             )  # fmt: skip
 

@@ -4,18 +4,32 @@ the terminal. The promises this module holds, each against a real repo, tmux ser
 | promise | tests |
 | --- | --- |
 | no screen pattern stalls a command (RE2, linear time) | test_a_catastrophic_pattern_*, test_a_pattern_re2_cannot_* |
+| no escape from a repo, a screen or a hook reaches a terminal (ls, wait, diff) | test_escapes_in_*, test_clean_* |
+| the status line never turns a task's text into a tmux style or command | test_status_line_doubles_* |
 """
 
 from __future__ import annotations
 
+import json
+import os
+import re
+import signal
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
-from conftest import git, mux_ls, new_task, run_mux, wait_until
+from conftest import git, mux_ls, new_task, run_mux, run_mux_on_terminal, wait_until
+
+from muxagent import render
+from muxagent.model import State, Task, TaskReport, TaskStatus
 
 pytestmark = pytest.mark.usefixtures("fake_profile")
 
+# What a terminal acts on: OSC 52 sets the clipboard, a C1 CSI (8-bit) colours, a bidi override reverses the rest.
+OSC52 = "\x1b]52;c;SGVsbG8=\x07"
+ATTACKS = (OSC52, "\x1b]52;c;SGk=\x1b\\", "\x1b[2J", "\x9b31m", "\x9d0;title\x9c", "\x1bc", "\u202e", "\x07")
+CONTROLS = ("\x1b", "\x07", "\x9b", "\x9c", "\x9d", "\u202e")
 # Exponential for a backtracking engine: 178 ms on a 20-character line with Python's re, doubling with each more.
 HOSTILE = r"(?:.|[^\n])*ZZZ"
 DEADLINE = 20.0
@@ -63,3 +77,107 @@ def test_a_pattern_re2_cannot_run_in_linear_time_is_refused_in_one_line_naming_i
     assert "agents.fake.status.working[0]" in proc.stderr and why in proc.stderr
     assert str(repo / ".mux.toml") in proc.stderr and "Traceback" not in proc.stderr
     assert "mux/t" not in git(repo, "branch", "--list"), "refused before anything was created"
+
+
+# ---------------------------------------------------------------------------------------------- 12: escapes
+
+
+def toml_string(text: str) -> str:
+    """A TOML basic string holding `text` exactly, control characters and all (as \\uXXXX escapes)."""
+    return json.dumps(text, ensure_ascii=True)  # JSON's string escapes are valid TOML
+
+
+def assert_clean(output: str, what: str) -> None:
+    found = [c for c in CONTROLS if c in output]
+    assert not found, f"{what} printed {found!r}: {output!r}"
+
+
+def test_escapes_in_an_untrusted_status_pattern_never_reach_the_terminal(repo: Path) -> None:
+    pattern = "(?:" + re.escape("".join(ATTACKS)) + ")?fake>"  # matches the fake prompt: the REASON quotes it
+    write_repo_config(repo, f"[agents.fake.status]\nwaiting = [{toml_string(pattern)}]\n")
+    run_mux("new", "t", "-a", "fake", cwd=repo)
+    row = wait_until(lambda: (r := mux_ls(repo)["t"])["state"] == "waiting" and r)
+    assert row["reason"] == f"screen: {pattern}", "--json keeps the data (JSON-escaped)"
+    assert_clean(run_mux("ls", "--json", cwd=repo).stdout, "ls --json")
+    table = run_mux("ls", cwd=repo).stdout
+    assert_clean(table, "ls")
+    assert "fake>" in table and len(table.splitlines()) == 2
+    _, on_terminal = run_mux_on_terminal("ls", cwd=repo)
+    assert_clean(on_terminal.replace("\x1b[1;31m", "").replace("\x1b[0m", ""), "ls on a terminal")  # its own colour
+    waited = run_mux("wait", "t", "--for", "waiting", "--timeout", "10", cwd=repo).stdout
+    assert_clean(waited, "wait")
+    assert waited.startswith("t: waiting (screen: ") and "fake>" in waited
+    assert_clean(watch_once(repo), "ls --watch")
+
+
+def watch_once(repo: Path) -> str:
+    """`mux ls --watch` until it drew the table once, then Ctrl-C."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "muxagent", "ls", "--watch"], cwd=repo, stdout=subprocess.PIPE, text=True
+    )
+    assert proc.stdout is not None
+    lines = []
+    try:
+        for line in proc.stdout:
+            lines.append(line)
+            if "Ctrl-C to stop" in line:
+                break
+    finally:
+        proc.send_signal(signal.SIGINT)
+        proc.communicate(timeout=DEADLINE)
+    return "".join(lines)
+
+
+def test_escapes_and_markup_in_a_reason_reach_a_desktop_notification_as_plain_text(
+    repo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    sent = tmp_path / "notifications"
+    notify = bin_dir / "notify-send"
+    notify.write_text(f'#!/bin/sh\nprintf "%s\\n" "$2" >> {sent}\n')
+    notify.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")
+    pattern = "(?:" + re.escape(OSC52 + '<a href="https://evil.example">') + ")?y/n"
+    write_repo_config(repo, f"[agents.fake.status]\nwaiting = [{toml_string(pattern)}]\n")
+    new_task(repo, "t", "-a", "fake")
+    run_mux("send", "t", "ask", cwd=repo)  # idle -> waiting: the monitor notifies
+    body = wait_until(lambda: sent.exists() and sent.read_text())
+    assert_clean(body, "notify-send")
+    assert "&lt;a" in body and "<a" not in body, "the body takes markup: the reason stays text"
+
+
+def test_escapes_in_a_repo_setting_quoted_by_an_error_never_reach_the_terminal(repo: Path) -> None:
+    write_repo_config(repo, f"base = {toml_string('no-such' + OSC52)}\n")
+    proc = run_mux("new", "t", "-a", "fake", cwd=repo, check=False)
+    assert proc.returncode == 1 and proc.stderr.count("\n") == 1, proc.stderr
+    assert_clean(proc.stderr, "the error")
+
+
+def test_escapes_in_a_tasks_files_reach_a_terminal_from_diff_only_cleaned(repo: Path) -> None:
+    worktree = new_task(repo, "t", "-a", "fake")
+    (worktree / "notes.txt").write_text(f"copy this{OSC52}\u202eevil\n")
+    _, on_terminal = run_mux_on_terminal("diff", "t", cwd=repo)
+    assert "copy this" in on_terminal and "notes.txt" in on_terminal
+    assert_clean(on_terminal, "diff on a terminal")
+    piped = run_mux("diff", "t", cwd=repo).stdout
+    assert OSC52 in piped, "a pipe gets git's exact bytes: the patch still applies"
+
+
+def test_status_line_doubles_every_hash_of_a_tasks_text_and_drops_its_escapes() -> None:
+    name = "x#[fg=red]#(touch pwned)" + OSC52
+    task = Task(
+        name=name, agent="fake", command=("fake",), base="main", branch="mux/x", worktree="/w/x",
+        session="s", window="@1", created="2026-01-01T00:00:00Z", port=0,
+    )  # fmt: skip
+    waiting = TaskReport(task=task, status=TaskStatus(state=State.WAITING, reason="r"), changes=None)
+    for line in (render.status_line([waiting]), render.status_line([waiting], tmux_styles=True)):
+        assert_clean(line, "status-line")
+        assert "x##[fg=red]##(touch pwned)" in line
+
+
+@pytest.mark.parametrize("attack", ATTACKS)
+def test_clean_text_removes_every_sequence_a_terminal_acts_on(attack: str) -> None:
+    cleaned = render.clean_text(f"before{attack}after\tand\nnext")
+    assert cleaned == "before" + "after\tand\nnext"
+    assert render.clean_line(f"a{attack}\nb\tc") == "a b c"
