@@ -49,8 +49,8 @@ INIT_TEMPLATE = """\
 # ~/.config/mux/config.toml apply to all your repositories, and this file overrides them key by key.
 #
 # Keys that run code (setup; an agent's command, env, prompt_args, resume_args, hooks; an `agent` that is a
-# command line; a worktree_dir outside this folder's parent) apply only once `mux trust` approved this exact
-# content. After any change to this file (an edit, a pull, a merge) run `mux trust` again.
+# command line; any worktree_dir other than the default or a folder below it) apply only once `mux trust`
+# approved this exact content. After any change to this file (an edit, a pull, a merge) run `mux trust` again.
 
 # Default agent for `mux new` (a profile name, see `mux agents`).
 # agent = "claude"
@@ -59,6 +59,8 @@ INIT_TEMPLATE = """\
 # base = "main"
 
 # Where task worktrees go, relative to this checkout; must contain {task} ({repo} is this folder's name).
+# Anywhere but the default folder or below it needs `mux trust`: a checkout must not land where another
+# program runs what it finds (~/.vim/pack, an autostart folder).
 # worktree_dir = "../{repo}.worktrees/{task}"
 
 # Untracked files (say, gitignored local config) copied or linked from this checkout into each new worktree.
@@ -112,6 +114,9 @@ class Settings:
     # False when the repo file holds content the user has not approved; what was left out because of it.
     repo_trusted: bool = True
     ignored_keys: tuple[str, ...] = ()
+    # True when worktree_dir comes from an untrusted repo file: each task's worktree must then stay below the
+    # default folder, symlinks followed, with its real name (see `confined_worktree`).
+    confine_worktrees: bool = False
 
 
 def load_settings(main_checkout: Path, is_trusted: Callable[[Path, str], bool] | None = None) -> Settings:
@@ -181,6 +186,7 @@ def load_settings(main_checkout: Path, is_trusted: Callable[[Path, str], bool] |
         repo_keys=frozenset(repo_keys),
         repo_trusted=trusted,
         ignored_keys=tuple(ignored),
+        confine_worktrees=not trusted and "worktree_dir" in repo_keys and "worktree_dir" not in ignored,
     )
 
 
@@ -211,7 +217,8 @@ def _untrusted_part(
 
     `setup` runs commands; an agent's `command`, `env`, `prompt_args`, `resume_args` and `hooks` decide what
     runs in its pane (screen patterns under `status` do not, and stay); `agent` may be a command line rather
-    than a profile name; `worktree_dir` decides where mux writes a checkout (say, an autostart folder).
+    than a profile name; `worktree_dir` decides where mux writes a checkout: `../.vim/pack/{task}` from a clone
+    in $HOME had the next `vim` run the repo's plugin, so only the default folder or below it is kept.
     """
     kept: dict[str, object] = {}
     ignored: list[str] = []
@@ -236,17 +243,29 @@ def _unsafe(key: str, value: object, main_checkout: Path, defined: Mapping[str, 
     if key == "agent" and isinstance(value, str):
         return not (_profile_files(value) or value in defined)
     if key == "worktree_dir" and isinstance(value, str):
-        return not _near_repo(value, main_checkout)
+        return confined_worktree(value, main_checkout, "task") is None
     return False
 
 
-def _near_repo(template: str, main_checkout: Path) -> bool:
-    """Whether worktrees made from this template stay in the folder that holds the main checkout."""
-    if template.startswith("~") or os.path.isabs(template):
-        return False
-    relative = template.replace("{repo}", main_checkout.name).replace("{task}", "task")
-    path = os.path.normpath(main_checkout / relative)
-    return main_checkout.parent in Path(path).parents
+def worktree_location(template: str, main_checkout: Path, name: str) -> Path:
+    """Where `worktree_dir` puts the worktree of task `name`: relative to the main checkout, `~` expanded."""
+    relative = template.replace("{repo}", main_checkout.name).replace("{task}", name)
+    path = Path(os.path.expanduser(relative))
+    if not path.is_absolute():
+        path = main_checkout / path
+    return Path(os.path.normpath(path))
+
+
+def confined_worktree(template: str, main_checkout: Path, name: str) -> Path | None:
+    """The worktree of `name` if it lies below the default worktree folder once symlinks are followed, else None.
+
+    Task names hold no `/` and no `..`, so `{task}` cannot climb; a symlink on the way can (a task's worktree
+    tracking `link -> ~/.vim/pack`), hence realpath on both sides.
+    """
+    default_root = worktree_location(Settings.worktree_dir, main_checkout, name).parent
+    path = worktree_location(template, main_checkout, name)
+    inside = Path(os.path.realpath(default_root)) in Path(os.path.realpath(path)).parents
+    return path if inside else None
 
 
 def _tables(value: object) -> dict[str, dict[str, object]]:

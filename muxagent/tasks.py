@@ -381,11 +381,12 @@ def _remove_if_empty(directory: Path) -> None:
 
 def worktree_path(ctx: Context, name: str) -> Path:
     template = ctx.settings.worktree_dir
-    relative = template.replace("{repo}", ctx.repo.main.name).replace("{task}", name)
-    path = Path(os.path.expanduser(relative))
-    if not path.is_absolute():
-        path = ctx.repo.main / path
-    path = Path(os.path.normpath(path))
+    path = config.worktree_location(template, ctx.repo.main, name)
+    if ctx.settings.confine_worktrees and config.confined_worktree(template, ctx.repo.main, name) is None:
+        raise ConfigError(
+            f"worktree_dir {template!r} of the untrusted {ctx.settings.repo_config} puts {name!r} outside the"
+            f" default worktree folder (through a symlink): read it, then `mux trust`, or pick another name"
+        )
     if path == ctx.repo.main or ctx.repo.main in path.parents:
         raise ConfigError(f"worktree_dir {template!r} puts worktrees inside the main checkout: move it outside")
     return path

@@ -3,6 +3,7 @@ the terminal. The promises this module holds, each against a real repo, tmux ser
 
 | promise | tests |
 | --- | --- |
+| an untrusted worktree_dir keeps worktrees in the default folder or below (symlinks followed) | test_*_worktree_* |
 | no screen pattern stalls a command (RE2, linear time) | test_a_catastrophic_pattern_*, test_a_pattern_re2_cannot_* |
 | no escape from a repo, a screen or a hook reaches a terminal (ls, wait, diff) | test_escapes_in_*, test_clean_* |
 | the status line never turns a task's text into a tmux style or command | test_status_line_doubles_* |
@@ -19,7 +20,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import git, mux_ls, new_task, run_mux, run_mux_on_terminal, wait_until
+from conftest import git, make_repo, mux_ls, new_task, run_mux, run_mux_on_terminal, wait_until
 
 from muxagent import render
 from muxagent.model import State, Task, TaskReport, TaskStatus
@@ -42,6 +43,65 @@ def write_repo_config(repo: Path, text: str) -> None:
 
 def screen(repo: Path, name: str) -> str:
     return run_mux("peek", name, cwd=repo).stdout
+
+
+# ---------------------------------------------------------------------------------------------- 11: worktree_dir
+
+
+def test_an_untrusted_worktree_dir_cannot_check_a_clone_out_where_vim_runs_it() -> None:
+    home = Path.home()
+    clone = make_repo(home / "clone")  # a clone directly in $HOME: ~/.vim is in the folder holding it
+    plugin = clone / "start" / "evil" / "plugin" / "x.vim"
+    plugin.parent.mkdir(parents=True)
+    plugin.write_text("call system('touch ~/pwned')\n")
+    write_repo_config(clone, 'worktree_dir = "../.vim/pack/{task}"\n')
+    git(clone, "add", "-A")
+    git(clone, "commit", "-q", "-m", "plugin")
+    proc = run_mux("new", "t", "-a", "fake", cwd=clone)
+    assert "worktree_dir" in proc.stderr and "mux trust" in proc.stderr
+    assert not (home / ".vim").exists()
+    assert Path(mux_ls(clone)["t"]["worktree"]) == home / "clone.worktrees" / "t"
+    run_mux("trust", "--yes", cwd=clone)  # approved, it applies as written
+    assert Path(new_task(clone, "u", "-a", "fake")) == home / ".vim" / "pack" / "u"
+
+
+def test_an_untrusted_worktree_dir_below_the_default_folder_applies(repo: Path) -> None:
+    write_repo_config(repo, 'worktree_dir = "../{repo}.worktrees/agents/{task}"\n')
+    proc = run_mux("new", "t", "-a", "fake", cwd=repo)
+    assert "not trusted" not in proc.stderr
+    assert Path(mux_ls(repo)["t"]["worktree"]) == repo.parent / "proj.worktrees" / "agents" / "t"
+
+
+def test_an_untrusted_worktree_dir_through_a_tracked_symlink_stays_in_the_default_folder(
+    repo: Path, tmp_path: Path
+) -> None:
+    outside = tmp_path / "autostart"
+    outside.mkdir()
+    (repo / "link").symlink_to(outside)  # tracked: every task's worktree has it
+    git(repo, "add", "link")
+    git(repo, "commit", "-q", "-m", "a link")
+    new_task(repo, "a", "-a", "fake")
+    write_repo_config(repo, 'worktree_dir = "../{repo}.worktrees/a/link/{task}"\n')
+    proc = run_mux("new", "b", "-a", "fake", cwd=repo)
+    assert "worktree_dir" in proc.stderr and "mux trust" in proc.stderr
+    assert list(outside.iterdir()) == []
+    assert Path(mux_ls(repo)["b"]["worktree"]) == repo.parent / "proj.worktrees" / "b"
+
+
+def test_an_untrusted_worktree_dir_refuses_a_task_named_like_a_symlink_out(repo: Path, tmp_path: Path) -> None:
+    outside = tmp_path / "autostart"
+    outside.mkdir()
+    (repo / "sub").mkdir()
+    (repo / "sub" / "b").symlink_to(outside)
+    git(repo, "add", "sub")
+    git(repo, "commit", "-q", "-m", "a link named like the next task")
+    new_task(repo, "a", "-a", "fake")
+    write_repo_config(repo, 'worktree_dir = "../{repo}.worktrees/a/sub/{task}"\n')
+    proc = run_mux("new", "b", "-a", "fake", cwd=repo, check=False)
+    assert proc.returncode == 1 and proc.stderr.count("\n") == 1, proc.stderr
+    assert "worktree_dir" in proc.stderr and "mux trust" in proc.stderr
+    assert list(outside.iterdir()) == [] and "b" not in mux_ls(repo)
+    assert "mux/b" not in git(repo, "branch", "--list"), "refused before anything was created"
 
 
 # ---------------------------------------------------------------------------------------------- 13: regexes
