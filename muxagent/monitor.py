@@ -247,7 +247,7 @@ def _loop(monitor: Monitor) -> None:
         try:
             count = monitor.tick()
         except MuxError as exc:
-            print(f"mux monitor: {exc}", flush=True)
+            print(f"mux monitor: {render.clean_line(str(exc))}", flush=True)  # its window is a terminal too
             count = 1
         empty_ticks = 0 if count else empty_ticks + 1
         time.sleep(max(0.0, TICK - (time.monotonic() - started)))

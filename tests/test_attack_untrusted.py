@@ -7,6 +7,7 @@ the terminal. The promises this module holds, each against a real repo, tmux ser
 | no screen pattern stalls a command (RE2, linear time) | test_a_catastrophic_pattern_*, test_a_pattern_re2_cannot_* |
 | no escape from a repo, a screen or a hook reaches a terminal (ls, wait, diff) | test_escapes_in_*, test_clean_* |
 | the status line never turns a task's text into a tmux style or command | test_status_line_doubles_* |
+| a file name from a branch reaches an agent's input without escapes (`sync --ask`) | test_a_conflicting_file_name_* |
 """
 
 from __future__ import annotations
@@ -241,3 +242,29 @@ def test_clean_text_removes_every_sequence_a_terminal_acts_on(attack: str) -> No
     cleaned = render.clean_text(f"before{attack}after\tand\nnext")
     assert cleaned == "before" + "after\tand\nnext"
     assert render.clean_line(f"a{attack}\nb\tc") == "a b c"
+
+
+def test_a_conflicting_file_name_reaches_the_agent_asked_to_resolve_it_without_escapes(
+    repo: Path, tmp_path: Path
+) -> None:
+    log = tmp_path / "typed"
+    agent = tmp_path / "agent.py"
+    agent.write_text(
+        "import sys\n"
+        f"log = open({str(log)!r}, 'ab', buffering=0)\n"
+        "sys.stdout.write('ready> '); sys.stdout.flush()\n"
+        "for line in sys.stdin.buffer:\n"
+        "    log.write(line)\n"
+    )
+    worktree = new_task(repo, "c", "-a", f"{sys.executable} {agent}")
+    # Ends a bracketed paste, then types a command of its own: a branch chooses its file names.
+    name = "notes\x1b[201~rm -rf ~\x1b[200~.txt"
+    for where, text in ((worktree, "task version\n"), (repo, "base version\n")):
+        (where / name).write_text(text)
+        git(where, "add", "-A")
+        git(where, "commit", "-q", "-m", "notes")
+    proc = run_mux("sync", "c", "--ask", cwd=repo, check=False)
+    assert proc.returncode == 3, proc.stderr
+    assert_clean(proc.stdout, "sync's list of conflicts")
+    typed = wait_until(lambda: log.exists() and b"Resolve the conflict" in log.read_bytes() and log.read_bytes())
+    assert b"notes" in typed and b"\x1b" not in typed, typed
