@@ -5,6 +5,7 @@ the terminal. The promises this module holds, each against a real repo, tmux ser
 | --- | --- |
 | an untrusted worktree_dir keeps worktrees in the default folder or below (symlinks followed) | test_*_worktree_* |
 | no screen pattern stalls a command (RE2, linear time) | test_a_catastrophic_pattern_*, test_a_pattern_re2_cannot_* |
+| no copy/symlink glob stalls `mux new` | test_a_copy_glob_that_would_stall_* |
 | no escape from a repo, a screen or a hook reaches a terminal (ls, wait, diff) | test_escapes_in_*, test_clean_* |
 | the status line never turns a task's text into a tmux style or command | test_status_line_doubles_* |
 | a file name from a branch reaches an agent's input without escapes (`sync --ask`) | test_a_conflicting_file_name_* |
@@ -138,6 +139,24 @@ def test_a_pattern_re2_cannot_run_in_linear_time_is_refused_in_one_line_naming_i
     assert "agents.fake.status.working[0]" in proc.stderr and why in proc.stderr
     assert str(repo / ".mux.toml") in proc.stderr and "Traceback" not in proc.stderr
     assert "mux/t" not in git(repo, "branch", "--list"), "refused before anything was created"
+
+
+@pytest.mark.parametrize(
+    ("glob", "why"), [("/".join(["**"] * 6) + "/x", "more than 2 '**'"), ("data/a**", "whole path component")]
+)
+def test_a_copy_glob_that_would_stall_mux_new_is_refused_in_one_line(repo: Path, glob: str, why: str) -> None:
+    deep = repo.joinpath(*(f"d{i}" for i in range(30)))  # a repo may track a folder chain this deep
+    deep.mkdir(parents=True)
+    (deep / "leaf").write_text("x\n")
+    git(repo, "add", "-A")
+    git(repo, "commit", "-q", "-m", "deep")
+    write_repo_config(repo, f"copy = [{toml_string(glob)}]\n")
+    try:
+        proc = run_mux("new", "t", "-a", "fake", cwd=repo, check=False, timeout=DEADLINE)
+    except subprocess.TimeoutExpired:
+        pytest.fail(f"`mux new` still globbed {glob!r} after {DEADLINE} s")
+    assert proc.returncode == 1 and proc.stderr.count("\n") == 1, proc.stderr
+    assert "copy[0]" in proc.stderr and why in proc.stderr and "Traceback" not in proc.stderr
 
 
 # ---------------------------------------------------------------------------------------------- 12: escapes
