@@ -66,8 +66,8 @@ INIT_TEMPLATE = """\
 # worktree_dir = "../{repo}.worktrees/{task}"
 
 # Untracked files (say, gitignored local config) copied or linked from this checkout into each new worktree.
-# Globs relative to this folder: no absolute paths, no "..". A .worktreeinclude file (gitignore syntax)
-# is honoured too.
+# Globs relative to this folder: no absolute paths, no "..", at most two "**". A .worktreeinclude file
+# (gitignore syntax) is honoured too.
 # copy = [".env", "config/local.*"]
 # symlink = ["data/fixtures-large"]
 
