@@ -517,6 +517,8 @@ def _check_status(table: Mapping[str, object], where: str, prefix: str) -> None:
             if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
                 raise _fail(where, dotted, f"must be a positive number of seconds, not {_show(value)}")
         elif key in ("waiting", "working", "idle", "trust", "login"):
+            if len(_strings(where, dotted, value)) > patterns.MAX_PATTERNS:
+                raise _fail(where, dotted, f"more than {patterns.MAX_PATTERNS} patterns: every screen pays for each")
             for index, pattern in enumerate(_strings(where, dotted, value)):
                 _check_pattern(where, f"{dotted}[{index}]", pattern)
         else:

@@ -11,6 +11,10 @@ Why not the `regex` package's per-match timeout: it imports in ~21 ms against RE
 screen, `re` 2.8 us), and a timeout only bounds the stall: every `ls` and every monitor tick would pay it
 again for each hostile pattern and task. Measured on a 2-core x86_64 machine, Python 3.11, google-re2 1.1.
 
+Linear is not free: a pattern's cost grows with its compiled size too (`[\\s\\S]{1000}Z` compiles to 7,005
+instructions and takes 26 ms on a 10 KB screen), so a pattern may compile to at most MAX_PROGRAM instructions
+(~2.5 ms at worst; the shipped ones compile to 59 at most) and a list hold at most MAX_PATTERNS of them.
+
 Patterns keep Python's syntax and `re.MULTILINE` meaning (`^` and `$` at every line); Python's `\\Z` (the end
 of the text) is RE2's `\\z` and is rewritten so.
 """
@@ -27,6 +31,8 @@ import re2
 # Python's "\Z" is RE2's "\z" (RE2 has no "\Z"); an escaped backslash ("\\Z") is matched first and left alone.
 _ESCAPE = re.compile(r"\\(.)", re.DOTALL)
 _MULTILINE = "(?m)"
+MAX_PROGRAM = 1000
+MAX_PATTERNS = 32
 
 
 class PatternError(ValueError):
@@ -52,9 +58,15 @@ def _compiled(pattern: str) -> Any:
     options = re2.Options()
     options.log_errors = False  # RE2 would print the pattern, escapes and all, on stderr itself
     try:
-        return re2.compile(_MULTILINE + _ESCAPE.sub(_to_re2, pattern), options)
+        compiled = re2.compile(_MULTILINE + _ESCAPE.sub(_to_re2, pattern), options)
     except re2.error as exc:
         raise PatternError(_reason(exc)) from None
+    if compiled.programsize > MAX_PROGRAM:
+        raise PatternError(
+            f"compiles to {compiled.programsize} RE2 instructions, more than {MAX_PROGRAM}: "
+            "every screen would pay for them (shorten its repetitions)"
+        )
+    return compiled
 
 
 def _to_re2(escape: re.Match[str]) -> str:

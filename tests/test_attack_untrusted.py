@@ -5,6 +5,7 @@ the terminal. The promises this module holds, each against a real repo, tmux ser
 | --- | --- |
 | an untrusted worktree_dir keeps worktrees in the default folder or below (symlinks followed) | test_*_worktree_* |
 | no screen pattern stalls a command (RE2, linear time) | test_a_catastrophic_pattern_*, test_a_pattern_re2_cannot_* |
+| nor do many or big ones (bounded size and count) | test_patterns_too_costly_* |
 | no copy/symlink glob stalls `mux new` | test_a_copy_glob_that_would_stall_* |
 | no escape from a repo, a screen or a hook reaches a terminal (ls, wait, diff) | test_escapes_in_*, test_clean_* |
 | the status line never turns a task's text into a tmux style or command | test_status_line_doubles_* |
@@ -139,6 +140,22 @@ def test_a_pattern_re2_cannot_run_in_linear_time_is_refused_in_one_line_naming_i
     assert "agents.fake.status.working[0]" in proc.stderr and why in proc.stderr
     assert str(repo / ".mux.toml") in proc.stderr and "Traceback" not in proc.stderr
     assert "mux/t" not in git(repo, "branch", "--list"), "refused before anything was created"
+
+
+@pytest.mark.parametrize(
+    ("patterns", "key", "why"),
+    [
+        ([r"[\s\S]{1000}Z"], "working[0]", "RE2 instructions"),  # 7,005 instructions: 26 ms a 10 KB screen
+        ([f"w{i}" for i in range(33)], "working", "more than 32 patterns"),
+    ],
+)
+def test_patterns_too_costly_for_every_screen_are_refused_in_one_line(
+    repo: Path, patterns: list[str], key: str, why: str
+) -> None:
+    write_repo_config(repo, f"[agents.fake.status]\nworking = {json.dumps(patterns)}\n")
+    proc = run_mux("new", "t", "-a", "fake", cwd=repo, check=False)
+    assert proc.returncode == 1 and proc.stderr.count("\n") == 1, proc.stderr
+    assert f"agents.fake.status.{key}" in proc.stderr and why in proc.stderr
 
 
 @pytest.mark.parametrize(
