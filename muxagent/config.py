@@ -17,7 +17,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from muxagent import patterns
+from muxagent import patterns, worktree_setup
 from muxagent.errors import AgentNotFoundError, ConfigError
 from muxagent.model import AgentProfile, StatusRules
 
@@ -37,8 +37,6 @@ GENERIC_WAITING: tuple[str, ...] = (
 _PROFILE_KEYS = ("command", "prompt_args", "resume_args", "env", "hooks", "status", "auto_trust", "trust_choice")
 _STATUS_KEYS = ("idle_after", "waiting", "working", "idle", "trust", "login")
 _SETTINGS_KEYS = ("agent", "base", "worktree_dir", "copy", "symlink", "setup", "setup_timeout", "agents")
-# A copy/symlink glob's `**` at most this often (see `_costly_glob`).
-_MAX_RECURSIVE_GLOBS = 2
 # Profile names become file names: no separators, no leading dot.
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*\Z")
 
@@ -457,17 +455,14 @@ def _outside_checkout(pattern: str) -> str | None:
 
 
 def _costly_glob(pattern: str) -> str | None:
-    """Why a copy/symlink glob could stall `mux new`, or None.
+    """Why a copy/symlink glob could stall `mux new` (see worktree_setup.MAX_RECURSIVE_GLOBS), or None.
 
-    Each `**` walks every folder below the one before: six of them ran past 20 s over a 30-deep folder chain a
-    repo can track (Python's glob, measured: 2 -> 0.01 s, 4 -> 1.2 s, 6 -> over 20 s). A `**` that is not a
-    whole component makes pathlib raise.
+    A `**` that is not a whole component makes pathlib raise.
     """
-    parts = pattern.replace("\\", "/").split("/")
-    if any("**" in part and part != "**" for part in parts):
+    if any("**" in part and part != "**" for part in pattern.replace("\\", "/").split("/")):
         return "has a '**' that is not a whole path component"
-    if parts.count("**") > _MAX_RECURSIVE_GLOBS:
-        return f"has more than {_MAX_RECURSIVE_GLOBS} '**' (each one walks every folder again)"
+    if worktree_setup.too_many_recursive_globs(pattern):
+        return f"has more than {worktree_setup.MAX_RECURSIVE_GLOBS} '**' (each one walks every folder again)"
     return None
 
 

@@ -6,7 +6,7 @@ the terminal. The promises this module holds, each against a real repo, tmux ser
 | an untrusted worktree_dir keeps worktrees in the default folder or below (symlinks followed) | test_*_worktree_* |
 | no screen pattern stalls a command (RE2, linear time) | test_a_catastrophic_pattern_*, test_a_pattern_re2_cannot_* |
 | nor do many or big ones (bounded size and count) | test_patterns_too_costly_* |
-| no copy/symlink glob stalls `mux new` | test_a_copy_glob_that_would_stall_* |
+| no copy/symlink glob or .worktreeinclude line stalls `mux new` | test_a_copy_glob_*, test_a_worktreeinclude_* |
 | no escape from a repo, a screen or a hook reaches a terminal (ls, wait, diff) | test_escapes_in_*, test_clean_* |
 | the status line never turns a task's text into a tmux style or command | test_status_line_doubles_* |
 | a file name from a branch reaches an agent's input without escapes (`sync --ask`) | test_a_conflicting_file_name_* |
@@ -174,6 +174,23 @@ def test_a_copy_glob_that_would_stall_mux_new_is_refused_in_one_line(repo: Path,
         pytest.fail(f"`mux new` still globbed {glob!r} after {DEADLINE} s")
     assert proc.returncode == 1 and proc.stderr.count("\n") == 1, proc.stderr
     assert "copy[0]" in proc.stderr and why in proc.stderr and "Traceback" not in proc.stderr
+
+
+
+def test_a_worktreeinclude_line_that_would_stall_git_is_refused_in_one_line(repo: Path) -> None:
+    deep = repo.joinpath(*(f"d{i}" for i in range(30)))
+    deep.mkdir(parents=True)
+    (deep / "leaf").write_text("x\n")
+    (repo / ".worktreeinclude").write_text("# local config\n.env\n" + "/".join(["**"] * 12) + "/x\n")
+    git(repo, "add", "-A")
+    git(repo, "commit", "-q", "-m", "deep, and a .worktreeinclude (repo content: no trust asked)")
+    try:
+        proc = run_mux("new", "t", "-a", "fake", cwd=repo, check=False, timeout=DEADLINE)
+    except subprocess.TimeoutExpired:
+        pytest.fail(f"`mux new` still matched .worktreeinclude after {DEADLINE} s")
+    assert proc.returncode == 1 and proc.stderr.count("\n") == 1, proc.stderr
+    assert f"{repo / '.worktreeinclude'}:3" in proc.stderr and "'**'" in proc.stderr
+    assert "mux/t" not in git(repo, "branch", "--list"), "all or none"
 
 
 # ---------------------------------------------------------------------------------------------- 12: escapes
