@@ -191,6 +191,7 @@ def test_a_worktreeinclude_line_that_would_stall_git_is_refused_in_one_line(repo
     assert proc.returncode == 1 and proc.stderr.count("\n") == 1, proc.stderr
     assert f"{repo / '.worktreeinclude'}:3" in proc.stderr and "'**'" in proc.stderr
     assert "mux/t" not in git(repo, "branch", "--list"), "all or none"
+    assert not (repo.parent / "proj.worktrees" / "t").exists() and mux_ls(repo) == {}
 
 
 # ---------------------------------------------------------------------------------------------- 12: escapes
