@@ -7,7 +7,7 @@ the terminal. The promises this module holds, each against a real repo, tmux ser
 | no screen pattern stalls a command (RE2, linear time) | test_a_catastrophic_pattern_*, test_a_pattern_re2_cannot_* |
 | nor do many or big ones (bounded size and count) | test_patterns_too_costly_* |
 | no copy/symlink glob or .worktreeinclude line stalls `mux new` | test_a_copy_glob_*, test_a_worktreeinclude_* |
-| no escape from a repo, a screen or a hook reaches a terminal (ls, wait, diff) | test_escapes_in_*, test_clean_* |
+| no escape from a repo, a screen or a hook reaches a terminal or a notification | test_escapes_*, test_clean_* |
 | the status line never turns a task's text into a tmux style or command | test_status_line_doubles_* |
 | a file name from a branch reaches an agent's input without escapes (`sync --ask`) | test_a_conflicting_file_name_* |
 """
@@ -40,7 +40,7 @@ DEADLINE = 20.0
 
 
 def write_repo_config(repo: Path, text: str) -> None:
-    """An untrusted .mux.toml, as a clone brings it (committed, never `mux trust`ed)."""
+    """A .mux.toml in the main checkout that nobody ran `mux trust` on, as a clone brings it."""
     (repo / ".mux.toml").write_text(text)
 
 
@@ -174,7 +174,6 @@ def test_a_copy_glob_that_would_stall_mux_new_is_refused_in_one_line(repo: Path,
         pytest.fail(f"`mux new` still globbed {glob!r} after {DEADLINE} s")
     assert proc.returncode == 1 and proc.stderr.count("\n") == 1, proc.stderr
     assert "copy[0]" in proc.stderr and why in proc.stderr and "Traceback" not in proc.stderr
-
 
 
 def test_a_worktreeinclude_line_that_would_stall_git_is_refused_in_one_line(repo: Path) -> None:
