@@ -19,7 +19,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from muxagent import adapters, config, gitops, intents, naming, radar
+from muxagent import adapters, config, gitops, intents, naming, radar, render
 from muxagent.errors import (
     MergeConflictError,
     MuxError,
@@ -357,7 +357,8 @@ def sync(
 
 
 def _resolve_prompt(base: str, verb: str, paths: list[str]) -> str:
-    listing = "\n".join(f"- {p}" for p in paths)
+    # File names are the branch's to choose: one holding ESC [201~ ended the paste and typed the rest as keys.
+    listing = "\n".join(f"- {render.clean_line(p)}" for p in paths)
     finish = "git rebase --continue" if verb == "rebase" else "git commit --no-edit"
     return (
         f"The {verb} of {base} into this branch stopped on conflicts in these files:\n{listing}\n"

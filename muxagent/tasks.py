@@ -20,6 +20,7 @@ from muxagent import (
     intents,
     monitor_state,
     naming,
+    patterns,
     prompt_queue,
     radar,
     status,
@@ -415,11 +416,12 @@ def _remove_if_empty(directory: Path) -> None:
 
 def worktree_path(ctx: Context, name: str) -> Path:
     template = ctx.settings.worktree_dir
-    relative = template.replace("{repo}", ctx.repo.main.name).replace("{task}", name)
-    path = Path(os.path.expanduser(relative))
-    if not path.is_absolute():
-        path = ctx.repo.main / path
-    path = Path(os.path.normpath(path))
+    path = config.worktree_location(template, ctx.repo.main, name)
+    if ctx.settings.confine_worktrees and config.confined_worktree(template, ctx.repo.main, name) is None:
+        raise ConfigError(
+            f"worktree_dir {template!r} of the untrusted {ctx.settings.repo_config} puts {name!r} outside the"
+            f" default worktree folder (through a symlink): read it, then `mux trust`, or pick another name"
+        )
     if path == ctx.repo.main or ctx.repo.main in path.parents:
         raise ConfigError(f"worktree_dir {template!r} puts worktrees inside the main checkout: move it outside")
     return path
@@ -466,7 +468,7 @@ def _paste_when_ready(ctx: Context, task: Task, profile: AgentProfile, text: str
             continue
         if screen != previous:
             previous, stable_since = screen, time.monotonic()
-        ready = status.first_match(profile.status.idle, screen) is not None
+        ready = patterns.first_match(profile.status.idle, screen) is not None
         if screen.strip() and screen != before_agent and (ready or time.monotonic() - stable_since >= 1.0):
             ctx.tmux.send_text(task.window, text)
             return
