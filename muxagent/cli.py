@@ -11,10 +11,13 @@ from typing import Annotated, Any
 
 import typer
 
-from muxagent import completion, live, monitor, render, restart, tasks, wait
-from muxagent import doctor as doctor_checks
-from muxagent import merge as merging
+from muxagent import live, render
+from muxagent.commands import doctor as doctor_checks
+from muxagent.commands import merge as merging
+from muxagent.commands import restart, tasks, wait
+from muxagent.completion import scripts as completion
 from muxagent.errors import MergeConflictError, MuxError, UsageError
+from muxagent.monitor import loop as monitor
 
 app = typer.Typer(
     name="mux",

@@ -17,9 +17,10 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from muxagent import patterns, worktree_setup
+from muxagent.commands import worktree_setup
 from muxagent.errors import AgentNotFoundError, ConfigError
 from muxagent.model import AgentProfile, StatusRules
+from muxagent.status import patterns
 
 HOOK_ADAPTERS = ("claude", "codex", "opencode", "gemini", "aider", "none")
 
@@ -152,7 +153,7 @@ def load_settings(main_checkout: Path, is_trusted: Callable[[Path, str], bool] |
             repo_config, digest = path, hashlib.sha256(data).hexdigest()
             repo_keys.update(_dotted_keys(table))
             if is_trusted is None:
-                from muxagent import trust
+                from muxagent.state import trust
 
                 is_trusted = trust.is_trusted
             trusted = is_trusted(main_checkout, digest)

@@ -18,16 +18,19 @@ import pytest
 import typer
 from conftest import git, run_mux
 
-from muxagent import completion, gitops, naming, store
+from muxagent import naming
 from muxagent.cli import app
+from muxagent.completion import scripts as completion
 from muxagent.errors import UsageError
+from muxagent.git import gitops
 from muxagent.model import Task
+from muxagent.state import store
 
 ROOT = Path(__file__).resolve().parent.parent
 COMPLETIONS = ROOT / "completions"
 TASKS = ["alpha", "beta"]
 # What `mux _tasks` must never load: each costs tens of milliseconds on every TAB.
-HEAVY = {"typer", "click", "libtmux", "git", "rich", "muxagent.cli", "muxagent.tasks", "muxagent.gitops"}
+HEAVY = {"typer", "click", "libtmux", "git", "rich", "muxagent.cli", "muxagent.commands.tasks", "muxagent.git.gitops"}
 
 
 # --- helpers ------------------------------------------------------------------------------------------------
@@ -111,7 +114,7 @@ def test_checked_in_script_matches_the_cli(shell: str) -> None:
     path = COMPLETIONS / completion.FILES[shell]
     expected = completion.render(shell, completion.spec_from_app(app))
     actual = path.read_text(encoding="utf-8") if path.is_file() else None
-    assert actual == expected, f"{path.relative_to(ROOT)} is out of date: run `python -m muxagent.completion`"
+    assert actual == expected, f"{path.relative_to(ROOT)} is out of date: run `python -m muxagent.completion.scripts`"
 
 
 @pytest.mark.parametrize("shell", completion.SHELLS)

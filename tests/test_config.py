@@ -10,7 +10,6 @@ from pathlib import Path
 
 import pytest
 
-from muxagent import patterns
 from muxagent.config import (
     GENERIC_WAITING,
     HOOK_ADAPTERS,
@@ -26,6 +25,7 @@ from muxagent.config import (
 )
 from muxagent.errors import AgentNotFoundError, ConfigError
 from muxagent.model import AgentProfile
+from muxagent.status import patterns
 
 REPO_CONFIG = Path(__file__).resolve().parent.parent / "config"
 SHIPPED = sorted(p.stem for p in REPO_CONFIG.glob("*.toml"))

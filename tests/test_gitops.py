@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from muxagent import gitops
 from muxagent.errors import GitError, NotARepoError
+from muxagent.git import gitops
 from tests.conftest import git, make_repo
 
 

@@ -14,9 +14,11 @@ from pathlib import Path
 import pytest
 from conftest import git, mux_ls, run_mux, wait_until
 
-from muxagent import config, trust, worktree_setup
+from muxagent import config
+from muxagent.commands import worktree_setup
 from muxagent.config import load_settings, user_config_dir
 from muxagent.errors import ConfigError
+from muxagent.state import trust
 
 WORKTREES = "proj.worktrees"
 

@@ -1,4 +1,4 @@
-"""muxagent.tmux against a real private tmux server (the autouse `hermetic` fixture picks the socket)."""
+"""muxagent.tmux.client against a real private tmux server (the autouse `hermetic` fixture picks the socket)."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ from conftest import wait_until
 
 from muxagent.errors import TmuxError
 from muxagent.model import PaneInfo
-from muxagent.tmux import ScreenCache, Tmux
+from muxagent.tmux.client import ScreenCache, Tmux
 
 ROOT = Path(__file__).resolve().parent.parent
 PY = sys.executable
@@ -351,7 +351,7 @@ def test_screen_cache_reads_a_pane_again_once_it_has_drawn(tmp_path: Path, monke
 def test_read_path_does_not_import_libtmux(tmp_path: Path, tmux_socket: str) -> None:
     Tmux().new_window("s", "w", tmp_path, SLEEP, {}, task="t")
     code = (
-        "import sys; from muxagent.tmux import Tmux; t = Tmux(); "
+        "import sys; from muxagent.tmux.client import Tmux; t = Tmux(); "
         "panes = t.snapshot(); t.capture([p.pane_id for p in panes]); t.windows_with_task('s'); "
         "assert len(panes) == 1, panes; assert 'libtmux' not in sys.modules"
     )
@@ -450,7 +450,7 @@ def test_attach_from_a_terminal_then_switch_from_inside(tmp_path: Path, monkeypa
     master, slave = pty.openpty()
     termios.tcsetwinsize(slave, (24, 80))
     child = subprocess.Popen(
-        [PY, "-c", f"from muxagent.tmux import Tmux; Tmux().attach('s', {second!r})"],
+        [PY, "-c", f"from muxagent.tmux.client import Tmux; Tmux().attach('s', {second!r})"],
         cwd=ROOT, stdin=slave, stdout=slave, stderr=slave, env={**os.environ, "TERM": "xterm"},
     )  # fmt: skip
     os.close(slave)

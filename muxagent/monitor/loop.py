@@ -21,12 +21,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
-from muxagent import adapters, config, gitops, monitor_state, naming, patterns, prompt_queue, render, tasks
+from muxagent import config, naming, render
+from muxagent.commands import tasks
 from muxagent.errors import MuxError, UnknownTaskError
+from muxagent.git import gitops
 from muxagent.model import State, TaskReport
-from muxagent.monitor_state import MonitorState
-from muxagent.tmux import ScreenCache, Tmux
-from muxagent.watch import ChangeWatcher, in_git_dir
+from muxagent.monitor.watch import ChangeWatcher, in_git_dir
+from muxagent.state import monitor_state, prompt_queue
+from muxagent.state.monitor_state import MonitorState
+from muxagent.status import adapters, patterns
+from muxagent.tmux.client import ScreenCache, Tmux
 
 TICK = 0.5
 LOCK_FILE = "monitor.lock"

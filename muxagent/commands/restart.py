@@ -5,10 +5,13 @@ from __future__ import annotations
 from dataclasses import replace
 from pathlib import Path
 
-from muxagent import adapters, config, gitops, naming, tasks
+from muxagent import config, naming
+from muxagent.commands import tasks
 from muxagent.errors import MuxError
+from muxagent.git import gitops
 from muxagent.model import State, Task
-from muxagent.store import task_to_dict
+from muxagent.state.store import task_to_dict
+from muxagent.status import adapters
 
 RESTARTABLE = frozenset({State.EXITED, State.MISSING})
 

@@ -5,9 +5,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from muxagent import gitops, intents, monitor_state, naming, tasks
+from muxagent import naming
+from muxagent.commands import tasks
 from muxagent.errors import MuxError, TmuxError
-from muxagent.tmux import Tmux
+from muxagent.git import gitops
+from muxagent.state import intents, monitor_state
+from muxagent.tmux.client import Tmux
 
 
 @dataclass(frozen=True)

@@ -4,7 +4,7 @@ Two halves:
 - `place_files` (run by `mux new`): the main checkout's untracked files named by `copy` / `symlink` globs and
   `.worktreeinclude` are copied or linked into the new worktree. Matches that the branch tracks are left alone:
   the worktree's own version wins.
-- `run` (run inside the task's tmux window, as `python -m muxagent.worktree_setup SPEC`): the `setup` commands,
+- `run` (run inside the task's tmux window, as `python -m muxagent.commands.worktree_setup SPEC`): the `setup` commands,
   one `sh -c` each, in the worktree, each with a deadline; their output goes to the pane (so `mux peek` and
   the user see it live) and to a log (`mux logs NAME`); progress goes to a small status file that `mux new`
   polls. On success it execs the agent in place; on failure it says why and exits, so the pane stays dead
@@ -229,7 +229,7 @@ def write_spec(store_root: Path, spec: Spec) -> Path:
 
 def runner_argv(spec_file: Path) -> list[str]:
     """The pane's command: this module under the same Python that runs mux, so it is importable there."""
-    return [sys.executable, "-m", "muxagent.worktree_setup", str(spec_file)]
+    return [sys.executable, "-m", "muxagent.commands.worktree_setup", str(spec_file)]
 
 
 def read_progress(store_root: Path, task: str) -> Progress | None:
@@ -349,7 +349,7 @@ def _write_json(path: Path, data: dict[str, Any]) -> None:
 
 def main(argv: Sequence[str]) -> int:
     if len(argv) != 1:
-        sys.stderr.write("usage: python -m muxagent.worktree_setup SPEC.json\n")
+        sys.stderr.write("usage: python -m muxagent.commands.worktree_setup SPEC.json\n")
         return 2
     try:
         spec = Spec(**json.loads(Path(argv[0]).read_text(encoding="utf-8")))

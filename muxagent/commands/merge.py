@@ -7,7 +7,7 @@ The rules every function here keeps (DESIGN.md, "Never lose work"):
   checkout moves by `git merge --ff-only`, after mux checked that no local edit lies on a path the merge changes,
   so the user's checkout is never left mid-merge and never loses an edit; the stash is never used;
 - before anything can drop a commit or a file, a recovery ref exists and the journal says so;
-- a multi-step command records an intent first (muxagent.intents); `recover` finishes or rolls back one that a
+- a multi-step command records an intent first (muxagent.state.intents); `recover` finishes or rolls back one that a
   crash interrupted, from the next mux command.
 """
 
@@ -19,18 +19,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from muxagent import adapters, config, gitops, intents, naming, radar, render
-from muxagent.errors import (
-    MergeConflictError,
-    MuxError,
-    TaskExistsError,
-    UnknownTaskError,
-    UsageError,
-    WouldLoseWorkError,
-)
-from muxagent.model import AgentProfile, Progress, Task, no_progress
-from muxagent.store import Registry, task_from_dict, task_to_dict
-from muxagent.tasks import (
+from muxagent import config, naming, render
+from muxagent.commands.tasks import (
     Context,
     Removal,
     _remove_if_empty,
@@ -47,6 +37,19 @@ from muxagent.tasks import (
     send,
     worktree_path,
 )
+from muxagent.errors import (
+    MergeConflictError,
+    MuxError,
+    TaskExistsError,
+    UnknownTaskError,
+    UsageError,
+    WouldLoseWorkError,
+)
+from muxagent.git import gitops
+from muxagent.model import AgentProfile, Progress, Task, no_progress
+from muxagent.state import intents
+from muxagent.state.store import Registry, task_from_dict, task_to_dict
+from muxagent.status import adapters, radar
 
 STRATEGIES = ("merge", "squash", "rebase")
 STAMP_FORMAT = "%Y%m%dT%H%M%SZ"

@@ -10,9 +10,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from muxagent.events import HookEvent
 from muxagent.model import PaneInfo, State, StatusRules, TaskStatus
-from muxagent.patterns import first_match  # RE2, linear time: a repo's pattern cannot stall `ls`, `wait`, the monitor
+from muxagent.status.events import HookEvent
+from muxagent.status.patterns import (
+    first_match,  # RE2, linear time: a repo's pattern cannot stall `ls`, `wait`, the monitor
+)
 
 # A window whose screen is still blank this long after creation is starting, not idle: agents such as Claude Code
 # take a few seconds to draw their first frame.

@@ -11,22 +11,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from muxagent import (
-    adapters,
-    changes,
-    config,
-    events,
-    gitops,
-    intents,
-    monitor_state,
-    naming,
-    patterns,
-    prompt_queue,
-    radar,
-    status,
-    trust,
-    worktree_setup,
-)
+from muxagent import config, naming
+from muxagent.commands import worktree_setup
 from muxagent.errors import (
     AgentNotFoundError,
     BranchExistsError,
@@ -38,6 +24,7 @@ from muxagent.errors import (
     UnknownTaskError,
     WouldLoseWorkError,
 )
+from muxagent.git import gitops
 from muxagent.model import (
     AgentProfile,
     PaneInfo,
@@ -51,8 +38,11 @@ from muxagent.model import (
     no_progress,
     utc_iso,
 )
-from muxagent.store import Registry, Store, task_to_dict
-from muxagent.tmux import ScreenCache, Tmux
+from muxagent.state import intents, monitor_state, prompt_queue, trust
+from muxagent.state.store import Registry, Store, task_to_dict
+from muxagent.status import adapters, changes, events, patterns, radar
+from muxagent.status import classifier as status
+from muxagent.tmux.client import ScreenCache, Tmux
 
 PORT_FIRST = 20000
 PORT_LAST = 60000
@@ -84,7 +74,7 @@ def open_repo(cwd: Path | None = None) -> Context:
     repo = gitops.discover(cwd or Path.cwd())
     ctx = Context(repo=repo, store=Store(repo.common_dir / "mux"), tmux=Tmux())
     if intents.pending(ctx.store.root):  # a crashed command left its intent: finish or roll it back first
-        from muxagent import merge  # imported here only: merge builds on this module
+        from muxagent.commands import merge  # imported here only: merge builds on this module
 
         merge.recover(ctx)
     return ctx
@@ -637,7 +627,7 @@ class Removal:
 
 def remove(ctx: Context, name: str, force: bool = False, command: str = "rm") -> Removal:
     # The intent lets the next mux finish a removal a crash cut short once it is past its point of no return
-    # (muxagent.merge.recover), and drop one cut short before: that changed nothing. `command` is what the user
+    # (muxagent.commands.merge.recover), and drop one cut short before: that changed nothing. `command` is what the user
     # ran, for the note that tells them.
     with intents.intent(ctx.store.root, "rm", name=name, command=command) as intent:
         with ctx.store.transaction() as registry:
