@@ -410,7 +410,7 @@ done
         # .pth files in site-packages; the package is then found through an explicit path.
         package_parent = str(CHECKOUT)
         nosite = (
-            f"import sys; sys.path.insert(0, {package_parent!r}); from muxagent.hooks import main; "
+            f"import sys; sys.path.insert(0, {package_parent!r}); from muxagent.status.hooks import main; "
             "sys.exit(main(sys.argv[1:]))"
         )
 

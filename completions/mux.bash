@@ -38,7 +38,7 @@ _mux_add() {
 
 _mux() {
     local cur=${COMP_WORDS[COMP_CWORD]} prev=${COMP_WORDS[COMP_CWORD-1]}
-    local cmd= opts='--help' valued=' ' args='' rest=''
+    local cmd= opts='--version -V --help' valued=' ' args='' rest=''
     local i word n=0 dd= kind opt=
     COMPREPLY=()
     # Walk the words before the cursor: find the command, skip options and their values, count positionals.

@@ -52,6 +52,7 @@ function __mux_tasks
 end
 
 complete -c mux -f
+complete -c mux -n 'not __mux_command' -l version -s V -d 'Print the version and exit'
 complete -c mux -n 'not __mux_command' -l help -d 'Show the help and exit'
 complete -c mux -n 'not __mux_command' -a new -d 'Start a task: worktree and branch mux/NAME, a tmux window, the agent running in it'
 complete -c mux -n 'not __mux_command' -a ls -d 'List tasks: state, changes, commits ahead/behind, age'

@@ -1,3 +1,1 @@
 """mux: a tmux-based multiplexer for AI coding agents, one git worktree and tmux window per task."""
-
-__version__ = "0.1.0"

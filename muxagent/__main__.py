@@ -11,12 +11,12 @@ import sys
 
 def main() -> None:
     if sys.argv[1:2] == ["_tasks"]:
-        from muxagent import completion
+        from muxagent.completion import scripts as completion
 
         completion.main_fast(sys.argv)
         return
     if sys.argv[1:2] == ["_hook"]:
-        from muxagent import hooks
+        from muxagent.status import hooks
 
         sys.exit(hooks.main(sys.argv[2:]))
     from muxagent.cli import main as cli_main

@@ -11,10 +11,13 @@ from typing import Annotated, Any
 
 import typer
 
-from muxagent import completion, live, monitor, render, restart, tasks, wait
-from muxagent import doctor as doctor_checks
-from muxagent import merge as merging
+from muxagent import live, render
+from muxagent.commands import doctor as doctor_checks
+from muxagent.commands import merge as merging
+from muxagent.commands import restart, tasks, wait
+from muxagent.completion import scripts as completion
 from muxagent.errors import MergeConflictError, MuxError, UsageError
+from muxagent.monitor import loop as monitor
 
 app = typer.Typer(
     name="mux",
@@ -24,6 +27,24 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     rich_markup_mode=None,
 )
+
+def _print_version(value: bool) -> None:
+    if value:
+        from importlib.metadata import version
+
+        print(f"mux {version('muxagent')}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(
+    _version: Annotated[
+        bool,
+        typer.Option("--version", "-V", help="Print the version and exit.", callback=_print_version, is_eager=True),
+    ] = False,
+) -> None:
+    """Run several coding agents on one repository: a git worktree, a branch and a tmux window per task."""
+
 
 NameArg = Annotated[str, typer.Argument(help="Task name.", metavar="NAME", show_default=False)]
 
@@ -54,7 +75,13 @@ def _progress() -> Iterator[render.ProgressLine]:
 
 
 def _print_json(data: Any) -> None:
+    # ensure_ascii (the default): escapes, C1 and bidi controls leave as \uXXXX, the data itself unchanged.
     sys.stdout.write(json.dumps(data, indent=2) + "\n")
+
+
+def _say(line: str) -> None:
+    """Print one line that quotes text mux does not control: a repo's config, an agent, git, a hook."""
+    print(render.clean_line(line))
 
 
 @app.command()
@@ -79,7 +106,7 @@ def new(
     with _repo() as ctx:
         with _progress() as progress:
             task = tasks.new_task(ctx, tasks.NewRequest(name=name, agent=agent, prompt=prompt, base=base), progress)
-        print(f"{task.name}: {task.agent} in {task.worktree} (branch {task.branch}, window {task.window})")
+        _say(f"{task.name}: {task.agent} in {task.worktree} (branch {task.branch}, window {task.window})")
         monitor.ensure_running(ctx)
         if attach:
             tasks.attach(ctx, task.name)
@@ -139,7 +166,7 @@ def wait_for(
     with _repo() as ctx:
         reports = wait.wait(ctx, names, state, timeout)
     for item in reports:
-        print(f"{item.task.name}: {item.status.state.value} ({item.status.reason})")
+        _say(f"{item.task.name}: {item.status.state.value} ({item.status.reason})")
 
 
 @app.command("restart")
@@ -159,7 +186,7 @@ def restart_task(
             for task_name in done:
                 print(f"restarted {task_name}")
             for task_name, why in skipped.items():
-                print(f"not restarted {task_name}: {why}")
+                _say(f"not restarted {task_name}: {why}")
         monitor.ensure_running(ctx)
 
 
@@ -196,7 +223,9 @@ def diff(
     if as_json:
         _print_json({"name": name, "stat" if stat else "diff": text})
         return
-    sys.stdout.write(text)
+    # A terminal gets no escape from a file's content or name (git quotes only C0 controls in names); a pipe
+    # gets git's bytes, so `mux diff NAME > fix.patch` still applies.
+    sys.stdout.write(render.clean_text(text) if sys.stdout.isatty() else text)
 
 
 @app.command()
@@ -210,7 +239,7 @@ def rm(
     print(f"removed {name}")
     if removal.recovery_ref:
         print(f"recovery ref: {removal.recovery_ref}")
-        print(f"restore with: {removal.restore_hint}")
+        _say(f"restore with: {removal.restore_hint}")
 
 
 @app.command()
@@ -224,9 +253,9 @@ def clean(
     for name in result.removed:
         print(f"{verb} {name}")
         if name in result.restore_hints:
-            print(f"  restore with: {result.restore_hints[name]}")
+            _say(f"  restore with: {result.restore_hints[name]}")
     for name, why in result.kept.items():
-        print(f"kept {name}: {why}")
+        _say(f"kept {name}: {why}")
     if not result.removed and not result.kept:
         print("no tasks")
 
@@ -245,7 +274,7 @@ def agents(
         _print_json([{"name": p.name, "command": list(p.command), "path": path} for p, path in rows])
         return
     for profile, path in rows:
-        print(f"{profile.name:<10} {' '.join(profile.command):<24} {path or 'not installed'}")
+        _say(f"{profile.name:<10} {' '.join(profile.command):<24} {path or 'not installed'}")
 
 
 @app.command()
@@ -422,19 +451,19 @@ def merge_cmd(
                 result = merging.merge(ctx, request, progress)
         except MergeConflictError as exc:
             for path in exc.paths:
-                print(render.clean_text(path))
+                print(render.clean_line(path))
             raise
     how = {"merge": "merge commit", "squash": "squashed into", "rebase": "rebased, now at"}[result.strategy]
     if result.new == result.old:
-        print(f"nothing of {name} to merge: {result.target} already has all of it")
+        _say(f"nothing of {name} to merge: {result.target} already has all of it")
     else:
-        print(f"merged {name} into {result.target} ({how} {result.new[:12]})")
+        _say(f"merged {name} into {result.target} ({how} {result.new[:12]})")
     if result.removal is not None:
         print(f"removed {name}")
         if result.removal.restore_hint:
-            print(f"restore with: {result.removal.restore_hint}")
+            _say(f"restore with: {result.removal.restore_hint}")
     if result.behind:
-        print(f"behind {result.target} now: {', '.join(result.behind)} (update one with `mux sync NAME`)")
+        _say(f"behind {result.target} now: {', '.join(result.behind)} (update one with `mux sync NAME`)")
 
 
 @app.command()
@@ -450,13 +479,13 @@ def sync(
     with _repo() as ctx, _progress() as progress:
         result = merging.sync(ctx, name, rebase=rebase, ask=ask, progress=progress)
     if result.up_to_date:
-        print(f"{name} is up to date with {result.task.base}")
+        _say(f"{name} is up to date with {result.task.base}")
         return
     if not result.conflicts:
-        print(f"synced {name} with {result.task.base}")
+        _say(f"synced {name} with {result.task.base}")
         return
     for path in result.conflicts:
-        print(render.clean_text(path))
+        print(render.clean_line(path))
     asked = "; the agent was asked to resolve them" if result.asked else f" (`mux sync {name} --ask` asks its agent)"
     raise MergeConflictError(
         f"{name}: {len(result.conflicts)} conflicting file(s) left in {result.task.worktree} to resolve{asked}",
@@ -476,12 +505,12 @@ def restore(
         restored = merging.restore(ctx, name, at=at, progress=progress)
     task = restored.task
     files = " with its uncommitted files" if restored.with_files else ""
-    print(f"restored {task.name} from {restored.ref}{files}: {task.worktree} (window {task.window})")
+    _say(f"restored {task.name} from {restored.ref}{files}: {task.worktree} (window {task.window})")
     for sub in restored.submodules:
         if sub.problem is None:
-            print(f"submodule {sub.path}: restored from {sub.ref}")
+            _say(f"submodule {sub.path}: restored from {sub.ref}")
         else:
-            print(f"submodule {sub.path}: not restored: {render.clean_text(sub.problem)}")
+            _say(f"submodule {sub.path}: not restored: {sub.problem}")
 
 
 @app.command()

@@ -4,8 +4,8 @@ A profile is the shipped `config/NAME.toml`, then the user's `$XDG_CONFIG_HOME/m
 settings' `[agents.NAME]`, each replacing the one before key by key (and `[status]` key by key). Settings are
 the user's `$XDG_CONFIG_HOME/mux/config.toml`, then the repo's `.mux.toml`, key by key.
 
-Screen patterns are Python regexes, searched with `PATTERN_FLAGS` (re.MULTILINE: `^` and `$` match at every
-line of the visible screen).
+Screen patterns are regexes in Python's syntax, searched by RE2 as with re.MULTILINE (`^` and `$` match at every
+line of the visible screen): see patterns.py for why, and what RE2 refuses.
 """
 
 from __future__ import annotations
@@ -17,10 +17,11 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from muxagent.commands import worktree_setup
 from muxagent.errors import AgentNotFoundError, ConfigError
 from muxagent.model import AgentProfile, StatusRules
+from muxagent.status import patterns
 
-PATTERN_FLAGS = re.MULTILINE
 HOOK_ADAPTERS = ("claude", "codex", "opencode", "gemini", "aider", "none")
 
 # For commands without a profile (and the shell profile): prompts a human must answer. Each one must be on the
@@ -49,8 +50,8 @@ INIT_TEMPLATE = """\
 # ~/.config/mux/config.toml apply to all your repositories, and this file overrides them key by key.
 #
 # Keys that run code (setup; an agent's command, env, prompt_args, resume_args, hooks; an `agent` that is a
-# command line; a worktree_dir outside this folder's parent) apply only once `mux trust` approved this exact
-# content. After any change to this file (an edit, a pull, a merge) run `mux trust` again.
+# command line; any worktree_dir other than the default or a folder below it) apply only once `mux trust`
+# approved this exact content. After any change to this file (an edit, a pull, a merge) run `mux trust` again.
 
 # Default agent for `mux new` (a profile name, see `mux agents`).
 # agent = "claude"
@@ -59,11 +60,13 @@ INIT_TEMPLATE = """\
 # base = "main"
 
 # Where task worktrees go, relative to this checkout; must contain {task} ({repo} is this folder's name).
+# Anywhere but the default folder or below it needs `mux trust`: a checkout must not land where another
+# program runs what it finds (~/.vim/pack, an autostart folder).
 # worktree_dir = "../{repo}.worktrees/{task}"
 
 # Untracked files (say, gitignored local config) copied or linked from this checkout into each new worktree.
-# Globs relative to this folder: no absolute paths, no "..". A .worktreeinclude file (gitignore syntax)
-# is honoured too.
+# Globs relative to this folder: no absolute paths, no "..", at most two "**". A .worktreeinclude file
+# (gitignore syntax) is honoured too.
 # copy = [".env", "config/local.*"]
 # symlink = ["data/fixtures-large"]
 
@@ -112,6 +115,9 @@ class Settings:
     # False when the repo file holds content the user has not approved; what was left out because of it.
     repo_trusted: bool = True
     ignored_keys: tuple[str, ...] = ()
+    # True when worktree_dir comes from an untrusted repo file: each task's worktree must then stay below the
+    # default folder, symlinks followed, with its real name (see `confined_worktree`).
+    confine_worktrees: bool = False
 
 
 def load_settings(main_checkout: Path, is_trusted: Callable[[Path, str], bool] | None = None) -> Settings:
@@ -147,7 +153,7 @@ def load_settings(main_checkout: Path, is_trusted: Callable[[Path, str], bool] |
             repo_config, digest = path, hashlib.sha256(data).hexdigest()
             repo_keys.update(_dotted_keys(table))
             if is_trusted is None:
-                from muxagent import trust
+                from muxagent.state import trust
 
                 is_trusted = trust.is_trusted
             trusted = is_trusted(main_checkout, digest)
@@ -181,6 +187,7 @@ def load_settings(main_checkout: Path, is_trusted: Callable[[Path, str], bool] |
         repo_keys=frozenset(repo_keys),
         repo_trusted=trusted,
         ignored_keys=tuple(ignored),
+        confine_worktrees=not trusted and "worktree_dir" in repo_keys and "worktree_dir" not in ignored,
     )
 
 
@@ -211,7 +218,8 @@ def _untrusted_part(
 
     `setup` runs commands; an agent's `command`, `env`, `prompt_args`, `resume_args` and `hooks` decide what
     runs in its pane (screen patterns under `status` do not, and stay); `agent` may be a command line rather
-    than a profile name; `worktree_dir` decides where mux writes a checkout (say, an autostart folder).
+    than a profile name; `worktree_dir` decides where mux writes a checkout: `../.vim/pack/{task}` from a clone
+    in $HOME had the next `vim` run the repo's plugin, so only the default folder or below it is kept.
     """
     kept: dict[str, object] = {}
     ignored: list[str] = []
@@ -236,17 +244,29 @@ def _unsafe(key: str, value: object, main_checkout: Path, defined: Mapping[str, 
     if key == "agent" and isinstance(value, str):
         return not (_profile_files(value) or value in defined)
     if key == "worktree_dir" and isinstance(value, str):
-        return not _near_repo(value, main_checkout)
+        return confined_worktree(value, main_checkout, "task") is None
     return False
 
 
-def _near_repo(template: str, main_checkout: Path) -> bool:
-    """Whether worktrees made from this template stay in the folder that holds the main checkout."""
-    if template.startswith("~") or os.path.isabs(template):
-        return False
-    relative = template.replace("{repo}", main_checkout.name).replace("{task}", "task")
-    path = os.path.normpath(main_checkout / relative)
-    return main_checkout.parent in Path(path).parents
+def worktree_location(template: str, main_checkout: Path, name: str) -> Path:
+    """Where `worktree_dir` puts the worktree of task `name`: relative to the main checkout, `~` expanded."""
+    relative = template.replace("{repo}", main_checkout.name).replace("{task}", name)
+    path = Path(os.path.expanduser(relative))
+    if not path.is_absolute():
+        path = main_checkout / path
+    return Path(os.path.normpath(path))
+
+
+def confined_worktree(template: str, main_checkout: Path, name: str) -> Path | None:
+    """The worktree of `name` if it lies below the default worktree folder once symlinks are followed, else None.
+
+    Task names hold no `/` and no `..`, so `{task}` cannot climb; a symlink on the way can (a task's worktree
+    tracking `link -> ~/.vim/pack`), hence realpath on both sides.
+    """
+    default_root = worktree_location(Settings.worktree_dir, main_checkout, name).parent
+    path = worktree_location(template, main_checkout, name)
+    inside = Path(os.path.realpath(default_root)) in Path(os.path.realpath(path)).parents
+    return path if inside else None
 
 
 def _tables(value: object) -> dict[str, dict[str, object]]:
@@ -403,7 +423,7 @@ def _check_settings(table: Mapping[str, object], where: str) -> None:
                 raise _fail(where, key, "must contain {task}, or every task would share one worktree")
         elif key in ("copy", "symlink"):
             for index, pattern in enumerate(_strings(where, key, value)):
-                problem = _outside_checkout(pattern)
+                problem = _outside_checkout(pattern) or _costly_glob(pattern)
                 if problem:
                     raise _fail(where, f"{key}[{index}]", f"{_show(pattern)} {problem}")
         elif key == "setup":
@@ -432,6 +452,18 @@ def _outside_checkout(pattern: str) -> str | None:
         return "is not relative to the repo root"
     if ".." in pattern.replace("\\", "/").split("/"):
         return "leaves the repo root ('..')"
+    return None
+
+
+def _costly_glob(pattern: str) -> str | None:
+    """Why a copy/symlink glob could stall `mux new` (see worktree_setup.MAX_RECURSIVE_GLOBS), or None.
+
+    A `**` that is not a whole component makes pathlib raise.
+    """
+    if any("**" in part and part != "**" for part in pattern.replace("\\", "/").split("/")):
+        return "has a '**' that is not a whole path component"
+    if worktree_setup.too_many_recursive_globs(pattern):
+        return f"has more than {worktree_setup.MAX_RECURSIVE_GLOBS} '**' (each one walks every folder again)"
     return None
 
 
@@ -465,10 +497,7 @@ def _check_profile(table: Mapping[str, object], where: str, prefix: str) -> None
         elif key == "trust_choice":
             if not isinstance(value, str):
                 raise _fail(where, dotted, f"must be a regex string, not {_show(value)}")
-            try:
-                re.compile(value, PATTERN_FLAGS)
-            except re.error as exc:
-                raise _fail(where, dotted, f"bad regex {_show(value)}: {exc}") from None
+            _check_pattern(where, dotted, value)
         elif key == "status":
             if not isinstance(value, dict):
                 raise _fail(where, dotted, "must be a table")
@@ -484,13 +513,19 @@ def _check_status(table: Mapping[str, object], where: str, prefix: str) -> None:
             if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
                 raise _fail(where, dotted, f"must be a positive number of seconds, not {_show(value)}")
         elif key in ("waiting", "working", "idle", "trust", "login"):
+            if len(_strings(where, dotted, value)) > patterns.MAX_PATTERNS:
+                raise _fail(where, dotted, f"more than {patterns.MAX_PATTERNS} patterns: every screen pays for each")
             for index, pattern in enumerate(_strings(where, dotted, value)):
-                try:
-                    re.compile(pattern, PATTERN_FLAGS)
-                except re.error as exc:
-                    raise _fail(where, f"{dotted}[{index}]", f"bad regex {_show(pattern)}: {exc}") from None
+                _check_pattern(where, f"{dotted}[{index}]", pattern)
         else:
             raise _unknown(where, dotted, _STATUS_KEYS)
+
+
+def _check_pattern(where: str, key: str, pattern: str) -> None:
+    try:
+        patterns.check(pattern)
+    except patterns.PatternError as exc:
+        raise _fail(where, key, f"bad regex {_show(pattern)}: {exc}") from None
 
 
 def _build_profile(name: str, merged: Mapping[str, object], sources: str) -> AgentProfile:

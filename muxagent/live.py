@@ -5,8 +5,9 @@ from __future__ import annotations
 import time
 from typing import TextIO
 
-from muxagent import render, tasks
-from muxagent.watch import ChangeWatcher
+from muxagent import render
+from muxagent.commands import tasks
+from muxagent.monitor.watch import ChangeWatcher
 
 # Screens and pane activity change without touching any file: look again at least this often.
 REFRESH = 1.0

@@ -12,11 +12,18 @@ from typing import Any, TextIO
 
 from muxagent.model import Changes, State, TaskReport, iso_epoch, utc_iso
 
-# Everything a terminal would act on rather than print: CSI/OSC/other escape sequences and C0/C1 controls.
+# Everything a terminal would act on rather than print. A repo's screen pattern, an agent's screen or hook, a file
+# name reach the terminal through here: an OSC 52 in a `.mux.toml` pattern set the clipboard from `mux ls`.
 _ESCAPES = re.compile(
-    r"\x1b(?:\[[0-?]*[ -/]*[@-~]|\][^\x07\x1b]*(?:\x07|\x1b\\)|[@-Z\\-_])"  # CSI, OSC, two-byte escapes
-    r"|[\x00-\x08\x0b-\x1f\x7f-\x9f]"  # control characters other than tab and newline
+    r"(?:\x1b\[|\x9b)[0-?]*[ -/]*[@-~]"  # CSI (colours, cursor moves, reports), 7- and 8-bit
+    r"|(?:\x1b[\]P_^X]|[\x90\x98\x9d-\x9f])[^\x07\x1b\x9c]*(?:\x07|\x1b\\|\x9c)"  # OSC, DCS, APC, PM, SOS + payload
+    r"|\x1b[ -/]*[0-~]"  # any other escape (`ESC c` resets the terminal, `ESC ( 0` switches its charset)
+    r"|[\x00-\x08\x0b-\x1f\x7f-\x9f]"  # what is left of those, and every control character but tab and newline
+    # Bidi embeddings, overrides and isolates: they reorder what follows on screen, so a line can read
+    # differently from what it holds (CVE-2021-42574, "Trojan Source").
+    r"|[\u202a-\u202e\u2066-\u2069]"
 )
+_LINE_BREAKS = re.compile(r"[\t\n]+")
 
 _STATE_COLOURS = {
     State.WORKING: "33",
@@ -30,8 +37,15 @@ _STATE_COLOURS = {
 
 
 def clean_text(text: str) -> str:
-    """Text safe to print: no escape sequences or control characters (an agent's screen may hold any bytes)."""
+    """Text safe to print: no escape sequences or control characters (an agent's screen may hold any bytes).
+
+    The one cleaning every text from a repo, an agent or a hook passes before it reaches a terminal."""
     return _ESCAPES.sub("", text)
+
+
+def clean_line(text: str) -> str:
+    """`clean_text` for one line or one table cell: tabs and newlines become a space, so no cell fakes a row."""
+    return _LINE_BREAKS.sub(" ", clean_text(text))
 
 
 def use_colour(stream: TextIO) -> bool:
@@ -105,15 +119,18 @@ def table(reports: Sequence[TaskReport], colour: bool) -> str:
     header = ("NAME", "AGENT", "STATE", "CHANGES", "COMMITS", "AGE", "ACTIVE", "REASON")
     now = time.time()
     rows = [
-        (
-            item.task.name,
-            item.task.agent,
-            item.status.state.value,
-            _changes_cell(item.changes),
-            _commits_cell(item.changes),
-            age(iso_epoch(item.task.created), now),
-            age(item.status.last_activity, now),
-            item.status.reason + _conflicts_note(item),
+        tuple(
+            clean_line(cell)  # a REASON quotes a repo's pattern, an agent's hook; a conflict names a branch
+            for cell in (
+                item.task.name,
+                item.task.agent,
+                item.status.state.value,
+                _changes_cell(item.changes),
+                _commits_cell(item.changes),
+                age(iso_epoch(item.task.created), now),
+                age(item.status.last_activity, now),
+                item.status.reason + _conflicts_note(item),
+            )
         )
         for item in reports
     ]
@@ -159,7 +176,8 @@ def waiting_names(reports: Sequence[TaskReport]) -> list[str]:
 def status_line(reports: Sequence[TaskReport], tmux_styles: bool = False) -> str:
     """One compact line for tmux's `status-right`: `?2 login-fix,api ●1 ✓3`; empty without tasks.
 
-    Task names hold no `#` (naming rules), so the line is safe inside a tmux format.
+    tmux reads `#[...]` in the output of `#(mux status-line)` as a style and swallows `#(...)`: a task's text has
+    its `#` doubled (shown as one `#`) and its escapes removed, whatever the registry holds.
     """
     counts = state_counts(reports)
     parts: list[str] = []
@@ -170,7 +188,7 @@ def status_line(reports: Sequence[TaskReport], tmux_styles: bool = False) -> str
         text = f"{STATE_MARKS[state]}{count}"
         if state is State.WAITING:
             names = waiting_names(reports)
-            shown = ",".join(names[:_MAX_WAITING_NAMES])
+            shown = ",".join(clean_line(name).replace("#", "##") for name in names[:_MAX_WAITING_NAMES])
             more = len(names) - _MAX_WAITING_NAMES
             text += f" {shown}" + (f",+{more}" if more > 0 else "")
         style = _TMUX_STYLES.get(state) if tmux_styles else None

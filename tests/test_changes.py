@@ -10,8 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from muxagent import changes, gitops, radar
+from muxagent.git import gitops
 from muxagent.model import Changes, Task
+from muxagent.status import changes, radar
 from tests.conftest import git
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import re
 import sys
 import tomllib
 from pathlib import Path
@@ -14,7 +13,6 @@ import pytest
 from muxagent.config import (
     GENERIC_WAITING,
     HOOK_ADAPTERS,
-    PATTERN_FLAGS,
     Settings,
     command_available,
     expand_args,
@@ -27,6 +25,7 @@ from muxagent.config import (
 )
 from muxagent.errors import AgentNotFoundError, ConfigError
 from muxagent.model import AgentProfile
+from muxagent.status import patterns
 
 REPO_CONFIG = Path(__file__).resolve().parent.parent / "config"
 SHIPPED = sorted(p.stem for p in REPO_CONFIG.glob("*.toml"))
@@ -74,8 +73,10 @@ def test_every_shipped_profile_loads_and_its_patterns_compile(name: str) -> None
     if profile.prompt_args is not None:
         assert any("{prompt}" in arg for arg in profile.prompt_args)
     rules = profile.status
-    for pattern in (*rules.waiting, *rules.working, *rules.idle):
-        re.compile(pattern, PATTERN_FLAGS)
+    for pattern in (*rules.waiting, *rules.working, *rules.idle, *rules.trust, *rules.login):
+        patterns.check(pattern)  # by RE2, the engine mux searches screens with
+    if profile.trust_choice is not None:
+        patterns.check(profile.trust_choice)
     assert (REPO_CONFIG / f"{name}.toml").read_text().startswith("#"), "header comment says what it is"
 
 
@@ -91,12 +92,12 @@ def test_shipped_profiles_match_the_design() -> None:
 
 def screen_state(profile: AgentProfile, screen: str) -> str | None:
     rules = profile.status
-    for state, patterns in (
+    for state, rules_of_state in (
         ("waiting", rules.trust + rules.login + rules.waiting),
         ("working", rules.working),
         ("idle", rules.idle),
     ):
-        if any(re.search(p, screen, PATTERN_FLAGS) for p in patterns):
+        if patterns.first_match(rules_of_state, screen):
             return state
     return None
 
@@ -136,7 +137,7 @@ def test_shipped_patterns_classify_sample_screens(name: str, screen: str, state:
     ],
 )
 def test_generic_waiting_patterns_catch_common_prompts(screen: str) -> None:
-    assert any(re.search(p, screen, PATTERN_FLAGS) for p in GENERIC_WAITING)
+    assert patterns.first_match(GENERIC_WAITING, screen)
 
 
 @pytest.mark.parametrize(
@@ -150,7 +151,7 @@ def test_generic_waiting_patterns_catch_common_prompts(screen: str) -> None:
     ],
 )
 def test_generic_waiting_patterns_ignore_answered_prompts_and_plain_output(screen: str) -> None:
-    assert not any(re.search(p, screen, PATTERN_FLAGS) for p in GENERIC_WAITING)
+    assert not patterns.first_match(GENERIC_WAITING, screen)
 
 
 def test_user_profile_overrides_key_by_key_and_status_key_by_key() -> None:

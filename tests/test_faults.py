@@ -163,7 +163,7 @@ def test_crash_in_merge_leaves_the_base_untouched_or_fully_merged(
 
 
 def test_a_running_command_is_never_recovered_by_another_mux(repo: Path) -> None:
-    from muxagent import intents
+    from muxagent.state import intents
 
     start(repo, "busy")
     root = repo / ".git" / "mux"

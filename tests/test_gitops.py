@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from muxagent import gitops
 from muxagent.errors import GitError, NotARepoError
+from muxagent.git import gitops
 from tests.conftest import git, make_repo
 
 
@@ -259,9 +259,12 @@ def test_unsaved_work_sees_commits_on_a_detached_head(rp: gitops.RepoPaths, wt: 
     assert gitops.unsaved_work(rp, wt, "mux/t", "main") == ["1 commit on a detached HEAD, not on any branch"]
 
 
-def test_unsaved_work_with_missing_base_fails(rp: gitops.RepoPaths, wt: Path) -> None:
-    with pytest.raises(GitError, match="base ref 'gone' does not exist"):
-        gitops.unsaved_work(rp, None, "mux/t", "gone")
+def test_unsaved_work_with_a_missing_base_counts_the_commits_no_other_branch_has(
+    rp: gitops.RepoPaths, wt: Path
+) -> None:
+    assert gitops.unsaved_work(rp, None, "mux/t", "gone") == []  # all of it is in main
+    commit_file(wt, "t.txt", "t\n")
+    assert gitops.unsaved_work(rp, None, "mux/t", "gone") == ["1 commit on no other branch (its base gone is gone)"]
 
 
 # --- recovery refs ---------------------------------------------------------------------------------------

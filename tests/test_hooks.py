@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from muxagent import adapters
-from muxagent.events import events_path, read_current_run
 from muxagent.model import State
+from muxagent.status import adapters
+from muxagent.status.events import events_path, read_current_run
 
 
 def run_hook(

@@ -25,8 +25,9 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule, run_state_machine_as_test
 from merge_helpers import blob_id, reachable_blobs
 
-from muxagent import gitops, merge, tasks
+from muxagent.commands import merge, tasks
 from muxagent.errors import MuxError
+from muxagent.git import gitops
 from muxagent.model import State
 
 NAMES = ("a", "b")

@@ -148,7 +148,7 @@ def test_the_post_checkout_hook_runs_in_the_new_worktree(repo: Path) -> None:
 
 
 def test_the_windows_checkout_never_overwrites_a_file_put_there_first(repo: Path) -> None:
-    from muxagent import gitops
+    from muxagent.git import gitops
 
     worktree = repo.parent / "early"
     git(repo, "worktree", "add", "-q", "--no-checkout", "-b", "early", str(worktree))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import tomllib
 import zipfile
 from pathlib import Path
 
@@ -48,3 +49,10 @@ def test_installed_package_finds_its_shipped_profiles(wheel: Path, tmp_path: Pat
     ).stdout.strip()
     assert Path(out) == target / "muxagent" / "_data" / "config"
     assert (Path(out) / "claude.toml").is_file()
+
+
+@pytest.mark.parametrize("flag", ["--version", "-V"])
+def test_version_flag_prints_the_installed_version(flag: str, tmp_path: Path) -> None:
+    declared = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
+    proc = subprocess.run([sys.executable, "-m", "muxagent", flag], cwd=tmp_path, capture_output=True, text=True)
+    assert (proc.returncode, proc.stdout, proc.stderr) == (0, f"mux {declared}\n", "")

@@ -12,7 +12,7 @@ import pytest
 
 from muxagent.config import load_profile
 from muxagent.model import PaneInfo, State
-from muxagent.status import Observation, classify
+from muxagent.status.classifier import Observation, classify
 
 SCREENS = Path(__file__).parent / "fixtures" / "screens"
 NOW = 1_000_000.0

@@ -14,9 +14,11 @@ from pathlib import Path
 import pytest
 from conftest import git, mux_ls, run_mux, wait_until
 
-from muxagent import config, trust, worktree_setup
+from muxagent import config
+from muxagent.commands import worktree_setup
 from muxagent.config import load_settings, user_config_dir
 from muxagent.errors import ConfigError
+from muxagent.state import trust
 
 WORKTREES = "proj.worktrees"
 
@@ -104,12 +106,20 @@ def test_trusted_repo_config_applies_whole_and_a_change_needs_trust_again(tmp_pa
 
 
 def test_untrusted_safe_values_still_apply(tmp_path: Path) -> None:
-    write(tmp_path / ".mux.toml", 'agent = "codex"\nbase = "dev"\nworktree_dir = "../wt/{task}"\ncopy = [".env"]\n')
+    below_default = "../{repo}.worktrees/agents/{task}"
+    write(tmp_path / ".mux.toml", f'agent = "codex"\nbase = "dev"\nworktree_dir = "{below_default}"\ncopy = [".env"]\n')
     settings = load_settings(tmp_path)
     assert (settings.agent, settings.base, settings.worktree_dir, settings.copy) == (
-        "codex", "dev", "../wt/{task}", (".env",),
+        "codex", "dev", below_default, (".env",),
     )  # fmt: skip
     assert settings.ignored_keys == () and config.untrusted_warning(settings) is None
+
+
+@pytest.mark.parametrize("template", ["../wt/{task}", "../{repo}.worktrees2/{task}", "~/{task}", "/tmp/{task}"])
+def test_untrusted_worktree_dir_other_than_the_default_folder_is_ignored(tmp_path: Path, template: str) -> None:
+    write(tmp_path / ".mux.toml", f'worktree_dir = "{template}"\n')
+    settings = load_settings(tmp_path)
+    assert settings.worktree_dir == config.Settings.worktree_dir and settings.ignored_keys == ("worktree_dir",)
 
 
 def test_user_config_needs_no_trust(tmp_path: Path) -> None:

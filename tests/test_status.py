@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from muxagent.events import HookEvent
 from muxagent.model import PaneInfo, State, StatusRules
-from muxagent.status import Observation, classify
+from muxagent.status.classifier import Observation, classify
+from muxagent.status.events import HookEvent
 
 RULES = StatusRules(
     idle_after=3.0,

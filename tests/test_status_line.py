@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 from conftest import mux_ls, run_mux, wait_until
 
-from muxagent import render, tasks
+from muxagent import render
+from muxagent.commands import tasks
 from muxagent.model import State, Task, TaskReport, TaskStatus
 
 

@@ -14,7 +14,7 @@ import pytest
 
 from muxagent.errors import StoreError
 from muxagent.model import Task
-from muxagent.store import Registry, Store, task_from_dict, task_to_dict
+from muxagent.state.store import Registry, Store, task_from_dict, task_to_dict
 
 # fork: the children need nothing but the functions below, and start in milliseconds.
 CTX = multiprocessing.get_context("fork")

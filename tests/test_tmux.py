@@ -1,4 +1,4 @@
-"""muxagent.tmux against a real private tmux server (the autouse `hermetic` fixture picks the socket)."""
+"""muxagent.tmux.client against a real private tmux server (the autouse `hermetic` fixture picks the socket)."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ from conftest import wait_until
 
 from muxagent.errors import TmuxError
 from muxagent.model import PaneInfo
-from muxagent.tmux import ScreenCache, Tmux
+from muxagent.tmux.client import ScreenCache, Tmux
 
 ROOT = Path(__file__).resolve().parent.parent
 PY = sys.executable
@@ -120,7 +120,8 @@ def test_first_window_creates_the_session_and_the_second_joins_it(tmp_path: Path
         (second, "proj", "b", False),
     }
     assert all(p.pane_id.startswith("%") and p.activity > 1e9 for p in panes)
-    assert tmux.windows_with_task() == {"a": first, "b": second}
+    assert tmux.windows_with_task("proj") == {"a": first, "b": second}
+    assert tmux.windows_with_task("pro") == {}
     assert window_exists(tmux, first) and window_exists(tmux, second)
     assert not window_exists(tmux, "@999")
     names = subprocess.run(
@@ -350,8 +351,8 @@ def test_screen_cache_reads_a_pane_again_once_it_has_drawn(tmp_path: Path, monke
 def test_read_path_does_not_import_libtmux(tmp_path: Path, tmux_socket: str) -> None:
     Tmux().new_window("s", "w", tmp_path, SLEEP, {}, task="t")
     code = (
-        "import sys; from muxagent.tmux import Tmux; t = Tmux(); "
-        "panes = t.snapshot(); t.capture([p.pane_id for p in panes]); t.windows_with_task(); "
+        "import sys; from muxagent.tmux.client import Tmux; t = Tmux(); "
+        "panes = t.snapshot(); t.capture([p.pane_id for p in panes]); t.windows_with_task('s'); "
         "assert len(panes) == 1, panes; assert 'libtmux' not in sys.modules"
     )
     subprocess.run([PY, "-c", code], cwd=ROOT, check=True)
@@ -364,7 +365,7 @@ def test_kill_window_goes_by_id_not_by_name_prefix(tmp_path: Path) -> None:
     tmux.kill_window(one)
     assert not window_exists(tmux, one)
     assert window_exists(tmux, ten)
-    assert tmux.windows_with_task() == {"task-10": ten}
+    assert tmux.windows_with_task("s") == {"task-10": ten}
     tmux.kill_window(one)  # already gone: fine
     tmux.kill_window(ten)
     wait_until(lambda: not tmux.server_running())
@@ -375,7 +376,7 @@ def test_no_server_means_empty_answers() -> None:
     tmux = Tmux()
     assert tmux.snapshot() == []
     assert tmux.capture(["%0", "@0"]) == {}
-    assert tmux.windows_with_task() == {}
+    assert tmux.windows_with_task("s") == {}
     assert not tmux.server_running()
     assert not session_exists(tmux, "s")
     assert not window_exists(tmux, "@0")
@@ -449,7 +450,7 @@ def test_attach_from_a_terminal_then_switch_from_inside(tmp_path: Path, monkeypa
     master, slave = pty.openpty()
     termios.tcsetwinsize(slave, (24, 80))
     child = subprocess.Popen(
-        [PY, "-c", f"from muxagent.tmux import Tmux; Tmux().attach('s', {second!r})"],
+        [PY, "-c", f"from muxagent.tmux.client import Tmux; Tmux().attach('s', {second!r})"],
         cwd=ROOT, stdin=slave, stdout=slave, stderr=slave, env={**os.environ, "TERM": "xterm"},
     )  # fmt: skip
     os.close(slave)

@@ -192,7 +192,7 @@ def test_monitor_sees_file_changes_the_moment_they_happen(repo: Path) -> None:
 
 
 def test_git_churn_is_not_a_change(repo: Path) -> None:
-    from muxagent.watch import ChangeWatcher, in_git_dir
+    from muxagent.monitor.watch import ChangeWatcher, in_git_dir
 
     worktree = repo.parent / "plain"
     worktree.mkdir()

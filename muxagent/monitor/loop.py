@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import html
 import os
-import re
 import shutil
 import subprocess
 import sys
@@ -21,12 +21,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
-from muxagent import adapters, config, gitops, monitor_state, naming, prompt_queue, render, tasks
+from muxagent import config, naming, render
+from muxagent.commands import tasks
 from muxagent.errors import MuxError, UnknownTaskError
+from muxagent.git import gitops
 from muxagent.model import State, TaskReport
-from muxagent.monitor_state import MonitorState
-from muxagent.tmux import ScreenCache, Tmux
-from muxagent.watch import ChangeWatcher, in_git_dir
+from muxagent.monitor.watch import ChangeWatcher, in_git_dir
+from muxagent.state import monitor_state, prompt_queue
+from muxagent.state.monitor_state import MonitorState
+from muxagent.status import adapters, patterns
+from muxagent.tmux.client import ScreenCache, Tmux
 
 TICK = 0.5
 LOCK_FILE = "monitor.lock"
@@ -97,11 +101,10 @@ def choose_menu_entry(tmux: Tmux, target: str, choice: str, attempts: int = 6) -
 
     Which entry has the focus first differs between agent versions, so the screen is read after every move.
     """
-    pattern = re.compile(choice)
     for _ in range(attempts):
         screen = tmux.capture([target]).get(target, "")
         focused = [line for line in screen.splitlines() if line.lstrip().startswith(_FOCUS_MARKS)]
-        if any(pattern.search(line) for line in focused):
+        if any(patterns.first_match((choice,), line) for line in focused):
             tmux.send_keys(target, "Enter")
             return True
         tmux.send_keys(target, "Down")
@@ -181,7 +184,8 @@ class Monitor:
         if self.notify_send:
             words = "needs you" if state is State.WAITING else "is done"
             subprocess.run(
-                [self.notify_send, f"mux: {task.name} {words}", item.status.reason],
+                # The body takes markup (notification spec): a reason quoting a repo's pattern stays plain text.
+                [self.notify_send, f"mux: {task.name} {words}", html.escape(render.clean_line(item.status.reason))],
                 capture_output=True, check=False, timeout=5,
             )  # fmt: skip
 
@@ -247,7 +251,7 @@ def _loop(monitor: Monitor) -> None:
         try:
             count = monitor.tick()
         except MuxError as exc:
-            print(f"mux monitor: {exc}", flush=True)
+            print(f"mux monitor: {render.clean_line(str(exc))}", flush=True)  # its window is a terminal too
             count = 1
         empty_ticks = 0 if count else empty_ticks + 1
         time.sleep(max(0.0, TICK - (time.monotonic() - started)))

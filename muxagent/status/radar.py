@@ -18,10 +18,11 @@ from itertools import combinations
 from pathlib import Path
 from typing import NamedTuple
 
-from muxagent import gitops, store
-from muxagent.changes import Work
 from muxagent.errors import MuxError
+from muxagent.git import gitops
 from muxagent.model import State, Task, TaskStatus
+from muxagent.state import store
+from muxagent.status.changes import Work
 
 CACHE_FILE = "radar.json"
 SYNC_DIR = "sync"

@@ -5,10 +5,13 @@ from __future__ import annotations
 from dataclasses import replace
 from pathlib import Path
 
-from muxagent import adapters, config, gitops, naming, tasks
+from muxagent import config, naming
+from muxagent.commands import tasks
 from muxagent.errors import MuxError
+from muxagent.git import gitops
 from muxagent.model import State, Task
-from muxagent.store import task_to_dict
+from muxagent.state.store import task_to_dict
+from muxagent.status import adapters
 
 RESTARTABLE = frozenset({State.EXITED, State.MISSING})
 
@@ -43,9 +46,11 @@ def restart(ctx: tasks.Context, name: str) -> Task:
         window = ctx.tmux.new_window(naming.session_for(ctx.repo.main), name, worktree, command, env, task=name)
         restarted = replace(task, window=window, session=naming.session_for(ctx.repo.main))
     with ctx.store.transaction() as registry:
+        # Journaled only while the record is there: a `restart` line after a racing `mux rm`'s line would bring
+        # the removed task back when the registry is rebuilt from the journal.
         if registry.get(name) is not None:
             registry.replace(restarted)
-    ctx.store.journal("restart", task=task_to_dict(restarted))
+            ctx.store.journal("restart", task=task_to_dict(restarted))
     return restarted
 
 

@@ -5,9 +5,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from muxagent import gitops, intents, monitor_state, naming, tasks
+from muxagent import naming
+from muxagent.commands import tasks
 from muxagent.errors import MuxError, TmuxError
-from muxagent.tmux import Tmux
+from muxagent.git import gitops
+from muxagent.state import intents, monitor_state
+from muxagent.tmux.client import Tmux
 
 
 @dataclass(frozen=True)
@@ -101,7 +104,9 @@ def _check_interrupted(ctx: tasks.Context) -> Check:
 
 
 def _describe_intent(fields: dict[str, object], path: Path) -> str:
-    what = f"`mux {fields.get('op', '?')}`" + (f" of '{fields['name']}'" if "name" in fields else "")
+    # A removal `mux clean` made is named as the clean the user ran.
+    command = fields.get("command", fields.get("op", "?"))
+    what = f"`mux {command}`" + (f" of '{fields['name']}'" if "name" in fields else "")
     why = fields.get("recovery_failed", "not tried yet")
     return f"{what} was interrupted and is not finished or rolled back ({why}); its record: {path}"
 

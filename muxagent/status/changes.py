@@ -14,9 +14,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from muxagent import gitops, store
 from muxagent.errors import MuxError
+from muxagent.git import gitops
 from muxagent.model import Changes, Task
+from muxagent.state import store
 
 CACHE_FILE = "changes.json"
 _CACHE_VERSION = 1

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 
-from muxagent import tasks
+from muxagent.commands import tasks
 from muxagent.errors import MuxError, UsageError, WaitTimeoutError
 from muxagent.model import State, TaskReport
 

@@ -7,13 +7,14 @@ the pane printed something.
 
 from __future__ import annotations
 
-import functools
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from muxagent.events import HookEvent
 from muxagent.model import PaneInfo, State, StatusRules, TaskStatus
+from muxagent.status.events import HookEvent
+from muxagent.status.patterns import (
+    first_match,  # RE2, linear time: a repo's pattern cannot stall `ls`, `wait`, the monitor
+)
 
 # A window whose screen is still blank this long after creation is starting, not idle: agents such as Claude Code
 # take a few seconds to draw their first frame.
@@ -31,19 +32,6 @@ class Observation:
     created: float
     now: float
     events: Sequence[HookEvent] = ()
-
-
-@functools.lru_cache(maxsize=256)
-def _compile(pattern: str) -> re.Pattern[str]:
-    return re.compile(pattern, re.MULTILINE)
-
-
-def first_match(patterns: tuple[str, ...], screen: str) -> str | None:
-    """The first pattern found on the screen."""
-    for pattern in patterns:
-        if _compile(pattern).search(screen):
-            return pattern
-    return None
 
 
 def normalize_screen(text: str) -> str:

@@ -17,8 +17,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from muxagent.events import HookEvent, append, events_path
 from muxagent.model import State
+from muxagent.status.events import HookEvent, append, events_path
 
 MAX_PAYLOAD = 1 << 20
 _TASK = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,47}\Z")

@@ -243,18 +243,20 @@ class Tmux:
             return False
         raise _Failed("list-sessions", proc.stderr, self._where())
 
-    def windows_with_task(self) -> dict[str, str]:
-        """Task name -> window id for every window carrying `@mux_task` (the first one wins on duplicates)."""
-        proc = self._read("list-windows", "-a", "-F", "#{window_id}\t#{@mux_task}")
+    def windows_with_task(self, session: str) -> dict[str, str]:
+        """Task name -> window id for every window of `session` carrying `@mux_task` (the first one wins on
+        duplicates). Only that session's: another repository's task of the same name has a window on the same
+        server, and adopting it made `mux rm` kill that repository's agent."""
+        proc = self._read("list-windows", "-a", "-F", "#{window_id}\t#{session_name}\t#{@mux_task}")
         if proc.returncode != 0:
             if _is_no_server(proc.stderr):
                 return {}
             raise _Failed("list-windows", proc.stderr, self._where())
         found: dict[str, str] = {}
         for line in proc.stdout.split("\n"):
-            window_id, _, task = line.partition("\t")
-            if task:
-                found.setdefault(task, window_id)
+            fields = line.split("\t", 2)
+            if len(fields) == 3 and fields[1] == session and fields[2]:
+                found.setdefault(fields[2], fields[0])
         return found
 
     # -- the hot read path ------------------------------------------------------------------------------

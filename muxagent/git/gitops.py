@@ -68,6 +68,9 @@ _CACHE_DIRS = frozenset(
     }
 )
 
+# For a call whose failure mux reads itself.
+_ANY_EXIT = tuple(range(256))
+
 # git's own binary test: a NUL byte in the first 8000 bytes.
 _BINARY_PROBE = 8000
 _NAMES_SHOWN = 3
@@ -305,24 +308,51 @@ def add_worktree(repo: RepoPaths, path: Path, branch: str, start: str, *, checko
 
     Without `checkout` the worktree gets no files and no index yet, only the CHECKOUT_PENDING marker: the first
     `pane_command` run in it checks the files out.
+
+    All or none: git makes the branch before the worktree, so a failure after it (a folder it cannot write, a
+    failing post-checkout hook) left the branch behind, and the task's name dead ("branch already exists"). Since
+    neither the branch nor the path existed before, whatever is there after a failure is taken back.
     """
     if os.path.lexists(path):
         raise GitError(f"path already exists: {path}")
+    if branch_exists(repo, branch):
+        raise BranchExistsError(f"branch '{branch}' already exists")
     path.parent.mkdir(parents=True, exist_ok=True)
     target = path.parent.resolve() / path.name
-    # Parallel checkout (one worker per core): a worktree of a few thousand files is ready in half the time.
+    # Parallel checkout (one worker per core): a worktree of a few thousand files is ready in half the time. The
+    # post-checkout hook runs after, on its own, so that its failure is told apart from git's.
     mode = "--checkout" if checkout else "--no-checkout"
-    args = ["-c", "checkout.workers=0", "worktree", "add", mode, "-b", branch, "--", str(target), start]
+    args = [*_NO_HOOKS, "-c", "checkout.workers=0", "worktree", "add", mode, "-b", branch, "--", str(target), start]
     try:
         _git(repo.main, *args)
+        if checkout:
+            _run_post_checkout(target)
     except GitError:
-        # git refuses before writing anything; asked only now, so that success costs one git call.
-        if branch_exists(repo, branch):
-            raise BranchExistsError(f"branch '{branch}' already exists") from None
+        _discard_failed_add(repo, target, branch)
         resolve_commit(repo, start)
         raise
     if not checkout:
         (git_dir(target) / CHECKOUT_PENDING).touch()
+
+
+def _run_post_checkout(worktree: Path) -> None:
+    """The post-checkout hook, as `git worktree add` runs it (husky, lefthook); GitError with its last words."""
+    head = _git(worktree, "rev-parse", "HEAD").stdout.strip()
+    hook = _git(worktree, "hook", "run", "--ignore-missing", "post-checkout", "--", "0" * 40, head, "1", ok=_ANY_EXIT)
+    if hook.returncode:
+        said = [line.strip() for line in (hook.stderr or hook.stdout).splitlines() if line.strip()]
+        raise GitError(f"the post-checkout hook failed (exit {hook.returncode}): {said[-1] if said else 'no message'}")
+
+
+def _discard_failed_add(repo: RepoPaths, target: Path, branch: str) -> None:
+    """Take back what a failed `git worktree add` made (its caller checked that neither existed before)."""
+    if any(Path(os.path.realpath(w.path)) == target for w in list_worktrees(repo)):
+        _git(repo.main, "worktree", "remove", "--force", "--", str(target), ok=_ANY_EXIT)
+    if os.path.lexists(target):
+        shutil.rmtree(target, ignore_errors=True)
+    _git(repo.main, "worktree", "prune")
+    if branch_exists(repo, branch):
+        delete_branch(repo, branch)
 
 
 def tracked_at_head(worktree: Path, paths: Sequence[str]) -> set[str]:
@@ -651,10 +681,21 @@ def unsaved_work(repo: RepoPaths, worktree: Path | None, branch: str, base: str)
             if int(lost):
                 found.append(_phrase(int(lost), "commit") + " on a detached HEAD, not on any branch")
     tip = _branch_tip(repo.main, branch)
-    if tip is not None:
-        ahead = _unmerged_commits(repo, tip, base)
-        if ahead:
-            found.append(_phrase(ahead, "commit") + f" not in {base}")
+    if tip is None:
+        return found
+    if _git(repo.main, "rev-parse", "--verify", "-q", "--end-of-options", f"{base}^{{commit}}", ok=(0, 1)).returncode:
+        # The base is gone (a stacked task's parent merged and removed, a renamed branch): what no other ref holds
+        # is what would be lost. Asking for the base itself made `rm --force` and every `clean` fail.
+        # (--exclude before --branches takes the name without refs/heads/.)
+        only_here = _git(
+            repo.main, "rev-list", "--count", tip, "--not", f"--exclude={branch}", "--branches", "--tags", "--remotes"
+        ).stdout
+        if int(only_here):
+            found.append(_phrase(int(only_here), "commit") + f" on no other branch (its base {base} is gone)")
+        return found
+    ahead = _unmerged_commits(repo, tip, base)
+    if ahead:
+        found.append(_phrase(ahead, "commit") + f" not in {base}")
     return found
 
 

@@ -7,7 +7,7 @@ The rules every function here keeps (DESIGN.md, "Never lose work"):
   checkout moves by `git merge --ff-only`, after mux checked that no local edit lies on a path the merge changes,
   so the user's checkout is never left mid-merge and never loses an edit; the stash is never used;
 - before anything can drop a commit or a file, a recovery ref exists and the journal says so;
-- a multi-step command records an intent first (muxagent.intents); `recover` finishes or rolls back one that a
+- a multi-step command records an intent first (muxagent.state.intents); `recover` finishes or rolls back one that a
   crash interrupted, from the next mux command.
 """
 
@@ -19,7 +19,24 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from muxagent import adapters, config, gitops, intents, naming, radar
+from muxagent import config, naming, render
+from muxagent.commands.tasks import (
+    Context,
+    Removal,
+    _remove_if_empty,
+    _remove_locked,
+    _Undo,
+    agent_env,
+    get_task,
+    journal_creation,
+    journal_removal,
+    load_tasks,
+    mark_spawn,
+    now_iso,
+    reserve_worktree,
+    send,
+    worktree_path,
+)
 from muxagent.errors import (
     MergeConflictError,
     MuxError,
@@ -28,23 +45,11 @@ from muxagent.errors import (
     UsageError,
     WouldLoseWorkError,
 )
+from muxagent.git import gitops
 from muxagent.model import AgentProfile, Progress, Task, no_progress
-from muxagent.store import Registry, task_from_dict, task_to_dict
-from muxagent.tasks import (
-    Context,
-    Removal,
-    _remove_if_empty,
-    _remove_locked,
-    _Undo,
-    agent_env,
-    get_task,
-    load_tasks,
-    mark_spawn,
-    now_iso,
-    reserve_worktree,
-    send,
-    worktree_path,
-)
+from muxagent.state import intents
+from muxagent.state.store import Registry, task_from_dict, task_to_dict
+from muxagent.status import adapters, radar
 
 STRATEGIES = ("merge", "squash", "rebase")
 STAMP_FORMAT = "%Y%m%dT%H%M%SZ"
@@ -87,9 +92,9 @@ def merge(ctx: Context, request: MergeRequest, progress: Progress = no_progress)
             if task is None:
                 raise UnknownTaskError(f"no task named {name!r} (see `mux ls`)")
             result = _merge_locked(ctx, registry, task, request, intent, progress)
+            if result.removal is not None:
+                journal_removal(ctx, result.removal)
         intents.crash_point("merge:after-record")
-        if result.removal is not None:
-            ctx.store.journal("rm", name=name, recovery_ref=result.removal.recovery_ref)
     return replace(result, behind=_behind(ctx, result.target, result.new, exclude=name))
 
 
@@ -381,7 +386,8 @@ def sync(
 
 
 def _resolve_prompt(base: str, verb: str, paths: list[str]) -> str:
-    listing = "\n".join(f"- {p}" for p in paths)
+    # File names are the branch's to choose: one holding ESC [201~ ended the paste and typed the rest as keys.
+    listing = "\n".join(f"- {render.clean_line(p)}" for p in paths)
     finish = "git rebase --continue" if verb == "rebase" else "git commit --no-edit"
     return (
         f"The {verb} of {base} into this branch stopped on conflicts in these files:\n{listing}\n"
@@ -431,20 +437,25 @@ def restore(ctx: Context, name: str, at: str | None = None, progress: Progress =
     profile = _profile_for(ctx, record)
     adapter = adapters.install(profile.hooks, ctx.store.root)
     argv = [*profile.command, *adapter.args, *profile.resume_args]  # resume the conversation, as `mux restart`
-    fields = {"name": name, "worktree": str(worktree), "base": record.base if record is not None else None}
-    with intents.intent(ctx.store.root, "new", **fields), _Undo() as undo, ctx.store.transaction() as registry:
+    fields = {"name": name, "worktree": str(worktree), "base": record.base if record is not None else None, "ref": ref}
+    intent = intents.intent(ctx.store.root, "restore", **fields)
+    with intent as running, _Undo() as undo, ctx.store.transaction() as registry:
         if name in registry:
             raise TaskExistsError(f"task {name!r} exists: `mux rm {name}` it first, or restore under it by hand")
         progress(f"checking out the saved work of {name} into {worktree}")
         port = reserve_worktree(ctx, registry, undo, name, worktree, tip, if_taken="move it away first")
+        intents.crash_point("restore:after-worktree")
         if snapshot is not None:
             gitops.apply_snapshot(worktree, snapshot)
         submodules = _restore_submodules(ctx, name, ref.rsplit("/", 1)[-1], worktree, progress)
         session = naming.session_for(ctx.repo.main)
         env = agent_env(ctx, name, worktree, port, profile, adapter)
         mark_spawn(ctx, name, None)
+        # From here the agent may write what `ref` does not hold: a rollback must save the worktree again.
+        running.update(agent_started=True)
         window = ctx.tmux.new_window(session, name, worktree, gitops.pane_command(worktree, argv), env, task=name)
         undo.push(lambda: ctx.tmux.kill_window(window))
+        intents.crash_point("restore:after-window")
         task = Task(
             name=name,
             agent=profile.name,
@@ -459,7 +470,7 @@ def restore(ctx: Context, name: str, at: str | None = None, progress: Progress =
             prompt=record.prompt if record is not None else None,
         )
         registry.add(task)
-    ctx.store.journal("new", task=task_to_dict(task), restored_from=ref)
+        journal_creation(ctx, undo, task, restored_from=ref)
     return Restored(task, ref, snapshot is not None, submodules)
 
 
@@ -558,9 +569,24 @@ def recover(ctx: Context) -> None:
 
 def _recover_new(ctx: Context, fields: dict[str, Any]) -> str | None:
     """Roll back: a task is created whole or not at all; what its worktree holds by then is saved first."""
+    return _roll_back_creation(ctx, fields, "new", save=True)
+
+
+def _recover_restore(ctx: Context, fields: dict[str, Any]) -> str | None:
+    """Roll back as `mux new`, saving the worktree again only once its agent may have written to it: before, it
+    holds no more than the ref it came from, and a newer ref of it (the branch tip alone, when the crash came
+    before the files were put back) made a plain `mux restore` bring the task back without its files."""
+    return _roll_back_creation(ctx, fields, "restore", save=bool(fields.get("agent_started")))
+
+
+def _roll_back_creation(ctx: Context, fields: dict[str, Any], op: str, save: bool) -> str | None:
+    """Remove what an interrupted `op` made (window, worktree, branch), first saving it when `save` and it holds
+    work; the note names the command as the user typed it."""
     name = str(fields.get("name"))
     if name in ctx.store.load():
         return None  # the record is the last step: it completed
+    # Its `new` line may be in the journal (written just before the record): a rebuild must not bring it back.
+    ctx.store.journal("rm", name=name, recovery_ref=None)
     branch = naming.branch_for(name)
     worktree = fields.get("worktree")
     base = fields.get("base")
@@ -571,7 +597,7 @@ def _recover_new(ctx: Context, fields: dict[str, Any]) -> str | None:
         base=base if isinstance(base, str) else (gitops.current_branch(ctx.repo.main) or "HEAD"),
         branch=branch,
         worktree=worktree if isinstance(worktree, str) else str(worktree_path(ctx, name)),
-        session="",
+        session=naming.session_for(ctx.repo.main),
         window="",
         created=now_iso(),
         port=0,
@@ -582,25 +608,34 @@ def _recover_new(ctx: Context, fields: dict[str, Any]) -> str | None:
     present = path.is_dir() or any(w.path == path for w in gitops.list_worktrees(ctx.repo))
     if not (window or has_branch or present):
         return None
-    lost = gitops.unsaved_work(ctx.repo, Path(task.worktree) if present else None, branch, task.base)
+    lost = gitops.unsaved_work(ctx.repo, Path(task.worktree) if present else None, branch, task.base) if save else []
     removal = _remove_locked(ctx, Registry(), replace(task, window=window), force=True, save=bool(lost))
     _remove_if_empty(Path(task.worktree).parent)
     hint = restore_hint(name, removal.recovery_ref)
-    saved = f"; its files are saved: {hint}" if hint else ""
-    return f"rolled back an interrupted `mux new {name}` (window, worktree and branch removed){saved}"
+    saved = f"; its files are saved: `{hint}`" if hint else ""
+    if not hint and isinstance(fields.get("ref"), str):
+        saved = f"; its saved work is still in {fields['ref']}: `mux restore {name}`"
+    return f"rolled back an interrupted `mux {op} {name}` (window, worktree and branch removed){saved}"
 
 
 def _recover_rm(ctx: Context, fields: dict[str, Any]) -> str | None:
-    """Roll forward: the user asked for the removal, and work was saved (or there was none) before any step."""
+    """Roll forward a removal past its point of no return: the user asked for it, and its work was saved (or there
+    was none). One interrupted before (still checking for unsaved work) had changed nothing: finishing it would be
+    an `rm --force` nobody asked for, deleting a worktree a plain `mux rm` was about to refuse."""
     name = str(fields.get("name"))
+    what = f"`mux clean` (removing {name})" if fields.get("command") == "clean" else f"`mux rm {name}`"
+    if not fields.get("removing"):
+        return f"an interrupted {what} had not removed anything yet: the task is as it was"
     with ctx.store.transaction() as registry:
         task = registry.get(name)
         if task is None:
+            # Removed, but a mux before this one may have died before the journal said so.
+            ctx.store.journal("rm", name=name, recovery_ref=None)
             return None
         removal = _finish_removal(ctx, registry, task)
-    ctx.store.journal("rm", name=name, recovery_ref=removal.recovery_ref)
+        journal_removal(ctx, removal)
     hint = restore_hint(name, removal.recovery_ref)
-    return f"finished an interrupted `mux rm {name}`" + (f" (restore with `{hint}`)" if hint else "")
+    return f"finished an interrupted {what}" + (f" (restore with `{hint}`)" if hint else "")
 
 
 def _recover_merge(ctx: Context, fields: dict[str, Any]) -> str | None:
@@ -621,12 +656,11 @@ def _recover_merge(ctx: Context, fields: dict[str, Any]) -> str | None:
         return f"an interrupted `mux merge {name}` had merged it into {target}"
     with ctx.store.transaction() as registry:
         task = registry.get(name)
-        removal = None
-        if task is not None:
-            removal = _finish_removal(ctx, registry, task)
-    if removal is None:
-        return f"an interrupted `mux merge {name}` had merged it into {target} and removed it"
-    ctx.store.journal("rm", name=name, recovery_ref=removal.recovery_ref)
+        if task is None:
+            ctx.store.journal("rm", name=name, recovery_ref=None)  # as in _recover_rm
+            return f"an interrupted `mux merge {name}` had merged it into {target} and removed it"
+        removal = _finish_removal(ctx, registry, task)
+        journal_removal(ctx, removal)
     hint = restore_hint(name, removal.recovery_ref)
     return f"finished an interrupted `mux merge {name}` into {target}: removed the task (restore with `{hint}`)"
 
@@ -654,7 +688,7 @@ def _recover_unknown(ctx: Context, fields: dict[str, Any]) -> str | None:
     return f"dropped an unreadable record of an interrupted mux command ({fields.get('op')})"
 
 
-_RECOVER = {"new": _recover_new, "rm": _recover_rm, "merge": _recover_merge}
+_RECOVER = {"new": _recover_new, "restore": _recover_restore, "rm": _recover_rm, "merge": _recover_merge}
 
 
 def _find_window(ctx: Context, task: Task) -> str:

@@ -6,7 +6,7 @@ CLI is imported, so it must stay cheap: this module imports nothing at the top b
 (no typer, libtmux, GitPython or rich, not even dataclasses or pathlib), runs one `git rev-parse`, and reads
 `tasks.json` itself. Only `spec_from_app` and the regeneration entry import the CLI side.
 
-Regenerate the checked-in scripts with `python -m muxagent.completion` after changing a command or option.
+Regenerate the checked-in scripts with `python -m muxagent.completion.scripts` after changing a command or option.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ if TYPE_CHECKING:
     import typer
 
 SHELLS = ("bash", "zsh", "fish")
-# Where `python -m muxagent.completion` writes each script, under the checkout's completions/ folder. `_mux` is
+# Where `python -m muxagent.completion.scripts` writes each script, under the checkout's completions/ folder. `_mux` is
 # the name zsh's autoloader wants on $fpath.
 FILES = {"bash": "mux.bash", "zsh": "_mux", "fish": "mux.fish"}
 TASKS_COMMAND = "_tasks"

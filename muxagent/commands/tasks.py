@@ -11,21 +11,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from muxagent import (
-    adapters,
-    changes,
-    config,
-    events,
-    gitops,
-    intents,
-    monitor_state,
-    naming,
-    prompt_queue,
-    radar,
-    status,
-    trust,
-    worktree_setup,
-)
+from muxagent import config, naming
+from muxagent.commands import worktree_setup
 from muxagent.errors import (
     AgentNotFoundError,
     BranchExistsError,
@@ -37,6 +24,7 @@ from muxagent.errors import (
     UnknownTaskError,
     WouldLoseWorkError,
 )
+from muxagent.git import gitops
 from muxagent.model import (
     AgentProfile,
     PaneInfo,
@@ -50,8 +38,11 @@ from muxagent.model import (
     no_progress,
     utc_iso,
 )
-from muxagent.store import Registry, Store, task_to_dict
-from muxagent.tmux import ScreenCache, Tmux
+from muxagent.state import intents, monitor_state, prompt_queue, trust
+from muxagent.state.store import Registry, Store, task_to_dict
+from muxagent.status import adapters, changes, events, patterns, radar
+from muxagent.status import classifier as status
+from muxagent.tmux.client import ScreenCache, Tmux
 
 PORT_FIRST = 20000
 PORT_LAST = 60000
@@ -83,7 +74,7 @@ def open_repo(cwd: Path | None = None) -> Context:
     repo = gitops.discover(cwd or Path.cwd())
     ctx = Context(repo=repo, store=Store(repo.common_dir / "mux"), tmux=Tmux())
     if intents.pending(ctx.store.root):  # a crashed command left its intent: finish or roll it back first
-        from muxagent import merge  # imported here only: merge builds on this module
+        from muxagent.commands import merge  # imported here only: merge builds on this module
 
         merge.recover(ctx)
     return ctx
@@ -117,6 +108,9 @@ def _reconcile(ctx: Context, rebuilt: bool) -> Registry:
         and wt.path != ctx.repo.main
         and wt.branch not in busy
     ]
+    if worktrees:
+        recorded = _recorded_worktrees(ctx)
+        worktrees = [wt for wt in worktrees if _made_by_mux(ctx, wt, recorded)]
     if not worktrees and not rebuilt:
         return ctx.store.load()
     windows = _windows_by_task(ctx)
@@ -148,9 +142,32 @@ def _reconcile(ctx: Context, rebuilt: bool) -> Registry:
         return registry
 
 
+def _recorded_worktrees(ctx: Context) -> set[str]:
+    """The real paths of the worktrees the journal says a `mux new` or `mux restore` made."""
+    found = set()
+    for entry in ctx.store.read_journal():
+        record = entry.get("task")
+        if entry.get("action") == "new" and isinstance(record, dict) and isinstance(record.get("worktree"), str):
+            found.add(os.path.realpath(record["worktree"]))
+    return found
+
+
+def _made_by_mux(ctx: Context, wt: gitops.WorktreeInfo, recorded: set[str]) -> bool:
+    """Whether mux made this worktree of a `mux/` branch: it is where worktree_dir puts it, or the journal says so.
+    Only those are adopted: `clean` then removing a merged `git worktree add -b mux/x ~/elsewhere/x` of the
+    user's deleted a worktree mux did not create."""
+    real = os.path.realpath(wt.path)
+    if real in recorded:
+        return True
+    try:
+        return real == os.path.realpath(worktree_path(ctx, (wt.branch or "")[len(naming.BRANCH_PREFIX) :]))
+    except ConfigError:
+        return False
+
+
 def _windows_by_task(ctx: Context) -> dict[str, str]:
     try:
-        return ctx.tmux.windows_with_task()
+        return ctx.tmux.windows_with_task(naming.session_for(ctx.repo.main))
     except TmuxError:
         return {}
 
@@ -249,12 +266,21 @@ def new_task(ctx: Context, request: NewRequest, progress: Progress = no_progress
             prompt=request.prompt,
         )
         registry.add(task)
-    ctx.store.journal("new", task=task_to_dict(task))
+        journal_creation(ctx, undo, task)
+    intents.crash_point("new:after-record")
     if pane_argv != argv:
         _await_setup(ctx, task, progress)
     if request.prompt is not None and profile.prompt_args is None:
         _paste_when_ready(ctx, task, profile, request.prompt)
     return task
+
+
+def journal_creation(ctx: Context, undo: _Undo, task: Task, **fields: object) -> None:
+    """The journal's `new` line, inside the transaction that adds the record, before the registry file: written
+    after it, a crash in between and then a lost `tasks.json` brought the task back as adopted, its agent and
+    prompt forgotten. A transaction that then fails takes the line back with an `rm` one."""
+    ctx.store.journal("new", task=task_to_dict(task), **fields)
+    undo.push(lambda: ctx.store.journal("rm", name=task.name, recovery_ref=None))
 
 
 def reserve_worktree(
@@ -380,11 +406,12 @@ def _remove_if_empty(directory: Path) -> None:
 
 def worktree_path(ctx: Context, name: str) -> Path:
     template = ctx.settings.worktree_dir
-    relative = template.replace("{repo}", ctx.repo.main.name).replace("{task}", name)
-    path = Path(os.path.expanduser(relative))
-    if not path.is_absolute():
-        path = ctx.repo.main / path
-    path = Path(os.path.normpath(path))
+    path = config.worktree_location(template, ctx.repo.main, name)
+    if ctx.settings.confine_worktrees and config.confined_worktree(template, ctx.repo.main, name) is None:
+        raise ConfigError(
+            f"worktree_dir {template!r} of the untrusted {ctx.settings.repo_config} puts {name!r} outside the"
+            f" default worktree folder (through a symlink): read it, then `mux trust`, or pick another name"
+        )
     if path == ctx.repo.main or ctx.repo.main in path.parents:
         raise ConfigError(f"worktree_dir {template!r} puts worktrees inside the main checkout: move it outside")
     return path
@@ -431,7 +458,7 @@ def _paste_when_ready(ctx: Context, task: Task, profile: AgentProfile, text: str
             continue
         if screen != previous:
             previous, stable_since = screen, time.monotonic()
-        ready = status.first_match(profile.status.idle, screen) is not None
+        ready = patterns.first_match(profile.status.idle, screen) is not None
         if screen.strip() and screen != before_agent and (ready or time.monotonic() - stable_since >= 1.0):
             ctx.tmux.send_text(task.window, text)
             return
@@ -443,9 +470,10 @@ def _paste_when_ready(ctx: Context, task: Task, profile: AgentProfile, text: str
 
 
 def pane_of(panes: list[PaneInfo], task: Task) -> PaneInfo | None:
-    # Window ids are reused after a tmux server restart: the @mux_task option must match too.
+    # Window ids are reused after a tmux server restart: the @mux_task option must match too, and so must the
+    # session, since another repository on the same server may have a task of the same name.
     for pane in panes:
-        if pane.window_id == task.window and pane.task == task.name:
+        if pane.window_id == task.window and pane.task == task.name and pane.session == task.session:
             return pane
     return None
 
@@ -597,28 +625,41 @@ class Removal:
         return f"mux restore {self.task.name} --at {self.recovery_ref.rsplit('/', 1)[-1]}"
 
 
-def remove(ctx: Context, name: str, force: bool = False) -> Removal:
-    # The intent lets the next mux finish a removal a crash cut short (muxagent.merge.recover).
-    with intents.intent(ctx.store.root, "rm", name=name):
+def remove(ctx: Context, name: str, force: bool = False, command: str = "rm") -> Removal:
+    # The intent lets the next mux finish a removal a crash cut short once it is past its point of no return
+    # (muxagent.commands.merge.recover), and drop one cut short before: that changed nothing. `command` is what the user
+    # ran, for the note that tells them.
+    with intents.intent(ctx.store.root, "rm", name=name, command=command) as intent:
         with ctx.store.transaction() as registry:
             task = registry.get(name)
             if task is None:
                 raise UnknownTaskError(f"no task named {name!r} (see `mux ls`)")
-            removal = _remove_locked(ctx, registry, task, force)
+            removal = _remove_locked(ctx, registry, task, force, on_removing=lambda: intent.update(removing=True))
+            journal_removal(ctx, removal)
         intents.crash_point("rm:after-record")
-        ctx.store.journal("rm", name=name, recovery_ref=removal.recovery_ref)
     return removal
 
 
-def _remove_locked(ctx: Context, registry: Registry, task: Task, force: bool, save: bool = True) -> Removal:
+def journal_removal(ctx: Context, removal: Removal) -> None:
+    """The journal's `rm` line, written inside the transaction that drops the record, before the registry file:
+    written after it, a crash in between and then a lost `tasks.json` brought the removed task back."""
+    ctx.store.journal("rm", name=removal.task.name, recovery_ref=removal.recovery_ref)
+
+
+def _remove_locked(
+    ctx: Context, registry: Registry, task: Task, force: bool, save: bool = True,
+    on_removing: Callable[[], object] | None = None,
+) -> Removal:  # fmt: skip
     """Window, worktree, branch, record, in that order, after a recovery ref of everything they hold.
 
     The ref is written even when nothing would be lost, so every removal can be undone with `mux restore`;
     `save=False` skips it, for callers that know the work is saved already (or that there is none).
+    `on_removing` is called at the point of no return: the decision taken, the work saved, nothing removed yet.
     """
     worktree = Path(task.worktree)
     present = worktree.is_dir()
     has_branch = gitops.branch_exists(ctx.repo, task.branch)
+    intents.crash_point("rm:while-checking")
     # Also without a branch (deleted by hand): the worktree's files may still be the only copy.
     lost = gitops.unsaved_work(ctx.repo, worktree if present else None, task.branch, task.base)
     if lost and not force:
@@ -630,9 +671,12 @@ def _remove_locked(ctx: Context, registry: Registry, task: Task, force: bool, sa
     if save and (lost or has_branch):
         ref = gitops.write_recovery_ref(ctx.repo, task.name, task.branch, worktree if present else None)
         ctx.store.journal("recovery", name=task.name, ref=ref, lost=lost, record=task_to_dict(task))
-        intents.crash_point("rm:after-recovery-ref")
-    if task.window:
-        ctx.tmux.kill_window(task.window)
+    if on_removing is not None:
+        on_removing()
+    intents.crash_point("rm:after-recovery-ref")
+    window = _own_window(ctx, task)
+    if window:
+        ctx.tmux.kill_window(window)
         intents.crash_point("rm:after-window")
     if present or any(wt.path == worktree for wt in gitops.list_worktrees(ctx.repo)):
         gitops.remove_worktree(ctx.repo, worktree)
@@ -643,6 +687,18 @@ def _remove_locked(ctx: Context, registry: Registry, task: Task, force: bool, sa
     registry.remove(task.name)
     _forget(ctx, task.name)
     return Removal(task=task, recovery_ref=ref)
+
+
+def _own_window(ctx: Context, task: Task) -> str | None:
+    """The task's window in its own session: the recorded id if it still carries the task, else the one that
+    does. A recorded id may since belong to another repository's agent or to one of the user's own windows
+    (tmux reuses ids after a server restart): killing it by id alone killed another repository's agent."""
+    try:
+        panes = ctx.tmux.snapshot()
+    except TmuxError:
+        return task.window or None  # killing it then says why tmux cannot be reached, as before
+    mine = [p.window_id for p in panes if p.session == task.session and p.task == task.name]
+    return task.window if task.window in mine else next(iter(mine), None)
 
 
 def _forget(ctx: Context, name: str) -> None:
@@ -668,17 +724,29 @@ def clean(ctx: Context, dry_run: bool = False) -> CleanResult:
         if item.status.state in ACTIVE_STATES:
             kept[task.name] = f"agent is {item.status.state.value}"
             continue
-        present = Path(task.worktree).is_dir()
-        has_branch = gitops.branch_exists(ctx.repo, task.branch)
-        lost = gitops.unsaved_work(ctx.repo, Path(task.worktree) if present else None, task.branch, task.base)
-        if lost:
-            kept[task.name] = "; ".join(lost) + ("" if has_branch else f" (branch {task.branch} is gone)")
+        try:
+            hint = _clean_one(ctx, task, dry_run)
+        except WouldLoseWorkError as exc:
+            kept[task.name] = str(exc)
             continue
-        hint = None if dry_run else remove(ctx, task.name).restore_hint
+        except MuxError as exc:
+            # One task mux cannot read or remove must not stop the others.
+            kept[task.name] = f"cannot be removed: {exc}"
+            continue
         if hint:
             hints[task.name] = hint
         removed.append(task.name)
     return CleanResult(removed=removed, kept=kept, restore_hints=hints)
+
+
+def _clean_one(ctx: Context, task: Task, dry_run: bool) -> str | None:
+    """Remove one task whose work is all elsewhere (WouldLoseWorkError naming it otherwise); its restore hint."""
+    present = Path(task.worktree).is_dir()
+    has_branch = gitops.branch_exists(ctx.repo, task.branch)
+    lost = gitops.unsaved_work(ctx.repo, Path(task.worktree) if present else None, task.branch, task.base)
+    if lost:
+        raise WouldLoseWorkError("; ".join(lost) + ("" if has_branch else f" (branch {task.branch} is gone)"))
+    return None if dry_run else remove(ctx, task.name, command="clean").restore_hint
 
 
 # ---------------------------------------------------------------------------------------------- set-up, trust, tmux

@@ -1,0 +1,1 @@
+"""Shell completion: the scripts generated from the CLI and the fast TAB entry."""

@@ -1,0 +1,1 @@
+"""The git room: every git call, worktrees, status, recovery refs, merging."""

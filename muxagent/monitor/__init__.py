@@ -1,0 +1,1 @@
+"""The long-running watcher that marks windows, rings, notifies and delivers queued prompts."""

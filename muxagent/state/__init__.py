@@ -1,0 +1,1 @@
+"""mux's own files: registry, intents, trust, queues, monitor state."""

@@ -1,0 +1,1 @@
+"""The tmux room: every tmux call, windows by id, batched screen reads."""
