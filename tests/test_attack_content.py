@@ -27,7 +27,7 @@ import pytest
 from conftest import git, run_mux
 from merge_helpers import checkout_state, commit_file, start
 
-from muxagent import gitops
+from muxagent.git import gitops
 
 pytestmark = pytest.mark.usefixtures("fake_profile")
 
