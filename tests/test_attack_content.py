@@ -1,18 +1,36 @@
 """What recovery snapshots, lost-work checks and merges hold, whatever the worktree's content (issue 10).
 
-Promises held here:
-- an ignored file counts as a rebuildable cache only inside a folder that is itself ignored and named like one;
-- a recovery snapshot holds a file's exact bytes (no eol conversion, no clean filter) and restore writes them back;
-- in a sparse checkout, work outside the sparse cone is merged and saved like any other;
-- an edit git status hides (a file marked assume-unchanged in the task) is work to `rm`, saved by `--force`, and
-  refused by `merge` by name (it would leave it behind);
+The promises held here, each by the tests named beside it:
+- an ignored file counts as a rebuildable cache only inside a folder that is itself ignored and named like one:
+  `test_rm_keeps_an_ignored_file_inside_a_tracked_build_folder`,
+  `test_an_ignored_cache_folder_inside_a_tracked_folder_is_still_a_cache`;
+- a recovery snapshot holds a file's exact bytes (no eol conversion, no clean filter) and restore writes them back:
+  `test_rm_force_and_restore_keep_each_files_exact_bytes`;
+- in a sparse checkout, work outside the sparse cone is merged and saved like any other:
+  `test_merge_brings_home_an_edit_outside_the_sparse_cone`,
+  `test_rm_force_and_restore_keep_an_edit_outside_the_sparse_cone`;
+- an edit git status hides (a file marked assume-unchanged or skip-worktree in the task) is work to `rm`, saved by
+  `--force`, and refused by `merge` by name: `test_rm_keeps_an_edit_to_a_file_marked_assume_unchanged_in_the_task`,
+  `test_merge_refuses_an_edit_git_status_hides_in_the_task`;
 - a repository of its own in a task (an agent's clone) is work to `rm`, is saved by `rm --force` with its files,
-  branches and HEAD and made again by `restore`, and `merge` refuses it (and any undeclared gitlink) by name;
-- a merge refused for a dirty submodule says truthfully what would save it;
-- a repo made with `git init --separate-git-dir` merges like any other, and its agents run mux in their panes;
-- a merge refused at any step, even by git's final fast-forward, leaves the task's branch, index and files
-  as they were, and names the file in the way;
-- git's errors are quoted by their error line, not by the progress line before it.
+  branches and HEAD and made again by `restore`, and `merge` refuses it (and any undeclared gitlink) by name:
+  `test_rm_refuses_a_nested_repository_by_name`,
+  `test_rm_force_and_restore_bring_back_a_nested_repository_with_its_history_and_files`,
+  `test_merge_refuses_a_nested_repository_by_name_and_changes_nothing`,
+  `test_merge_refuses_a_gitlink_no_gitmodules_declares`,
+  `test_diff_shows_the_task_files_beside_a_repository_with_no_commit_yet`;
+- a merge refused at any step, even by git's final fast-forward, leaves the task's branch, index and files as they
+  were, and names the file in the way:
+  `test_a_merge_refused_for_an_assume_unchanged_edit_names_it_and_leaves_the_task_as_it_was`,
+  `test_a_merge_git_refuses_at_the_last_step_leaves_the_task_uncommitted`;
+- a merge refused for a dirty submodule says truthfully what would save it:
+  `test_merge_refusing_a_dirty_submodule_says_what_would_save_it`;
+- a repo made with `git init --separate-git-dir` merges like any other, and its agents run mux in their panes:
+  `test_a_repo_made_with_separate_git_dir_merges`,
+  `test_an_agent_runs_mux_from_its_worktree_of_a_separate_git_dir_repo`;
+- git's errors are quoted by their error line, not by the progress line before it:
+  `test_a_full_disk_is_quoted_by_gits_error_not_its_progress_line`,
+  `test_git_errors_are_quoted_by_the_line_that_says_what_failed`.
 """
 
 from __future__ import annotations
