@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import sys
 from collections.abc import Iterator
@@ -502,6 +503,10 @@ def gc(
 
 
 def main() -> None:
+    # A path that is not UTF-8 is held as surrogates: print its own bytes, as ls and git do, rather than die on a
+    # UTF-8 terminal's strict stdout.
+    if isinstance(sys.stdout, io.TextIOWrapper):
+        sys.stdout.reconfigure(errors="surrogateescape")
     # typer reports usage errors itself (exit 2); mux's own errors become one line and their exit code here.
     try:
         app(prog_name="mux")

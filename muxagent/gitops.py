@@ -283,7 +283,8 @@ def checkout_pending(worktree: Path) -> bool:
     so git would read it as every file deleted."""
     # Asked for every task on every `mux ls` and monitor tick: plain os calls, a third of git_dir's cost.
     try:
-        with open(os.path.join(worktree, ".git"), encoding="utf-8", errors="replace") as dot_git:
+        # surrogateescape: a repo path that is not UTF-8 must name the same folder, not one with U+FFFD in it.
+        with open(os.path.join(worktree, ".git"), encoding="utf-8", errors="surrogateescape") as dot_git:
             link = dot_git.read().removeprefix("gitdir:").strip()
     except OSError:  # no worktree, or a main checkout's .git folder
         return False
@@ -771,7 +772,7 @@ def git_dir(worktree: Path) -> Path:
     """The worktree's own git dir (main: .git; linked: .git/worktrees/ID), read from disk without running git."""
     dot_git = worktree / ".git"
     if dot_git.is_file():
-        text = dot_git.read_text(encoding="utf-8", errors="replace").strip()
+        text = dot_git.read_text(encoding="utf-8", errors="surrogateescape").strip()
         target = Path(text.removeprefix("gitdir:").strip())
         return target if target.is_absolute() else (worktree / target).resolve()
     return dot_git

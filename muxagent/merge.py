@@ -518,11 +518,21 @@ def recover(ctx: Context) -> None:
     with intents.orphaned(ctx.store.root) as found:
         for intent in found:
             op = intent.fields.get("op")
+            finish = _RECOVER.get(str(op))
+            if finish is None:
+                ctx.notes.append(f"found an unreadable record of an interrupted mux command: {_kept(intent)}")
+                continue
             try:
-                note = _RECOVER.get(str(op), _recover_unknown)(ctx, intent.fields)
+                note = finish(ctx, intent.fields)
             except MuxError as exc:
                 ctx.notes.append(f"could not finish an interrupted `mux {op}`: {exc} (will retry)")
                 intent.update(recovery_failed=str(exc))  # for `mux doctor`
+                continue
+            except Exception as exc:
+                # A record no mux can act on (a name git cannot take, a bug) must not stop every later command:
+                # a non-UTF-8 file name once made every command replay an `rm` and die.
+                what = type(exc).__name__
+                ctx.notes.append(f"could not finish an interrupted `mux {op}` ({what}): {_kept(intent)}")
                 continue
             ctx.store.journal("recovered", op=op, intent=intent.fields, outcome=note)
             if note:
@@ -624,8 +634,8 @@ def _finish_removal(ctx: Context, registry: Registry, task: Task) -> Removal:
     return removal if saved is None else replace(removal, recovery_ref=saved)
 
 
-def _recover_unknown(ctx: Context, fields: dict[str, Any]) -> str | None:
-    return f"dropped an unreadable record of an interrupted mux command ({fields.get('op')})"
+def _kept(intent: intents.Intent) -> str:
+    return f"set it aside as {intent.set_aside()} (read it, then delete it)"
 
 
 _RECOVER = {"new": _recover_new, "rm": _recover_rm, "merge": _recover_merge}

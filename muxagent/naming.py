@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import os
 import re
 from pathlib import Path
 
@@ -38,5 +39,6 @@ def branch_for(name: str) -> str:
 def session_for(main: Path) -> str:
     """One tmux session per repository: readable, and unique even for two repos with the same folder name."""
     slug = re.sub(r"[^A-Za-z0-9_-]+", "-", main.name).strip("-")[:24] or "repo"
-    digest = hashlib.sha1(str(main).encode()).hexdigest()[:4]
+    # The path's bytes: a folder name that is not UTF-8 is held as surrogates, which str.encode() refuses.
+    digest = hashlib.sha1(os.fsencode(main)).hexdigest()[:4]
     return f"mux-{slug}-{digest}"
