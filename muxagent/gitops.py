@@ -145,7 +145,7 @@ def _short(ref: str) -> str:
 
 def git_version() -> tuple[int, ...]:
     """The installed git's version as numbers, e.g. (2, 39, 5)."""
-    words = _git(Path.cwd(), "version").stdout.split()
+    words = _git(Path("/"), "version").stdout.split()  # anywhere: the cwd may have been deleted
     numbers = words[2].split(".") if len(words) > 2 else []
     return tuple(int(n) for n in numbers if n.isdigit())
 

@@ -48,6 +48,8 @@ from muxagent.tasks import (
 
 STRATEGIES = ("merge", "squash", "rebase")
 STAMP_FORMAT = "%Y%m%dT%H%M%SZ"
+# `mux gc --older-than` at most: a century, far older than any recovery ref, and a date that always exists.
+MAX_GC_DAYS = 36525
 _SHOWN = 5
 
 
@@ -488,8 +490,9 @@ def restore_hint(name: str, ref: str | None) -> str | None:
 
 def gc(ctx: Context, older_than_days: float, dry_run: bool = False) -> list[str]:
     """Drop recovery refs older than the given age (by the UTC time in their name): the only way they go."""
-    if older_than_days < 0:
-        raise UsageError("--older-than must be a number of days >= 0")
+    # nan passed `< 0` and then failed in timedelta, inf and 1e10 overflowed it: all tracebacks.
+    if not 0 <= older_than_days <= MAX_GC_DAYS:
+        raise UsageError(f"--older-than must be a number of days from 0 to {MAX_GC_DAYS}")
     cutoff = datetime.now(UTC) - timedelta(days=older_than_days)
     dropped = []
     saved = [(ref, commit, ref.rsplit("/", 1)[-1]) for ref, commit in gitops.list_recovery_refs(ctx.repo)]

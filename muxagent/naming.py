@@ -7,7 +7,7 @@ import os
 import re
 from pathlib import Path
 
-from muxagent.errors import InvalidNameError
+from muxagent.errors import InvalidNameError, UsageError
 
 MAX_NAME = 48
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
@@ -30,6 +30,26 @@ def validate_name(name: str) -> str:
     if name.endswith((".", ".lock")):
         raise InvalidNameError(f"invalid task name {name!r}: it may not end with '.' or '.lock'")
     return name
+
+
+def validate_prompt(text: str) -> str:
+    """Return the prompt if an agent can take it: UTF-8 text without NUL, else raise saying what is wrong.
+
+    Arguments are decoded with surrogateescape, so a byte that is not UTF-8 arrives as a lone surrogate: it would
+    reach the agent as garbage, and once made the monitor die delivering a queued prompt, which was then lost.
+    """
+    if "\0" in text:
+        raise UsageError(f"the prompt holds a NUL byte (at character {text.index(chr(0))}), which no agent can take")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        code = ord(text[exc.start])
+        what = f"byte 0x{code - 0xDC00:02x}" if 0xDC80 <= code <= 0xDCFF else f"U+{code:04X}"
+        raise UsageError(
+            f"the prompt is not UTF-8 text ({what} at character {exc.start}): convert it first,"
+            " e.g. with `iconv -f latin1 -t utf-8`"
+        ) from None
+    return text
 
 
 def branch_for(name: str) -> str:

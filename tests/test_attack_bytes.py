@@ -21,29 +21,13 @@ from pathlib import Path
 
 import pytest
 from conftest import git, make_repo, mux_ls, run_mux, wait_until
+from hostile_helpers import assert_one_line_error, disk_state, read_only, run_raw
 from merge_helpers import start
 
 pytestmark = pytest.mark.usefixtures("fake_profile")
 
 # A real Latin-1 name on disk: b"caf\xe9.txt" is no UTF-8, so Python holds it as 'caf\udce9.txt'.
 LATIN1_NAME = os.fsdecode(b"caf\xe9.txt")
-
-
-def run_raw(*args: str | bytes, cwd: Path | str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    """`mux ARGS` with arguments given as bytes where a test needs bytes that are not UTF-8."""
-    return subprocess.run(
-        [sys.executable, "-m", "muxagent", *args],
-        cwd=cwd, capture_output=True, text=True, errors="replace", timeout=60, env=env,
-    )  # fmt: skip
-
-
-def assert_one_line_error(proc: subprocess.CompletedProcess[str], *words: str) -> None:
-    assert proc.returncode != 0, proc
-    lines = proc.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("mux: "), proc.stderr
-    assert "Traceback" not in proc.stderr and "internal error" not in proc.stderr, proc.stderr
-    for word in words:
-        assert word in lines[0], lines[0]
 
 
 def intents_dir(repo: Path) -> Path:
@@ -142,3 +126,129 @@ def test_a_repository_whose_path_is_not_utf8_works_end_to_end(tmp_path: Path, tm
     mux("send", "t", "hi")
     mux("rm", "--force", "t")
     assert not worktree.exists() and "refs/mux/recovery/t/" in git(repo, "for-each-ref")
+
+
+# ---------------------------------------------------------------------------------------------- item 18
+
+
+@pytest.mark.parametrize(
+    "args",
+    [("new", "other", "-a", "fake"), ("rm", "t"), ("rm", "--force", "t"), ("merge", "t"),
+     ("send", "t", "hi", "--when-idle"), ("new", "other", "-a", "claude-like")],
+    ids=["new", "rm", "rm-force", "merge", "send-when-idle", "new-with-hooks"],
+)  # fmt: skip
+def test_a_read_only_state_dir_refuses_in_one_line_and_changes_nothing(
+    repo: Path, tmux_socket: str, args: tuple[str, ...]
+) -> None:
+    # A profile with hooks: their settings file is written into the state dir before anything else.
+    agents = Path(os.environ["XDG_CONFIG_HOME"]) / "mux" / "agents"
+    (agents / "claude-like.toml").write_text('hooks = "claude"\n' + (agents / "fake.toml").read_text())
+    start(repo, "t")
+    before = disk_state(repo, tmux_socket)
+    with read_only(repo / ".git" / "mux"):
+        proc = run_raw(*args, cwd=repo)
+        assert_one_line_error(proc, "cannot")
+        assert disk_state(repo, tmux_socket) == before
+
+
+def write_lines(count: int) -> tuple[str, dict[str, str]]:
+    """A prompt of `count` fake-agent `write` lines of 3,000 characters each, and the files it makes."""
+    files = {f"f{i}.txt": f"{i:04d}" * 750 for i in range(count)}
+    return "\n".join(f"write {name} {text}" for name, text in files.items()), files
+
+
+@pytest.mark.parametrize("count", [7, 66], ids=["20KB", "200KB"])
+def test_a_long_prompt_reaches_the_agent_intact_and_mux_says_nothing_different(
+    repo: Path, tmp_path: Path, count: int
+) -> None:
+    # The fake profile passes the prompt as an argument, which tmux (16 KB) and the kernel (128 KB) cannot hold.
+    text, files = write_lines(count)
+    prompt_file = tmp_path / "prompt.txt"
+    prompt_file.write_text(text)
+    proc = run_mux("new", "long", "-a", "fake", "--prompt-file", str(prompt_file), cwd=repo, check=False)
+    assert proc.returncode == 0 and proc.stderr == "", proc.stderr
+    assert proc.stdout.startswith("long: fake in ")
+    worktree = Path(mux_ls(repo)["long"]["worktree"])
+
+    def arrived() -> bool:
+        return all(
+            (worktree / name).is_file() and (worktree / name).read_text() == text + "\n" for name, text in files.items()
+        )
+
+    wait_until(arrived, timeout=30)
+
+
+@pytest.mark.parametrize(
+    ("content", "words"),
+    [(b"caf\xe9 au lait\n", ("not UTF-8", "0xe9")), (b"a\x00b\n", ("NUL",))],
+    ids=["latin1", "nul"],
+)
+def test_a_prompt_file_in_latin1_or_with_a_nul_is_refused_in_one_line(
+    repo: Path, tmp_path: Path, tmux_socket: str, content: bytes, words: tuple[str, ...]
+) -> None:
+    prompt_file = tmp_path / "prompt.txt"
+    prompt_file.write_bytes(content)
+    before = disk_state(repo, tmux_socket)
+    assert_one_line_error(run_raw("new", "t", "-a", "fake", "--prompt-file", str(prompt_file), cwd=repo), *words)
+    assert disk_state(repo, tmux_socket) == before
+
+
+def test_prompts_and_send_text_that_are_not_utf8_are_refused_in_one_line(repo: Path, tmux_socket: str) -> None:
+    start(repo, "t")
+    latin1 = os.fsdecode(b"caf\xe9")
+    before = disk_state(repo, tmux_socket)
+    for args in (("new", "u", "-a", "fake", "-p", latin1), ("send", "t", latin1), ("send", "t", latin1, "--when-idle")):
+        assert_one_line_error(run_raw(*args, cwd=repo), "not UTF-8", "0xe9")
+        assert disk_state(repo, tmux_socket) == before, args
+
+
+def test_the_monitor_survives_a_queued_prompt_it_cannot_deliver_and_delivers_the_next(repo: Path) -> None:
+    worktree = start(repo, "t")
+    queue = repo / ".git" / "mux" / "queue"
+    queue.mkdir(parents=True, exist_ok=True)
+    # As a mux before this check queued it, or a hand edit: a text with a byte that is not UTF-8, then a good one.
+    (queue / "t.json").write_text('["caf\\udce9", "write after.txt delivered"]')
+    journal = repo / ".git" / "mux" / "journal.jsonl"
+    assert wait_until(lambda: (worktree / "after.txt").is_file(), timeout=20)
+    entries = [json.loads(line) for line in journal.read_text().splitlines()]
+    kept = [e for e in entries if e["action"] == "undelivered"]
+    assert kept and kept[0]["text"] == "caf\udce9", entries  # reported, and the text is not lost
+
+
+@pytest.mark.parametrize("days", ["nan", "inf", "1e10", "-1", "-inf"])
+def test_gc_refuses_an_age_that_is_no_number_of_days(repo: Path, tmux_socket: str, days: str) -> None:
+    start(repo, "t")
+    run_mux("rm", "t", cwd=repo)
+    before = disk_state(repo, tmux_socket)
+    assert_one_line_error(run_raw("gc", "--older-than", days, cwd=repo), "--older-than")
+    assert disk_state(repo, tmux_socket) == before
+
+
+def test_new_refuses_in_one_line_when_a_file_is_where_the_worktree_folder_goes(repo: Path, tmux_socket: str) -> None:
+    (repo.parent / "proj.worktrees").write_text("a file, not a folder\n")
+    before = disk_state(repo, tmux_socket)
+    assert_one_line_error(run_raw("new", "t", "-a", "fake", cwd=repo), "proj.worktrees")
+    assert disk_state(repo, tmux_socket) == before
+    assert run_mux("ls", cwd=repo).stderr == ""  # no interrupted command left to roll back
+
+
+@pytest.mark.parametrize("command", ["ls", "new", "doctor"])
+def test_a_command_run_from_a_deleted_directory_says_so_in_one_line(tmp_path: Path, command: str) -> None:
+    gone = tmp_path / "gone"
+    gone.mkdir()
+    script = 'cd "$1" && rmdir "$1" && shift && exec "$@"'
+    argv = [sys.executable, "-m", "muxagent", command] + (["t"] if command == "new" else [])
+    proc = subprocess.run(["sh", "-c", script, "sh", str(gone), *argv], capture_output=True, text=True, timeout=60)
+    assert proc.returncode != 0 and "Traceback" not in proc.stderr, proc.stderr
+    assert "current directory no longer exists" in (proc.stdout + proc.stderr)
+    if command != "doctor":
+        assert_one_line_error(proc)
+
+
+def test_status_line_from_a_deleted_directory_prints_nothing(tmp_path: Path) -> None:
+    gone = tmp_path / "gone"
+    gone.mkdir()
+    script = 'cd "$1" && rmdir "$1" && shift && exec "$@"'
+    argv = [sys.executable, "-m", "muxagent", "status-line"]
+    proc = subprocess.run(["sh", "-c", script, "sh", str(gone), *argv], capture_output=True, text=True, timeout=60)
+    assert (proc.returncode, proc.stdout, proc.stderr) == (0, "", "")
