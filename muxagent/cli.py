@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -31,6 +32,8 @@ NameArg = Annotated[str, typer.Argument(help="Task name.", metavar="NAME", show_
 
 # A prompt is text for an agent to read: a file past this size is a mistake, not a prompt.
 MAX_PROMPT_FILE = 4 << 20
+# `mux peek -n` at most: far beyond any tmux history-limit, and a number tmux can take.
+MAX_SCROLLBACK = 1_000_000
 
 
 class Interrupted(MuxError):
@@ -188,7 +191,9 @@ def run_monitor() -> None:
 @app.command()
 def peek(
     name: NameArg,
-    lines: Annotated[int | None, typer.Option("-n", "--lines", help="Also show N lines of scrollback.")] = None,
+    lines: Annotated[
+        int | None, typer.Option("-n", "--lines", help="Also show N lines of scrollback.", min=0, max=MAX_SCROLLBACK)
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print a JSON object.")] = False,
 ) -> None:
     """Print the agent's current screen."""
@@ -401,6 +406,8 @@ def next_waiting(
     ] = None,
 ) -> None:
     """Focus the next task that waits for you (bind it to a key: see the README)."""
+    if after is not None and not re.fullmatch(r"@[0-9]+", after):
+        raise UsageError(f"--from takes a tmux window id such as @3 (#{{window_id}}), not {after!r}")
     with _repo() as ctx:
         task = tasks.next_waiting(ctx, after or tasks.current_window(ctx))
         if task is None:
@@ -428,6 +435,8 @@ def merge_cmd(
     Refuses, changing nothing, on a conflict (exit 3: `mux sync NAME` hands it to the agent) or when the main
     checkout has local edits where the merge writes.
     """
+    if message is not None:
+        naming.validate_prompt(message, what="message")
     chosen = [flag for flag, on in (("merge", use_merge), ("squash", squash), ("rebase", rebase)) if on]
     if len(chosen) > 1:
         raise UsageError("give only one of --merge, --squash, --rebase")

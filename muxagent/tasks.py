@@ -36,6 +36,7 @@ from muxagent.errors import (
     TaskExistsError,
     TmuxError,
     UnknownTaskError,
+    UsageError,
     WouldLoseWorkError,
 )
 from muxagent.model import (
@@ -169,6 +170,7 @@ def _windows_by_task(ctx: Context) -> dict[str, str]:
 
 
 def get_task(ctx: Context, name: str) -> Task:
+    naming.validate_name(name)  # a name no task can have says which rule it breaks, not "no task named"
     for task in load_tasks(ctx):
         if task.name == name:
             return task
@@ -211,6 +213,8 @@ def new_task(ctx: Context, request: NewRequest, progress: Progress = no_progress
     name = naming.validate_name(request.name)
     if request.prompt is not None:
         naming.validate_prompt(request.prompt)
+    if request.base is not None and not request.base.strip():
+        raise UsageError("--base is empty: give a branch or commit to start from")
     _warn_untrusted(ctx)
     profile = config.resolve_agent(request.agent or ctx.settings.agent, ctx.settings)
     if config.command_available(profile) is None:
