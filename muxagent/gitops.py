@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import shlex
 import shutil
 import subprocess
@@ -130,6 +131,11 @@ def _git(
     if proc.returncode not in ok:
         raise GitError(f"{shlex.join(argv[:1] + argv[2:])} failed: {_first_line(proc.stderr)}")
     return proc
+
+
+def quote_path(path: str) -> str:
+    """A path for a message or prompt: each byte that is not UTF-8 (held as a surrogate) as git writes it, `\\351`."""
+    return re.sub("[\udc80-\udcff]", lambda found: f"\\{ord(found.group()) - 0xDC00:03o}", path)
 
 
 def _first_line(text: str) -> str:

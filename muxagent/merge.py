@@ -357,7 +357,9 @@ def sync(
 
 
 def _resolve_prompt(base: str, verb: str, paths: list[str]) -> str:
-    listing = "\n".join(f"- {p}" for p in paths)
+    # A name that is not UTF-8 is written as git quotes it (\351): a prompt must be text, and the agent's git
+    # shows it so.
+    listing = "\n".join(f"- {gitops.quote_path(p)}" for p in paths)
     finish = "git rebase --continue" if verb == "rebase" else "git commit --no-edit"
     return (
         f"The {verb} of {base} into this branch stopped on conflicts in these files:\n{listing}\n"

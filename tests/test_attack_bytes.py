@@ -64,14 +64,18 @@ def test_merge_brings_home_a_file_whose_name_is_not_utf8_after_the_base_moved(re
     assert mux_ls(repo) == {}
 
 
-def test_sync_hands_a_conflict_on_a_file_whose_name_is_not_utf8_to_the_agent(repo: Path) -> None:
+@pytest.mark.parametrize("ask", [False, True], ids=["sync", "sync-ask"])
+def test_sync_hands_a_conflict_on_a_file_whose_name_is_not_utf8_to_the_agent(repo: Path, ask: bool) -> None:
     worktree = start(repo, "bytes")
     for where, text in ((worktree, "the agent's\n"), (repo, "the base's\n")):
         (where / LATIN1_NAME).write_text(text)
         git(where, "add", "-A")
         git(where, "-c", "core.hooksPath=/dev/null", "commit", "-q", "-m", "both add it")
-    proc = run_raw("sync", "bytes", cwd=repo)
+    proc = run_raw("sync", "bytes", *(["--ask"] if ask else []), cwd=repo)
     assert proc.returncode == 3 and "Traceback" not in proc.stderr, proc.stderr
+    if ask:  # the agent was told which file, as its own git names it
+        assert "asked to resolve" in proc.stderr
+        wait_until(lambda: "caf\\351.txt" in run_mux("peek", "bytes", cwd=repo).stdout)
     assert "caf\ufffd.txt" in proc.stdout  # the name's own bytes, as the terminal shows them
     assert b"<<<<<<<" in (worktree / LATIN1_NAME).read_bytes()
     assert mux_ls(repo)["bytes"]["state"] == "waiting"
