@@ -81,6 +81,14 @@ def test_sync_hands_a_conflict_on_a_file_whose_name_is_not_utf8_to_the_agent(rep
     assert mux_ls(repo)["bytes"]["state"] == "waiting"
 
 
+def test_new_copies_and_logs_an_untracked_file_whose_name_is_not_utf8(repo: Path) -> None:
+    (repo / ".mux.toml").write_text('copy = ["*.local"]\n')
+    (repo / os.fsdecode(b"caf\xe9.local")).write_bytes(b"a local secret\n")
+    worktree = start(repo, "bytes")
+    assert (worktree / os.fsdecode(b"caf\xe9.local")).read_bytes() == b"a local secret\n"
+    assert "copied caf\ufffd.local" in run_raw("logs", "bytes", cwd=repo).stdout
+
+
 @pytest.mark.parametrize(
     "content",
     [b"{not json", b'{"op": "rm", "name": "caf\xe9"', b"[1, 2]", b"\xff\xfe\x00"],
