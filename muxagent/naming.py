@@ -40,14 +40,14 @@ def validate_prompt(text: str, what: str = "prompt") -> str:
     reach the agent as garbage, and once made the monitor die delivering a queued prompt, which was then lost.
     """
     if "\0" in text:
-        raise UsageError(f"the {what} holds a NUL byte (at character {text.index(chr(0))}), which no agent can take")
+        raise UsageError(f"the {what} holds a NUL byte (at character {text.index(chr(0))}), which no program can take")
     try:
         text.encode("utf-8")
     except UnicodeEncodeError as exc:
         code = ord(text[exc.start])
-        what = f"byte 0x{code - 0xDC00:02x}" if 0xDC80 <= code <= 0xDCFF else f"U+{code:04X}"
+        culprit = f"byte 0x{code - 0xDC00:02x}" if 0xDC80 <= code <= 0xDCFF else f"U+{code:04X}"
         raise UsageError(
-            f"the {what} is not UTF-8 text ({what} at character {exc.start}): convert it first,"
+            f"the {what} is not UTF-8 text ({culprit} at character {exc.start}): convert it first,"
             " e.g. with `iconv -f latin1 -t utf-8`"
         ) from None
     return text

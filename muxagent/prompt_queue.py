@@ -36,7 +36,9 @@ def _locked(state_dir: Path) -> Iterator[Path]:
 
 def _read(path: Path) -> list[str]:
     try:
-        items = json.loads(path.read_text(encoding="utf-8"))
+        # surrogateescape: a byte that is not UTF-8 must not turn the whole queue into nothing (the next enqueue
+        # would write over it); the monitor reports such a prompt when it cannot deliver it.
+        items = json.loads(path.read_text(encoding="utf-8", errors="surrogateescape"))
     except (OSError, ValueError):
         return []
     return [str(item) for item in items] if isinstance(items, list) else []

@@ -219,12 +219,12 @@ def test_the_monitor_survives_a_queued_prompt_it_cannot_deliver_and_delivers_the
     queue = repo / ".git" / "mux" / "queue"
     queue.mkdir(parents=True, exist_ok=True)
     # As a mux before this check queued it, or a hand edit: a text with a byte that is not UTF-8, then a good one.
-    (queue / "t.json").write_text('["caf\\udce9", "write after.txt delivered"]')
+    (queue / "t.json").write_bytes(b'["caf\xe9", "caf\\udce9", "write after.txt delivered"]')
     journal = repo / ".git" / "mux" / "journal.jsonl"
     assert wait_until(lambda: (worktree / "after.txt").is_file(), timeout=20)
     entries = [json.loads(line) for line in journal.read_text().splitlines()]
     kept = [e for e in entries if e["action"] == "undelivered"]
-    assert kept and kept[0]["text"] == "caf\udce9", entries  # reported, and the text is not lost
+    assert [e["text"] for e in kept] == ["caf\udce9"] * 2, entries  # reported, and the text is not lost
 
 
 @pytest.mark.parametrize("days", ["nan", "inf", "1e10", "-1", "-inf"])

@@ -218,3 +218,16 @@ def test_texts_a_prompt_may_hold_are_delivered_not_refused(repo: Path, tmux_sock
         proc = run_raw("send", "t", "--", text, cwd=repo)
         assert proc.returncode == 0 and proc.stderr == "", (text, proc.stderr)
     assert not (repo / "x").exists() and not (repo.parent / "proj.worktrees" / "t" / "x").exists()
+
+
+@pytest.mark.parametrize(
+    ("argv", "words"),
+    [
+        (("new", "t", "-a", "fake", "-p", LATIN1), "the prompt is not UTF-8 text (byte 0xe9 at character 3)"),
+        (("send", "t", LATIN1), "the prompt is not UTF-8 text (byte 0xe9 at character 3)"),
+        (("merge", "t", "-m", LATIN1), "the message is not UTF-8 text (byte 0xe9 at character 3)"),
+    ],
+    ids=["new-prompt", "send", "merge-message"],
+)
+def test_a_text_that_is_not_utf8_is_named_so(repo: Path, argv: tuple[str, ...], words: str) -> None:
+    assert_one_line_error(run_raw(*argv, cwd=repo), words)
