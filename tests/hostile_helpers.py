@@ -78,7 +78,10 @@ def read_only(folder: Path) -> Iterator[None]:
     else:
         if shutil.which("chattr") is None:
             raise RuntimeError("running as root without chattr: cannot make a folder read-only")
-        subprocess.run(["chattr", "-R", "+i", str(folder)], check=True)
+        # The monitor may rename a temp file away mid-walk, which makes `chattr -R` fail: the folder itself must
+        # take the flag, and whatever is left in it once it has.
+        subprocess.run(["chattr", "+i", str(folder)], check=True)
+        subprocess.run(["chattr", "-R", "+i", str(folder)], capture_output=True)
         undo = ["chattr", "-R", "-i", str(folder)]
     try:
         yield

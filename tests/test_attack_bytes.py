@@ -55,6 +55,7 @@ def test_rm_force_and_restore_keep_a_file_whose_name_is_not_utf8(repo: Path) -> 
 def test_merge_brings_home_a_file_whose_name_is_not_utf8_after_the_base_moved(repo: Path) -> None:
     worktree = start(repo, "bytes")
     (worktree / LATIN1_NAME).write_bytes(b"agent's work\n")
+    (worktree / os.fsdecode(b"caf\xe9.log")).write_bytes(b"ignored, so saved in the recovery ref\n")
     (repo / "base.txt").write_text("the base moved on\n")
     git(repo, "add", "base.txt")
     git(repo, "commit", "-q", "-m", "base moves")
@@ -62,6 +63,9 @@ def test_merge_brings_home_a_file_whose_name_is_not_utf8_after_the_base_moved(re
     assert "merged bytes into main" in proc.stdout and "Traceback" not in proc.stderr
     assert (repo / LATIN1_NAME).read_bytes() == b"agent's work\n"
     assert mux_ls(repo) == {}
+    ref = git(repo, "for-each-ref", "--format=%(refname)", "refs/mux/recovery/bytes/").split()[-1]
+    saved = subprocess.run(["git", "ls-tree", "-r", "--name-only", "-z", ref], cwd=repo, capture_output=True).stdout
+    assert b"caf\xe9.log" in saved.split(b"\0")
 
 
 @pytest.mark.parametrize("ask", [False, True], ids=["sync", "sync-ask"])
