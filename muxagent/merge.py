@@ -337,6 +337,7 @@ def sync(
             f" (commit them, or sync with a merge: `mux sync {name}`)"
         )
     # A rebase rewrites the task's commits and a conflict rewrites its files: keep the state before.
+    ctx.store.require_writable()  # else a read-only `.git/mux` refused only after the ref was written
     progress(f"saving a recovery ref of {name}")
     ref = gitops.write_recovery_ref(ctx.repo, name, task.branch, worktree)
     ctx.store.journal("recovery", name=name, ref=ref, lost=["sync"], record=task_to_dict(task))

@@ -218,18 +218,25 @@ class Store:
             raise ValueError(f"journal fields {sorted(clash)} are reserved")
         entry.update(fields)
         line = (dumps(entry, separators=(",", ":"), default=str) + "\n").encode()
+        if self._append(line) != len(line):
+            raise StoreError(f"short write to {self.journal_path} (disk full?)")
+
+    def require_writable(self) -> None:
+        """StoreError now if the journal cannot be appended to (a read-only `.git/mux`), for a command whose first
+        side effect comes before its first journal line: it then changes nothing."""
+        self._append(b"")
+
+    def _append(self, data: bytes) -> int:
         self._mkdir()
         try:
             # O_APPEND and a single write: lines from concurrent processes never interleave.
             fd = os.open(self.journal_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
             try:
-                written = os.write(fd, line)
+                return os.write(fd, data)
             finally:
                 os.close(fd)
         except OSError as exc:
             raise StoreError(f"cannot append to {self.journal_path}: {exc.strerror}") from exc
-        if written != len(line):
-            raise StoreError(f"short write to {self.journal_path} (disk full?)")
 
     def read_journal(self) -> list[dict[str, object]]:
         """All entries in order; lines that are not a JSON object (a crash mid-write) are skipped."""

@@ -167,6 +167,20 @@ def test_a_read_only_state_dir_refuses_in_one_line_and_changes_nothing(
         assert disk_state(repo, tmux_socket) == before
 
 
+@pytest.mark.parametrize("rebase", [False, True], ids=["merge", "rebase"])
+def test_sync_with_a_read_only_state_dir_refuses_before_it_writes_anything(
+    repo: Path, tmux_socket: str, rebase: bool
+) -> None:
+    start(repo, "t")
+    (repo / "base.txt").write_text("the base moved on\n")
+    git(repo, "add", "base.txt")
+    git(repo, "commit", "-q", "-m", "base moves")
+    before = disk_state(repo, tmux_socket)
+    with read_only(repo / ".git" / "mux"):
+        assert_one_line_error(run_raw("sync", "t", *(["--rebase"] if rebase else []), cwd=repo), "cannot")
+        assert disk_state(repo, tmux_socket) == before  # no recovery ref either
+
+
 def write_lines(count: int) -> tuple[str, dict[str, str]]:
     """A prompt of `count` fake-agent `write` lines of 3,000 characters each, and the files it makes."""
     files = {f"f{i}.txt": f"{i:04d}" * 750 for i in range(count)}
