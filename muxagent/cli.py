@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import io
 import json
+import re
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -11,7 +13,7 @@ from typing import Annotated, Any
 
 import typer
 
-from muxagent import live, render
+from muxagent import live, naming, render
 from muxagent.commands import doctor as doctor_checks
 from muxagent.commands import merge as merging
 from muxagent.commands import restart, tasks, wait
@@ -47,6 +49,12 @@ def _options(
 
 
 NameArg = Annotated[str, typer.Argument(help="Task name.", metavar="NAME", show_default=False)]
+
+
+# A prompt is text for an agent to read: a file past this size is a mistake, not a prompt.
+MAX_PROMPT_FILE = 4 << 20
+# `mux peek -n` at most: far beyond any tmux history-limit, and a number tmux can take.
+MAX_SCROLLBACK = 1_000_000
 
 
 class Interrupted(MuxError):
@@ -99,10 +107,7 @@ def new(
     if prompt is not None and prompt_file is not None:
         raise UsageError("give either --prompt or --prompt-file, not both")
     if prompt_file is not None:
-        try:
-            prompt = prompt_file.read_text(encoding="utf-8")
-        except OSError as exc:
-            raise UsageError(f"cannot read prompt file {prompt_file}: {exc.strerror}") from None
+        prompt = _read_prompt_file(prompt_file)
     with _repo() as ctx:
         with _progress() as progress:
             task = tasks.new_task(ctx, tasks.NewRequest(name=name, agent=agent, prompt=prompt, base=base), progress)
@@ -110,6 +115,20 @@ def new(
         monitor.ensure_running(ctx)
         if attach:
             tasks.attach(ctx, task.name)
+
+
+def _read_prompt_file(path: Path) -> str:
+    try:
+        with path.open("rb") as file:
+            data = file.read(MAX_PROMPT_FILE + 1)  # bounded: `--prompt-file /dev/zero` must not fill the memory
+    except OSError as exc:
+        raise UsageError(f"cannot read prompt file {path}: {exc.strerror}") from None
+    if len(data) > MAX_PROMPT_FILE:
+        raise UsageError(f"prompt file {path} is larger than {MAX_PROMPT_FILE >> 20} MiB")
+    try:
+        return naming.validate_prompt(data.decode("utf-8", "surrogateescape"))
+    except UsageError as exc:
+        raise UsageError(f"prompt file {path}: {exc}") from None
 
 
 @app.command("ls")
@@ -199,7 +218,9 @@ def run_monitor() -> None:
 @app.command()
 def peek(
     name: NameArg,
-    lines: Annotated[int | None, typer.Option("-n", "--lines", help="Also show N lines of scrollback.")] = None,
+    lines: Annotated[
+        int | None, typer.Option("-n", "--lines", help="Also show N lines of scrollback.", min=0, max=MAX_SCROLLBACK)
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print a JSON object.")] = False,
 ) -> None:
     """Print the agent's current screen."""
@@ -282,7 +303,7 @@ def doctor(
     as_json: Annotated[bool, typer.Option("--json", help="Print a JSON array (the exit status still tells).")] = False,
 ) -> None:
     """Check tmux, git, the tmux server, the task registry and orphaned worktrees or windows."""
-    checks = doctor_checks.run(Path.cwd())
+    checks = doctor_checks.run()
     if as_json:
         _print_json([{"name": c.name, "ok": c.ok, "fatal": c.fatal, "detail": c.detail} for c in checks])
     for check in [] if as_json else checks:
@@ -414,6 +435,8 @@ def next_waiting(
     ] = None,
 ) -> None:
     """Focus the next task that waits for you (bind it to a key: see the README)."""
+    if after is not None and not re.fullmatch(r"@[0-9]+", after):
+        raise UsageError(f"--from takes a tmux window id such as @3 (#{{window_id}}), not {after!r}")
     with _repo() as ctx:
         task = tasks.next_waiting(ctx, after or tasks.current_window(ctx))
         if task is None:
@@ -441,6 +464,8 @@ def merge_cmd(
     Refuses, changing nothing, on a conflict (exit 3: `mux sync NAME` hands it to the agent) or when the main
     checkout has local edits where the merge writes.
     """
+    if message is not None:
+        naming.validate_prompt(message, what="message")
     chosen = [flag for flag, on in (("merge", use_merge), ("squash", squash), ("rebase", rebase)) if on]
     if len(chosen) > 1:
         raise UsageError("give only one of --merge, --squash, --rebase")
@@ -531,9 +556,39 @@ def gc(
 
 
 def main() -> None:
-    # typer reports usage errors itself (exit 2); mux's own errors become one line and their exit code here.
+    # A path that is not UTF-8 is held as surrogates: print its own bytes, as ls and git do, rather than die on a
+    # UTF-8 terminal's strict stdout.
+    if isinstance(sys.stdout, io.TextIOWrapper):
+        sys.stdout.reconfigure(errors="surrogateescape")
+    # Every way out is one line on stderr and an exit code, never a traceback (README, "Exit codes").
     try:
-        app(prog_name="mux")
+        code = app(prog_name="mux", standalone_mode=False)
     except MuxError as exc:
         render.stderr_line(str(exc))
         sys.exit(exc.exit_code)
+    except typer.TyperException as exc:
+        sys.exit(_usage_error(exc))
+    except typer.Abort:
+        render.stderr_line("aborted")
+        sys.exit(1)
+    except OSError as exc:
+        # A file no MuxError named (a disk that filled or went read-only half-way): say which and why.
+        where = f"{exc.filename}: " if exc.filename else ""
+        render.stderr_line(f"{where}{exc.strerror or exc}")
+        sys.exit(1)
+    except Exception as exc:
+        render.stderr_line(f"internal error: {type(exc).__name__}: {exc} (a bug in mux: please report it)")
+        sys.exit(1)
+    sys.exit(code if isinstance(code, int) else 0)
+
+
+def _usage_error(exc: typer.TyperException) -> int:
+    """Click's usage errors as one line (its own form takes four); `mux` alone still prints the help."""
+    message = exc.format_message()
+    if "\n" in message:
+        sys.stderr.write(message + "\n")
+        return exc.exit_code
+    context = getattr(exc, "ctx", None)
+    command = getattr(context, "command_path", "mux")
+    render.stderr_line(f"{message[:1].lower()}{message[1:].rstrip('.')} (see `{command} --help`)")
+    return exc.exit_code

@@ -259,4 +259,6 @@ class ProgressLine:
 
 
 def stderr_line(message: str) -> None:
-    sys.stderr.write(f"mux: {clean_text(message)}\n")
+    # One line, as the README promises, even when the message quotes input holding a newline (`--base $'a\nb'`).
+    line = clean_text(message).replace("\n", "\\n")
+    sys.stderr.write(f"mux: {line}\n")

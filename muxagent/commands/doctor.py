@@ -24,7 +24,8 @@ class Check:
 MIN_GIT = (2, 38)
 
 
-def run(cwd: Path) -> list[Check]:
+def run(cwd: Path | None = None) -> list[Check]:
+    """Every check, for the repository at `cwd` (default: the current directory)."""
     checks = [_check_git(), _check_tmux()]
     try:
         ctx = tasks.open_repo(cwd)

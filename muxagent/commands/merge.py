@@ -53,6 +53,8 @@ from muxagent.status import adapters, radar
 
 STRATEGIES = ("merge", "squash", "rebase")
 STAMP_FORMAT = "%Y%m%dT%H%M%SZ"
+# `mux gc --older-than` at most: a century, far older than any recovery ref, and a date that always exists.
+MAX_GC_DAYS = 36525
 _SHOWN = 5
 
 
@@ -366,6 +368,7 @@ def sync(
             f" (commit them, or sync with a merge: `mux sync {name}`)"
         )
     # A rebase rewrites the task's commits and a conflict rewrites its files: keep the state before.
+    ctx.store.require_writable()  # else a read-only `.git/mux` refused only after the ref was written
     progress(f"saving a recovery ref of {name}")
     ref = gitops.write_recovery_ref(ctx.repo, name, task.branch, worktree)
     ctx.store.journal("recovery", name=name, ref=ref, lost=["sync"], record=task_to_dict(task))
@@ -386,8 +389,9 @@ def sync(
 
 
 def _resolve_prompt(base: str, verb: str, paths: list[str]) -> str:
-    # File names are the branch's to choose: one holding ESC [201~ ended the paste and typed the rest as keys.
-    listing = "\n".join(f"- {render.clean_line(p)}" for p in paths)
+    # File names are the branch's to choose: one holding ESC [201~ ended the paste and typed the rest as keys; one
+    # that is not UTF-8 is written as git quotes it (\351): a prompt must be text, and the agent's git shows it so.
+    listing = "\n".join(f"- {render.clean_line(gitops.quote_path(p))}" for p in paths)
     finish = "git rebase --continue" if verb == "rebase" else "git commit --no-edit"
     return (
         f"The {verb} of {base} into this branch stopped on conflicts in these files:\n{listing}\n"
@@ -525,8 +529,9 @@ def restore_hint(name: str, ref: str | None) -> str | None:
 
 def gc(ctx: Context, older_than_days: float, dry_run: bool = False) -> list[str]:
     """Drop recovery refs older than the given age (by the UTC time in their name): the only way they go."""
-    if older_than_days < 0:
-        raise UsageError("--older-than must be a number of days >= 0")
+    # nan passed `< 0` and then failed in timedelta, inf and 1e10 overflowed it: all tracebacks.
+    if not 0 <= older_than_days <= MAX_GC_DAYS:
+        raise UsageError(f"--older-than must be a number of days from 0 to {MAX_GC_DAYS}")
     cutoff = datetime.now(UTC) - timedelta(days=older_than_days)
     dropped = []
     saved = [(ref, commit, ref.rsplit("/", 1)[-1]) for ref, commit in gitops.list_recovery_refs(ctx.repo)]
@@ -555,11 +560,21 @@ def recover(ctx: Context) -> None:
     with intents.orphaned(ctx.store.root) as found:
         for intent in found:
             op = intent.fields.get("op")
+            finish = _RECOVER.get(str(op))
+            if finish is None:
+                ctx.notes.append(f"found an unreadable record of an interrupted mux command: {_kept(intent)}")
+                continue
             try:
-                note = _RECOVER.get(str(op), _recover_unknown)(ctx, intent.fields)
+                note = finish(ctx, intent.fields)
             except MuxError as exc:
                 ctx.notes.append(f"could not finish an interrupted `mux {op}`: {exc} (will retry)")
                 intent.update(recovery_failed=str(exc))  # for `mux doctor`
+                continue
+            except Exception as exc:
+                # A record no mux can act on (a name git cannot take, a bug) must not stop every later command:
+                # a non-UTF-8 file name once made every command replay an `rm` and die.
+                what = type(exc).__name__
+                ctx.notes.append(f"could not finish an interrupted `mux {op}` ({what}): {_kept(intent)}")
                 continue
             ctx.store.journal("recovered", op=op, intent=intent.fields, outcome=note)
             if note:
@@ -684,8 +699,8 @@ def _finish_removal(ctx: Context, registry: Registry, task: Task) -> Removal:
     return removal if saved is None else replace(removal, recovery_ref=saved)
 
 
-def _recover_unknown(ctx: Context, fields: dict[str, Any]) -> str | None:
-    return f"dropped an unreadable record of an interrupted mux command ({fields.get('op')})"
+def _kept(intent: intents.Intent) -> str:
+    return f"set it aside as {intent.set_aside()} (read it, then delete it)"
 
 
 _RECOVER = {"new": _recover_new, "restore": _recover_restore, "rm": _recover_rm, "merge": _recover_merge}

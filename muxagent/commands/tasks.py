@@ -19,9 +19,11 @@ from muxagent.errors import (
     ConfigError,
     GitError,
     MuxError,
+    NotARepoError,
     TaskExistsError,
     TmuxError,
     UnknownTaskError,
+    UsageError,
     WouldLoseWorkError,
 )
 from muxagent.git import gitops
@@ -49,6 +51,10 @@ PORT_LAST = 60000
 PORT_BLOCK = 10
 # How long `mux new` waits for an agent without prompt arguments to draw its prompt before pasting the first one.
 PROMPT_READY_TIMEOUT = 30.0
+# tmux takes a command line of at most 16 KB and the kernel an argument of at most 128 KB: a 20 KB prompt on the
+# agent's command line failed with "command too long", a 200 KB one with E2BIG. A prompt longer than this is
+# pasted once the agent is ready instead, as for a profile without prompt_args.
+PROMPT_ARG_MAX = 8192
 # States in which an agent is busy with something the user cares about: `mux clean` leaves these alone.
 ACTIVE_STATES = frozenset({State.STARTING, State.WORKING, State.WAITING, State.UNKNOWN})
 
@@ -70,8 +76,16 @@ class Context:
         return self._settings
 
 
+def current_dir() -> Path:
+    """The working directory; NotARepoError when it was deleted (a shell left in a removed worktree)."""
+    try:
+        return Path.cwd()
+    except FileNotFoundError:
+        raise NotARepoError("the current directory no longer exists: cd into a repository") from None
+
+
 def open_repo(cwd: Path | None = None) -> Context:
-    repo = gitops.discover(cwd or Path.cwd())
+    repo = gitops.discover(cwd or current_dir())
     ctx = Context(repo=repo, store=Store(repo.common_dir / "mux"), tmux=Tmux())
     if intents.pending(ctx.store.root):  # a crashed command left its intent: finish or roll it back first
         from muxagent.commands import merge  # imported here only: merge builds on this module
@@ -173,6 +187,7 @@ def _windows_by_task(ctx: Context) -> dict[str, str]:
 
 
 def get_task(ctx: Context, name: str) -> Task:
+    naming.validate_name(name)  # a name no task can have says which rule it breaks, not "no task named"
     for task in load_tasks(ctx):
         if task.name == name:
             return task
@@ -213,6 +228,10 @@ class _Undo:
 
 def new_task(ctx: Context, request: NewRequest, progress: Progress = no_progress) -> Task:
     name = naming.validate_name(request.name)
+    if request.prompt is not None:
+        naming.validate_prompt(request.prompt)
+    if request.base is not None and not request.base.strip():
+        raise UsageError("--base is empty: give a branch or commit to start from")
     _warn_untrusted(ctx)
     profile = config.resolve_agent(request.agent or ctx.settings.agent, ctx.settings)
     if config.command_available(profile) is None:
@@ -228,9 +247,14 @@ def new_task(ctx: Context, request: NewRequest, progress: Progress = no_progress
     branch = naming.branch_for(name)
     adapter = adapters.install(profile.hooks, ctx.store.root)
     argv = [*profile.command, *adapter.args]
-    prompt_on_command_line = request.prompt is not None and profile.prompt_args is not None
-    if request.prompt is not None and profile.prompt_args is not None:
+    prompt_on_command_line = False
+    if (
+        request.prompt is not None
+        and profile.prompt_args is not None
+        and len(request.prompt.encode()) <= PROMPT_ARG_MAX
+    ):
         argv += config.expand_args(profile.prompt_args, request.prompt)
+        prompt_on_command_line = True
 
     intent = intents.intent(ctx.store.root, "new", name=name, worktree=str(worktree), base=base)
     with intent, _Undo() as undo, ctx.store.transaction() as registry:
@@ -270,7 +294,7 @@ def new_task(ctx: Context, request: NewRequest, progress: Progress = no_progress
     intents.crash_point("new:after-record")
     if pane_argv != argv:
         _await_setup(ctx, task, progress)
-    if request.prompt is not None and profile.prompt_args is None:
+    if request.prompt is not None and not prompt_on_command_line:
         _paste_when_ready(ctx, task, profile, request.prompt)
     return task
 
@@ -300,6 +324,8 @@ def reserve_worktree(
         gitops.add_worktree(ctx.repo, worktree, branch, start, checkout=checkout)
     except BranchExistsError:
         raise TaskExistsError(f"branch {branch!r} already exists: {if_taken}") from None
+    except OSError as exc:  # its folder cannot be made: a file is where it should be, or no permission
+        raise MuxError(f"cannot make the folder of worktree {worktree}: {exc.filename}: {exc.strerror}") from None
     undo.push(lambda: gitops.delete_branch(ctx.repo, branch))
     undo.push(lambda: gitops.remove_worktree(ctx.repo, worktree))
     return port
@@ -586,6 +612,7 @@ def attach(ctx: Context, name: str) -> None:
 
 
 def send(ctx: Context, name: str, text: str) -> None:
+    naming.validate_prompt(text)
     task = get_task(ctx, name)
     pane = _live_pane(ctx, task)
     if pane.dead:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Sequence
 
@@ -24,6 +25,9 @@ FINAL = frozenset({State.EXITED, State.MISSING})
 def wait(ctx: tasks.Context, names: Sequence[str], target: str, timeout: float | None) -> list[TaskReport]:
     if target not in TARGETS:
         raise UsageError(f"--for takes one of {', '.join(TARGETS)}, not {target!r}")
+    # nan made the deadline unreachable: `mux wait` hung forever instead of timing out.
+    if timeout is not None and not 0 <= timeout < math.inf:
+        raise UsageError("--timeout must be a number of seconds >= 0 (leave it out to wait as long as it takes)")
     for name in names:
         tasks.get_task(ctx, name)
     wanted = TARGETS[target]

@@ -217,7 +217,8 @@ def start_log(store_root: Path, task: str, lines: Sequence[str]) -> Path:
     for stale in (spec_path(store_root, task), status_path(store_root, task)):
         stale.unlink(missing_ok=True)
     path = log_path(store_root, task)
-    path.write_text("".join(f"{line}\n" for line in lines), encoding="utf-8")
+    # surrogateescape: a copied file whose name is not UTF-8 is logged with its own bytes, not a failed `mux new`.
+    path.write_text("".join(f"{line}\n" for line in lines), encoding="utf-8", errors="surrogateescape")
     return path
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import shlex
 import shutil
 import subprocess
@@ -136,6 +137,11 @@ def _git(
     return proc
 
 
+def quote_path(path: str) -> str:
+    """A path for a message or prompt: each byte that is not UTF-8 (held as a surrogate) as git writes it, `\\351`."""
+    return re.sub("[\udc80-\udcff]", lambda found: f"\\{ord(found.group()) - 0xDC00:03o}", path)
+
+
 _SAYS_WHY = ("fatal:", "error:")
 _SAYS_MORE = ("hint:", "warning:", *_SAYS_WHY)
 
@@ -179,7 +185,7 @@ def _short(ref: str) -> str:
 
 def git_version() -> tuple[int, ...]:
     """The installed git's version as numbers, e.g. (2, 39, 5)."""
-    words = _git(Path.cwd(), "version").stdout.split()
+    words = _git(Path("/"), "version").stdout.split()  # anywhere: the cwd may have been deleted
     numbers = words[2].split(".") if len(words) > 2 else []
     return tuple(int(n) for n in numbers if n.isdigit())
 
@@ -366,7 +372,8 @@ def checkout_pending(worktree: Path) -> bool:
     so git would read it as every file deleted."""
     # Asked for every task on every `mux ls` and monitor tick: plain os calls, a third of git_dir's cost.
     try:
-        with open(os.path.join(worktree, ".git"), encoding="utf-8", errors="replace") as dot_git:
+        # surrogateescape: a repo path that is not UTF-8 must name the same folder, not one with U+FFFD in it.
+        with open(os.path.join(worktree, ".git"), encoding="utf-8", errors="surrogateescape") as dot_git:
             link = dot_git.read().removeprefix("gitdir:").strip()
     except OSError:  # no worktree, or a main checkout's .git folder
         return False
@@ -998,7 +1005,7 @@ def git_dir(worktree: Path) -> Path:
     """The worktree's own git dir (main: .git; linked: .git/worktrees/ID), read from disk without running git."""
     dot_git = worktree / ".git"
     if dot_git.is_file():
-        text = dot_git.read_text(encoding="utf-8", errors="replace").strip()
+        text = dot_git.read_text(encoding="utf-8", errors="surrogateescape").strip()
         target = Path(text.removeprefix("gitdir:").strip())
         return target if target.is_absolute() else (worktree / target).resolve()
     return dot_git

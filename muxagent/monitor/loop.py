@@ -23,7 +23,7 @@ from typing import IO
 
 from muxagent import config, naming, render
 from muxagent.commands import tasks
-from muxagent.errors import MuxError, UnknownTaskError
+from muxagent.errors import MuxError, StoreError, UnknownTaskError
 from muxagent.git import gitops
 from muxagent.model import State, TaskReport
 from muxagent.monitor.watch import ChangeWatcher, in_git_dir
@@ -48,8 +48,11 @@ def window_title(name: str, state: State) -> str:
 
 
 def _try_lock(state_dir: Path) -> IO[str] | None:
-    state_dir.mkdir(parents=True, exist_ok=True)
-    handle = open(state_dir / LOCK_FILE, "a")  # noqa: SIM115 - held for the monitor's whole life
+    try:
+        state_dir.mkdir(parents=True, exist_ok=True)
+        handle = open(state_dir / LOCK_FILE, "a")  # noqa: SIM115 - held for the monitor's whole life
+    except OSError as exc:
+        raise StoreError(f"cannot open {state_dir / LOCK_FILE}: {exc.strerror}") from exc
     try:
         fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError:
@@ -78,6 +81,7 @@ def ensure_running(ctx: tasks.Context) -> None:
 
 def queue_prompt(ctx: tasks.Context, name: str, text: str) -> int:
     """Queue a prompt for when the agent is next idle; returns its place in the queue."""
+    naming.validate_prompt(text)  # refused now, not found undeliverable later by the monitor
     tasks.get_task(ctx, name)
     position = prompt_queue.enqueue(ctx.store.root, name, text)
     ensure_running(ctx)
@@ -224,6 +228,12 @@ class Monitor:
             tasks.send(self.ctx, item.task.name, text)
         except UnknownTaskError:
             return
+        except MuxError as exc:
+            # Off the queue but not delivered (a queue file edited by hand, tmux refusing it): the journal keeps
+            # the whole text, and this window says so, rather than the monitor dying with the prompt dropped.
+            self.ctx.store.journal("undelivered", name=item.task.name, text=text, error=str(exc))
+            print(f"mux monitor: could not deliver a queued prompt to {item.task.name}: {exc} (kept in the journal)")
+            return
         seen.delivered_at = time.time()
 
 
@@ -252,6 +262,10 @@ def _loop(monitor: Monitor) -> None:
             count = monitor.tick()
         except MuxError as exc:
             print(f"mux monitor: {render.clean_line(str(exc))}", flush=True)  # its window is a terminal too
+            count = 1
+        except Exception as exc:
+            # The monitor is what delivers queued prompts and marks windows: one bad tick must not end it.
+            print(f"mux monitor: internal error: {type(exc).__name__}: {exc}", flush=True)
             count = 1
         empty_ticks = 0 if count else empty_ticks + 1
         time.sleep(max(0.0, TICK - (time.monotonic() - started)))

@@ -21,9 +21,12 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from muxagent.errors import MuxError
+from muxagent.errors import MuxError, StoreError
+from muxagent.state.store import dumps
 
 INTENTS_DIR = "intents"
+# Suffix of an intent file no mux could act on, renamed so that `pending` no longer sees it: kept for a human.
+SET_ASIDE = ".set-aside"
 CRASH_ENV = "MUX_CRASH_AT"
 CRASH_STATUS = 99
 
@@ -49,7 +52,7 @@ def names(root: Path) -> set[str]:
         for entry in os.scandir(root / INTENTS_DIR):
             if entry.name.endswith(".json"):
                 with contextlib.suppress(OSError, ValueError):
-                    data = json.loads(Path(entry.path).read_text(encoding="utf-8"))
+                    data = _read_json(Path(entry.path))
                     if isinstance(data, dict) and isinstance(data.get("name"), str):
                         found.add(data["name"])
     return found
@@ -81,6 +84,15 @@ class Intent:
             (self.directory / f"{self.id}.lock").unlink()
         self.release()
 
+    def set_aside(self) -> Path:
+        """Rename the record out of the way (kept, not deleted) and release it: for a record no mux can act on,
+        which would otherwise stop every later command at the same point (a bad byte once made a repo unusable)."""
+        kept = self.path.with_name(self.path.name + SET_ASIDE)
+        with contextlib.suppress(OSError):
+            os.replace(self.path, kept)
+        self.finish()
+        return kept
+
     def release(self) -> None:
         if self._lock_fd >= 0:
             os.close(self._lock_fd)
@@ -89,15 +101,25 @@ class Intent:
 
 def _write_json(path: Path, data: dict[str, Any]) -> None:
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    payload = (json.dumps(data, indent=2, ensure_ascii=False) + "\n").encode()
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    payload = (dumps(data, indent=2) + "\n").encode()
     try:
-        os.write(fd, payload)
-        # The intent must be on disk before the side effect it announces: a crash may follow at once.
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(tmp, path)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        try:
+            os.write(fd, payload)
+            # The intent must be on disk before the side effect it announces: a crash may follow at once.
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, path)
+    except OSError as exc:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise StoreError(f"cannot write {path}: {exc.strerror}") from exc
+
+
+def _read_json(path: Path) -> object:
+    """The record in an intent file; bytes that are not UTF-8 read back as the surrogates they were written from."""
+    return json.loads(path.read_bytes().decode("utf-8", "surrogateescape"))
 
 
 @contextmanager
@@ -107,12 +129,20 @@ def intent(root: Path, op: str, **fields: Any) -> Iterator[Intent]:
     Any other way out (a crash, Ctrl-C, a bug) leaves the intent for the next mux run to finish or roll back.
     """
     directory = root / INTENTS_DIR
-    directory.mkdir(parents=True, exist_ok=True)
     ident = f"{time.time_ns()}-{os.getpid()}-{op}"
-    lock_fd = os.open(directory / f"{ident}.lock", os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        lock_fd = os.open(directory / f"{ident}.lock", os.O_RDWR | os.O_CREAT, 0o600)
+    except OSError as exc:
+        # Before any side effect: a read-only `.git/mux` refuses the command with one line, changing nothing.
+        raise StoreError(f"cannot record the command in {directory}: {exc.strerror}") from exc
     fcntl.flock(lock_fd, fcntl.LOCK_EX)
     record = Intent(directory, ident, {"op": op, "pid": os.getpid(), "started": time.time(), **fields}, lock_fd)
-    _write_json(record.path, record.fields)
+    try:
+        _write_json(record.path, record.fields)
+    except StoreError:
+        record.finish()
+        raise
     try:
         yield record
     except MuxError:
@@ -150,7 +180,7 @@ def orphaned(root: Path) -> Iterator[list[Intent]]:
                 continue
             try:
                 # Read after locking: the owner may have finished (and deleted it) meanwhile.
-                data = json.loads((directory / name).read_text(encoding="utf-8"))
+                data = _read_json(directory / name)
             except (OSError, ValueError):
                 data = None
             if not isinstance(data, dict):

@@ -13,6 +13,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from muxagent.errors import StoreError
+
 
 def _dir(state_dir: Path) -> Path:
     return state_dir / "queue"
@@ -21,15 +23,22 @@ def _dir(state_dir: Path) -> Path:
 @contextmanager
 def _locked(state_dir: Path) -> Iterator[Path]:
     directory = _dir(state_dir)
-    directory.mkdir(parents=True, exist_ok=True)
-    with open(directory / ".lock", "a") as lock:
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        lock = open(directory / ".lock", "a")  # noqa: SIM115 - closed below, after the caller's block
+    except OSError as exc:
+        # A read-only state dir: `send --when-idle` refuses with one line, nothing queued.
+        raise StoreError(f"cannot open the prompt queue in {directory}: {exc.strerror}") from exc
+    with lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         yield directory
 
 
 def _read(path: Path) -> list[str]:
     try:
-        items = json.loads(path.read_text(encoding="utf-8"))
+        # surrogateescape: a byte that is not UTF-8 must not turn the whole queue into nothing (the next enqueue
+        # would write over it); the monitor reports such a prompt when it cannot deliver it.
+        items = json.loads(path.read_text(encoding="utf-8", errors="surrogateescape"))
     except (OSError, ValueError):
         return []
     return [str(item) for item in items] if isinstance(items, list) else []
@@ -40,8 +49,12 @@ def _write(path: Path, items: list[str]) -> None:
         path.unlink(missing_ok=True)
         return
     temp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    temp.write_text(json.dumps(items), encoding="utf-8")
-    os.replace(temp, path)
+    try:
+        temp.write_text(json.dumps(items), encoding="utf-8")
+        os.replace(temp, path)
+    except OSError as exc:
+        temp.unlink(missing_ok=True)
+        raise StoreError(f"cannot write {path}: {exc.strerror}") from exc
 
 
 def enqueue(state_dir: Path, task: str, text: str) -> int:

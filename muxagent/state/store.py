@@ -16,6 +16,7 @@ import contextlib
 import fcntl
 import json
 import os
+import re
 import threading
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -37,6 +38,11 @@ LOCK_FILE = "lock"
 # the quotes would be escaped.
 _ENTRY_START = '{"ts":'
 
+# A lone surrogate is how Python holds a byte of a name that is not UTF-8 (git output and argv are decoded with
+# surrogateescape): `caf\xe9.txt` is 'caf\udce9.txt'. Raw, it cannot be encoded, and `mux rm --force` died
+# writing its journal line; as a JSON escape it keeps the file valid UTF-8 and reads back as the same bytes.
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+
 # Roots whose lock this thread holds: flock locks belong to the open file, so a nested transaction in the same
 # thread would wait for itself forever. Other threads simply wait their turn, as other processes do.
 _held = threading.local()
@@ -52,6 +58,12 @@ def _now() -> datetime:
 
 def _iso(moment: datetime) -> str:
     return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def dumps(doc: object, **options: Any) -> str:
+    """JSON for mux's state files: readable UTF-8 for every text, lossless for names that are bytes."""
+    text = json.dumps(doc, ensure_ascii=False, **options)
+    return _LONE_SURROGATE.sub(lambda found: f"\\u{ord(found.group()):04x}", text)
 
 
 def task_to_dict(task: Task) -> dict[str, object]:
@@ -205,19 +217,26 @@ class Store:
         if clash:
             raise ValueError(f"journal fields {sorted(clash)} are reserved")
         entry.update(fields)
-        line = (json.dumps(entry, ensure_ascii=False, separators=(",", ":"), default=str) + "\n").encode()
+        line = (dumps(entry, separators=(",", ":"), default=str) + "\n").encode()
+        if self._append(line) != len(line):
+            raise StoreError(f"short write to {self.journal_path} (disk full?)")
+
+    def require_writable(self) -> None:
+        """StoreError now if the journal cannot be appended to (a read-only `.git/mux`), for a command whose first
+        side effect comes before its first journal line: it then changes nothing."""
+        self._append(b"")
+
+    def _append(self, data: bytes) -> int:
         self._mkdir()
         try:
             # O_APPEND and a single write: lines from concurrent processes never interleave.
             fd = os.open(self.journal_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
             try:
-                written = os.write(fd, line)
+                return os.write(fd, data)
             finally:
                 os.close(fd)
         except OSError as exc:
             raise StoreError(f"cannot append to {self.journal_path}: {exc.strerror}") from exc
-        if written != len(line):
-            raise StoreError(f"short write to {self.journal_path} (disk full?)")
 
     def read_journal(self) -> list[dict[str, object]]:
         """All entries in order; lines that are not a JSON object (a crash mid-write) are skipped."""
@@ -229,10 +248,8 @@ class Store:
             raise StoreError(f"cannot read {self.journal_path}: {exc.strerror}") from exc
         entries: list[dict[str, object]] = []
         for raw in data.split(b"\n"):
-            try:
-                line = raw.decode()
-            except UnicodeDecodeError:
-                continue
+            # A byte that is not UTF-8 (a line another tool wrote) comes back as the surrogate it stands for.
+            line = raw.decode("utf-8", "surrogateescape")
             entry = _parse_entry(line)
             if entry is None:
                 # An entry appended after a torn line shares that line: keep the entry, drop the fragment.
@@ -329,7 +346,7 @@ class Store:
             "version": FORMAT_VERSION,
             "tasks": {name: task_to_dict(task) for name, task in registry._tasks.items()},
         }
-        data = (json.dumps(payload, indent=2, ensure_ascii=False) + "\n").encode()
+        data = (dumps(payload, indent=2) + "\n").encode()
         # Only the lock holder writes, so a per-process name cannot collide; a leftover from a crashed process
         # with the same pid is simply truncated.
         tmp = self.root / f".{TASKS_FILE}.{os.getpid()}.tmp"

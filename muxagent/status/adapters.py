@@ -15,6 +15,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from muxagent.errors import StoreError
+
 _CLAUDE_EVENTS = (
     "SessionStart", "UserPromptSubmit", "PreToolUse", "PostToolUse", "PermissionRequest", "Notification",
     "Stop", "StopFailure", "SessionEnd",
@@ -66,10 +68,14 @@ def _write_if_changed(path: Path, content: str) -> Path:
             return path
     except OSError:
         pass
-    path.parent.mkdir(parents=True, exist_ok=True)
     temp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    temp.write_text(content, encoding="utf-8")
-    os.replace(temp, path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        temp.write_text(content, encoding="utf-8")
+        os.replace(temp, path)
+    except OSError as exc:
+        # Before the task exists (`mux new` installs the hooks first): a read-only state dir refuses in one line.
+        raise StoreError(f"cannot write {path}: {exc.strerror}") from exc
     return path
 
 
