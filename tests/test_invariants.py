@@ -1,7 +1,8 @@
 """A Hypothesis state machine over the lifecycle: whatever happens, no work is ever lost.
 
-Steps: new, agent commits, agent edits (tracked, untracked, or ignored inside a tracked `build/`), an agent clones
-a repository into its worktree and edits it, the user edits the main checkout, merge (all three strategies), rm,
+Steps: new (in a repo that may be a sparse checkout), agent commits, agent edits (tracked, untracked, ignored
+inside a tracked `build/`, outside the sparse cone, or named by bytes that are not UTF-8), an agent clones a
+repository into its worktree and edits it, the user edits the main checkout, merge (all three strategies), rm,
 rm --force, the tmux server killed, mux killed mid-command, a restart. Invariant, checked with real
 git after every step: every commit ever made is reachable from a branch or a recovery ref, and the latest version of
 every file anyone wrote is still on disk where it was written or reachable from a ref.
@@ -33,6 +34,8 @@ from muxagent.model import State
 NAMES = ("a", "b")
 FILES = ("README.md", "f1.txt", "sub/f2.txt")
 IGNORED = "build/signing.local"  # ignored (*.local) in a tracked folder named like a cache: work all the same
+NOT_UTF8 = os.fsdecode(b"caf\xe9.txt")  # names are bytes: a Latin-1 name once bricked the journal and intents
+OUTSIDE_CONE = "dir2/y.txt"  # tracked, outside the sparse cone when the repo is sparse: `git add -A` skipped it
 CRASHES = (
     ("new", "new:after-worktree"),
     ("new", "new:after-window"),
@@ -89,13 +92,15 @@ class NeverLoseWork(RuleBasedStateMachine):
 
     # -- rules ---------------------------------------------------------------------------------------------
 
-    @initialize()
-    def tracked_files(self) -> None:
-        for path in (*FILES[1:], "build/release.sh"):
+    @initialize(sparse=st.booleans())
+    def tracked_files(self, sparse: bool) -> None:
+        for path in (*FILES[1:], "build/release.sh", OUTSIDE_CONE):
             self.write(self.repo, path, "base\n")
         self.write(self.repo, ".gitignore", "__pycache__/\n*.log\n*.local\n")
         git(self.repo, "add", "-A")
         git(self.repo, "commit", "-qm", "base files")
+        if sparse:  # every worktree mux makes from here inherits the cone (git worktree add copies it)
+            git(self.repo, "sparse-checkout", "set", "sub", "build")
         self.latest.clear()
         for name in NAMES:  # start with work in flight: most steps then act on a task
             self.new(name)
@@ -113,7 +118,7 @@ class NeverLoseWork(RuleBasedStateMachine):
                 return
             time.sleep(0.02)
 
-    @rule(name=st.sampled_from(NAMES), path=st.sampled_from(FILES))
+    @rule(name=st.sampled_from(NAMES), path=st.sampled_from((*FILES, NOT_UTF8)))
     def agent_commits(self, name: str, path: str) -> None:
         worktree = self.agent_dir(name)
         if worktree is None or git(worktree, "symbolic-ref", "-q", "--short", "HEAD").strip() != f"mux/{name}":
@@ -125,7 +130,7 @@ class NeverLoseWork(RuleBasedStateMachine):
         git(worktree, "-c", "core.hooksPath=/dev/null", "commit", "-q", "-m", f"{name} edits {path}")
         self.commits.add(git(worktree, "rev-parse", "HEAD").strip())
 
-    @rule(name=st.sampled_from(NAMES), path=st.sampled_from((*FILES, "new.txt", IGNORED)))
+    @rule(name=st.sampled_from(NAMES), path=st.sampled_from((*FILES, "new.txt", IGNORED, NOT_UTF8, OUTSIDE_CONE)))
     def agent_edits(self, name: str, path: str) -> None:
         worktree = self.agent_dir(name)
         if worktree is not None:
@@ -146,7 +151,7 @@ class NeverLoseWork(RuleBasedStateMachine):
             git(nested, "-c", "core.hooksPath=/dev/null", "commit", "-q", "-m", "cloned")
         self.write(nested, "lib.txt", self.content(f"{name} edited the clone"))
 
-    @rule(path=st.sampled_from((*FILES, "new.txt", "mine.txt")))
+    @rule(path=st.sampled_from((*FILES, "new.txt", "mine.txt", NOT_UTF8)))
     def user_edits_main(self, path: str) -> None:
         self.write(self.repo, path, self.content("user"))
 

@@ -174,3 +174,16 @@ def test_help_of_each_new_command_is_one_screen(name: str) -> None:
     # `--help` is the reference the README's table points to; it must work without a repository.
     proc = subprocess.run([sys.executable, "-m", "muxagent", name, "--help"], capture_output=True, text=True)
     assert proc.returncode == 0 and "Usage: mux" in proc.stdout
+
+
+def test_the_promise_table_names_only_tests_that_exist() -> None:
+    """tests/README.md pairs each safety promise with its tests: a renamed or deleted test must not leave it lying."""
+    table = (ROOT / "tests" / "README.md").read_text()
+    named = set(re.findall(r"`(test_\w+)`", table))
+    defined = {
+        found
+        for module in (ROOT / "tests").glob("test_*.py")
+        for found in re.findall(r"^def (test_\w+)", module.read_text(), re.M)
+    }
+    assert len(named) > 50
+    assert named <= defined, f"tests/README.md names tests that do not exist: {sorted(named - defined)}"
