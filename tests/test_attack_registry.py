@@ -151,6 +151,7 @@ def test_a_failing_worktree_add_leaves_no_branch_and_the_name_usable(repo: Path)
     proc = run_mux("new", "x", "-a", "fake", cwd=repo, check=False)
     assert proc.returncode == 1 and len(proc.stderr.splitlines()) == 1, proc.stderr
     assert "already exists" not in proc.stderr and "Traceback" not in proc.stderr
+    assert "fatal: could not create leading directories" in proc.stderr  # git's error, not its progress line
     assert git(repo, "branch", "--list", "mux/*") == ""
     assert not (repo.parent / "proj.worktrees").exists()
     (repo / ".git" / "worktrees").unlink()
