@@ -577,9 +577,42 @@ def main() -> None:
         render.stderr_line(f"{where}{exc.strerror or exc}")
         sys.exit(1)
     except Exception as exc:
-        render.stderr_line(f"internal error: {type(exc).__name__}: {exc} (a bug in mux: please report it)")
+        log = _log_traceback(exc)
+        kept = f"the traceback is in {log}" if log else "no log could be written"
+        render.stderr_line(f"internal error: {type(exc).__name__}: {exc} (a bug in mux: {kept}; please report it)")
         sys.exit(1)
     sys.exit(code if isinstance(code, int) else 0)
+
+
+CRASH_LOG = "mux.log"
+
+
+def _log_traceback(exc: Exception) -> Path | None:
+    """Append the traceback to `<git-common-dir>/mux/mux.log` (else the user's state dir): the user sees one line,
+    the bug report gets the whole story. None when no log could be written (a full disk, a read-only home)."""
+    import traceback
+    from datetime import UTC, datetime
+
+    from muxagent.git import gitops
+    from muxagent.state import trust
+
+    entry = (
+        f"--- {datetime.now(UTC).isoformat(timespec='seconds')} mux {' '.join(sys.argv[1:])}\n"
+        + "".join(traceback.format_exception(exc))
+    )
+    def repo_state_dir() -> Path:
+        return gitops.discover(Path.cwd()).common_dir / "mux"
+
+    for folder in (repo_state_dir, trust.state_dir):
+        try:
+            path = folder() / CRASH_LOG
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with path.open("a", encoding="utf-8", errors="backslashreplace") as log:
+                log.write(entry)
+        except (MuxError, OSError):
+            continue
+        return path
+    return None
 
 
 def _usage_error(exc: typer.TyperException) -> int:

@@ -158,3 +158,27 @@ def test_same_folder_name_in_two_repos_gets_two_sessions(tmp_path: Path) -> None
     run_mux("new", "x", "-a", "fake", cwd=one)
     run_mux("new", "x", "-a", "fake", cwd=two)
     assert mux_ls(one)["x"]["session"] != mux_ls(two)["x"]["session"]
+
+
+# A command that fails the way only a bug in mux would: added to the real CLI, run through its real entry point.
+BUGGY_COMMAND = """
+import sys
+from muxagent import cli
+
+@cli.app.command("buggy")
+def buggy() -> None:
+    {}["no such key"]
+
+sys.argv = ["mux", "buggy"]
+cli.main()
+"""
+
+
+@pytest.mark.parametrize("where", ["repo", "outside"])
+def test_a_bug_is_one_line_naming_the_log_that_holds_its_traceback(repo: Path, tmp_path: Path, where: str) -> None:
+    cwd = repo if where == "repo" else tmp_path
+    proc = subprocess.run([sys.executable, "-c", BUGGY_COMMAND], cwd=cwd, capture_output=True, text=True, timeout=60)
+    assert_one_line_error(proc, "internal error: KeyError", "please report it")
+    log = Path(os.environ["XDG_STATE_HOME"], "mux", "mux.log") if where == "outside" else repo / ".git/mux/mux.log"
+    assert f"the traceback is in {log}" in proc.stderr
+    assert "Traceback (most recent call last)" in log.read_text() and "'no such key'" in log.read_text()

@@ -254,3 +254,25 @@ def test_trust_dialog_waits_for_the_user_when_the_main_checkout_is_not_trusted(r
     assert row["reason"] == "trust dialog: Is this a project you created or one you trust"
     wait_until(lambda: "watching 1 worktree" in run_mux("doctor", cwd=repo).stdout, timeout=20)
     assert "❯ No, exit" in screen(repo, "tr")  # the monitor has looked and left it alone
+
+
+def test_the_monitor_outlives_a_notify_send_that_cannot_run(
+    repo: Path, tmp_path: Path, tmux_socket: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A notify-send on PATH that cannot start (a bad interpreter line) fails the alert: queued prompts still go."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    broken = bin_dir / "notify-send"
+    broken.write_text("#!/nonexistent/interpreter\n")
+    broken.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    run_mux("new", "t", "-a", "fake", "-p", "busy 2", cwd=repo)  # working, then idle: an alert
+    run_mux("send", "t", "--when-idle", "write after.txt done", cwd=repo)
+    worktree = Path(mux_ls(repo)["t"]["worktree"])
+    wait_until(lambda: (worktree / "after.txt").is_file(), timeout=30)
+    monitor_screen = subprocess.run(
+        ["tmux", "-L", tmux_socket, "capture-pane", "-p", "-t", f"{mux_ls(repo)['t']['session']}-monitor:"],
+        capture_output=True, text=True,
+    ).stdout  # fmt: skip
+    assert "notifications off" in monitor_screen  # the alert was tried, and failed
+    assert wait_until(lambda: window_names(tmux_socket).get("t", "").endswith("✓"), timeout=10)

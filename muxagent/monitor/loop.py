@@ -187,11 +187,17 @@ class Monitor:
         sys.stdout.flush()
         if self.notify_send:
             words = "needs you" if state is State.WAITING else "is done"
-            subprocess.run(
-                # The body takes markup (notification spec): a reason quoting a repo's pattern stays plain text.
-                [self.notify_send, f"mux: {task.name} {words}", html.escape(render.clean_line(item.status.reason))],
-                capture_output=True, check=False, timeout=5,
-            )  # fmt: skip
+            try:
+                subprocess.run(
+                    # The body takes markup (notification spec): a reason quoting a repo's pattern stays plain text.
+                    [self.notify_send, f"mux: {task.name} {words}", html.escape(render.clean_line(item.status.reason))],
+                    capture_output=True, check=False, timeout=5,
+                )  # fmt: skip
+            except (OSError, subprocess.SubprocessError) as exc:
+                # A broken or hanging notify-send (a bad interpreter line, no session bus) once ended the monitor's
+                # tick before it delivered queued prompts; without a desktop the bell is enough.
+                print(f"mux monitor: notifications off: {self.notify_send} failed: {exc}", flush=True)
+                self.notify_send = None
 
     def _auto_trust(self, item: TaskReport, seen: _Seen) -> None:
         if item.status.state is not State.WAITING or not item.status.reason.startswith("trust dialog"):
