@@ -59,7 +59,7 @@ _mux() {
                 ls) opts='--json --watch --help' valued=' ' args='' rest='' ;;
                 attach) opts='--help' valued=' ' args='task' rest='' ;;
                 send) opts='--when-idle --help' valued=' ' args='task none' rest='' ;;
-                wait) opts='--for --timeout --help' valued=' --for=none --timeout=none ' args='' rest='task' ;;
+                wait) opts='--for --timeout --help' valued=' --for=choice=idle|waiting|exited|any --timeout=none ' args='' rest='task' ;;
                 restart) opts='--all --help' valued=' ' args='task' rest='' ;;
                 peek) opts='-n --lines --json --help' valued=' -n=none --lines=none ' args='task' rest='' ;;
                 diff) opts='--stat --json --help' valued=' ' args='task' rest='' ;;

@@ -95,7 +95,7 @@ complete -c mux -n '__mux_using send' -l when-idle -d 'Queue it; the monitor del
 complete -c mux -n '__mux_using send' -l help -d 'Show the help and exit'
 complete -c mux -n '__mux_arg send eq 0' -a '(__mux_tasks)'
 
-complete -c mux -n '__mux_using wait' -l for -x -d 'idle, waiting, exited or any'
+complete -c mux -n '__mux_using wait' -l for -x -a 'idle waiting exited any' -d 'The state to wait for'
 complete -c mux -n '__mux_using wait' -l timeout -x -d 'Give up after S seconds (exit 4)'
 complete -c mux -n '__mux_using wait' -l help -d 'Show the help and exit'
 complete -c mux -n '__mux_arg wait ge 0 --for --timeout' -a '(__mux_tasks)'

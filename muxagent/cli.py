@@ -178,7 +178,7 @@ def send(
 @app.command("wait")
 def wait_for(
     names: Annotated[list[str], typer.Argument(metavar="NAME...", help="Tasks to wait for.", show_default=False)],
-    state: Annotated[str, typer.Option("--for", help="idle, waiting, exited or any.")] = "idle",
+    state: Annotated[wait.Target, typer.Option("--for", help="The state to wait for.")] = wait.Target.IDLE,
     timeout: Annotated[float | None, typer.Option("--timeout", help="Give up after S seconds (exit 4).")] = None,
 ) -> None:
     """Block until every named task is in the state."""

@@ -227,6 +227,7 @@ def test_bash_completes_commands_options_and_live_task_names(live_tasks: Path) -
         "mux new --prompt-file READ": ["README.md"],
         "mux new --prompt-file=READ": ["README.md"],
         "mux completion ": ["bash", "zsh", "fish"],
+        "mux wait alpha --for ": ["idle", "waiting", "exited", "any"],
         "mux nosuch ": [],
     }
     got = bash_complete(COMPLETIONS / "mux.bash", list(cases), cwd=repo)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import enum
 import math
 import time
 from collections.abc import Sequence
@@ -11,26 +12,34 @@ from muxagent.errors import MuxError, UsageError, WaitTimeoutError
 from muxagent.model import State, TaskReport
 
 POLL = 0.2
-# "any": the agent has stopped and something (a person, a script) should look at it.
-TARGETS: dict[str, frozenset[State]] = {
-    "idle": frozenset({State.IDLE}),
-    "waiting": frozenset({State.WAITING}),
-    "exited": frozenset({State.EXITED}),
-    "any": frozenset({State.IDLE, State.WAITING, State.EXITED}),
-}
+
+
+class Target(enum.Enum):
+    """What `mux wait --for` waits for; "any": the agent stopped and something (a person, a script) should look."""
+
+    IDLE = "idle"
+    WAITING = "waiting"
+    EXITED = "exited"
+    ANY = "any"
+
+    @property
+    def states(self) -> frozenset[State]:
+        if self is Target.ANY:
+            return frozenset({State.IDLE, State.WAITING, State.EXITED})
+        return frozenset({State(self.value)})
+
+
 # States a task does not leave by itself: waiting for anything else would never end.
 FINAL = frozenset({State.EXITED, State.MISSING})
 
 
-def wait(ctx: tasks.Context, names: Sequence[str], target: str, timeout: float | None) -> list[TaskReport]:
-    if target not in TARGETS:
-        raise UsageError(f"--for takes one of {', '.join(TARGETS)}, not {target!r}")
+def wait(ctx: tasks.Context, names: Sequence[str], target: Target, timeout: float | None) -> list[TaskReport]:
     # nan made the deadline unreachable: `mux wait` hung forever instead of timing out.
     if timeout is not None and not 0 <= timeout < math.inf:
         raise UsageError("--timeout must be a number of seconds >= 0 (leave it out to wait as long as it takes)")
     for name in names:
         tasks.get_task(ctx, name)
-    wanted = TARGETS[target]
+    wanted = target.states
     deadline = None if timeout is None else time.monotonic() + timeout
     while True:
         by_name = {r.task.name: r for r in tasks.list_reports(ctx, with_changes=False)}
@@ -42,10 +51,9 @@ def wait(ctx: tasks.Context, names: Sequence[str], target: str, timeout: float |
             return current
         for r in current:
             if r.status.state in FINAL and r.status.state not in wanted:
-                raise MuxError(
-                    f"task {r.task.name!r} is {r.status.state.value} ({r.status.reason}): it will not become {target}"
-                )
+                found = f"{r.status.state.value} ({r.status.reason})"
+                raise MuxError(f"task {r.task.name!r} is {found}: it will not become {target.value}")
         if deadline is not None and time.monotonic() >= deadline:
             states = ", ".join(f"{r.task.name} is {r.status.state.value}" for r in current)
-            raise WaitTimeoutError(f"timed out after {timeout:g}s waiting for {target}: {states}")
+            raise WaitTimeoutError(f"timed out after {timeout:g}s waiting for {target.value}: {states}")
         time.sleep(POLL)

@@ -648,7 +648,7 @@ def _regenerate(argv: Sequence[str]) -> int:
     from muxagent.cli import app
 
     # Default: the completions/ folder of the checkout this module lives in.
-    directory = Path(argv[0]) if argv else Path(__file__).resolve().parent.parent / "completions"
+    directory = Path(argv[0]) if argv else Path(__file__).resolve().parents[2] / "completions"
     if not directory.is_dir():
         print(f"no such directory: {directory} (run this from a mux checkout, or name the folder)", file=sys.stderr)
         return 1
