@@ -3,7 +3,7 @@
 A command that changes several things (worktree, branch, window, registry, the base branch) writes an intent file
 before its first side effect and deletes it after its last. While it runs it holds an flock on the intent's lock
 file, so another mux can tell a running command from one that died: an intent whose lock it can take was left by
-a crashed process, and the next mux finishes or rolls it back (muxagent.commands.merge.recover).
+a crashed process, and the next mux finishes or rolls it back (muxagent.commands.recovery).
 
 Intents live in `<git-common-dir>/mux/intents/ID.json` (+ `ID.lock`). This module knows nothing of what the
 fields mean; it only stores them atomically.
