@@ -108,7 +108,7 @@ def new_task(ctx: Context, request: NewRequest, progress: Progress = no_progress
         argv += config.expand_args(profile.prompt_args, request.prompt)
         prompt_on_command_line = True
 
-    intent = intents.intent(ctx.store.root, "new", name=name, worktree=str(worktree), base=base)
+    intent = intents.intent(ctx.store.root, intents.NewRecord(op="new", name=name, worktree=str(worktree), base=base))
     with intent, Undo() as undo, ctx.store.transaction() as registry:
         if name in registry:
             raise TaskExistsError(f"task {name!r} already exists")

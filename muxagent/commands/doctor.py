@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -104,7 +105,7 @@ def _check_interrupted(ctx: context.Context) -> Check:
     return Check("interrupted commands", False, "; ".join(left), fatal=False)
 
 
-def _describe_intent(fields: dict[str, object], path: Path) -> str:
+def _describe_intent(fields: Mapping[str, object], path: Path) -> str:
     # A removal `mux clean` made is named as the clean the user ran.
     command = fields.get("command", fields.get("op", "?"))
     what = f"`mux {command}`" + (f" of '{fields['name']}'" if "name" in fields else "")

@@ -62,7 +62,7 @@ def merge(ctx: Context, request: MergeRequest, progress: Progress = no_progress)
     name = naming.validate_name(request.name)
     get_task(ctx, name)  # outside the lock: it may adopt tasks, which takes the lock itself
     root = ctx.store.root
-    with intents.intent(root, "merge", name=name, keep=request.keep) as intent:
+    with intents.intent(root, intents.MergeRecord(op="merge", name=name, keep=request.keep)) as intent:
         with ctx.store.transaction() as registry:
             task = registry.get(name)
             if task is None:
@@ -84,13 +84,21 @@ class _Plan:
 
 
 def _merge_locked(
-    ctx: Context, registry: Registry, task: Task, request: MergeRequest, intent: intents.Intent, progress: Progress
+    ctx: Context,
+    registry: Registry,
+    task: Task,
+    request: MergeRequest,
+    intent: intents.Intent[intents.MergeRecord],
+    progress: Progress,
 ) -> MergeResult:
     plan = _check(ctx, task, request)
     progress(f"checking that {task.name} merges cleanly into {plan.target}")
     state = _state(ctx, plan, task)
     _precheck(ctx, task, plan, state, request.strategy)
-    intent.update(task=task_to_dict(task), target=plan.target, old=plan.old, strategy=request.strategy)
+    intent.fields.update(
+        {"task": task_to_dict(task), "target": plan.target, "old": plan.old, "strategy": request.strategy}
+    )
+    intent.save()
     intents.crash_point("merge:before-commit")
     committed = None
     # Refused after the commit (the final fast-forward, a late conflict): the task is left as it was found.
@@ -104,7 +112,8 @@ def _merge_locked(
         assert tip is not None  # _check made sure the branch exists, and committing on it keeps it
         progress(f"{'rebasing' if request.strategy == 'rebase' else 'merging'} {task.name} into {plan.target}")
         new = _result_commit(ctx, task, plan, tip, request)
-        intent.update(new=new)
+        intent.fields["new"] = new
+        intent.save()
         intents.crash_point("merge:after-merge-commit")
         if plan.in_main and new != plan.old:
             progress(f"updating {plan.target} in the main checkout")

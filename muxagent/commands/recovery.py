@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
 
 from muxagent import naming
 from muxagent.commands.context import Context, now_iso, open_repo, worktree_path
@@ -37,16 +36,17 @@ def recover(ctx: Context) -> None:
     """Finish or roll back every command a crash interrupted; each outcome becomes a note for the user."""
     with intents.orphaned(ctx.store.root) as found:
         for intent in found:
-            op = intent.fields.get("op")
-            finish = _RECOVER.get(str(op))
-            if finish is None:
+            record = intent.fields
+            op = record["op"]
+            if record["op"] == "unreadable":
                 ctx.notes.append(f"found an unreadable record of an interrupted mux command: {_kept(intent)}")
                 continue
             try:
-                note = finish(ctx, intent.fields)
+                note = _finish(ctx, record)
             except MuxError as exc:
                 ctx.notes.append(f"could not finish an interrupted `mux {op}`: {exc} (will retry)")
-                intent.update(recovery_failed=str(exc))  # for `mux doctor`
+                intent.fields["recovery_failed"] = str(exc)  # for `mux doctor`
+                intent.save()
                 continue
             except Exception as exc:
                 # A record no mux can act on (a name git cannot take, a bug) must not stop every later command:
@@ -60,21 +60,38 @@ def recover(ctx: Context) -> None:
             intent.finish()
 
 
-def _recover_new(ctx: Context, fields: dict[str, Any]) -> str | None:
+def _finish(
+    ctx: Context, record: intents.NewRecord | intents.RestoreRecord | intents.RmRecord | intents.MergeRecord
+) -> str | None:
+    """Finish or roll back one interrupted command; the note that tells the user, if any."""
+    if record["op"] == "new":
+        return _recover_new(ctx, record)
+    if record["op"] == "restore":
+        return _recover_restore(ctx, record)
+    if record["op"] == "rm":
+        return _recover_rm(ctx, record)
+    return _recover_merge(ctx, record)
+
+
+def _recover_new(ctx: Context, fields: intents.NewRecord) -> str | None:
     """Roll back: a task is created whole or not at all; what its worktree holds by then is saved first."""
-    return _roll_back_creation(ctx, fields, "new", save=True)
+    return _roll_back_creation(ctx, fields, "new", save=True, saved_in=None)
 
 
-def _recover_restore(ctx: Context, fields: dict[str, Any]) -> str | None:
+def _recover_restore(ctx: Context, fields: intents.RestoreRecord) -> str | None:
     """Roll back as `mux new`, saving the worktree again only once its agent may have written to it: before, it
     holds no more than the ref it came from, and a newer ref of it (the branch tip alone, when the crash came
     before the files were put back) made a plain `mux restore` bring the task back without its files."""
-    return _roll_back_creation(ctx, fields, "restore", save=bool(fields.get("agent_started")))
+    ref = fields.get("ref")
+    saved_in = ref if isinstance(ref, str) else None
+    return _roll_back_creation(ctx, fields, "restore", save=bool(fields.get("agent_started")), saved_in=saved_in)
 
 
-def _roll_back_creation(ctx: Context, fields: dict[str, Any], op: str, save: bool) -> str | None:
+def _roll_back_creation(
+    ctx: Context, fields: intents.NewRecord | intents.RestoreRecord, op: str, save: bool, saved_in: str | None
+) -> str | None:
     """Remove what an interrupted `op` made (window, worktree, branch), first saving it when `save` and it holds
-    work; the note names the command as the user typed it."""
+    work; the note names the command as the user typed it, and the recovery ref it came from (`saved_in`)."""
     name = str(fields.get("name"))
     if name in ctx.store.load():
         return None  # the record is the last step: it completed
@@ -106,12 +123,12 @@ def _roll_back_creation(ctx: Context, fields: dict[str, Any], op: str, save: boo
     remove_if_empty(Path(task.worktree).parent)
     hint = restore_hint(name, removal.recovery_ref)
     saved = f"; its files are saved: `{hint}`" if hint else ""
-    if not hint and isinstance(fields.get("ref"), str):
-        saved = f"; its saved work is still in {fields['ref']}: `mux restore {name}`"
+    if not hint and saved_in is not None:
+        saved = f"; its saved work is still in {saved_in}: `mux restore {name}`"
     return f"rolled back an interrupted `mux {op} {name}` (window, worktree and branch removed){saved}"
 
 
-def _recover_rm(ctx: Context, fields: dict[str, Any]) -> str | None:
+def _recover_rm(ctx: Context, fields: intents.RmRecord) -> str | None:
     """Roll forward a removal past its point of no return: the user asked for it, and its work was saved (or there
     was none). One interrupted before (still checking for unsaved work) had changed nothing: finishing it would be
     an `rm --force` nobody asked for, deleting a worktree a plain `mux rm` was about to refuse."""
@@ -131,7 +148,7 @@ def _recover_rm(ctx: Context, fields: dict[str, Any]) -> str | None:
     return f"finished an interrupted {what}" + (f" (restore with `{hint}`)" if hint else "")
 
 
-def _recover_merge(ctx: Context, fields: dict[str, Any]) -> str | None:
+def _recover_merge(ctx: Context, fields: intents.MergeRecord) -> str | None:
     """The base moved to the merge result: finish (remove the task unless --keep). It did not: nothing to undo."""
     name = str(fields.get("name"))
     with contextlib.suppress(MuxError):
@@ -177,11 +194,8 @@ def _finish_removal(ctx: Context, registry: Registry, task: Task) -> Removal:
     return removal if saved is None else replace(removal, recovery_ref=saved)
 
 
-def _kept(intent: intents.Intent) -> str:
+def _kept(intent: intents.Intent[intents.Record]) -> str:
     return f"set it aside as {intent.set_aside()} (read it, then delete it)"
-
-
-_RECOVER = {"new": _recover_new, "restore": _recover_restore, "rm": _recover_rm, "merge": _recover_merge}
 
 
 def _find_window(ctx: Context, task: Task) -> str:

@@ -48,12 +48,17 @@ def remove(ctx: Context, name: str, force: bool = False, command: str = "rm") ->
     # The intent lets the next mux finish a removal a crash cut short once it is past its point of no return
     # (muxagent.commands.recovery), and drop one cut short before: that changed nothing. `command` is what the user
     # ran, for the note that tells them.
-    with intents.intent(ctx.store.root, "rm", name=name, command=command) as intent:
+    with intents.intent(ctx.store.root, intents.RmRecord(op="rm", name=name, command=command)) as intent:
+
+        def removing() -> None:
+            intent.fields["removing"] = True
+            intent.save()
+
         with ctx.store.transaction() as registry:
             task = registry.get(name)
             if task is None:
                 raise UnknownTaskError(f"no task named {name!r} (see `mux ls`)")
-            removal = remove_locked(ctx, registry, task, force, on_removing=lambda: intent.update(removing=True))
+            removal = remove_locked(ctx, registry, task, force, on_removing=removing)
             journal_removal(ctx, removal)
         intents.crash_point("rm:after-record")
     return removal

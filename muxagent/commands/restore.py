@@ -60,8 +60,9 @@ def restore(ctx: Context, name: str, at: str | None = None, progress: Progress =
     profile = _profile_for(ctx, record)
     adapter = adapters.install(profile.hooks, ctx.store.root)
     argv = [*profile.command, *adapter.args, *profile.resume_args]  # resume the conversation, as `mux restart`
-    fields = {"name": name, "worktree": str(worktree), "base": record.base if record is not None else None, "ref": ref}
-    intent = intents.intent(ctx.store.root, "restore", **fields)
+    base = record.base if record is not None else None
+    fields = intents.RestoreRecord(op="restore", name=name, worktree=str(worktree), base=base, ref=ref)
+    intent = intents.intent(ctx.store.root, fields)
     with intent as running, Undo() as undo, ctx.store.transaction() as registry:
         if name in registry:
             raise TaskExistsError(f"task {name!r} exists: `mux rm {name}` it first, or restore under it by hand")
@@ -74,7 +75,8 @@ def restore(ctx: Context, name: str, at: str | None = None, progress: Progress =
         env = agent_env(ctx, name, worktree, port, profile, adapter)
         mark_spawn(ctx, name, None)
         # From here the agent may write what `ref` does not hold: a rollback must save the worktree again.
-        running.update(agent_started=True)
+        running.fields["agent_started"] = True
+        running.save()
         session, window = open_window(ctx, undo, name, worktree, argv, env)
         intents.crash_point("restore:after-window")
         task = Task(
