@@ -4,9 +4,7 @@ from __future__ import annotations
 
 from muxagent import config
 from muxagent.commands.context import Context, settings_or_none
-from muxagent.model import (
-    AgentProfile,
-)
+from muxagent.model import AgentProfile
 
 
 def agents(ctx: Context | None) -> list[tuple[AgentProfile, str | None]]:

@@ -8,17 +8,9 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from muxagent import config, naming
-from muxagent.errors import (
-    ConfigError,
-    NotARepoError,
-    TmuxError,
-    UnknownTaskError,
-)
+from muxagent.errors import ConfigError, NotARepoError, TmuxError, UnknownTaskError
 from muxagent.git import gitops
-from muxagent.model import (
-    Task,
-    utc_iso,
-)
+from muxagent.model import Task, utc_iso
 from muxagent.state import intents
 from muxagent.state.store import Registry, Store, task_to_dict
 from muxagent.tmux.client import Tmux

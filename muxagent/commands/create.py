@@ -15,22 +15,9 @@ from muxagent.commands import worktree_setup
 from muxagent.commands.context import Context, now_iso, worktree_path
 from muxagent.commands.remove import remove_if_empty
 from muxagent.commands.report import pane_of
-from muxagent.errors import (
-    AgentNotFoundError,
-    BranchExistsError,
-    GitError,
-    MuxError,
-    TaskExistsError,
-    UsageError,
-)
+from muxagent.errors import AgentNotFoundError, BranchExistsError, GitError, MuxError, TaskExistsError, UsageError
 from muxagent.git import gitops
-from muxagent.model import (
-    AgentProfile,
-    Progress,
-    State,
-    Task,
-    no_progress,
-)
+from muxagent.model import AgentProfile, Progress, State, Task, no_progress
 from muxagent.state import intents
 from muxagent.state.store import Registry, task_to_dict
 from muxagent.status import adapters, events, patterns

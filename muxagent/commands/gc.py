@@ -5,9 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 from muxagent.commands.context import Context
-from muxagent.errors import (
-    UsageError,
-)
+from muxagent.errors import UsageError
 from muxagent.git import gitops
 
 STAMP_FORMAT = "%Y%m%dT%H%M%SZ"

@@ -7,14 +7,9 @@ from pathlib import Path
 from muxagent import naming
 from muxagent.commands.context import Context, get_task
 from muxagent.commands.report import pane_of
-from muxagent.errors import (
-    MuxError,
-)
+from muxagent.errors import MuxError
 from muxagent.git import gitops
-from muxagent.model import (
-    PaneInfo,
-    Task,
-)
+from muxagent.model import PaneInfo, Task
 
 
 def _live_pane(ctx: Context, task: Task) -> PaneInfo:

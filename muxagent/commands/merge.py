@@ -19,13 +19,7 @@ from pathlib import Path
 from muxagent import naming
 from muxagent.commands.context import Context, get_task, load_tasks
 from muxagent.commands.remove import Removal, journal_removal, remove_locked
-from muxagent.errors import (
-    MergeConflictError,
-    MuxError,
-    UnknownTaskError,
-    UsageError,
-    WouldLoseWorkError,
-)
+from muxagent.errors import MergeConflictError, MuxError, UnknownTaskError, UsageError, WouldLoseWorkError
 from muxagent.git import gitops
 from muxagent.model import Progress, Task, no_progress
 from muxagent.state import intents

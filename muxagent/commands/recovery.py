@@ -14,9 +14,7 @@ from pathlib import Path
 from muxagent import naming
 from muxagent.commands.context import Context, now_iso, open_repo, worktree_path
 from muxagent.commands.remove import Removal, journal_removal, remove_if_empty, remove_locked, restore_hint
-from muxagent.errors import (
-    MuxError,
-)
+from muxagent.errors import MuxError
 from muxagent.git import gitops
 from muxagent.model import Task
 from muxagent.state import intents

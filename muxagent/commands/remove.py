@@ -9,17 +9,9 @@ from pathlib import Path
 
 from muxagent.commands.context import Context
 from muxagent.commands.report import list_reports
-from muxagent.errors import (
-    MuxError,
-    TmuxError,
-    UnknownTaskError,
-    WouldLoseWorkError,
-)
+from muxagent.errors import MuxError, TmuxError, UnknownTaskError, WouldLoseWorkError
 from muxagent.git import gitops
-from muxagent.model import (
-    State,
-    Task,
-)
+from muxagent.model import State, Task
 from muxagent.state import intents, prompt_queue
 from muxagent.state.store import Registry, task_to_dict
 from muxagent.status import events, radar

@@ -8,10 +8,7 @@ from pathlib import Path
 
 from muxagent import config
 from muxagent.commands.context import Context
-from muxagent.errors import (
-    ConfigError,
-    MuxError,
-)
+from muxagent.errors import ConfigError, MuxError
 from muxagent.state import trust
 
 

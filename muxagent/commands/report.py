@@ -10,21 +10,9 @@ from pathlib import Path
 from muxagent import config, naming
 from muxagent.commands import worktree_setup
 from muxagent.commands.context import Context, get_task, load_tasks, settings_or_none
-from muxagent.errors import (
-    MuxError,
-    TmuxError,
-    UnknownTaskError,
-)
+from muxagent.errors import MuxError, TmuxError, UnknownTaskError
 from muxagent.git import gitops
-from muxagent.model import (
-    PaneInfo,
-    State,
-    StatusRules,
-    Task,
-    TaskReport,
-    TaskStatus,
-    iso_epoch,
-)
+from muxagent.model import PaneInfo, State, StatusRules, Task, TaskReport, TaskStatus, iso_epoch
 from muxagent.state import monitor_state
 from muxagent.status import changes, events, radar
 from muxagent.status import classifier as status

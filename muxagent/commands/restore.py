@@ -9,11 +9,7 @@ from pathlib import Path
 from muxagent import config, naming
 from muxagent.commands.context import Context, now_iso, worktree_path
 from muxagent.commands.create import Undo, agent_env, journal_creation, mark_spawn, open_window, reserve_worktree
-from muxagent.errors import (
-    MuxError,
-    TaskExistsError,
-    UnknownTaskError,
-)
+from muxagent.errors import MuxError, TaskExistsError, UnknownTaskError
 from muxagent.git import gitops
 from muxagent.model import AgentProfile, Progress, Task, no_progress
 from muxagent.state import intents

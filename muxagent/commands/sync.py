@@ -8,9 +8,7 @@ from pathlib import Path
 from muxagent import render
 from muxagent.commands.context import Context, get_task
 from muxagent.commands.interact import send
-from muxagent.errors import (
-    MuxError,
-)
+from muxagent.errors import MuxError
 from muxagent.git import gitops
 from muxagent.model import Progress, Task, no_progress
 from muxagent.state.store import task_to_dict
