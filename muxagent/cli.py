@@ -1,4 +1,4 @@
-"""The `mux` command line: parse arguments, call `tasks`, print. The only module that exits."""
+"""The `mux` command line: parse arguments, call `commands`, print. The only module that exits."""
 
 from __future__ import annotations
 
@@ -14,9 +14,12 @@ from typing import Annotated, Any
 import typer
 
 from muxagent import live, naming, render
+from muxagent.commands import agents as profiles
+from muxagent.commands import context, create, interact, merge, recovery, remove, repo_config, report, restart, wait
 from muxagent.commands import doctor as doctor_checks
-from muxagent.commands import merge as merging
-from muxagent.commands import restart, tasks, wait
+from muxagent.commands import gc as ref_gc
+from muxagent.commands import restore as restoring
+from muxagent.commands import sync as syncing
 from muxagent.completion import scripts as completion
 from muxagent.errors import MergeConflictError, MuxError, UsageError
 from muxagent.monitor import loop as monitor
@@ -62,8 +65,8 @@ class Interrupted(MuxError):
 
 
 @contextmanager
-def _repo() -> Iterator[tasks.Context]:
-    ctx = tasks.open_repo()
+def _repo() -> Iterator[context.Context]:
+    ctx = recovery.open_and_recover()
     try:
         yield ctx
     except KeyboardInterrupt:
@@ -110,11 +113,11 @@ def new(
         prompt = _read_prompt_file(prompt_file)
     with _repo() as ctx:
         with _progress() as progress:
-            task = tasks.new_task(ctx, tasks.NewRequest(name=name, agent=agent, prompt=prompt, base=base), progress)
+            task = create.new_task(ctx, create.NewRequest(name=name, agent=agent, prompt=prompt, base=base), progress)
         _say(f"{task.name}: {task.agent} in {task.worktree} (branch {task.branch}, window {task.window})")
         monitor.ensure_running(ctx)
         if attach:
-            tasks.attach(ctx, task.name)
+            interact.attach(ctx, task.name)
 
 
 def _read_prompt_file(path: Path) -> str:
@@ -142,7 +145,7 @@ def ls(
             live.watch_table(ctx, sys.stdout)
         return
     with _repo() as ctx:
-        reports = tasks.list_reports(ctx)
+        reports = report.list_reports(ctx)
     if as_json:
         _print_json([render.json_row(item) for item in reports])
     elif reports:
@@ -155,7 +158,7 @@ def ls(
 def attach(name: NameArg) -> None:
     """Focus the task's window (switch-client inside tmux, attach outside)."""
     with _repo() as ctx:
-        tasks.attach(ctx, name)
+        interact.attach(ctx, name)
 
 
 @app.command()
@@ -172,7 +175,7 @@ def send(
             position = monitor.queue_prompt(ctx, name, text)
             print(f"queued for {name} (#{position} in its queue)")
         else:
-            tasks.send(ctx, name, text)
+            interact.send(ctx, name, text)
 
 
 @app.command("wait")
@@ -225,7 +228,7 @@ def peek(
 ) -> None:
     """Print the agent's current screen."""
     with _repo() as ctx:
-        screen = tasks.peek(ctx, name, lines)
+        screen = interact.peek(ctx, name, lines)
     if as_json:
         _print_json({"name": name, "screen": render.clean_text(screen)})
         return
@@ -240,7 +243,7 @@ def diff(
 ) -> None:
     """Show the task's changes against its base, committed and uncommitted."""
     with _repo() as ctx:
-        text = tasks.diff(ctx, name, stat=stat)
+        text = interact.diff(ctx, name, stat=stat)
     if as_json:
         _print_json({"name": name, "stat" if stat else "diff": text})
         return
@@ -256,7 +259,7 @@ def rm(
 ) -> None:
     """Remove a task: its window, worktree and branch. Refuses if work would be lost."""
     with _repo() as ctx:
-        removal = tasks.remove(ctx, name, force=force)
+        removal = remove.remove(ctx, name, force=force)
     print(f"removed {name}")
     if removal.recovery_ref:
         print(f"recovery ref: {removal.recovery_ref}")
@@ -269,7 +272,7 @@ def clean(
 ) -> None:
     """Remove every task whose work is already in its base and whose agent is not busy."""
     with _repo() as ctx:
-        result = tasks.clean(ctx, dry_run=dry_run)
+        result = remove.clean(ctx, dry_run=dry_run)
     verb = "would remove" if dry_run else "removed"
     for name in result.removed:
         print(f"{verb} {name}")
@@ -287,10 +290,10 @@ def agents(
 ) -> None:
     """List agent profiles and whether each command is installed."""
     try:
-        ctx: tasks.Context | None = tasks.open_repo()
+        ctx: context.Context | None = recovery.open_and_recover()
     except MuxError:
         ctx = None  # profiles are listed outside a repo too, without repo overrides
-    rows = tasks.agents(ctx)
+    rows = profiles.agents(ctx)
     if as_json:
         _print_json([{"name": p.name, "command": list(p.command), "path": path} for p, path in rows])
         return
@@ -331,9 +334,9 @@ def trust_config(
     """Approve this repo's .mux.toml as it is now, so its set-up commands and agent overrides may run."""
     with _repo() as ctx:
         if revoke:
-            print("approval withdrawn" if tasks.revoke_trust(ctx) else "this repository had no approval")
+            print("approval withdrawn" if repo_config.revoke_trust(ctx) else "this repository had no approval")
             return
-        info = tasks.trust_info(ctx)
+        info = repo_config.trust_info(ctx)
         if show or as_json:
             _show_trust(info, as_json)
             return
@@ -345,11 +348,11 @@ def trust_config(
         print(f"trusting it allows: {allows}")
         if sys.stdin.isatty() and not yes and not typer.confirm("trust this content?", default=False):
             raise MuxError("not trusted")
-        tasks.approve_config(ctx, info)
+        repo_config.approve_config(ctx, info)
         print(f"trusted {info.path}; after any change to it, run `mux trust` again")
 
 
-def _show_trust(info: tasks.TrustInfo, as_json: bool) -> None:
+def _show_trust(info: repo_config.TrustInfo, as_json: bool) -> None:
     if as_json:
         _print_json(
             {
@@ -376,7 +379,7 @@ def _show_trust(info: tasks.TrustInfo, as_json: bool) -> None:
 def init_config() -> None:
     """Write a commented .mux.toml at the root of the main checkout."""
     with _repo() as ctx:
-        path = tasks.init_config(ctx)
+        path = repo_config.init_config(ctx)
     print(f"wrote {path}: uncomment what you need; set-up commands run once you `mux trust` it")
 
 
@@ -387,7 +390,7 @@ def logs(
 ) -> None:
     """Show the task's set-up log: files copied or linked, set-up commands and their output."""
     with _repo() as ctx:
-        text = tasks.setup_log(ctx, name)
+        text = report.setup_log(ctx, name)
     if as_json:
         _print_json({"name": name, "log": render.clean_text(text)})
     elif text:
@@ -407,11 +410,11 @@ def status_line(
     Outside a repository it prints nothing, so the status bar stays clean.
     """
     try:
-        ctx = tasks.open_repo()
+        ctx = recovery.open_and_recover()
     except MuxError:
         return
     try:
-        reports = tasks.list_reports(ctx, with_changes=False)
+        reports = report.list_reports(ctx, with_changes=False)
     except MuxError:
         # The status bar has no room for the message: `mux doctor` or `mux ls` tells it.
         print("mux: error (see `mux ls`)")
@@ -438,13 +441,13 @@ def next_waiting(
     if after is not None and not re.fullmatch(r"@[0-9]+", after):
         raise UsageError(f"--from takes a tmux window id such as @3 (#{{window_id}}), not {after!r}")
     with _repo() as ctx:
-        task = tasks.next_waiting(ctx, after or tasks.current_window(ctx))
+        task = report.next_waiting(ctx, after or report.current_window(ctx))
         if task is None:
             # From a key binding tmux would show any output in a pane of its own: say it only to a terminal.
             if sys.stdout.isatty():
                 print("no task is waiting")
             return
-        tasks.attach(ctx, task.name)
+        interact.attach(ctx, task.name)
 
 
 @app.command("merge")
@@ -469,11 +472,11 @@ def merge_cmd(
     chosen = [flag for flag, on in (("merge", use_merge), ("squash", squash), ("rebase", rebase)) if on]
     if len(chosen) > 1:
         raise UsageError("give only one of --merge, --squash, --rebase")
-    request = merging.MergeRequest(name, chosen[0] if chosen else "merge", message, keep, into)
+    request = merge.MergeRequest(name, chosen[0] if chosen else "merge", message, keep, into)
     with _repo() as ctx:
         try:
             with _progress() as progress:
-                result = merging.merge(ctx, request, progress)
+                result = merge.merge(ctx, request, progress)
         except MergeConflictError as exc:
             for path in exc.paths:
                 print(render.clean_line(path))
@@ -502,7 +505,7 @@ def sync(
     A conflict stays in the task's worktree (never in yours) and the task shows as waiting: exit 3.
     """
     with _repo() as ctx, _progress() as progress:
-        result = merging.sync(ctx, name, rebase=rebase, ask=ask, progress=progress)
+        result = syncing.sync(ctx, name, rebase=rebase, ask=ask, progress=progress)
     if result.up_to_date:
         _say(f"{name} is up to date with {result.task.base}")
         return
@@ -527,7 +530,7 @@ def restore(
 ) -> None:
     """Recreate a removed task from its recovery ref: branch, worktree with its uncommitted files, window."""
     with _repo() as ctx, _progress() as progress:
-        restored = merging.restore(ctx, name, at=at, progress=progress)
+        restored = restoring.restore(ctx, name, at=at, progress=progress)
     task = restored.task
     files = " with its uncommitted files" if restored.with_files else ""
     _say(f"restored {task.name} from {restored.ref}{files}: {task.worktree} (window {task.window})")
@@ -547,7 +550,7 @@ def gc(
 ) -> None:
     """Drop old recovery refs: the only command that does."""
     with _repo() as ctx:
-        dropped = merging.gc(ctx, older_than, dry_run=dry_run)
+        dropped = ref_gc.gc(ctx, older_than, dry_run=dry_run)
     verb = "would drop" if dry_run else "dropped"
     for ref in dropped:
         print(f"{verb} {ref}")

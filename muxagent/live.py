@@ -6,21 +6,21 @@ import time
 from typing import TextIO
 
 from muxagent import render
-from muxagent.commands import tasks
+from muxagent.commands import context, report
 from muxagent.monitor.watch import ChangeWatcher
 
 # Screens and pane activity change without touching any file: look again at least this often.
 REFRESH = 1.0
 
 
-def watch_table(ctx: tasks.Context, out: TextIO) -> None:
+def watch_table(ctx: context.Context, out: TextIO) -> None:
     colour = render.use_colour(out)
     ctx.store.root.mkdir(parents=True, exist_ok=True)
     try:
         with ChangeWatcher() as watcher:
             watcher.watch("state", ctx.store.root)
             while True:
-                reports = tasks.list_reports(ctx)
+                reports = report.list_reports(ctx)
                 body = render.table(reports, colour) if reports else "no tasks"
                 stamp = time.strftime("%H:%M:%S")
                 if out.isatty():

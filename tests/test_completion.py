@@ -30,7 +30,7 @@ ROOT = Path(__file__).resolve().parent.parent
 COMPLETIONS = ROOT / "completions"
 TASKS = ["alpha", "beta"]
 # What `mux _tasks` must never load: each costs tens of milliseconds on every TAB.
-HEAVY = {"typer", "click", "libtmux", "git", "rich", "muxagent.cli", "muxagent.commands.tasks", "muxagent.git.gitops"}
+HEAVY = {"typer", "click", "libtmux", "git", "rich", "muxagent.cli", "muxagent.commands.context", "muxagent.git.gitops"}
 
 
 # --- helpers ------------------------------------------------------------------------------------------------

@@ -167,7 +167,7 @@ def test_a_running_command_is_never_recovered_by_another_mux(repo: Path) -> None
 
     start(repo, "busy")
     root = repo / ".git" / "mux"
-    with intents.intent(root, "rm", name="busy") as running:
+    with intents.intent(root, intents.RmRecord(op="rm", name="busy", command="rm")) as running:
         proc = run_mux("ls", "--json", cwd=repo)  # another mux while this "rm" is under way
         assert running.path.exists() and "interrupted" not in proc.stderr
         assert "busy" in mux_ls(repo)

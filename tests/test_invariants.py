@@ -26,7 +26,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule, run_state_machine_as_test
 from merge_helpers import blob_id, reachable_blobs
 
-from muxagent.commands import merge, tasks
+from muxagent.commands import context, create, merge, recovery, remove, report
 from muxagent.errors import MuxError
 from muxagent.git import gitops
 from muxagent.model import State
@@ -61,11 +61,11 @@ class NeverLoseWork(RuleBasedStateMachine):
 
     # -- helpers -------------------------------------------------------------------------------------------
 
-    def ctx(self) -> tasks.Context:
-        return tasks.open_repo(self.repo)
+    def ctx(self) -> context.Context:
+        return recovery.open_and_recover(self.repo)
 
     def task_dir(self, name: str) -> Path | None:
-        task = tasks.load_tasks(self.ctx())
+        task = context.load_tasks(self.ctx())
         found = [t for t in task if t.name == name]
         path = Path(found[0].worktree) if found else None
         return path if path is not None and path.is_dir() else None
@@ -108,13 +108,13 @@ class NeverLoseWork(RuleBasedStateMachine):
     @rule(name=st.sampled_from(NAMES))
     def new(self, name: str) -> None:
         try:
-            tasks.new_task(self.ctx(), tasks.NewRequest(name=name, agent="fake"))
+            create.new_task(self.ctx(), create.NewRequest(name=name, agent="fake"))
         except MuxError:  # exists already, or its worktree path is taken
             return
         # The window checks the files out, then starts the agent: let it, unless the window is gone meanwhile.
         deadline = time.monotonic() + 10
         while (path := self.task_dir(name)) is not None and gitops.checkout_pending(path):
-            if time.monotonic() > deadline or tasks.report(self.ctx(), name).status.state is not State.STARTING:
+            if time.monotonic() > deadline or report.report(self.ctx(), name).status.state is not State.STARTING:
                 return
             time.sleep(0.02)
 
@@ -169,7 +169,7 @@ class NeverLoseWork(RuleBasedStateMachine):
     def rm(self, name: str, force: bool) -> None:
         before = self.task_dir(name)
         try:
-            tasks.remove(self.ctx(), name, force=force)
+            remove.remove(self.ctx(), name, force=force)
         except MuxError:
             return
         if before is not None:
@@ -194,7 +194,7 @@ class NeverLoseWork(RuleBasedStateMachine):
     @rule()
     def restart(self) -> None:
         ctx = self.ctx()  # finishes or rolls back whatever a crash interrupted
-        tasks.list_reports(ctx)
+        report.list_reports(ctx)
 
     def _forget(self, worktree: Path) -> None:
         """The worktree is gone: what was written there must now be reachable from a ref (checked below)."""

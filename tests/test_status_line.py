@@ -13,7 +13,8 @@ import pytest
 from conftest import mux_ls, run_mux, wait_until
 
 from muxagent import render
-from muxagent.commands import tasks
+from muxagent.commands import context
+from muxagent.commands import report as reporting
 from muxagent.model import State, Task, TaskReport, TaskStatus
 
 
@@ -90,15 +91,15 @@ def test_status_line_and_next_waiting_on_live_tasks(repo: Path) -> None:
     data = json.loads(run_mux("status-line", "--json", cwd=repo).stdout)
     assert data["waiting"] == ["one", "three"] and data["counts"]["idle"] == 1 and data["line"] == line.strip()
 
-    ctx = tasks.open_repo(repo)
+    ctx = context.open_repo(repo)
     windows = {name: row["window"] for name, row in mux_ls(repo).items()}
-    found = tasks.next_waiting(ctx)
+    found = reporting.next_waiting(ctx)
     assert found is not None and found.name == "one"
-    after_one = tasks.next_waiting(ctx, windows["one"])
+    after_one = reporting.next_waiting(ctx, windows["one"])
     assert after_one is not None and after_one.name == "three"
-    wrapped = tasks.next_waiting(ctx, windows["three"])
+    wrapped = reporting.next_waiting(ctx, windows["three"])
     assert wrapped is not None and wrapped.name == "one", "wraps around"
-    from_idle = tasks.next_waiting(ctx, windows["two"])
+    from_idle = reporting.next_waiting(ctx, windows["two"])
     assert from_idle is not None and from_idle.name == "one"
 
 

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 from muxagent import naming
-from muxagent.commands import tasks
+from muxagent.commands import context, recovery, repo_config
 from muxagent.errors import MuxError, TmuxError
 from muxagent.git import gitops
 from muxagent.state import intents, monitor_state
@@ -28,7 +29,7 @@ def run(cwd: Path | None = None) -> list[Check]:
     """Every check, for the repository at `cwd` (default: the current directory)."""
     checks = [_check_git(), _check_tmux()]
     try:
-        ctx = tasks.open_repo(cwd)
+        ctx = recovery.open_and_recover(cwd)
     except MuxError as exc:
         return [*checks, Check("repository", False, str(exc))]
     checks.append(Check("repository", True, str(ctx.repo.main)))
@@ -36,7 +37,7 @@ def run(cwd: Path | None = None) -> list[Check]:
     checks.append(_check_monitor(ctx))
     checks.extend(_check_store(ctx))
     checks.append(_check_interrupted(ctx))
-    ok, detail, fatal = tasks.config_health(ctx)
+    ok, detail, fatal = repo_config.config_health(ctx)
     checks.append(Check("repo config", ok, detail, fatal))
     return checks
 
@@ -56,7 +57,7 @@ def _check_tmux() -> Check:
         return Check("tmux", False, str(exc))
 
 
-def _check_server(ctx: tasks.Context) -> Check:
+def _check_server(ctx: context.Context) -> Check:
     socket_name = ctx.tmux.socket or "default"
     try:
         running = ctx.tmux.server_running()
@@ -66,9 +67,9 @@ def _check_server(ctx: tasks.Context) -> Check:
     return Check("tmux server", True, f"{detail}, socket {socket_name}", fatal=False)
 
 
-def _check_store(ctx: tasks.Context) -> list[Check]:
+def _check_store(ctx: context.Context) -> list[Check]:
     try:
-        listed = tasks.load_tasks(ctx)
+        listed = context.load_tasks(ctx)
     except MuxError as exc:
         return [Check("task registry", False, str(exc))]
     checks = [Check("task registry", True, f"{len(listed)} task(s) in {ctx.store.root}")]
@@ -94,7 +95,7 @@ def _check_store(ctx: tasks.Context) -> list[Check]:
     return checks
 
 
-def _check_interrupted(ctx: tasks.Context) -> Check:
+def _check_interrupted(ctx: context.Context) -> Check:
     """Commands that died half-way and that the automatic recovery (run as this command opened the repo) could not
     finish: each stays on disk, with what it was doing, until a later mux manages it."""
     with intents.orphaned(ctx.store.root) as found:
@@ -104,7 +105,7 @@ def _check_interrupted(ctx: tasks.Context) -> Check:
     return Check("interrupted commands", False, "; ".join(left), fatal=False)
 
 
-def _describe_intent(fields: dict[str, object], path: Path) -> str:
+def _describe_intent(fields: Mapping[str, object], path: Path) -> str:
     # A removal `mux clean` made is named as the clean the user ran.
     command = fields.get("command", fields.get("op", "?"))
     what = f"`mux {command}`" + (f" of '{fields['name']}'" if "name" in fields else "")
@@ -112,7 +113,7 @@ def _describe_intent(fields: dict[str, object], path: Path) -> str:
     return f"{what} was interrupted and is not finished or rolled back ({why}); its record: {path}"
 
 
-def _check_monitor(ctx: tasks.Context) -> Check:
+def _check_monitor(ctx: context.Context) -> Check:
     state = monitor_state.read(ctx.store.root)
     if state is None:
         return Check("monitor", True, "not running (it starts with the next task)", fatal=False)

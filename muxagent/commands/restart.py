@@ -6,7 +6,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from muxagent import config, naming
-from muxagent.commands import tasks
+from muxagent.commands import context, create, report
 from muxagent.errors import MuxError
 from muxagent.git import gitops
 from muxagent.model import State, Task
@@ -16,8 +16,8 @@ from muxagent.status import adapters
 RESTARTABLE = frozenset({State.EXITED, State.MISSING})
 
 
-def restart(ctx: tasks.Context, name: str) -> Task:
-    item = tasks.report(ctx, name)
+def restart(ctx: context.Context, name: str) -> Task:
+    item = report.report(ctx, name)
     task = item.task
     if item.status.state not in RESTARTABLE:
         raise MuxError(f"task {name!r} is {item.status.state.value}: only exited or missing agents are restarted")
@@ -26,7 +26,7 @@ def restart(ctx: tasks.Context, name: str) -> Task:
         raise MuxError(f"the worktree of {name!r} is gone ({worktree}): bring it back with `mux restore {name}`")
     if task.agent == "unknown":
         raise MuxError(f"task {name!r} was adopted without a record of its agent: start one with `mux rm` + `mux new`")
-    profile = config.resolve_agent(task.agent, tasks.settings_or_none(ctx))
+    profile = config.resolve_agent(task.agent, context.settings_or_none(ctx))
     if config.command_available(profile) is None:
         raise MuxError(f"agent {profile.name!r} is not installed: {profile.command[0]!r} was not found on PATH")
     adapter = adapters.install(profile.hooks, ctx.store.root)
@@ -35,9 +35,9 @@ def restart(ctx: tasks.Context, name: str) -> Task:
         argv = list(task.command)
     else:
         argv = [*profile.command, *adapter.args, *profile.resume_args]
-    env = tasks.agent_env(ctx, name, worktree, task.port, profile, adapter)
-    tasks.mark_spawn(ctx, name, None)
-    pane = tasks.pane_of(ctx.tmux.snapshot(), task)
+    env = create.agent_env(ctx, name, worktree, task.port, profile, adapter)
+    create.mark_spawn(ctx, name, None)
+    pane = report.pane_of(ctx.tmux.snapshot(), task)
     command = gitops.pane_command(worktree, argv)
     if pane is not None:
         ctx.tmux.respawn(task.window, worktree, command, env)
@@ -54,11 +54,11 @@ def restart(ctx: tasks.Context, name: str) -> Task:
     return restarted
 
 
-def restart_all(ctx: tasks.Context) -> tuple[list[str], dict[str, str]]:
+def restart_all(ctx: context.Context) -> tuple[list[str], dict[str, str]]:
     """Restart every exited or missing task; returns the restarted names and why the others were not."""
     done: list[str] = []
     skipped: dict[str, str] = {}
-    for item in tasks.list_reports(ctx, with_changes=False):
+    for item in report.list_reports(ctx, with_changes=False):
         if item.status.state not in RESTARTABLE:
             continue
         try:

@@ -7,7 +7,7 @@ import math
 import time
 from collections.abc import Sequence
 
-from muxagent.commands import tasks
+from muxagent.commands import context, report
 from muxagent.errors import MuxError, UsageError, WaitTimeoutError
 from muxagent.model import State, TaskReport
 
@@ -33,16 +33,16 @@ class Target(enum.Enum):
 FINAL = frozenset({State.EXITED, State.MISSING})
 
 
-def wait(ctx: tasks.Context, names: Sequence[str], target: Target, timeout: float | None) -> list[TaskReport]:
+def wait(ctx: context.Context, names: Sequence[str], target: Target, timeout: float | None) -> list[TaskReport]:
     # nan made the deadline unreachable: `mux wait` hung forever instead of timing out.
     if timeout is not None and not 0 <= timeout < math.inf:
         raise UsageError("--timeout must be a number of seconds >= 0 (leave it out to wait as long as it takes)")
     for name in names:
-        tasks.get_task(ctx, name)
+        context.get_task(ctx, name)
     wanted = target.states
     deadline = None if timeout is None else time.monotonic() + timeout
     while True:
-        by_name = {r.task.name: r for r in tasks.list_reports(ctx, with_changes=False)}
+        by_name = {r.task.name: r for r in report.list_reports(ctx, with_changes=False)}
         missing = [name for name in names if name not in by_name]
         if missing:
             raise MuxError(f"task {missing[0]!r} was removed while waiting")

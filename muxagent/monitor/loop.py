@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import IO
 
 from muxagent import config, naming, render
-from muxagent.commands import tasks
+from muxagent.commands import context, interact, recovery, report
 from muxagent.errors import MuxError, StoreError, UnknownTaskError
 from muxagent.git import gitops
 from muxagent.model import State, TaskReport
@@ -61,7 +61,7 @@ def _try_lock(state_dir: Path) -> IO[str] | None:
     return handle
 
 
-def is_running(ctx: tasks.Context) -> bool:
+def is_running(ctx: context.Context) -> bool:
     handle = _try_lock(ctx.store.root)
     if handle is None:
         return True
@@ -69,7 +69,7 @@ def is_running(ctx: tasks.Context) -> bool:
     return False
 
 
-def ensure_running(ctx: tasks.Context) -> None:
+def ensure_running(ctx: context.Context) -> None:
     """Start the monitor unless one is already watching this repository."""
     if is_running(ctx):
         return
@@ -79,10 +79,10 @@ def ensure_running(ctx: tasks.Context) -> None:
     ctx.tmux.new_window(session, WINDOW_NAME, ctx.repo.main, argv, env, task="")
 
 
-def queue_prompt(ctx: tasks.Context, name: str, text: str) -> int:
+def queue_prompt(ctx: context.Context, name: str, text: str) -> int:
     """Queue a prompt for when the agent is next idle; returns its place in the queue."""
     naming.validate_prompt(text)  # refused now, not found undeliverable later by the monitor
-    tasks.get_task(ctx, name)
+    context.get_task(ctx, name)
     position = prompt_queue.enqueue(ctx.store.root, name, text)
     ensure_running(ctx)
     return position
@@ -120,7 +120,7 @@ def choose_menu_entry(tmux: Tmux, target: str, choice: str, attempts: int = 6) -
 
 @dataclass
 class Monitor:
-    ctx: tasks.Context
+    ctx: context.Context
     watcher: ChangeWatcher | None = None
     seen: dict[str, _Seen] = field(default_factory=dict)
     notify_send: str | None = field(default_factory=lambda: shutil.which("notify-send"))
@@ -131,7 +131,7 @@ class Monitor:
 
     def tick(self) -> int:
         """One look at every task; returns how many tasks there are."""
-        reports = tasks.list_reports(self.ctx, with_changes=False, screens=self.screens)
+        reports = report.list_reports(self.ctx, with_changes=False, screens=self.screens)
         if self.watcher is not None:
             self._watch_worktrees(self.watcher, reports)
         for item in reports:
@@ -205,7 +205,7 @@ class Monitor:
         if seen.trust_answers >= TRUST_ANSWERS or time.monotonic() - seen.trust_answered_at < TRUST_RETRY_AFTER:
             return
         try:
-            profile = config.resolve_agent(item.task.agent, tasks.settings_or_none(self.ctx))
+            profile = config.resolve_agent(item.task.agent, context.settings_or_none(self.ctx))
         except MuxError:
             return
         if not (profile.auto_trust and profile.trust_choice):
@@ -231,7 +231,7 @@ class Monitor:
             return
         self.ctx.store.journal("deliver", name=item.task.name, chars=len(text))
         try:
-            tasks.send(self.ctx, item.task.name, text)
+            interact.send(self.ctx, item.task.name, text)
         except UnknownTaskError:
             return
         except MuxError as exc:
@@ -245,7 +245,7 @@ class Monitor:
 
 def run(cwd: Path) -> int:
     """The monitor process: returns when the repository has no tasks left (or another monitor runs)."""
-    ctx = tasks.open_repo(cwd)
+    ctx = recovery.open_and_recover(cwd)
     lock = _try_lock(ctx.store.root)
     if lock is None:
         _close_own_window(ctx)
@@ -277,7 +277,7 @@ def _loop(monitor: Monitor) -> None:
         time.sleep(max(0.0, TICK - (time.monotonic() - started)))
 
 
-def _close_own_window(ctx: tasks.Context) -> None:
+def _close_own_window(ctx: context.Context) -> None:
     pane = os.environ.get("TMUX_PANE")
     if pane:
         with contextlib.suppress(MuxError):

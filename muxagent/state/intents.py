@@ -3,10 +3,10 @@
 A command that changes several things (worktree, branch, window, registry, the base branch) writes an intent file
 before its first side effect and deletes it after its last. While it runs it holds an flock on the intent's lock
 file, so another mux can tell a running command from one that died: an intent whose lock it can take was left by
-a crashed process, and the next mux finishes or rolls it back (muxagent.commands.merge.recover).
+a crashed process, and the next mux finishes or rolls it back (muxagent.commands.recovery).
 
-Intents live in `<git-common-dir>/mux/intents/ID.json` (+ `ID.lock`). This module knows nothing of what the
-fields mean; it only stores them atomically.
+Intents live in `<git-common-dir>/mux/intents/ID.json` (+ `ID.lock`). Each operation's record is a TypedDict
+below; this module knows nothing of what the fields mean, it only stores them atomically.
 """
 
 from __future__ import annotations
@@ -16,10 +16,10 @@ import fcntl
 import json
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Generic, Literal, NotRequired, TypedDict, TypeVar, cast
 
 from muxagent.errors import MuxError, StoreError
 from muxagent.state.store import dumps
@@ -29,6 +29,58 @@ INTENTS_DIR = "intents"
 SET_ASIDE = ".set-aside"
 CRASH_ENV = "MUX_CRASH_AT"
 CRASH_STATUS = 99
+
+
+class _Common(TypedDict):
+    pid: NotRequired[int]  # `intent` sets these two
+    started: NotRequired[float]
+    recovery_failed: NotRequired[str]  # why the last attempt to finish it failed, for `mux doctor`
+
+
+class NewRecord(_Common):
+    op: Literal["new"]
+    name: str
+    worktree: str
+    base: str
+
+
+class RestoreRecord(_Common):
+    op: Literal["restore"]
+    name: str
+    worktree: str
+    base: str | None
+    ref: str  # the recovery ref restored from
+    agent_started: NotRequired[bool]  # the agent may have written what `ref` does not hold
+
+
+class RmRecord(_Common):
+    op: Literal["rm"]
+    name: str
+    command: str  # what the user ran: `rm`, or `clean`
+    removing: NotRequired[bool]  # past the point of no return: the work is saved, removing has begun
+
+
+class MergeRecord(_Common):
+    op: Literal["merge"]
+    name: str
+    keep: bool
+    # Set once the checks passed, before the first change:
+    task: NotRequired[dict[str, object]]
+    target: NotRequired[str]
+    old: NotRequired[str]  # the target's tip before
+    strategy: NotRequired[str]
+    new: NotRequired[str]  # the result commit, set before the target moves to it
+
+
+class UnreadableRecord(_Common):
+    """What is read from a file that holds no record of a known operation: torn, not JSON, or of another mux."""
+
+    op: Literal["unreadable"]
+
+
+Record = NewRecord | RestoreRecord | RmRecord | MergeRecord | UnreadableRecord
+OPERATIONS = ("new", "restore", "rm", "merge")
+RecordT = TypeVar("RecordT", bound=Record)
 
 
 def crash_point(step: str) -> None:
@@ -58,22 +110,21 @@ def names(root: Path) -> set[str]:
     return found
 
 
-class Intent:
-    """One running multi-step command: its id, its fields, and the lock that says it is alive."""
+class Intent(Generic[RecordT]):
+    """One running multi-step command: its id, its record, and the lock that says it is alive."""
 
-    def __init__(self, directory: Path, ident: str, fields: dict[str, Any], lock_fd: int) -> None:
+    def __init__(self, directory: Path, ident: str, fields: RecordT, lock_fd: int) -> None:
         self.directory = directory
         self.id = ident
-        self.fields = fields
+        self.fields: RecordT = fields
         self._lock_fd = lock_fd
 
     @property
     def path(self) -> Path:
         return self.directory / f"{self.id}.json"
 
-    def update(self, **fields: Any) -> None:
-        """Record progress (e.g. the commit a merge is about to move its base to) before acting on it."""
-        self.fields.update(fields)
+    def save(self) -> None:
+        """Write what was set in `fields` (e.g. the commit a merge is about to move its base to) before acting on it."""
         _write_json(self.path, self.fields)
 
     def finish(self) -> None:
@@ -99,7 +150,7 @@ class Intent:
             self._lock_fd = -1
 
 
-def _write_json(path: Path, data: dict[str, Any]) -> None:
+def _write_json(path: Path, data: Mapping[str, object]) -> None:
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     payload = (dumps(data, indent=2) + "\n").encode()
     try:
@@ -123,13 +174,14 @@ def _read_json(path: Path) -> object:
 
 
 @contextmanager
-def intent(root: Path, op: str, **fields: Any) -> Iterator[Intent]:
-    """Announce `op` before acting; finished on success or on a MuxError (the command undid its own steps).
+def intent(root: Path, fields: RecordT) -> Iterator[Intent[RecordT]]:
+    """Announce the operation `fields` records before acting; finished on success or on a MuxError (the command
+    undid its own steps).
 
     Any other way out (a crash, Ctrl-C, a bug) leaves the intent for the next mux run to finish or roll back.
     """
     directory = root / INTENTS_DIR
-    ident = f"{time.time_ns()}-{os.getpid()}-{op}"
+    ident = f"{time.time_ns()}-{os.getpid()}-{fields['op']}"
     try:
         directory.mkdir(parents=True, exist_ok=True)
         lock_fd = os.open(directory / f"{ident}.lock", os.O_RDWR | os.O_CREAT, 0o600)
@@ -137,7 +189,8 @@ def intent(root: Path, op: str, **fields: Any) -> Iterator[Intent]:
         # Before any side effect: a read-only `.git/mux` refuses the command with one line, changing nothing.
         raise StoreError(f"cannot record the command in {directory}: {exc.strerror}") from exc
     fcntl.flock(lock_fd, fcntl.LOCK_EX)
-    record = Intent(directory, ident, {"op": op, "pid": os.getpid(), "started": time.time(), **fields}, lock_fd)
+    fields["pid"], fields["started"] = os.getpid(), time.time()
+    record = Intent(directory, ident, fields, lock_fd)
     try:
         _write_json(record.path, record.fields)
     except StoreError:
@@ -155,13 +208,13 @@ def intent(root: Path, op: str, **fields: Any) -> Iterator[Intent]:
 
 
 @contextmanager
-def orphaned(root: Path) -> Iterator[list[Intent]]:
+def orphaned(root: Path) -> Iterator[list[Intent[Record]]]:
     """Intents whose command died, oldest first, each locked by us until the block ends.
 
     An intent still locked belongs to a running command and is skipped.
     """
     directory = root / INTENTS_DIR
-    found: list[Intent] = []
+    found: list[Intent[Record]] = []
     try:
         names = sorted(n for n in os.listdir(directory) if n.endswith(".json"))
     except OSError:
@@ -190,7 +243,10 @@ def orphaned(root: Path) -> Iterator[list[Intent]]:
                         (directory / f"{ident}.lock").unlink()
                     continue
                 data = {"op": "unreadable"}
-            found.append(Intent(directory, ident, data, fd))
+            elif data.get("op") not in OPERATIONS:
+                data = {"op": "unreadable"}
+            # Read from disk: the fields are what the operation wrote, unless a human or another program edited them.
+            found.append(Intent(directory, ident, cast(Record, data), fd))
         yield found
     finally:
         for item in found:

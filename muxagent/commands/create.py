@@ -1,0 +1,322 @@
+"""`mux new`: a task's branch, worktree, ports, set-up and window; the undo steps a failed creation takes back."""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import socket
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from muxagent import config, naming
+from muxagent.commands import worktree_setup
+from muxagent.commands.context import Context, now_iso, worktree_path
+from muxagent.commands.remove import remove_if_empty
+from muxagent.commands.report import pane_of
+from muxagent.errors import AgentNotFoundError, BranchExistsError, GitError, MuxError, TaskExistsError, UsageError
+from muxagent.git import gitops
+from muxagent.model import AgentProfile, Progress, State, Task, no_progress
+from muxagent.state import intents
+from muxagent.state.store import Registry, task_to_dict
+from muxagent.status import adapters, events, patterns
+from muxagent.status import classifier as status
+
+PORT_FIRST = 20000
+PORT_LAST = 60000
+PORT_BLOCK = 10
+# How long `mux new` waits for an agent without prompt arguments to draw its prompt before pasting the first one.
+PROMPT_READY_TIMEOUT = 30.0
+
+
+# tmux takes a command line of at most 16 KB and the kernel an argument of at most 128 KB: a 20 KB prompt on the
+# agent's command line failed with "command too long", a 200 KB one with E2BIG. A prompt longer than this is
+# pasted once the agent is ready instead, as for a profile without prompt_args.
+PROMPT_ARG_MAX = 8192
+
+
+@dataclass(frozen=True)
+class NewRequest:
+    name: str
+    agent: str | None = None
+    prompt: str | None = None
+    base: str | None = None
+
+
+class Undo:
+    """Steps to take back, newest first, if the operation fails before it completes."""
+
+    def __init__(self) -> None:
+        self._steps: list[Callable[[], object]] = []
+
+    def push(self, step: Callable[[], object]) -> None:
+        self._steps.append(step)
+
+    def __enter__(self) -> Undo:
+        return self
+
+    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
+        if exc_type is None:
+            return
+        for step in reversed(self._steps):
+            # Keep undoing: the original error is the one worth reporting.
+            with contextlib.suppress(MuxError):
+                step()
+
+
+def new_task(ctx: Context, request: NewRequest, progress: Progress = no_progress) -> Task:
+    name = naming.validate_name(request.name)
+    if request.prompt is not None:
+        naming.validate_prompt(request.prompt)
+    if request.base is not None and not request.base.strip():
+        raise UsageError("--base is empty: give a branch or commit to start from")
+    _warn_untrusted(ctx)
+    profile = config.resolve_agent(request.agent or ctx.settings.agent, ctx.settings)
+    if config.command_available(profile) is None:
+        raise AgentNotFoundError(
+            f"agent {profile.name!r} is not installed: {profile.command[0]!r} was not found on PATH"
+        )
+    base = request.base or ctx.settings.base or gitops.current_branch(ctx.repo.main)
+    if base is None:
+        raise GitError("the main checkout is on a detached HEAD: pass --base REF")
+    start = gitops.resolve_commit(ctx.repo, base)
+    ctx.tmux.require()
+    worktree = worktree_path(ctx, name)
+    branch = naming.branch_for(name)
+    adapter = adapters.install(profile.hooks, ctx.store.root)
+    argv = [*profile.command, *adapter.args]
+    prompt_on_command_line = False
+    if (
+        request.prompt is not None
+        and profile.prompt_args is not None
+        and len(request.prompt.encode()) <= PROMPT_ARG_MAX
+    ):
+        argv += config.expand_args(profile.prompt_args, request.prompt)
+        prompt_on_command_line = True
+
+    intent = intents.intent(ctx.store.root, intents.NewRecord(op="new", name=name, worktree=str(worktree), base=base))
+    with intent, Undo() as undo, ctx.store.transaction() as registry:
+        if name in registry:
+            raise TaskExistsError(f"task {name!r} already exists")
+        progress(f"creating {branch} from {base} at {worktree}")
+        # The files are checked out in the task's window, before the agent: `mux new` does not wait for a big
+        # checkout, and the window shows it (`mux ls` says `starting`; a failure leaves the task inspectable).
+        port = reserve_worktree(
+            ctx, registry, undo, name, worktree, start, if_taken="pick another task name", checkout=False
+        )
+        intents.crash_point("new:after-worktree")
+        pane_argv = _prepare_worktree(ctx, name, worktree, argv)
+        env = agent_env(ctx, name, worktree, port, profile, adapter)
+        # Claude fires no hook for a prompt given on its command line: the turn it starts is marked here.
+        busy = prompt_on_command_line and profile.hooks != "none"
+        mark_spawn(ctx, name, State.WORKING if busy else None)
+        session, window = open_window(ctx, undo, name, worktree, pane_argv, env)
+        intents.crash_point("new:after-window")
+        task = Task(
+            name=name,
+            agent=profile.name,
+            command=tuple(argv),
+            base=base,
+            branch=branch,
+            worktree=str(worktree),
+            session=session,
+            window=window,
+            created=now_iso(),
+            port=port,
+            prompt=request.prompt,
+        )
+        registry.add(task)
+        journal_creation(ctx, undo, task)
+    intents.crash_point("new:after-record")
+    if pane_argv != argv:
+        _await_setup(ctx, task, progress)
+    if request.prompt is not None and not prompt_on_command_line:
+        _paste_when_ready(ctx, task, profile, request.prompt)
+    return task
+
+
+def journal_creation(ctx: Context, undo: Undo, task: Task, **fields: object) -> None:
+    """The journal's `new` line, inside the transaction that adds the record, before the registry file: written
+    after it, a crash in between and then a lost `tasks.json` brought the task back as adopted, its agent and
+    prompt forgotten. A transaction that then fails takes the line back with an `rm` one."""
+    ctx.store.journal("new", task=task_to_dict(task), **fields)
+    undo.push(lambda: ctx.store.journal("rm", name=task.name, recovery_ref=None))
+
+
+def reserve_worktree(
+    ctx: Context, registry: Registry, undo: Undo, name: str, worktree: Path, start: str, if_taken: str,
+    *, checkout: bool = True,
+) -> int:  # fmt: skip
+    """Check that the task's path and branch are free, make its branch at `start` and its worktree there (checked
+    out unless `checkout` is false; undone if the caller fails later), and return the first port of its MUX_PORT
+    block. `if_taken` says what to do instead."""
+    branch = naming.branch_for(name)
+    if worktree.exists():
+        raise TaskExistsError(f"worktree path {worktree} already exists: {if_taken}")
+    port = allocate_ports(name, {t.port for t in registry.values()})
+    if not worktree.parent.exists():
+        undo.push(lambda: remove_if_empty(worktree.parent))
+    try:
+        gitops.add_worktree(ctx.repo, worktree, branch, start, checkout=checkout)
+    except BranchExistsError:
+        raise TaskExistsError(f"branch {branch!r} already exists: {if_taken}") from None
+    except OSError as exc:  # its folder cannot be made: a file is where it should be, or no permission
+        raise MuxError(f"cannot make the folder of worktree {worktree}: {exc.filename}: {exc.strerror}") from None
+    undo.push(lambda: gitops.delete_branch(ctx.repo, branch))
+    undo.push(lambda: gitops.remove_worktree(ctx.repo, worktree))
+    return port
+
+
+def open_window(
+    ctx: Context, undo: Undo, name: str, worktree: Path, argv: list[str], env: dict[str, str]
+) -> tuple[str, str]:
+    """The task's window in the repository's session, running `argv` once the worktree's files are checked out
+    (killed if the caller fails later): its session and window id."""
+    session = naming.session_for(ctx.repo.main)
+    window = ctx.tmux.new_window(session, name, worktree, gitops.pane_command(worktree, argv), env, task=name)
+    undo.push(lambda: ctx.tmux.kill_window(window))
+    return session, window
+
+
+def agent_env(
+    ctx: Context, name: str, worktree: Path, port: int, profile: AgentProfile, adapter: adapters.Adapter
+) -> dict[str, str]:
+    return {
+        **profile.env,
+        **adapter.env,
+        "MUX_STATE_DIR": str(ctx.store.root),
+        "MUX_TASK": name,
+        "MUX_REPO": str(ctx.repo.main),
+        "MUX_WORKTREE": str(worktree),
+        "MUX_PORT": str(port),
+    }
+
+
+def mark_spawn(ctx: Context, name: str, state: State | None) -> None:
+    """Start a new run in the task's event log: classification ignores events of earlier runs."""
+    events.append(events.events_path(ctx.store.root, name), events.HookEvent(time.time(), "mux", events.SPAWN, state))
+
+
+def _warn_untrusted(ctx: Context) -> None:
+    warning = config.untrusted_warning(ctx.settings)
+    if warning and warning not in ctx.notes:
+        ctx.notes.append(warning)
+
+
+def _prepare_worktree(ctx: Context, name: str, worktree: Path, argv: list[str]) -> list[str]:
+    """Copy/link the configured files into the new worktree now; return what the task's window runs.
+
+    The `setup` commands run inside the task's window, before the agent (the window runs the set-up runner,
+    which then execs the agent), rather than here: a failing or hanging `npm ci` then leaves a whole task (record,
+    worktree, window with the failure on screen, log) that `mux peek`, `mux logs` and `mux rm` work on, instead of
+    a half-made one, and its output is live in the window while it runs.
+    """
+    settings = ctx.settings
+    include = worktree_setup.read_include_file(ctx.repo.main)
+    included = gitops.included_untracked(ctx.repo.main, include) if include is not None else []
+    placement = worktree_setup.place_files(
+        ctx.repo.main, worktree, settings.copy, settings.symlink, included,
+        tracked=lambda paths: gitops.tracked_at_head(worktree, paths),
+    )  # fmt: skip
+    ctx.notes.extend(placement.notes)
+    log = worktree_setup.start_log(ctx.store.root, name, [*placement.placed, *placement.notes])
+    if not settings.setup:
+        return argv
+    spec = worktree_setup.Spec(
+        task=name,
+        worktree=str(worktree),
+        commands=list(settings.setup),
+        timeout=settings.setup_timeout,
+        log=str(log),
+        status=str(worktree_setup.status_path(ctx.store.root, name)),
+        agent=argv,
+    )
+    return worktree_setup.runner_argv(worktree_setup.write_spec(ctx.store.root, spec))
+
+
+def _await_setup(ctx: Context, task: Task, progress: Progress) -> None:
+    """Wait for the set-up runner in the task's window; SetupError (task kept) if it fails."""
+    steps = len(ctx.settings.setup)
+    # The runner enforces each command's timeout; this only guards against a runner that never reports. The
+    # window's checkout comes first and has no deadline: a big repo takes what it takes, on screen.
+    allowance = steps * (ctx.settings.setup_timeout + 2 * worktree_setup.KILL_GRACE) + 30
+    deadline: float | None = None
+    hint = (
+        f"the task is kept as it is: see `mux logs {task.name}`, then `mux restart {task.name}` to start the agent"
+        f" anyway or `mux rm {task.name}`"
+    )
+    while True:
+        state = worktree_setup.read_progress(ctx.store.root, task.name)
+        if state is not None and state.state == "ok":
+            return
+        if state is not None and state.state == "failed":
+            raise worktree_setup.SetupError(f"set-up of '{task.name}' failed: {state.describe_failure()}; {hint}")
+        checking_out = gitops.checkout_pending(Path(task.worktree))
+        pane = pane_of(ctx.tmux.snapshot(), task)
+        if (pane is None or pane.dead) and worktree_setup.read_progress(ctx.store.root, task.name) == state:
+            if checking_out:
+                raise worktree_setup.SetupError(
+                    f"the checkout of '{task.name}' failed, so its set-up did not run: `mux peek {task.name}` shows"
+                    f" why; then `mux restart {task.name}` (checks out and starts the agent) or `mux rm {task.name}`"
+                )
+            raise worktree_setup.SetupError(f"the set-up of '{task.name}' stopped without a result; {hint}")
+        if checking_out:
+            progress(f"checking out the files of {task.name}")
+        else:
+            deadline = deadline or time.monotonic() + allowance
+            if time.monotonic() > deadline:
+                raise worktree_setup.SetupError(f"the set-up of '{task.name}' did not report back in time; {hint}")
+            if state is not None:
+                elapsed = time.time() - state.started
+                progress(f"setting up {task.name} [{state.step}/{state.steps}] {state.command} ({elapsed:.0f}s)")
+        time.sleep(0.1)
+
+
+def allocate_ports(name: str, taken: set[int]) -> int:
+    """First port of a block of PORT_BLOCK ports, free now and not reserved by another task."""
+    blocks = (PORT_LAST - PORT_FIRST) // PORT_BLOCK
+    start = int(hashlib.sha1(name.encode()).hexdigest(), 16) % blocks
+    for i in range(blocks):
+        first = PORT_FIRST + ((start + i) % blocks) * PORT_BLOCK
+        if first in taken:
+            continue
+        if all(_port_free(port) for port in range(first, first + PORT_BLOCK)):
+            return first
+    raise MuxError("no free block of ports left for the task's MUX_PORT")
+
+
+def _port_free(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        try:
+            sock.bind(("0.0.0.0", port))
+        except OSError:
+            return False
+    return True
+
+
+def _paste_when_ready(ctx: Context, task: Task, profile: AgentProfile, text: str) -> None:
+    """Paste the first prompt once the agent shows its prompt (or its screen settles)."""
+    deadline = time.monotonic() + PROMPT_READY_TIMEOUT
+    previous: str | None = None
+    # What the window showed before the agent ran (a post-checkout hook's output): not the agent's prompt.
+    before_agent = ""
+    stable_since = time.monotonic()
+    while time.monotonic() < deadline:
+        screen = status.normalize_screen(ctx.tmux.capture([task.window]).get(task.window, ""))
+        pane = pane_of(ctx.tmux.snapshot(), task)
+        if pane is None or pane.dead:
+            ctx.notes.append(f"the agent of '{task.name}' exited before its prompt could be delivered")
+            return
+        if gitops.checkout_pending(Path(task.worktree)):
+            before_agent = screen
+            time.sleep(0.1)
+            continue
+        if screen != previous:
+            previous, stable_since = screen, time.monotonic()
+        ready = patterns.first_match(profile.status.idle, screen) is not None
+        if screen.strip() and screen != before_agent and (ready or time.monotonic() - stable_since >= 1.0):
+            ctx.tmux.send_text(task.window, text)
+            return
+        time.sleep(0.1)
+    ctx.notes.append(f"'{task.name}' did not show a prompt within {PROMPT_READY_TIMEOUT:.0f}s; use `mux send`")

@@ -1,0 +1,51 @@
+"""Reaching a running task: `mux attach`, `send`, `peek`, `diff`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from muxagent import naming
+from muxagent.commands.context import Context, get_task
+from muxagent.commands.report import pane_of
+from muxagent.errors import MuxError
+from muxagent.git import gitops
+from muxagent.model import PaneInfo, Task
+
+
+def _live_pane(ctx: Context, task: Task) -> PaneInfo:
+    pane = pane_of(ctx.tmux.snapshot(), task)
+    if pane is None:
+        raise MuxError(f"task {task.name!r} has no tmux window (state missing): `mux rm {task.name}` or restart it")
+    return pane
+
+
+def attach(ctx: Context, name: str) -> None:
+    task = get_task(ctx, name)
+    _live_pane(ctx, task)
+    ctx.tmux.attach(task.session, task.window)
+
+
+def send(ctx: Context, name: str, text: str) -> None:
+    naming.validate_prompt(text)
+    task = get_task(ctx, name)
+    pane = _live_pane(ctx, task)
+    if pane.dead:
+        raise MuxError(f"the agent of {name!r} has exited (status {pane.dead_status}): nothing to send to")
+    if gitops.checkout_pending(Path(task.worktree)):
+        raise MuxError(
+            f"{name!r} is still checking out its files, its agent not started: `mux send --when-idle` waits for it"
+        )
+    ctx.tmux.send_text(pane.pane_id, text)
+
+
+def peek(ctx: Context, name: str, lines: int | None = None) -> str:
+    task = get_task(ctx, name)
+    pane = _live_pane(ctx, task)
+    return ctx.tmux.capture([pane.pane_id], lines=lines).get(pane.pane_id, "")
+
+
+def diff(ctx: Context, name: str, stat: bool = False) -> str:
+    task = get_task(ctx, name)
+    if not Path(task.worktree).is_dir():
+        raise MuxError(f"the worktree of {name!r} is gone ({task.worktree})")
+    return gitops.diff(Path(task.worktree), task.base, stat=stat)

@@ -1,0 +1,170 @@
+"""`mux rm` and `mux clean`: window, worktree, branch and record go, after a recovery ref of what they hold."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from muxagent.commands.context import Context
+from muxagent.commands.report import list_reports
+from muxagent.errors import MuxError, TmuxError, UnknownTaskError, WouldLoseWorkError
+from muxagent.git import gitops
+from muxagent.model import State, Task
+from muxagent.state import intents, prompt_queue
+from muxagent.state.store import Registry, task_to_dict
+from muxagent.status import events, radar
+
+# States in which an agent is busy with something the user cares about: `mux clean` leaves these alone.
+ACTIVE_STATES = frozenset({State.STARTING, State.WORKING, State.WAITING, State.UNKNOWN})
+
+
+@dataclass(frozen=True)
+class Removal:
+    task: Task
+    recovery_ref: str | None
+
+    @property
+    def restore_hint(self) -> str | None:
+        return restore_hint(self.task.name, self.recovery_ref)
+
+
+def restore_hint(name: str, ref: str | None) -> str | None:
+    if ref is None:
+        return None
+    return f"mux restore {name} --at {ref.rsplit('/', 1)[-1]}"
+
+
+def remove(ctx: Context, name: str, force: bool = False, command: str = "rm") -> Removal:
+    # The intent lets the next mux finish a removal a crash cut short once it is past its point of no return
+    # (muxagent.commands.recovery), and drop one cut short before: that changed nothing. `command` is what the user
+    # ran, for the note that tells them.
+    with intents.intent(ctx.store.root, intents.RmRecord(op="rm", name=name, command=command)) as intent:
+
+        def removing() -> None:
+            intent.fields["removing"] = True
+            intent.save()
+
+        with ctx.store.transaction() as registry:
+            task = registry.get(name)
+            if task is None:
+                raise UnknownTaskError(f"no task named {name!r} (see `mux ls`)")
+            removal = remove_locked(ctx, registry, task, force, on_removing=removing)
+            journal_removal(ctx, removal)
+        intents.crash_point("rm:after-record")
+    return removal
+
+
+def journal_removal(ctx: Context, removal: Removal) -> None:
+    """The journal's `rm` line, written inside the transaction that drops the record, before the registry file:
+    written after it, a crash in between and then a lost `tasks.json` brought the removed task back."""
+    ctx.store.journal("rm", name=removal.task.name, recovery_ref=removal.recovery_ref)
+
+
+def remove_locked(
+    ctx: Context, registry: Registry, task: Task, force: bool, save: bool = True,
+    on_removing: Callable[[], object] | None = None,
+) -> Removal:  # fmt: skip
+    """Window, worktree, branch, record, in that order, after a recovery ref of everything they hold.
+
+    The ref is written even when nothing would be lost, so every removal can be undone with `mux restore`;
+    `save=False` skips it, for callers that know the work is saved already (or that there is none).
+    `on_removing` is called at the point of no return: the decision taken, the work saved, nothing removed yet.
+    """
+    worktree = Path(task.worktree)
+    present = worktree.is_dir()
+    has_branch = gitops.branch_exists(ctx.repo, task.branch)
+    intents.crash_point("rm:while-checking")
+    # Also without a branch (deleted by hand): the worktree's files may still be the only copy.
+    lost = gitops.unsaved_work(ctx.repo, worktree if present else None, task.branch, task.base)
+    if lost and not force:
+        raise WouldLoseWorkError(
+            f"task {task.name!r} has work that exists nowhere else: {'; '.join(lost)}"
+            f" (merge it, or `mux rm --force {task.name}` keeps a recovery ref)"
+        )
+    ref = None
+    if save and (lost or has_branch):
+        ref = gitops.write_recovery_ref(ctx.repo, task.name, task.branch, worktree if present else None)
+        ctx.store.journal("recovery", name=task.name, ref=ref, lost=lost, record=task_to_dict(task))
+    if on_removing is not None:
+        on_removing()
+    intents.crash_point("rm:after-recovery-ref")
+    window = _own_window(ctx, task)
+    if window:
+        ctx.tmux.kill_window(window)
+        intents.crash_point("rm:after-window")
+    if present or any(wt.path == worktree for wt in gitops.list_worktrees(ctx.repo)):
+        gitops.remove_worktree(ctx.repo, worktree)
+        intents.crash_point("rm:after-worktree")
+    if has_branch:
+        gitops.delete_branch(ctx.repo, task.branch)
+        intents.crash_point("rm:after-branch")
+    registry.remove(task.name)
+    _forget(ctx, task.name)
+    return Removal(task=task, recovery_ref=ref)
+
+
+def _own_window(ctx: Context, task: Task) -> str | None:
+    """The task's window in its own session: the recorded id if it still carries the task, else the one that
+    does. A recorded id may since belong to another repository's agent or to one of the user's own windows
+    (tmux reuses ids after a server restart): killing it by id alone killed another repository's agent."""
+    try:
+        panes = ctx.tmux.snapshot()
+    except TmuxError:
+        return task.window or None  # killing it then says why tmux cannot be reached, as before
+    mine = [p.window_id for p in panes if p.session == task.session and p.task == task.name]
+    return task.window if task.window in mine else next(iter(mine), None)
+
+
+def _forget(ctx: Context, name: str) -> None:
+    """Drop the removed task's queued prompts, hook events and sync marker: none is for a later task of that name."""
+    prompt_queue.drop(ctx.store.root, name)
+    events.events_path(ctx.store.root, name).unlink(missing_ok=True)
+    radar.sync_marker(ctx.store.root, name).unlink(missing_ok=True)
+
+
+def remove_if_empty(directory: Path) -> None:
+    with contextlib.suppress(OSError):
+        directory.rmdir()
+
+
+@dataclass(frozen=True)
+class CleanResult:
+    removed: list[str]
+    kept: dict[str, str]
+    restore_hints: dict[str, str] = field(default_factory=dict)
+
+
+def clean(ctx: Context, dry_run: bool = False) -> CleanResult:
+    removed: list[str] = []
+    kept: dict[str, str] = {}
+    hints: dict[str, str] = {}
+    for item in list_reports(ctx):
+        task = item.task
+        if item.status.state in ACTIVE_STATES:
+            kept[task.name] = f"agent is {item.status.state.value}"
+            continue
+        try:
+            hint = _clean_one(ctx, task, dry_run)
+        except WouldLoseWorkError as exc:
+            kept[task.name] = str(exc)
+            continue
+        except MuxError as exc:
+            # One task mux cannot read or remove must not stop the others.
+            kept[task.name] = f"cannot be removed: {exc}"
+            continue
+        if hint:
+            hints[task.name] = hint
+        removed.append(task.name)
+    return CleanResult(removed=removed, kept=kept, restore_hints=hints)
+
+
+def _clean_one(ctx: Context, task: Task, dry_run: bool) -> str | None:
+    """Remove one task whose work is all elsewhere (WouldLoseWorkError naming it otherwise); its restore hint."""
+    present = Path(task.worktree).is_dir()
+    has_branch = gitops.branch_exists(ctx.repo, task.branch)
+    lost = gitops.unsaved_work(ctx.repo, Path(task.worktree) if present else None, task.branch, task.base)
+    if lost:
+        raise WouldLoseWorkError("; ".join(lost) + ("" if has_branch else f" (branch {task.branch} is gone)"))
+    return None if dry_run else remove(ctx, task.name, command="clean").restore_hint

@@ -1,0 +1,171 @@
+"""What `mux ls` shows: each task's state (tmux, hook events, set-up progress) and changes; the waiting ones."""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import replace
+from pathlib import Path
+
+from muxagent import config, naming
+from muxagent.commands import worktree_setup
+from muxagent.commands.context import Context, get_task, load_tasks, settings_or_none
+from muxagent.errors import MuxError, TmuxError, UnknownTaskError
+from muxagent.git import gitops
+from muxagent.model import PaneInfo, State, StatusRules, Task, TaskReport, TaskStatus, iso_epoch
+from muxagent.state import monitor_state
+from muxagent.status import changes, events, radar
+from muxagent.status import classifier as status
+from muxagent.tmux.client import ScreenCache
+
+
+def pane_of(panes: list[PaneInfo], task: Task) -> PaneInfo | None:
+    # Window ids are reused after a tmux server restart: the @mux_task option must match too, and so must the
+    # session, since another repository on the same server may have a task of the same name.
+    for pane in panes:
+        if pane.window_id == task.window and pane.task == task.name and pane.session == task.session:
+            return pane
+    return None
+
+
+def _rules_for(agent: str, settings: config.Settings | None, cache: dict[str, StatusRules]) -> StatusRules:
+    if agent not in cache:
+        try:
+            cache[agent] = config.resolve_agent(agent, settings).status
+        except MuxError:
+            cache[agent] = config.resolve_agent("shell", None).status
+    return cache[agent]
+
+
+def list_reports(ctx: Context, with_changes: bool = True, screens: ScreenCache | None = None) -> list[TaskReport]:
+    """Every task's state (and, unless asked not to, its changes): two tmux calls and parallel git reads. With
+    `screens`, the panes that have not drawn since its last read are not read again."""
+    tasks = load_tasks(ctx)
+    if not tasks:
+        return []
+    try:
+        panes = ctx.tmux.snapshot()
+        server_running = bool(panes) or ctx.tmux.server_running()
+    except TmuxError as exc:
+        ctx.notes.append(str(exc))
+        panes, server_running = [], False
+    pane_by_task = {task.name: pane_of(panes, task) for task in tasks}
+    live = [p for p in pane_by_task.values() if p is not None and not p.dead]
+    screen_of = (screens or ScreenCache()).read(ctx.tmux, live)  # a new cache reads every screen
+    exists = {task.name: Path(task.worktree).is_dir() for task in tasks}
+    pending = {task.name for task in tasks if exists[task.name] and gitops.checkout_pending(Path(task.worktree))}
+    present = [task for task in tasks if exists[task.name] and task.name not in pending and with_changes]
+    works = _works(ctx, present)
+    conflicts = radar.for_tasks(ctx.repo, ctx.store.root, present, works) if works else {}
+    now = time.time()
+    rules: dict[str, StatusRules] = {}
+    watched = monitor_state.read(ctx.store.root)
+    last_change = watched.last_change if watched is not None else {}
+    reports = []
+    for task in tasks:
+        pane = pane_by_task[task.name]
+        observation = status.Observation(
+            pane=pane,
+            screen=screen_of.get(pane.pane_id) if pane is not None else None,
+            worktree_exists=exists[task.name],
+            server_running=server_running,
+            created=iso_epoch(task.created) or 0.0,
+            now=now,
+            events=events.read_current_run(events.events_path(ctx.store.root, task.name)),
+        )
+        settings = settings_or_none(ctx)
+        task_status = status.classify(observation, _rules_for(task.agent, settings, rules))
+        if task.name in pending:
+            task_status = _while_checking_out(task_status)
+        task_status = _with_setup(ctx, task, pane, task_status)
+        task_status = radar.sync_override(ctx.store.root, Path(task.worktree), task.name, task_status)
+        found = works.get(task.name)
+        reports.append(
+            TaskReport(
+                task,
+                task_status,
+                found.changes if found is not None else None,
+                conflicts.get(task.name, ()),
+                last_change.get(task.name),
+            )
+        )
+    return reports
+
+
+def _works(ctx: Context, tasks: list[Task]) -> dict[str, changes.Work]:
+    if not tasks:
+        return {}
+    try:
+        tips = gitops.ref_tips(ctx.repo)
+    except MuxError as exc:
+        ctx.notes.append(str(exc))
+        return {}
+    return changes.read_many(ctx.repo, ctx.store.root, tasks, tips)
+
+
+def report(ctx: Context, name: str) -> TaskReport:
+    for item in list_reports(ctx):
+        if item.task.name == name:
+            return item
+    raise UnknownTaskError(f"no task named {name!r} (see `mux ls`)")
+
+
+def _while_checking_out(found: TaskStatus) -> TaskStatus:
+    """Before its files are there the window runs git's checkout, not the agent: `starting`, or a failure."""
+    if found.state is State.EXITED:
+        return replace(found, reason=f"checkout failed (exit {found.exit_status})")
+    if found.state is State.MISSING:
+        return found
+    return replace(found, state=State.STARTING, reason="checking out")
+
+
+def _with_setup(ctx: Context, task: Task, pane: PaneInfo | None, found: TaskStatus) -> TaskStatus:
+    """While the set-up commands run, the task is `starting` (its pane shows their output, not the agent); a
+    pane that died in set-up says so instead of looking like an agent that exited."""
+    if pane is None or found.state not in (State.WORKING, State.IDLE, State.STARTING, State.EXITED, State.WAITING):
+        return found
+    progress = worktree_setup.read_progress(ctx.store.root, task.name)
+    if progress is None or progress.state == "ok" or progress.pane not in (None, pane.pane_id):
+        return found
+    if progress.state == "running" and found.state is not State.EXITED:
+        step = f"[{progress.step}/{progress.steps}] {progress.command}"
+        return replace(found, state=State.STARTING, reason=f"set-up {step}")
+    if progress.state == "failed" and found.state is State.EXITED:
+        return replace(found, reason=f"set-up failed: {progress.describe_failure()}")
+    return found
+
+
+def setup_log(ctx: Context, name: str) -> str:
+    """The task's set-up log: files copied or linked, each set-up command and its output."""
+    naming.validate_name(name)
+    path = worktree_setup.log_path(ctx.store.root, name)
+    try:
+        return path.read_text(encoding="utf-8", errors="replace")
+    except FileNotFoundError:
+        get_task(ctx, name)  # an unknown name is the likelier mistake
+        return ""
+    except OSError as exc:
+        raise MuxError(f"cannot read {path}: {exc.strerror}") from None
+
+
+def next_waiting(ctx: Context, current_window: str | None = None) -> Task | None:
+    """The waiting task after the one in `current_window` (in creation order, wrapping), or the first."""
+    waiting = [item.task for item in list_reports(ctx, with_changes=False) if item.status.state is State.WAITING]
+    if not waiting:
+        return None
+    windows = [task.window for task in waiting]
+    if current_window in windows:
+        return waiting[(windows.index(current_window) + 1) % len(waiting)]
+    return waiting[0]
+
+
+def current_window(ctx: Context) -> str | None:
+    """The window of the pane this command runs in (TMUX_PANE), if it is on mux's tmux server."""
+    pane_id = os.environ.get("TMUX_PANE")
+    if not pane_id:
+        return None
+    try:
+        panes = ctx.tmux.snapshot()
+    except TmuxError:
+        return None
+    return next((pane.window_id for pane in panes if pane.pane_id == pane_id), None)

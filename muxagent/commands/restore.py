@@ -1,0 +1,133 @@
+"""`mux restore`: a removed task recreated from its recovery ref (branch, worktree with its files, window)."""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+from pathlib import Path
+
+from muxagent import config, naming
+from muxagent.commands.context import Context, now_iso, worktree_path
+from muxagent.commands.create import Undo, agent_env, journal_creation, mark_spawn, open_window, reserve_worktree
+from muxagent.errors import MuxError, TaskExistsError, UnknownTaskError
+from muxagent.git import gitops
+from muxagent.model import AgentProfile, Progress, Task, no_progress
+from muxagent.state import intents
+from muxagent.state.store import task_from_dict
+from muxagent.status import adapters
+
+
+@dataclass(frozen=True)
+class SavedSubmodule:
+    path: str
+    ref: str  # holds the submodule's state when the task was removed
+    problem: str | None = None  # why it could not be put back, with how to do it by hand; None when it was
+
+
+@dataclass(frozen=True)
+class Restored:
+    task: Task
+    ref: str
+    with_files: bool
+    submodules: list[SavedSubmodule]  # the submodules the worktree had initialised
+
+
+def restore(ctx: Context, name: str, at: str | None = None, progress: Progress = no_progress) -> Restored:
+    """Recreate a removed task from its recovery ref: branch, worktree (uncommitted files back) and window."""
+    name = naming.validate_name(name)
+    refs = gitops.list_recovery_refs(ctx.repo, name)
+    if not refs:
+        raise UnknownTaskError(f"no recovery ref for {name!r} (refs/mux/recovery/{name}/...)")
+    if at is not None:
+        # The stamp `mux rm` printed names its ref exactly, even when a later removal in the same second added
+        # STAMP-1; a shorter prefix (a day, an hour) picks the latest ref it matches.
+        exact = [r for r in refs if r[0].rsplit("/", 1)[-1] == at]
+        refs = exact or [r for r in refs if r[0].rsplit("/", 1)[-1].startswith(at)]
+        if not refs:
+            listing = f"git for-each-ref refs/mux/recovery/{name}"
+            raise UnknownTaskError(f"no recovery ref of {name!r} at {at!r}: see `{listing}`")
+    ref, commit = refs[-1]
+    record = _recorded_task(ctx, ref)
+    tip, snapshot = gitops.recovery_parts(ctx.repo, commit)
+    branch = naming.branch_for(name)
+    worktree = Path(record.worktree) if record is not None else worktree_path(ctx, name)
+    if worktree.exists():
+        worktree = worktree_path(ctx, name)
+    profile = _profile_for(ctx, record)
+    adapter = adapters.install(profile.hooks, ctx.store.root)
+    argv = [*profile.command, *adapter.args, *profile.resume_args]  # resume the conversation, as `mux restart`
+    base = record.base if record is not None else None
+    fields = intents.RestoreRecord(op="restore", name=name, worktree=str(worktree), base=base, ref=ref)
+    intent = intents.intent(ctx.store.root, fields)
+    with intent as running, Undo() as undo, ctx.store.transaction() as registry:
+        if name in registry:
+            raise TaskExistsError(f"task {name!r} exists: `mux rm {name}` it first, or restore under it by hand")
+        progress(f"checking out the saved work of {name} into {worktree}")
+        port = reserve_worktree(ctx, registry, undo, name, worktree, tip, if_taken="move it away first")
+        intents.crash_point("restore:after-worktree")
+        if snapshot is not None:
+            gitops.apply_snapshot(worktree, snapshot)
+        submodules = _restore_submodules(ctx, name, ref.rsplit("/", 1)[-1], worktree, progress)
+        env = agent_env(ctx, name, worktree, port, profile, adapter)
+        mark_spawn(ctx, name, None)
+        # From here the agent may write what `ref` does not hold: a rollback must save the worktree again.
+        running.fields["agent_started"] = True
+        running.save()
+        session, window = open_window(ctx, undo, name, worktree, argv, env)
+        intents.crash_point("restore:after-window")
+        task = Task(
+            name=name,
+            agent=profile.name,
+            command=tuple(argv),
+            base=record.base if record is not None else (gitops.current_branch(ctx.repo.main) or tip),
+            branch=branch,
+            worktree=str(worktree),
+            session=session,
+            window=window,
+            created=record.created if record is not None else now_iso(),
+            port=port,
+            prompt=record.prompt if record is not None else None,
+        )
+        registry.add(task)
+        journal_creation(ctx, undo, task, restored_from=ref)
+    return Restored(task, ref, snapshot is not None, submodules)
+
+
+def _restore_submodules(
+    ctx: Context, name: str, stamp: str, worktree: Path, progress: Progress
+) -> list[SavedSubmodule]:
+    """Each submodule saved with this recovery ref, put back where possible: a failure (its URL unreachable, say)
+    does not stop the restore, it says how to finish by hand."""
+    found = []
+    for saved in gitops.list_submodule_refs(ctx.repo, name):
+        if saved.stamp != stamp:
+            continue
+        path, ref = saved.path, saved.ref
+        progress(f"restoring submodule {path}")
+        try:
+            gitops.restore_submodule(ctx.repo, worktree, path, ref)
+        except MuxError as exc:
+            by_hand = f"`git submodule update --init {path}`, then `git -C {path} fetch {ctx.repo.common_dir} {ref}`"
+            found.append(SavedSubmodule(path, ref, f"{exc}; to do it by hand: {by_hand}"))
+        else:
+            found.append(SavedSubmodule(path, ref))
+    return found
+
+
+def _recorded_task(ctx: Context, ref: str) -> Task | None:
+    """The task as it was when the recovery ref was written (the journal keeps it), or None."""
+    for entry in reversed(ctx.store.read_journal()):
+        record = entry.get("record")
+        if entry.get("ref") == ref and isinstance(record, dict):
+            with contextlib.suppress(ValueError):
+                return task_from_dict(record)
+    return None
+
+
+def _profile_for(ctx: Context, record: Task | None) -> AgentProfile:
+    candidates = [record.agent] if record is not None else []
+    candidates.append(ctx.settings.agent)
+    for agent in candidates:
+        with contextlib.suppress(MuxError):
+            return config.resolve_agent(agent, ctx.settings)
+    return config.resolve_agent("shell", ctx.settings)
