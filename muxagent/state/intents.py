@@ -12,7 +12,6 @@ fields mean; it only stores them atomically.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import json
 import os
 import time
@@ -22,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from muxagent.errors import MuxError, StoreError
+from muxagent.state import files
 from muxagent.state.store import dumps
 
 INTENTS_DIR = "intents"
@@ -58,14 +58,18 @@ def names(root: Path) -> set[str]:
     return found
 
 
+def _lock_path(directory: Path, ident: str) -> Path:
+    return directory / f"{ident}.lock"
+
+
 class Intent:
     """One running multi-step command: its id, its fields, and the lock that says it is alive."""
 
-    def __init__(self, directory: Path, ident: str, fields: dict[str, Any], lock_fd: int) -> None:
+    def __init__(self, directory: Path, ident: str, fields: dict[str, Any], lock: contextlib.ExitStack) -> None:
         self.directory = directory
         self.id = ident
         self.fields = fields
-        self._lock_fd = lock_fd
+        self._lock = lock
 
     @property
     def path(self) -> Path:
@@ -81,7 +85,7 @@ class Intent:
         with contextlib.suppress(FileNotFoundError):
             self.path.unlink()
         with contextlib.suppress(FileNotFoundError):
-            (self.directory / f"{self.id}.lock").unlink()
+            _lock_path(self.directory, self.id).unlink()
         self.release()
 
     def set_aside(self) -> Path:
@@ -94,26 +98,14 @@ class Intent:
         return kept
 
     def release(self) -> None:
-        if self._lock_fd >= 0:
-            os.close(self._lock_fd)
-            self._lock_fd = -1
+        self._lock.close()
 
 
 def _write_json(path: Path, data: dict[str, Any]) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    payload = (dumps(data, indent=2) + "\n").encode()
     try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        try:
-            os.write(fd, payload)
-            # The intent must be on disk before the side effect it announces: a crash may follow at once.
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(tmp, path)
+        # Durable: the intent must be on disk before the side effect it announces, as a crash may follow at once.
+        files.atomic_write(path, (dumps(data, indent=2) + "\n").encode())
     except OSError as exc:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
         raise StoreError(f"cannot write {path}: {exc.strerror}") from exc
 
 
@@ -130,14 +122,14 @@ def intent(root: Path, op: str, **fields: Any) -> Iterator[Intent]:
     """
     directory = root / INTENTS_DIR
     ident = f"{time.time_ns()}-{os.getpid()}-{op}"
+    lock = contextlib.ExitStack()
     try:
         directory.mkdir(parents=True, exist_ok=True)
-        lock_fd = os.open(directory / f"{ident}.lock", os.O_RDWR | os.O_CREAT, 0o600)
+        lock.enter_context(files.locked(_lock_path(directory, ident)))
     except OSError as exc:
         # Before any side effect: a read-only `.git/mux` refuses the command with one line, changing nothing.
         raise StoreError(f"cannot record the command in {directory}: {exc.strerror}") from exc
-    fcntl.flock(lock_fd, fcntl.LOCK_EX)
-    record = Intent(directory, ident, {"op": op, "pid": os.getpid(), "started": time.time(), **fields}, lock_fd)
+    record = Intent(directory, ident, {"op": op, "pid": os.getpid(), "started": time.time(), **fields}, lock)
     try:
         _write_json(record.path, record.fields)
     except StoreError:
@@ -169,15 +161,11 @@ def orphaned(root: Path) -> Iterator[list[Intent]]:
     try:
         for name in names:
             ident = name[: -len(".json")]
+            lock = contextlib.ExitStack()
             try:
-                fd = os.open(directory / f"{ident}.lock", os.O_RDWR | os.O_CREAT, 0o600)
+                lock.enter_context(files.locked(_lock_path(directory, ident), wait=False))
             except OSError:
-                continue
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except OSError:
-                os.close(fd)
-                continue
+                continue  # unreadable, or locked by the running command it belongs to
             try:
                 # Read after locking: the owner may have finished (and deleted it) meanwhile.
                 data = _read_json(directory / name)
@@ -185,12 +173,12 @@ def orphaned(root: Path) -> Iterator[list[Intent]]:
                 data = None
             if not isinstance(data, dict):
                 if not (directory / name).exists():
-                    os.close(fd)
+                    lock.close()
                     with contextlib.suppress(FileNotFoundError):
-                        (directory / f"{ident}.lock").unlink()
+                        _lock_path(directory, ident).unlink()
                     continue
                 data = {"op": "unreadable"}
-            found.append(Intent(directory, ident, data, fd))
+            found.append(Intent(directory, ident, data, lock))
         yield found
     finally:
         for item in found:
