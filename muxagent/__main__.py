@@ -11,9 +11,9 @@ import sys
 
 def main() -> None:
     if sys.argv[1:2] == ["_tasks"]:
-        from muxagent.completion import scripts as completion
+        from muxagent.completion import fast
 
-        completion.main_fast(sys.argv)
+        fast.main_fast(sys.argv)
         return
     if sys.argv[1:2] == ["_hook"]:
         from muxagent.status import hooks

@@ -21,6 +21,7 @@ from muxagent.commands import gc as ref_gc
 from muxagent.commands import restore as restoring
 from muxagent.commands import sync as syncing
 from muxagent.completion import scripts as completion
+from muxagent.completion.spec import spec_from_app
 from muxagent.errors import MergeConflictError, MuxError, UsageError
 from muxagent.monitor import loop as monitor
 
@@ -321,7 +322,23 @@ def completion_script(
     shell: Annotated[str, typer.Argument(metavar="SHELL", help="bash, zsh or fish.", show_default=False)],
 ) -> None:
     """Print the shell completion script, e.g. `source <(mux completion bash)`."""
-    sys.stdout.write(completion.render(shell, completion.spec_from_app(app)))
+    sys.stdout.write(completion.render(shell, spec_from_app(app)))
+
+
+@app.command("_write-completions", hidden=True)
+def write_completions(
+    directory: Annotated[Path | None, typer.Argument(help="Default: the checkout's completions/ folder.")] = None,
+) -> None:
+    """Rewrite the checked-in completion scripts, after a command or option changed. Here and not in completion/,
+    which must not import this module for the app."""
+    directory = directory or Path(__file__).resolve().parent.parent / "completions"
+    if not directory.is_dir():
+        raise MuxError(f"no such directory: {directory} (run this from a mux checkout, or name the folder)")
+    changed = completion.write_scripts(directory, spec_from_app(app))
+    for path in changed:
+        print(f"wrote {path}")
+    if not changed:
+        print(f"{directory}: up to date")
 
 
 @app.command("trust")

@@ -10,16 +10,15 @@ with `mux send --when-idle`. It exits when the repository has no tasks left.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import html
 import os
 import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO
 
 from muxagent import config, naming, render
 from muxagent.commands import context, interact, recovery, report
@@ -27,7 +26,7 @@ from muxagent.errors import MuxError, StoreError, UnknownTaskError
 from muxagent.git import gitops
 from muxagent.model import State, TaskReport
 from muxagent.monitor.watch import ChangeWatcher, in_git_dir
-from muxagent.state import monitor_state, prompt_queue
+from muxagent.state import files, monitor_state, prompt_queue
 from muxagent.state.monitor_state import MonitorState
 from muxagent.status import adapters, patterns
 from muxagent.tmux.client import ScreenCache, Tmux
@@ -47,26 +46,24 @@ def window_title(name: str, state: State) -> str:
     return f"{name} {render.STATE_MARKS[state]}"
 
 
-def _try_lock(state_dir: Path) -> IO[str] | None:
-    try:
-        state_dir.mkdir(parents=True, exist_ok=True)
-        handle = open(state_dir / LOCK_FILE, "a")  # noqa: SIM115 - held for the monitor's whole life
-    except OSError as exc:
-        raise StoreError(f"cannot open {state_dir / LOCK_FILE}: {exc.strerror}") from exc
-    try:
-        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError:
-        handle.close()
-        return None
-    return handle
+@contextlib.contextmanager
+def _sole_monitor(state_dir: Path) -> Iterator[bool]:
+    """Whether this process is the repository's one monitor, which it stays until the block ends."""
+    with contextlib.ExitStack() as lock:
+        try:
+            state_dir.mkdir(parents=True, exist_ok=True)
+            lock.enter_context(files.locked(state_dir / LOCK_FILE, wait=False))
+            sole = True
+        except BlockingIOError:
+            sole = False  # another monitor holds it
+        except OSError as exc:
+            raise StoreError(f"cannot open {state_dir / LOCK_FILE}: {exc.strerror}") from exc
+        yield sole
 
 
 def is_running(ctx: context.Context) -> bool:
-    handle = _try_lock(ctx.store.root)
-    if handle is None:
-        return True
-    handle.close()
-    return False
+    with _sole_monitor(ctx.store.root) as sole:
+        return not sole
 
 
 def ensure_running(ctx: context.Context) -> None:
@@ -246,16 +243,14 @@ class Monitor:
 def run(cwd: Path) -> int:
     """The monitor process: returns when the repository has no tasks left (or another monitor runs)."""
     ctx = recovery.open_and_recover(cwd)
-    lock = _try_lock(ctx.store.root)
-    if lock is None:
-        _close_own_window(ctx)
-        return 0
-    try:
-        with ChangeWatcher(ignore=in_git_dir) as watcher:
-            _loop(Monitor(ctx, watcher=watcher))
-    finally:
-        lock.close()
-        monitor_state.clear(ctx.store.root)
+    with _sole_monitor(ctx.store.root) as sole:
+        if sole:
+            try:
+                with ChangeWatcher(ignore=in_git_dir) as watcher:
+                    _loop(Monitor(ctx, watcher=watcher))
+            finally:
+                # Under the lock: a monitor started next must not see its own status cleared by this one.
+                monitor_state.clear(ctx.store.root)
     _close_own_window(ctx)
     return 0
 

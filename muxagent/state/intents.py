@@ -12,7 +12,6 @@ below; this module knows nothing of what the fields mean, it only stores them at
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import json
 import os
 import time
@@ -22,6 +21,7 @@ from pathlib import Path
 from typing import Generic, Literal, NotRequired, TypedDict, TypeVar, cast
 
 from muxagent.errors import MuxError, StoreError
+from muxagent.state import files
 from muxagent.state.store import dumps
 
 INTENTS_DIR = "intents"
@@ -110,14 +110,18 @@ def names(root: Path) -> set[str]:
     return found
 
 
+def _lock_path(directory: Path, ident: str) -> Path:
+    return directory / f"{ident}.lock"
+
+
 class Intent(Generic[RecordT]):
     """One running multi-step command: its id, its record, and the lock that says it is alive."""
 
-    def __init__(self, directory: Path, ident: str, fields: RecordT, lock_fd: int) -> None:
+    def __init__(self, directory: Path, ident: str, fields: RecordT, lock: contextlib.ExitStack) -> None:
         self.directory = directory
         self.id = ident
         self.fields: RecordT = fields
-        self._lock_fd = lock_fd
+        self._lock = lock
 
     @property
     def path(self) -> Path:
@@ -132,7 +136,7 @@ class Intent(Generic[RecordT]):
         with contextlib.suppress(FileNotFoundError):
             self.path.unlink()
         with contextlib.suppress(FileNotFoundError):
-            (self.directory / f"{self.id}.lock").unlink()
+            _lock_path(self.directory, self.id).unlink()
         self.release()
 
     def set_aside(self) -> Path:
@@ -145,26 +149,14 @@ class Intent(Generic[RecordT]):
         return kept
 
     def release(self) -> None:
-        if self._lock_fd >= 0:
-            os.close(self._lock_fd)
-            self._lock_fd = -1
+        self._lock.close()
 
 
 def _write_json(path: Path, data: Mapping[str, object]) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    payload = (dumps(data, indent=2) + "\n").encode()
     try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        try:
-            os.write(fd, payload)
-            # The intent must be on disk before the side effect it announces: a crash may follow at once.
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(tmp, path)
+        # Durable: the intent must be on disk before the side effect it announces, as a crash may follow at once.
+        files.atomic_write(path, (dumps(data, indent=2) + "\n").encode())
     except OSError as exc:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
         raise StoreError(f"cannot write {path}: {exc.strerror}") from exc
 
 
@@ -182,15 +174,15 @@ def intent(root: Path, fields: RecordT) -> Iterator[Intent[RecordT]]:
     """
     directory = root / INTENTS_DIR
     ident = f"{time.time_ns()}-{os.getpid()}-{fields['op']}"
+    lock = contextlib.ExitStack()
     try:
         directory.mkdir(parents=True, exist_ok=True)
-        lock_fd = os.open(directory / f"{ident}.lock", os.O_RDWR | os.O_CREAT, 0o600)
+        lock.enter_context(files.locked(_lock_path(directory, ident)))
     except OSError as exc:
         # Before any side effect: a read-only `.git/mux` refuses the command with one line, changing nothing.
         raise StoreError(f"cannot record the command in {directory}: {exc.strerror}") from exc
-    fcntl.flock(lock_fd, fcntl.LOCK_EX)
     fields["pid"], fields["started"] = os.getpid(), time.time()
-    record = Intent(directory, ident, fields, lock_fd)
+    record = Intent(directory, ident, fields, lock)
     try:
         _write_json(record.path, record.fields)
     except StoreError:
@@ -222,15 +214,11 @@ def orphaned(root: Path) -> Iterator[list[Intent[Record]]]:
     try:
         for name in names:
             ident = name[: -len(".json")]
+            lock = contextlib.ExitStack()
             try:
-                fd = os.open(directory / f"{ident}.lock", os.O_RDWR | os.O_CREAT, 0o600)
+                lock.enter_context(files.locked(_lock_path(directory, ident), wait=False))
             except OSError:
-                continue
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except OSError:
-                os.close(fd)
-                continue
+                continue  # unreadable, or locked by the running command it belongs to
             try:
                 # Read after locking: the owner may have finished (and deleted it) meanwhile.
                 data = _read_json(directory / name)
@@ -238,15 +226,15 @@ def orphaned(root: Path) -> Iterator[list[Intent[Record]]]:
                 data = None
             if not isinstance(data, dict):
                 if not (directory / name).exists():
-                    os.close(fd)
+                    lock.close()
                     with contextlib.suppress(FileNotFoundError):
-                        (directory / f"{ident}.lock").unlink()
+                        _lock_path(directory, ident).unlink()
                     continue
                 data = {"op": "unreadable"}
             elif data.get("op") not in OPERATIONS:
                 data = {"op": "unreadable"}
             # Read from disk: the fields are what the operation wrote, unless a human or another program edited them.
-            found.append(Intent(directory, ident, cast(Record, data), fd))
+            found.append(Intent(directory, ident, cast(Record, data), lock))
         yield found
     finally:
         for item in found:

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+
+from muxagent.state import files
 
 STATUS_FILE = "monitor.json"
 
@@ -21,10 +22,8 @@ class MonitorState:
 
 
 def write(state_dir: Path, state: MonitorState) -> None:
-    path = state_dir / STATUS_FILE
-    temp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    temp.write_text(json.dumps(asdict(state)), encoding="utf-8")
-    os.replace(temp, path)
+    # Not durable: a monitor that a power cut stopped is not running any more, whatever the file says.
+    files.atomic_write(state_dir / STATUS_FILE, json.dumps(asdict(state)).encode(), durable=False)
 
 
 def read(state_dir: Path) -> MonitorState | None:

@@ -6,14 +6,14 @@ even when several `mux` processes queue at the same time.
 
 from __future__ import annotations
 
-import fcntl
+import contextlib
 import json
-import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 from muxagent.errors import StoreError
+from muxagent.state import files
 
 
 def _dir(state_dir: Path) -> Path:
@@ -23,14 +23,13 @@ def _dir(state_dir: Path) -> Path:
 @contextmanager
 def _locked(state_dir: Path) -> Iterator[Path]:
     directory = _dir(state_dir)
-    try:
-        directory.mkdir(parents=True, exist_ok=True)
-        lock = open(directory / ".lock", "a")  # noqa: SIM115 - closed below, after the caller's block
-    except OSError as exc:
-        # A read-only state dir: `send --when-idle` refuses with one line, nothing queued.
-        raise StoreError(f"cannot open the prompt queue in {directory}: {exc.strerror}") from exc
-    with lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
+    with contextlib.ExitStack() as lock:
+        try:
+            directory.mkdir(parents=True, exist_ok=True)
+            lock.enter_context(files.locked(directory / ".lock"))
+        except OSError as exc:
+            # A read-only state dir: `send --when-idle` refuses with one line, nothing queued.
+            raise StoreError(f"cannot open the prompt queue in {directory}: {exc.strerror}") from exc
         yield directory
 
 
@@ -48,12 +47,9 @@ def _write(path: Path, items: list[str]) -> None:
     if not items:
         path.unlink(missing_ok=True)
         return
-    temp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
-        temp.write_text(json.dumps(items), encoding="utf-8")
-        os.replace(temp, path)
+        files.atomic_write(path, json.dumps(items).encode())
     except OSError as exc:
-        temp.unlink(missing_ok=True)
         raise StoreError(f"cannot write {path}: {exc.strerror}") from exc
 
 

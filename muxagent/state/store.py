@@ -13,7 +13,6 @@ writers such as agent hooks never wait on this lock.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import json
 import os
 import re
@@ -27,6 +26,7 @@ from typing import Any, cast
 
 from muxagent.errors import StoreError
 from muxagent.model import Task
+from muxagent.state import files
 
 FORMAT_VERSION = 1
 TASKS_FILE = "tasks.json"
@@ -192,23 +192,19 @@ class Store:
         held: set[str] = _held.__dict__.setdefault("roots", set())
         if key in held:
             raise RuntimeError(f"nested transaction on {self.root}: it would wait for its own lock")
-        # os.open descriptors are not inherited (PEP 446): a tmux server or agent started while the lock is
-        # held cannot keep it forever. The lock file itself is never deleted, since deleting it would let two
-        # processes lock two different files.
-        try:
-            fd = os.open(self.root / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o600)
-        except OSError as exc:
-            raise StoreError(f"cannot open {self.root / LOCK_FILE}: {exc.strerror}") from exc
-        held.add(key)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
-            registry = self._load_locked()
-            yield registry
-            if registry.modified:
-                self._write(registry)
-        finally:
-            held.discard(key)
-            os.close(fd)
+        with contextlib.ExitStack() as lock:
+            try:
+                lock.enter_context(files.locked(self.root / LOCK_FILE))
+            except OSError as exc:
+                raise StoreError(f"cannot open {self.root / LOCK_FILE}: {exc.strerror}") from exc
+            held.add(key)
+            try:
+                registry = self._load_locked()
+                yield registry
+                if registry.modified:
+                    self._write(registry)
+            finally:
+                held.discard(key)
 
     def journal(self, action: str, **fields: object) -> None:
         """Append one line {"ts", "pid", "action", **fields}; values JSON cannot hold are written as str()."""
@@ -347,30 +343,11 @@ class Store:
             "tasks": {name: task_to_dict(task) for name, task in registry._tasks.items()},
         }
         data = (dumps(payload, indent=2) + "\n").encode()
-        # Only the lock holder writes, so a per-process name cannot collide; a leftover from a crashed process
-        # with the same pid is simply truncated.
-        tmp = self.root / f".{TASKS_FILE}.{os.getpid()}.tmp"
         try:
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-            try:
-                view = memoryview(data)
-                while view:
-                    view = view[os.write(fd, view) :]
-                # Without fsync a power loss after the rename can leave an empty tasks.json.
-                os.fsync(fd)
-            finally:
-                os.close(fd)
-            os.replace(tmp, self.tasks_path)
+            # Durable: without fsync a power loss after the rename can leave an empty tasks.json.
+            files.atomic_write(self.tasks_path, data)
         except OSError as exc:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
             raise StoreError(f"cannot write {self.tasks_path}: {exc.strerror}") from exc
-        with contextlib.suppress(OSError):
-            dir_fd = os.open(self.root, os.O_RDONLY)
-            try:
-                os.fsync(dir_fd)
-            finally:
-                os.close(dir_fd)
 
 
 def _parse_entry(line: str) -> dict[str, object] | None:
@@ -427,8 +404,6 @@ def save_cache(path: Path, version: int, doc: Mapping[str, Any]) -> None:
     No lock, last writer wins: every entry names the inputs it was derived from, so an entry another writer
     replaced is only a miss. The temp file + rename keeps readers from seeing half a file.
     """
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
     with contextlib.suppress(OSError):
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp.write_text(json.dumps({**doc, "version": version}), encoding="utf-8")
-        os.replace(tmp, path)
+        files.atomic_write(path, json.dumps({**doc, "version": version}).encode(), durable=False)

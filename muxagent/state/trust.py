@@ -9,7 +9,6 @@ lives in the user's state dir, never in the repo, so a repo cannot approve itsel
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import json
 import os
 import time
@@ -18,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from muxagent.errors import StoreError
+from muxagent.state import files
 
 FORMAT_VERSION = 1
 TRUST_FILE = "trust.json"
@@ -103,31 +103,21 @@ def _read() -> dict[str, dict[str, str]]:
 def _locked() -> Iterator[dict[str, dict[str, str]]]:
     """Read-modify-write under a lock, so two `mux trust` in two repos at once both stick."""
     folder = state_dir()
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-        fd = os.open(folder / f"{TRUST_FILE}.lock", os.O_RDWR | os.O_CREAT, 0o600)
-    except OSError as exc:
-        raise StoreError(f"cannot write to {folder}: {exc.strerror}") from None
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
+    with contextlib.ExitStack() as lock:
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            lock.enter_context(files.locked(folder / f"{TRUST_FILE}.lock"))
+        except OSError as exc:
+            raise StoreError(f"cannot write to {folder}: {exc.strerror}") from None
         entries = _read()
         yield entries
         _write(entries)
-    finally:
-        os.close(fd)
 
 
 def _write(entries: dict[str, dict[str, str]]) -> None:
     payload = json.dumps({"version": FORMAT_VERSION, "repos": entries}, indent=2, sort_keys=True) + "\n"
-    tmp = trust_path().with_name(f".{TRUST_FILE}.{os.getpid()}.tmp")
     try:
-        with open(tmp, "w", encoding="utf-8") as file:
-            file.write(payload)
-            file.flush()
-            os.fsync(file.fileno())
-        os.chmod(tmp, 0o600)
-        os.replace(tmp, trust_path())
+        # Always the user's alone, whatever mode the file was given: other users must not approve code.
+        files.atomic_write(trust_path(), payload.encode(), mode=0o600)
     except OSError as exc:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
         raise StoreError(f"cannot write {trust_path()}: {exc.strerror}") from None

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from muxagent.errors import StoreError
+from muxagent.state import files
 
 _CLAUDE_EVENTS = (
     "SessionStart", "UserPromptSubmit", "PreToolUse", "PostToolUse", "PermissionRequest", "Notification",
@@ -68,11 +69,9 @@ def _write_if_changed(path: Path, content: str) -> Path:
             return path
     except OSError:
         pass
-    temp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        temp.write_text(content, encoding="utf-8")
-        os.replace(temp, path)
+        files.atomic_write(path, content.encode())
     except OSError as exc:
         # Before the task exists (`mux new` installs the hooks first): a read-only state dir refuses in one line.
         raise StoreError(f"cannot write {path}: {exc.strerror}") from exc

@@ -1,0 +1,102 @@
+"""The fast path TAB takes: `mux _tasks` prints the repo's task names, one a line, for the completion scripts.
+
+`muxagent.__main__` answers it before the CLI is imported, so it must stay cheap: this module imports nothing
+but a few small stdlib modules (no typer, libtmux, GitPython or rich, not even dataclasses or pathlib), runs one
+`git rev-parse`, and reads `tasks.json` itself.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+# The hidden command every completion script runs on TAB for the live task names.
+TASKS_COMMAND = "_tasks"
+
+# Mirrors of store.py and gitops.py constants (tests pin them equal): importing those modules would cost the
+# fast path about 30 ms of imports (dataclasses, concurrent.futures, logging, tempfile, the model).
+_STORE_DIR = "mux"
+_TASKS_FILE = "tasks.json"
+_REPO_ENV = frozenset(
+    {
+        "GIT_DIR",
+        "GIT_WORK_TREE",
+        "GIT_INDEX_FILE",
+        "GIT_OBJECT_DIRECTORY",
+        "GIT_ALTERNATE_OBJECT_DIRECTORIES",
+        "GIT_COMMON_DIR",
+        "GIT_NAMESPACE",
+        "GIT_PREFIX",
+    }
+)
+# The task name rule of naming.py: a name from a hand-edited or foreign registry that breaks it could carry
+# spaces, newlines or glob characters into the shell's completion list, so it is left out.
+_TASK_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
+# A TAB must never hang on a stuck filesystem or git.
+_GIT_TIMEOUT = 2.0
+
+
+def task_names(cwd: str | os.PathLike[str]) -> list[str]:
+    """The names of the repo's tasks, sorted; [] when there is no repo, no registry, or anything fails.
+
+    Read-only and quiet: it never repairs a damaged registry (the next real mux command does) and never writes
+    to stderr, since its output lands in the middle of the user's command line.
+    """
+    try:
+        root = _common_dir(cwd)
+        if root is None:
+            return []
+        with open(os.path.join(root, _STORE_DIR, _TASKS_FILE), "rb") as file:
+            doc = json.loads(file.read())
+        tasks = doc.get("tasks") if isinstance(doc, dict) else None
+        if not isinstance(tasks, dict):
+            return []
+        return sorted(name for name in tasks if _TASK_NAME.fullmatch(name) and ".." not in name)
+    except Exception:  # completion offers nothing rather than an error in the middle of a command line
+        return []
+
+
+def _common_dir(cwd: str | os.PathLike[str]) -> str | None:
+    # Like gitops.discover, without git's variables a hook may have exported, so that completion sees the repo
+    # every mux command would see. Only the common dir is needed: one git call even inside a linked worktree.
+    env = {k: v for k, v in os.environ.items() if k not in _REPO_ENV}
+    proc = subprocess.run(
+        ["git", "--no-optional-locks", "rev-parse", "--path-format=absolute", "--git-common-dir"],
+        cwd=cwd,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=_GIT_TIMEOUT,
+    )
+    path = proc.stdout.strip()
+    return path if proc.returncode == 0 and path else None
+
+
+def main_fast(argv: Sequence[str]) -> bool:
+    """Answer `mux _tasks` (one task name a line) and return True; for any other command return False.
+
+    Called first thing by the `mux` entry point, before the CLI and its libraries are imported.
+    """
+    if list(argv[1:2]) != [TASKS_COMMAND]:
+        return False
+    try:
+        names = task_names(os.getcwd())
+    except OSError:  # the current directory was deleted
+        names = []
+    try:
+        sys.stdout.write("".join(f"{name}\n" for name in names))
+        sys.stdout.flush()
+    except OSError:
+        # The shell stopped reading (a pipe closed early): point stdout at /dev/null so that the interpreter's
+        # final flush does not print a traceback either.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    return True
