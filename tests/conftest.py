@@ -13,7 +13,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, TypeVar
 
 import pytest
 
@@ -22,11 +22,15 @@ pytest_plugins = ["realagents.plugin"]
 TESTS = Path(__file__).resolve().parent
 FAKE_AGENT = TESTS / "fake_agent.py"
 
+T = TypeVar("T")
 
-def wait_until(predicate: Callable[[], Any], timeout: float = 10.0, interval: float = 0.05) -> Any:
-    """Poll until predicate returns something truthy; fail the test with the last value at the deadline."""
+
+def wait_until(predicate: Callable[[], T | Literal[False] | None], timeout: float = 10.0, interval: float = 0.05) -> T:
+    """Poll until predicate returns something truthy; fail the test with the last value at the deadline.
+
+    What it returns is truthy, so never None or False: `lambda: pane_of(...)` gives a pane, `lambda: ok and row` a row.
+    """
     deadline = time.monotonic() + timeout
-    last: Any = None
     while True:
         last = predicate()
         if last:

@@ -103,7 +103,9 @@ def test_tmux_not_installed(repo: Path, tmp_path: Path) -> None:
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
     for tool in ("git", "sh", "env"):
-        os.symlink(shutil.which(tool), bin_dir / tool)  # type: ignore[arg-type]
+        found = shutil.which(tool)
+        assert found is not None, f"{tool} is not on PATH"
+        os.symlink(found, bin_dir / tool)
     before = repo_state(repo)
     env = {**os.environ, "PATH": str(bin_dir)}
     proc = subprocess.run(

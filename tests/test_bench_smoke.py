@@ -9,7 +9,6 @@ import re
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -19,7 +18,7 @@ BENCH = ROOT / "bench" / "run.py"
 SUMMARY_KEYS = ("median_ms", "min_ms", "p90_ms", "max_ms", "n", "samples_ms")
 
 
-def _summary(node: Any, where: str) -> None:
+def _summary(node: object, where: str) -> None:
     assert isinstance(node, dict), f"{where}: {node!r}"
     for key in SUMMARY_KEYS:
         assert key in node, f"{where}: no {key}"

@@ -9,11 +9,11 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from conftest import git
 
 from muxagent.git import gitops
 from muxagent.model import Changes, Task
 from muxagent.status import changes, radar
-from tests.conftest import git
 
 
 @pytest.fixture

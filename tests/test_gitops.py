@@ -6,10 +6,10 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from conftest import git, make_repo
 
 from muxagent.errors import GitError, NotARepoError
 from muxagent.git import gitops
-from tests.conftest import git, make_repo
 
 
 @pytest.fixture

@@ -223,7 +223,11 @@ def test_send_is_verbatim(repo: Path) -> None:
     wait_until(lambda: state_of(repo, "echo") == "idle")
     for text in ("C-c", "$(id)", "#{pane_id}", "Enter", "'quoted' \"double\" `tick`"):
         run_mux("send", "echo", text, cwd=repo)
-        wait_until(lambda text=text: f"got: {text}" in screen(repo, "echo"))
+
+        def echoed(text: str = text) -> bool:
+            return f"got: {text}" in screen(repo, "echo")
+
+        wait_until(echoed)
 
 
 def test_peek_strips_escape_sequences_and_shows_scrollback(repo: Path, tmp_path: Path) -> None:

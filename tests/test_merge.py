@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import threading
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -161,7 +162,9 @@ def cherry_pick_in_progress(repo: Path, wt: Path) -> None:
     ],
     ids=["overlapping-edit", "staged", "untracked-also-added", "rebase-in-progress", "cherry-pick-in-progress"],
 )
-def test_refusals_leave_the_main_checkout_and_stash_byte_identical(repo: Path, make_local_state, phrase: str) -> None:
+def test_refusals_leave_the_main_checkout_and_stash_byte_identical(
+    repo: Path, make_local_state: Callable[[Path, Path], None], phrase: str
+) -> None:
     commit_file(repo, "shared.txt", "base\n")
     worktree = start(repo, "t")
     commit_file(worktree, "shared.txt", "task's version\n")

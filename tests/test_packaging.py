@@ -1,4 +1,4 @@
-"""`pip install .` gives a user the `mux` command, the shipped profiles and the completion scripts."""
+"""`pip install .` gives a user the `mux` command, the shipped profiles, the completion scripts and the type marker."""
 
 from __future__ import annotations
 
@@ -33,6 +33,11 @@ def test_wheel_carries_profiles_completions_and_the_console_script(wheel: Path) 
         assert f"muxagent/_data/completions/{script.name}" in names
     entry_points = next(n for n in names if n.endswith("entry_points.txt"))
     assert "mux = muxagent.__main__:main" in zipfile.ZipFile(wheel).read(entry_points).decode()
+
+
+def test_wheel_carries_the_typed_marker(wheel: Path) -> None:
+    """PEP 561: code that imports muxagent is type-checked against mux's own annotations."""
+    assert "muxagent/py.typed" in zipfile.ZipFile(wheel).namelist()
 
 
 def test_installed_package_finds_its_shipped_profiles(wheel: Path, tmp_path: Path) -> None:

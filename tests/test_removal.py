@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import subprocess
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -47,7 +48,9 @@ def test_rm_of_a_clean_task_removes_window_worktree_branch_and_record(repo: Path
     ],
     ids=["tracked-edit", "untracked", "ignored-env", "commit"],
 )
-def test_rm_refuses_to_lose_work_and_changes_nothing(repo: Path, make_work, phrase: str) -> None:
+def test_rm_refuses_to_lose_work_and_changes_nothing(
+    repo: Path, make_work: Callable[[Path], object], phrase: str
+) -> None:
     (repo / ".gitignore").write_text("__pycache__/\n*.log\n.env\n")
     git(repo, "commit", "-qam", "ignore .env")
     worktree = start(repo, "busy")

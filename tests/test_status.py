@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from muxagent.model import PaneInfo, State, StatusRules
 from muxagent.status.classifier import Observation, classify
 from muxagent.status.events import HookEvent
@@ -19,17 +21,23 @@ def pane(dead: bool = False, status: int | None = None, activity: float = NOW) -
     return PaneInfo("%1", "@1", "s", dead, status, activity, "agent", "t")
 
 
-def observe(screen: str | None = "", p: PaneInfo | None = None, **kw: object) -> Observation:
-    values: dict[str, object] = {
-        "pane": p if p is not None else pane(),
-        "screen": screen,
-        "worktree_exists": True,
-        "server_running": True,
-        "created": NOW - 100,
-        "now": NOW,
-    }
-    values.update(kw)
-    return Observation(**values)  # type: ignore[arg-type]
+def observe(
+    screen: str | None = "",
+    p: PaneInfo | None = None,
+    *,
+    worktree_exists: bool = True,
+    created: float = NOW - 100,
+    events: Sequence[HookEvent] = (),
+) -> Observation:
+    return Observation(
+        pane=p if p is not None else pane(),
+        screen=screen,
+        worktree_exists=worktree_exists,
+        server_running=True,
+        created=created,
+        now=NOW,
+        events=events,
+    )
 
 
 def test_dead_pane_is_exited_with_its_status() -> None:

@@ -6,9 +6,9 @@ import fcntl
 import json
 import multiprocessing
 import os
-from dataclasses import fields, replace
+from dataclasses import fields
+from multiprocessing.synchronize import Barrier, Event
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -20,8 +20,10 @@ from muxagent.state.store import Registry, Store, task_from_dict, task_to_dict
 CTX = multiprocessing.get_context("fork")
 
 
-def make_task(name: str, **changes: Any) -> Task:
-    task = Task(
+def make_task(
+    name: str, *, port: int = 41000, prompt: str | None = "fix the {bug} in ünïcode", window: str = "@3"
+) -> Task:
+    return Task(
         name=name,
         agent="claude",
         command=("claude", "--settings", "{}"),
@@ -29,12 +31,11 @@ def make_task(name: str, **changes: Any) -> Task:
         branch=f"mux/{name}",
         worktree=f"/src/proj.worktrees/{name}",
         session="mux-proj",
-        window="@3",
+        window=window,
         created="2026-11-03T10:00:00.000Z",
-        port=41000,
-        prompt="fix the {bug} in ünïcode",
+        port=port,
+        prompt=prompt,
     )
-    return replace(task, **changes)
 
 
 @pytest.fixture
@@ -245,7 +246,7 @@ WORKERS = 8
 TASKS_EACH = 10
 
 
-def _add_tasks(root: str, worker: int, barrier: Any) -> None:
+def _add_tasks(root: str, worker: int, barrier: Barrier) -> None:
     store = Store(Path(root))
     barrier.wait()
     for i in range(TASKS_EACH):
@@ -253,6 +254,12 @@ def _add_tasks(root: str, worker: int, barrier: Any) -> None:
         with store.transaction() as registry:
             registry.add(make_task(name, port=40000 + worker * 100 + i))
         store.journal("new", task=task_to_dict(make_task(name)))
+
+
+def journaled_task_name(entry: dict[str, object]) -> object:
+    task = entry["task"]
+    assert isinstance(task, dict)
+    return task["name"]
 
 
 def test_concurrent_processes_never_lose_an_update(store: Store) -> None:
@@ -271,12 +278,12 @@ def test_concurrent_processes_never_lose_an_update(store: Store) -> None:
 
     expected = {f"w{w}-{i}" for w in range(WORKERS) for i in range(TASKS_EACH)}
     assert set(store.load()) == expected
-    assert {e["task"]["name"] for e in store.read_journal()} == expected  # type: ignore[index]
+    assert {journaled_task_name(e) for e in store.read_journal()} == expected
     assert not list(store.root.glob("tasks.json.corrupt-*"))
     assert not list(store.root.glob("*.tmp"))
 
 
-def _hold_lock(root: str, inside: Any, release: Any) -> None:
+def _hold_lock(root: str, inside: Event, release: Event) -> None:
     with Store(Path(root)).transaction() as registry:
         registry.add(make_task("held"))
         inside.set()

@@ -9,9 +9,11 @@ import subprocess
 import sys
 import termios
 import threading
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from pathlib import Path
+from typing import ParamSpec, TypeVar
 
 import pytest
 from conftest import wait_until
@@ -54,6 +56,19 @@ while True:
 """
 
 SLEEP = [PY, "-c", "import time; time.sleep(60)"]
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def recording_calls(fn: Callable[P, R], calls: list[tuple[object, ...]]) -> Callable[P, R]:
+    """fn, appending the positional arguments of each call to calls."""
+
+    def recorded(*args: P.args, **kwargs: P.kwargs) -> R:
+        calls.append(args)
+        return fn(*args, **kwargs)
+
+    return recorded
 
 
 def read_json(path: Path) -> dict[str, object] | None:
@@ -284,14 +299,8 @@ def test_capture_reads_many_panes_in_one_call_without_escape_sequences(
     red_pane = wait_until(lambda: pane_of(tmux, red)).pane_id
     wait_until(lambda: "line 79" in tmux.capture([count]).get(count, ""))
 
-    calls: list[object] = []
-    real_run = subprocess.run
-
-    def counting_run(*args: object, **kwargs: object) -> object:
-        calls.append(args)
-        return real_run(*args, **kwargs)  # type: ignore[call-overload]
-
-    monkeypatch.setattr(subprocess, "run", counting_run)
+    calls: list[tuple[object, ...]] = []
+    monkeypatch.setattr(subprocess, "run", recording_calls(subprocess.run, calls))
     screens = tmux.capture([red_pane, count])
     assert len(calls) == 1
     assert screens[red_pane] == "red plain"
@@ -335,8 +344,13 @@ def test_screen_cache_reads_a_pane_again_once_it_has_drawn(tmp_path: Path, monke
         return cache.read(tmux, [pane])[pane.pane_id]
 
     assert look() == "one"
+
     # Once the pane has been quiet since a whole second before a read, later looks need no tmux call.
-    wait_until(lambda: (reads.clear(), look())[1] == "one" and not reads, timeout=5)
+    def a_fresh_look_reads_nothing() -> bool:
+        reads.clear()
+        return look() == "one" and not reads
+
+    wait_until(a_fresh_look_reads_nothing, timeout=5)
     go.touch()
     wait_until(lambda: real_capture([window]).get(window) == "one\ntwo")
     assert look() == "one\ntwo"  # what the pane drew since is seen at the next look

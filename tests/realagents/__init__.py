@@ -241,7 +241,7 @@ class FakeModelServer:
 
             do_POST = do_PUT = do_DELETE = do_HEAD = do_GET
 
-            def log_message(self, format: str, *args: Any) -> None:  # the test output stays readable
+            def log_message(self, format: str, *args: object) -> None:  # the test output stays readable
                 pass
 
         return Handler
@@ -250,11 +250,11 @@ class FakeModelServer:
 class _QuietServer(ThreadingHTTPServer):
     """Connections the agent drops (or that `Turn.drop` cuts) are expected here: no traceback on stderr."""
 
-    def handle_error(self, request: Any, client_address: Any) -> None:
+    def handle_error(self, request: object, client_address: object) -> None:
         pass
 
 
-def send_json(out: BaseHTTPRequestHandler, status: int, payload: Any) -> None:
+def send_json(out: BaseHTTPRequestHandler, status: int, payload: object) -> None:
     data = json.dumps(payload).encode()
     out.send_response(status)
     out.send_header("Content-Type", "application/json")
@@ -275,7 +275,7 @@ def start_stream(out: BaseHTTPRequestHandler) -> Stream:
     return Stream(out)
 
 
-def sse(event: str | None, data: Any) -> bytes:
+def sse(event: str | None, data: object) -> bytes:
     head = f"event: {event}\n" if event else ""
     payload = data if isinstance(data, str) else json.dumps(data, separators=(",", ":"))
     return f"{head}data: {payload}\n\n".encode()
@@ -287,6 +287,6 @@ def chunks(text: str, size: int = 24) -> Iterator[str]:
         yield text[i : i + size]
 
 
-def message_text(body: Any) -> str:
+def message_text(body: object) -> str:
     """All text in a JSON request body, flattened (to spot `<session>` title requests and the like)."""
     return json.dumps(body) if body is not None else ""
