@@ -37,7 +37,7 @@ def _die_after_writing_half(path: str) -> None:
         os.kill(os.getpid(), signal.SIGKILL)  # as a power cut or an OOM kill would: no cleanup runs
         return written
 
-    os.write = write_half_then_die  # type: ignore[assignment]
+    os.write = write_half_then_die
     atomic_write(Path(path), NEW)
 
 
