@@ -613,7 +613,7 @@ def _log_traceback(exc: Exception) -> Path | None:
     import traceback
     from datetime import UTC, datetime
 
-    from muxagent.git import gitops
+    from muxagent.git import repo as git_repo
     from muxagent.state import trust
 
     entry = (
@@ -621,7 +621,7 @@ def _log_traceback(exc: Exception) -> Path | None:
         + "".join(traceback.format_exception(exc))
     )
     def repo_state_dir() -> Path:
-        return gitops.discover(Path.cwd()).common_dir / "mux"
+        return git_repo.discover(Path.cwd()).common_dir / "mux"
 
     for folder in (repo_state_dir, trust.state_dir):
         try:

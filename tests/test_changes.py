@@ -11,18 +11,20 @@ from pathlib import Path
 import pytest
 from conftest import git
 
-from muxagent.git import gitops
+from muxagent.git import repo as git_repo
+from muxagent.git import worktrees as git_worktrees
+from muxagent.git.repo import RepoPaths
 from muxagent.model import Changes, Task
 from muxagent.status import changes, radar
 
 
 @pytest.fixture
-def rp(repo: Path) -> gitops.RepoPaths:
-    return gitops.discover(repo)
+def rp(repo: Path) -> RepoPaths:
+    return git_repo.discover(repo)
 
 
 @pytest.fixture
-def root(rp: gitops.RepoPaths) -> Path:
+def root(rp: RepoPaths) -> Path:
     return rp.common_dir / "mux"
 
 
@@ -33,17 +35,17 @@ def commit_file(cwd: Path, name: str, text: str) -> None:
     git(cwd, "commit", "-q", "-m", f"change {name}")
 
 
-def start(rp: gitops.RepoPaths, tmp_path: Path, name: str, base: str = "main") -> Task:
+def start(rp: RepoPaths, tmp_path: Path, name: str, base: str = "main") -> Task:
     worktree = tmp_path / "worktrees" / name
-    gitops.add_worktree(rp, worktree, f"mux/{name}", base)
+    git_worktrees.add_worktree(rp, worktree, f"mux/{name}", base)
     return Task(name, "shell", (), base, f"mux/{name}", str(worktree), "s", "@1", "2026-01-01T00:00:00Z", 0)
 
 
-def read(rp: gitops.RepoPaths, root: Path, *tasks: Task) -> dict[str, changes.Work]:
-    return changes.read_many(rp, root, tasks, gitops.ref_tips(rp))
+def read(rp: RepoPaths, root: Path, *tasks: Task) -> dict[str, changes.Work]:
+    return changes.read_many(rp, root, tasks, git_repo.ref_tips(rp))
 
 
-def counts(rp: gitops.RepoPaths, root: Path, task: Task) -> Changes | None:
+def counts(rp: RepoPaths, root: Path, task: Task) -> Changes | None:
     work = read(rp, root, task).get(task.name)
     return work.changes if work is not None else None
 
@@ -58,7 +60,7 @@ def make_work(wt: Path) -> None:
     (wt / "debug.log").write_text("ignored\n" * 50)
 
 
-def test_counts_commits_edits_and_untracked_files(rp: gitops.RepoPaths, root: Path, repo: Path, tmp_path: Path) -> None:
+def test_counts_commits_edits_and_untracked_files(rp: RepoPaths, root: Path, repo: Path, tmp_path: Path) -> None:
     task = start(rp, tmp_path, "t")
     make_work(Path(task.worktree))
     assert counts(rp, root, task) == Changes(dirty_files=3, added_lines=9, removed_lines=1, ahead=1, behind=0)
@@ -71,7 +73,7 @@ def test_counts_commits_edits_and_untracked_files(rp: gitops.RepoPaths, root: Pa
     assert counts(rp, root, task) == Changes(dirty_files=0, added_lines=9, removed_lines=1, ahead=2, behind=2)
 
 
-def test_a_rename_counts_only_its_edit(rp: gitops.RepoPaths, root: Path, repo: Path, tmp_path: Path) -> None:
+def test_a_rename_counts_only_its_edit(rp: RepoPaths, root: Path, repo: Path, tmp_path: Path) -> None:
     commit_file(repo, "old.txt", "1\n2\n3\n4\n5\n")
     task = start(rp, tmp_path, "r")
     wt = Path(task.worktree)
@@ -82,7 +84,7 @@ def test_a_rename_counts_only_its_edit(rp: gitops.RepoPaths, root: Path, repo: P
 
 
 def test_reading_changes_leaves_the_worktree_and_its_index_alone(
-    rp: gitops.RepoPaths, root: Path, tmp_path: Path
+    rp: RepoPaths, root: Path, tmp_path: Path
 ) -> None:
     task = start(rp, tmp_path, "t")
     wt = Path(task.worktree)
@@ -103,7 +105,7 @@ def test_reading_changes_leaves_the_worktree_and_its_index_alone(
     ) == before
 
 
-def test_many_tasks_in_parallel_and_a_missing_worktree(rp: gitops.RepoPaths, root: Path, tmp_path: Path) -> None:
+def test_many_tasks_in_parallel_and_a_missing_worktree(rp: RepoPaths, root: Path, tmp_path: Path) -> None:
     tasks = []
     for i in range(10):
         task = start(rp, tmp_path, f"w{i}")
@@ -116,7 +118,7 @@ def test_many_tasks_in_parallel_and_a_missing_worktree(rp: gitops.RepoPaths, roo
     assert [found[t.name].changes.added_lines for t in tasks] == list(range(10))
 
 
-def test_an_edit_that_keeps_size_and_mtime_is_still_seen(rp: gitops.RepoPaths, root: Path, tmp_path: Path) -> None:
+def test_an_edit_that_keeps_size_and_mtime_is_still_seen(rp: RepoPaths, root: Path, tmp_path: Path) -> None:
     task = start(rp, tmp_path, "t")
     note = Path(task.worktree) / "note.txt"
     note.write_text("1\n2\n")
@@ -127,7 +129,7 @@ def test_an_edit_that_keeps_size_and_mtime_is_still_seen(rp: gitops.RepoPaths, r
     assert counts(rp, root, task) == Changes(dirty_files=1, added_lines=1)
 
 
-def test_a_damaged_cache_is_only_a_miss(rp: gitops.RepoPaths, root: Path, tmp_path: Path) -> None:
+def test_a_damaged_cache_is_only_a_miss(rp: RepoPaths, root: Path, tmp_path: Path) -> None:
     task = start(rp, tmp_path, "t")
     (Path(task.worktree) / "a.txt").write_text("a\nb\n")
     expected = Changes(dirty_files=1, added_lines=2)
@@ -157,12 +159,12 @@ def counting_git(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 def test_a_steady_read_runs_one_git_status_per_worktree(
-    rp: gitops.RepoPaths, root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    rp: RepoPaths, root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     tasks = [start(rp, tmp_path, f"s{i}") for i in range(4)]
     for task in tasks:
         (Path(task.worktree) / f"{task.name}.txt").write_text("work\n")
-    tips = gitops.ref_tips(rp)
+    tips = git_repo.ref_tips(rp)
     log = counting_git(tmp_path, monkeypatch)
     first = changes.read_many(rp, root, tasks, tips)
     log.write_text("")
@@ -178,11 +180,11 @@ def test_a_steady_read_runs_one_git_status_per_worktree(
 # --- the conflict radar ----------------------------------------------------------------------------------
 
 
-def conflicts(rp: gitops.RepoPaths, root: Path, *tasks: Task) -> radar.Found:
+def conflicts(rp: RepoPaths, root: Path, *tasks: Task) -> radar.Found:
     return radar.for_tasks(rp, root, tasks, read(rp, root, *tasks))
 
 
-def test_radar_finds_a_file_against_a_directory(rp: gitops.RepoPaths, root: Path, tmp_path: Path) -> None:
+def test_radar_finds_a_file_against_a_directory(rp: RepoPaths, root: Path, tmp_path: Path) -> None:
     a, b, calm = start(rp, tmp_path, "a"), start(rp, tmp_path, "b"), start(rp, tmp_path, "calm")
     commit_file(Path(a.worktree), "docs", "a file\n")
     commit_file(Path(b.worktree), "docs/guide.md", "a directory\n")
@@ -193,7 +195,7 @@ def test_radar_finds_a_file_against_a_directory(rp: gitops.RepoPaths, root: Path
 
 
 def test_radar_merges_nothing_while_tasks_touch_different_files(
-    rp: gitops.RepoPaths, root: Path, repo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    rp: RepoPaths, root: Path, repo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     tasks = [start(rp, tmp_path, f"p{i}") for i in range(4)]
     for task in tasks:

@@ -23,7 +23,7 @@ from muxagent.cli import app
 from muxagent.completion import fast, scripts
 from muxagent.completion.spec import NO_VALUE, SHELLS, ArgSpec, OptionSpec, Value, spec_from_app
 from muxagent.errors import UsageError
-from muxagent.git import gitops
+from muxagent.git import run as git_run
 from muxagent.model import Task
 from muxagent.state import store
 
@@ -31,7 +31,7 @@ ROOT = Path(__file__).resolve().parent.parent
 COMPLETIONS = ROOT / "completions"
 TASKS = ["alpha", "beta"]
 # What `mux _tasks` must never load: each costs tens of milliseconds on every TAB.
-HEAVY = {"typer", "click", "libtmux", "git", "rich", "muxagent.cli", "muxagent.commands.context", "muxagent.git.gitops"}
+HEAVY = {"typer", "click", "libtmux", "git", "rich", "muxagent.cli", "muxagent.commands.context", "muxagent.git.run"}
 
 
 # --- helpers ------------------------------------------------------------------------------------------------
@@ -451,8 +451,8 @@ def test_task_names_without_git(repo: Path, monkeypatch: pytest.MonkeyPatch) -> 
 
 
 def test_mirrored_constants_match_their_sources() -> None:
-    # completion/fast.py copies these to keep gitops and store off the fast path; they must not drift apart.
-    assert fast._REPO_ENV == gitops._REPO_ENV
+    # completion/fast.py copies these to keep muxagent.git and store off the fast path; they must not drift apart.
+    assert fast._REPO_ENV == git_run.REPO_ENV
     assert fast._TASKS_FILE == store.TASKS_FILE
     assert fast._TASK_NAME.pattern == naming._NAME.pattern
 

@@ -1,4 +1,4 @@
-"""gitops against real git repositories in tmp dirs."""
+"""muxagent.git against real git repositories in tmp dirs."""
 
 from __future__ import annotations
 
@@ -9,19 +9,25 @@ import pytest
 from conftest import git, make_repo
 
 from muxagent.errors import GitError, NotARepoError
-from muxagent.git import gitops
+from muxagent.git import diff as git_diff
+from muxagent.git import recovery as git_recovery
+from muxagent.git import repo as git_repo
+from muxagent.git import safety as git_safety
+from muxagent.git import worktrees as git_worktrees
+from muxagent.git.repo import RepoPaths
+from muxagent.git.worktrees import WorktreeInfo
 
 
 @pytest.fixture
-def rp(repo: Path) -> gitops.RepoPaths:
-    return gitops.discover(repo)
+def rp(repo: Path) -> RepoPaths:
+    return git_repo.discover(repo)
 
 
 @pytest.fixture
-def wt(rp: gitops.RepoPaths, tmp_path: Path) -> Path:
+def wt(rp: RepoPaths, tmp_path: Path) -> Path:
     """A task worktree on branch mux/t, based on main."""
     path = tmp_path / "worktrees" / "t"
-    gitops.add_worktree(rp, path, "mux/t", "main")
+    git_worktrees.add_worktree(rp, path, "mux/t", "main")
     return path
 
 
@@ -50,16 +56,16 @@ def snapshot(worktree: Path) -> tuple[str, bytes, int, str, str]:
 
 def test_discover_from_main_subdir_and_linked_worktree(repo: Path, wt: Path) -> None:
     (repo / "src" / "deep").mkdir(parents=True)
-    expected = gitops.RepoPaths(main=repo.resolve(), common_dir=(repo / ".git").resolve())
+    expected = RepoPaths(main=repo.resolve(), common_dir=(repo / ".git").resolve())
     for cwd in (repo, repo / "src" / "deep", wt, repo / ".git"):
-        assert gitops.discover(cwd) == expected
+        assert git_repo.discover(cwd) == expected
 
 
 def test_discover_outside_a_repo(tmp_path: Path) -> None:
     with pytest.raises(NotARepoError, match="not a git repository"):
-        gitops.discover(tmp_path)
+        git_repo.discover(tmp_path)
     with pytest.raises(NotARepoError, match="not a git repository"):
-        gitops.discover(tmp_path / "missing")
+        git_repo.discover(tmp_path / "missing")
 
 
 def test_discover_refuses_a_bare_repo_even_from_its_worktree(repo: Path, tmp_path: Path) -> None:
@@ -68,129 +74,129 @@ def test_discover_refuses_a_bare_repo_even_from_its_worktree(repo: Path, tmp_pat
     git(bare, "worktree", "add", "-q", str(tmp_path / "bw"), "main")
     for cwd in (bare, tmp_path / "bw"):
         with pytest.raises(NotARepoError, match="bare repository"):
-            gitops.discover(cwd)
+            git_repo.discover(cwd)
 
 
 def test_discover_separate_git_dir(tmp_path: Path) -> None:
     work, gitdir = tmp_path / "work", tmp_path / "store.git"
     git(tmp_path, "init", "-q", "-b", "main", "--separate-git-dir", str(gitdir), str(work))
     (work / "sub").mkdir()
-    expected = gitops.RepoPaths(main=work.resolve(), common_dir=gitdir.resolve())
-    assert gitops.discover(work) == gitops.discover(work / "sub") == expected
+    expected = RepoPaths(main=work.resolve(), common_dir=gitdir.resolve())
+    assert git_repo.discover(work) == git_repo.discover(work / "sub") == expected
 
 
 # --- refs ------------------------------------------------------------------------------------------------
 
 
-def test_resolve_commit_and_branch_exists(rp: gitops.RepoPaths, repo: Path) -> None:
-    assert gitops.resolve_commit(rp, "main") == git(repo, "rev-parse", "HEAD").strip()
+def test_resolve_commit_and_branch_exists(rp: RepoPaths, repo: Path) -> None:
+    assert git_repo.resolve_commit(rp, "main") == git(repo, "rev-parse", "HEAD").strip()
     with pytest.raises(GitError, match="base ref 'nope' does not exist"):
-        gitops.resolve_commit(rp, "nope")
+        git_repo.resolve_commit(rp, "nope")
     with pytest.raises(GitError, match="base ref '--all' does not exist"):
-        gitops.resolve_commit(rp, "--all")
-    assert gitops.branch_exists(rp, "main")
-    assert not gitops.branch_exists(rp, "mux/t")
+        git_repo.resolve_commit(rp, "--all")
+    assert git_repo.branch_exists(rp, "main")
+    assert not git_repo.branch_exists(rp, "mux/t")
 
 
 def test_current_branch_and_detached(repo: Path) -> None:
-    assert gitops.current_branch(repo) == "main"
+    assert git_repo.current_branch(repo) == "main"
     git(repo, "checkout", "-q", "--detach")
-    assert gitops.current_branch(repo) is None
+    assert git_repo.current_branch(repo) is None
 
 
 # --- worktrees -------------------------------------------------------------------------------------------
 
 
-def test_add_and_remove_worktree_with_awkward_path(rp: gitops.RepoPaths, repo: Path, tmp_path: Path) -> None:
+def test_add_and_remove_worktree_with_awkward_path(rp: RepoPaths, repo: Path, tmp_path: Path) -> None:
     path = tmp_path / "new dir" / 'it\'s "#1" task'
-    gitops.add_worktree(rp, path, "mux/odd", "main")
+    git_worktrees.add_worktree(rp, path, "mux/odd", "main")
 
     assert (path / "README.md").read_text() == "hello\n"
-    assert gitops.current_branch(path) == "mux/odd"
-    entries = gitops.list_worktrees(rp)
+    assert git_repo.current_branch(path) == "mux/odd"
+    entries = git_worktrees.list_worktrees(rp)
     assert [e.path.resolve() for e in entries] == [repo.resolve(), path.resolve()]
     head = git(repo, "rev-parse", "main").strip()
-    assert entries[1] == gitops.WorktreeInfo(path.resolve(), head, "mux/odd", locked=False, prunable=False)
+    assert entries[1] == WorktreeInfo(path.resolve(), head, "mux/odd", locked=False, prunable=False)
 
     (path / "README.md").write_text("dirty\n")
     (path / "new.txt").write_text("untracked\n")
-    gitops.remove_worktree(rp, path)
+    git_worktrees.remove_worktree(rp, path)
     assert not path.exists()
-    assert len(gitops.list_worktrees(rp)) == 1
-    assert gitops.branch_exists(rp, "mux/odd")  # the branch is the caller's to delete
+    assert len(git_worktrees.list_worktrees(rp)) == 1
+    assert git_repo.branch_exists(rp, "mux/odd")  # the branch is the caller's to delete
 
 
 def test_add_worktree_refuses_existing_branch_path_or_missing_base(
-    rp: gitops.RepoPaths, wt: Path, tmp_path: Path
+    rp: RepoPaths, wt: Path, tmp_path: Path
 ) -> None:
     with pytest.raises(GitError, match="branch 'mux/t' already exists"):
-        gitops.add_worktree(rp, tmp_path / "other", "mux/t", "main")
+        git_worktrees.add_worktree(rp, tmp_path / "other", "mux/t", "main")
     with pytest.raises(GitError, match="path already exists"):
-        gitops.add_worktree(rp, wt, "mux/u", "main")
+        git_worktrees.add_worktree(rp, wt, "mux/u", "main")
     with pytest.raises(GitError, match="base ref 'nope' does not exist"):
-        gitops.add_worktree(rp, tmp_path / "other", "mux/u", "nope")
-    assert not gitops.branch_exists(rp, "mux/u")
+        git_worktrees.add_worktree(rp, tmp_path / "other", "mux/u", "nope")
+    assert not git_repo.branch_exists(rp, "mux/u")
 
 
-def test_remove_worktree_refuses_main_and_foreign_dirs(rp: gitops.RepoPaths, repo: Path, tmp_path: Path) -> None:
+def test_remove_worktree_refuses_main_and_foreign_dirs(rp: RepoPaths, repo: Path, tmp_path: Path) -> None:
     with pytest.raises(GitError, match="main worktree"):
-        gitops.remove_worktree(rp, repo / "." / "")
+        git_worktrees.remove_worktree(rp, repo / "." / "")
     other = make_repo(tmp_path / "other")
     git(other, "worktree", "add", "-q", "-b", "x", str(tmp_path / "other-wt"))
     plain = tmp_path / "plain"
     plain.mkdir()
     for path in (other, tmp_path / "other-wt", plain):
         with pytest.raises(GitError, match="not a linked worktree"):
-            gitops.remove_worktree(rp, path)
+            git_worktrees.remove_worktree(rp, path)
         assert path.exists()
     assert (repo / "README.md").exists()
 
 
-def test_remove_worktree_refuses_locked(rp: gitops.RepoPaths, repo: Path, wt: Path) -> None:
+def test_remove_worktree_refuses_locked(rp: RepoPaths, repo: Path, wt: Path) -> None:
     git(repo, "worktree", "lock", str(wt))
-    assert gitops.list_worktrees(rp)[1].locked
+    assert git_worktrees.list_worktrees(rp)[1].locked
     with pytest.raises(GitError, match="locked"):
-        gitops.remove_worktree(rp, wt)
+        git_worktrees.remove_worktree(rp, wt)
     assert wt.exists()
 
 
-def test_remove_worktree_deleted_by_hand_prunes_entry(rp: gitops.RepoPaths, wt: Path) -> None:
+def test_remove_worktree_deleted_by_hand_prunes_entry(rp: RepoPaths, wt: Path) -> None:
     subprocess.run(["rm", "-rf", str(wt)], check=True)
-    assert gitops.list_worktrees(rp)[1].prunable
-    gitops.remove_worktree(rp, wt)
-    assert len(gitops.list_worktrees(rp)) == 1
+    assert git_worktrees.list_worktrees(rp)[1].prunable
+    git_worktrees.remove_worktree(rp, wt)
+    assert len(git_worktrees.list_worktrees(rp)) == 1
 
 
-def test_delete_branch_refuses_checked_out(rp: gitops.RepoPaths, wt: Path) -> None:
+def test_delete_branch_refuses_checked_out(rp: RepoPaths, wt: Path) -> None:
     with pytest.raises(GitError, match="mux/t"):
-        gitops.delete_branch(rp, "mux/t")
+        git_repo.delete_branch(rp, "mux/t")
     with pytest.raises(GitError, match="main"):
-        gitops.delete_branch(rp, "main")
-    gitops.remove_worktree(rp, wt)
-    gitops.delete_branch(rp, "mux/t")
-    assert not gitops.branch_exists(rp, "mux/t")
+        git_repo.delete_branch(rp, "main")
+    git_worktrees.remove_worktree(rp, wt)
+    git_repo.delete_branch(rp, "mux/t")
+    assert not git_repo.branch_exists(rp, "mux/t")
 
 
 # --- changes ---------------------------------------------------------------------------------------------
 
 
-def test_unsaved_work_follows_a_rename(rp: gitops.RepoPaths, repo: Path, tmp_path: Path) -> None:
+def test_unsaved_work_follows_a_rename(rp: RepoPaths, repo: Path, tmp_path: Path) -> None:
     commit_file(repo, "old.txt", "1\n2\n3\n4\n5\n")
     wt = tmp_path / "r"
-    gitops.add_worktree(rp, wt, "mux/r", "main")
+    git_worktrees.add_worktree(rp, wt, "mux/r", "main")
     git(wt, "mv", "old.txt", "new.txt")
     (wt / "new.txt").write_text("1\n2\n3\n4\nfive\n")
-    assert gitops.unsaved_work(rp, wt, "mux/r", "main") == ["1 uncommitted change (new.txt)"]
+    assert git_safety.unsaved_work(rp, wt, "mux/r", "main") == ["1 uncommitted change (new.txt)"]
 
 
 # --- unsaved work ----------------------------------------------------------------------------------------
 
 
-def test_unsaved_work_clean_task(rp: gitops.RepoPaths, wt: Path) -> None:
-    assert gitops.unsaved_work(rp, wt, "mux/t", "main") == []
+def test_unsaved_work_clean_task(rp: RepoPaths, wt: Path) -> None:
+    assert git_safety.unsaved_work(rp, wt, "mux/t", "main") == []
 
 
-def test_unsaved_work_names_each_category(rp: gitops.RepoPaths, wt: Path) -> None:
+def test_unsaved_work_names_each_category(rp: RepoPaths, wt: Path) -> None:
     commit_file(wt, "a.py", "1\n")
     commit_file(wt, "b.py", "2\n")
     (wt / "README.md").write_text("edited\n")
@@ -204,17 +210,17 @@ def test_unsaved_work_names_each_category(rp: gitops.RepoPaths, wt: Path) -> Non
     (wt / "__pycache__").mkdir()
     (wt / "__pycache__" / "m.cpython-311.pyc").write_bytes(b"\0")
 
-    assert gitops.unsaved_work(rp, wt, "mux/t", "main") == [
+    assert git_safety.unsaved_work(rp, wt, "mux/t", "main") == [
         "2 uncommitted changes (README.md, a.py)",
         "4 untracked files (n1, n2, n3, ...)",
         "1 ignored file (.env)",
         "3 commits not in main",
     ]
     # Deleted by hand: only the branch's commits are left to lose.
-    assert gitops.unsaved_work(rp, None, "mux/t", "main") == ["3 commits not in main"]
+    assert git_safety.unsaved_work(rp, None, "mux/t", "main") == ["3 commits not in main"]
 
 
-def test_unsaved_work_ignores_rebuildable_caches(rp: gitops.RepoPaths, wt: Path) -> None:
+def test_unsaved_work_ignores_rebuildable_caches(rp: RepoPaths, wt: Path) -> None:
     patterns = ["*.pyc", "node_modules/", "build/", "*.egg-info/", ".venv/", ".pytest_cache/", "data/"]
     (rp.common_dir / "info").mkdir(exist_ok=True)
     (rp.common_dir / "info" / "exclude").write_text("\n".join(patterns) + "\n")
@@ -222,56 +228,56 @@ def test_unsaved_work_ignores_rebuildable_caches(rp: gitops.RepoPaths, wt: Path)
     for rel in [*caches, ".venv/bin/python", "sub/.pytest_cache/v"]:
         (wt / rel).parent.mkdir(parents=True, exist_ok=True)
         (wt / rel).write_text("cache")
-    assert gitops.unsaved_work(rp, wt, "mux/t", "main") == []
+    assert git_safety.unsaved_work(rp, wt, "mux/t", "main") == []
     (wt / "data" / "__pycache__").mkdir(parents=True)
     (wt / "data" / "__pycache__" / "d.pyc").write_text("cache")
     (wt / "data" / "db.sqlite").write_text("precious")
-    assert gitops.unsaved_work(rp, wt, "mux/t", "main") == ["1 ignored file (data/db.sqlite)"]
-    ref = gitops.write_recovery_ref(rp, "t", "mux/t", wt)
+    assert git_safety.unsaved_work(rp, wt, "mux/t", "main") == ["1 ignored file (data/db.sqlite)"]
+    ref = git_recovery.write_recovery_ref(rp, "t", "mux/t", wt)
     assert git(wt, "ls-tree", "-r", "--name-only", ref, "data") == "data/db.sqlite\n"
 
 
-def test_squash_merged_branch_counts_as_merged(rp: gitops.RepoPaths, repo: Path, wt: Path) -> None:
+def test_squash_merged_branch_counts_as_merged(rp: RepoPaths, repo: Path, wt: Path) -> None:
     commit_file(wt, "a.txt", "a\n")
     commit_file(wt, "b.txt", "b\n")
-    assert gitops.unsaved_work(rp, None, "mux/t", "main") == ["2 commits not in main"]
+    assert git_safety.unsaved_work(rp, None, "mux/t", "main") == ["2 commits not in main"]
     git(repo, "merge", "-q", "--squash", "mux/t")
     git(repo, "commit", "-q", "-m", "squash")
     commit_file(repo, "later.txt", "base moved on\n")
-    assert gitops.unsaved_work(rp, wt, "mux/t", "main") == []
+    assert git_safety.unsaved_work(rp, wt, "mux/t", "main") == []
 
 
 def test_cherry_picked_commit_counts_as_merged_after_base_rewrote_it(
-    rp: gitops.RepoPaths, repo: Path, wt: Path
+    rp: RepoPaths, repo: Path, wt: Path
 ) -> None:
     picked = commit_file(wt, "README.md", "hello from task\n")
     commit_file(wt, "extra.txt", "not picked\n")
     git(repo, "cherry-pick", picked)
     commit_file(repo, "README.md", "base rewrote it again\n")  # a merge now conflicts
-    assert gitops.unsaved_work(rp, None, "mux/t", "main") == ["1 commit not in main"]
+    assert git_safety.unsaved_work(rp, None, "mux/t", "main") == ["1 commit not in main"]
     git(repo, "cherry-pick", "mux/t")
-    assert gitops.unsaved_work(rp, None, "mux/t", "main") == []
+    assert git_safety.unsaved_work(rp, None, "mux/t", "main") == []
 
 
-def test_unsaved_work_sees_commits_on_a_detached_head(rp: gitops.RepoPaths, wt: Path) -> None:
+def test_unsaved_work_sees_commits_on_a_detached_head(rp: RepoPaths, wt: Path) -> None:
     git(wt, "checkout", "-q", "--detach")
     commit_file(wt, "lost.txt", "only here\n")
-    assert gitops.unsaved_work(rp, wt, "mux/t", "main") == ["1 commit on a detached HEAD, not on any branch"]
+    assert git_safety.unsaved_work(rp, wt, "mux/t", "main") == ["1 commit on a detached HEAD, not on any branch"]
 
 
 def test_unsaved_work_with_a_missing_base_counts_the_commits_no_other_branch_has(
-    rp: gitops.RepoPaths, wt: Path
+    rp: RepoPaths, wt: Path
 ) -> None:
-    assert gitops.unsaved_work(rp, None, "mux/t", "gone") == []  # all of it is in main
+    assert git_safety.unsaved_work(rp, None, "mux/t", "gone") == []  # all of it is in main
     commit_file(wt, "t.txt", "t\n")
-    assert gitops.unsaved_work(rp, None, "mux/t", "gone") == ["1 commit on no other branch (its base gone is gone)"]
+    assert git_safety.unsaved_work(rp, None, "mux/t", "gone") == ["1 commit on no other branch (its base gone is gone)"]
 
 
 # --- recovery refs ---------------------------------------------------------------------------------------
 
 
 def test_recovery_ref_captures_everything_without_touching_the_checkout(
-    rp: gitops.RepoPaths, repo: Path, wt: Path
+    rp: RepoPaths, repo: Path, wt: Path
 ) -> None:
     (repo / "stashed.txt").write_text("user's stash\n")
     git(repo, "stash", "push", "-q", "-u")
@@ -287,7 +293,7 @@ def test_recovery_ref_captures_everything_without_touching_the_checkout(
     git(wt, "status")
     before = snapshot(wt)
 
-    ref = gitops.write_recovery_ref(rp, "t", "mux/t", wt)
+    ref = git_recovery.write_recovery_ref(rp, "t", "mux/t", wt)
 
     assert snapshot(wt) == before
     assert git(repo, "stash", "list").count("\n") == 1
@@ -307,34 +313,34 @@ def test_recovery_ref_captures_everything_without_touching_the_checkout(
     assert git(repo, "log", "-1", "--format=%s", ref).startswith("mux recovery: t at ")
 
 
-def test_recovery_ref_of_clean_or_vanished_task_is_the_branch_tip(rp: gitops.RepoPaths, wt: Path) -> None:
+def test_recovery_ref_of_clean_or_vanished_task_is_the_branch_tip(rp: RepoPaths, wt: Path) -> None:
     tip = commit_file(wt, "a.txt", "a\n")
     refs = [
-        gitops.write_recovery_ref(rp, "t", "mux/t", wt),
-        gitops.write_recovery_ref(rp, "t", "mux/t", None),
-        gitops.write_recovery_ref(rp, "t", "mux/t", None),
+        git_recovery.write_recovery_ref(rp, "t", "mux/t", wt),
+        git_recovery.write_recovery_ref(rp, "t", "mux/t", None),
+        git_recovery.write_recovery_ref(rp, "t", "mux/t", None),
     ]
     assert len(set(refs)) == 3  # same second: suffixed, never overwritten
-    listed = gitops.list_recovery_refs(rp, "t")
+    listed = git_recovery.list_recovery_refs(rp, "t")
     assert listed == [(ref, tip) for ref in refs]
-    assert gitops.list_recovery_refs(rp, "other") == []
-    t2 = gitops.write_recovery_ref(rp, "t2", "mux/t", None)
-    assert gitops.list_recovery_refs(rp, "t") == listed
-    assert sorted(gitops.list_recovery_refs(rp)) == sorted([*listed, (t2, tip)])
+    assert git_recovery.list_recovery_refs(rp, "other") == []
+    t2 = git_recovery.write_recovery_ref(rp, "t2", "mux/t", None)
+    assert git_recovery.list_recovery_refs(rp, "t") == listed
+    assert sorted(git_recovery.list_recovery_refs(rp)) == sorted([*listed, (t2, tip)])
 
 
-def test_recovery_ref_keeps_detached_commits_reachable(rp: gitops.RepoPaths, repo: Path, wt: Path) -> None:
+def test_recovery_ref_keeps_detached_commits_reachable(rp: RepoPaths, repo: Path, wt: Path) -> None:
     git(wt, "checkout", "-q", "--detach")
     lost = commit_file(wt, "lost.txt", "only here\n")
-    ref = gitops.write_recovery_ref(rp, "t", "mux/t", wt)
+    ref = git_recovery.write_recovery_ref(rp, "t", "mux/t", wt)
     assert git(repo, "rev-parse", f"{ref}^1").strip() == git(repo, "rev-parse", "mux/t").strip()
     assert git(repo, "rev-parse", f"{ref}^2").strip() == lost
 
 
-def test_recovery_ref_without_branch_or_worktree_fails(rp: gitops.RepoPaths) -> None:
+def test_recovery_ref_without_branch_or_worktree_fails(rp: RepoPaths) -> None:
     with pytest.raises(GitError, match="no branch 'mux/none'"):
-        gitops.write_recovery_ref(rp, "none", "mux/none", None)
-    assert gitops.list_recovery_refs(rp) == []
+        git_recovery.write_recovery_ref(rp, "none", "mux/none", None)
+    assert git_recovery.list_recovery_refs(rp) == []
 
 
 # --- diff ------------------------------------------------------------------------------------------------
@@ -350,11 +356,11 @@ def test_diff_shows_committed_uncommitted_and_untracked(repo: Path, wt: Path) ->
     git(wt, "status")
     before = snapshot(wt)
 
-    patch = gitops.diff(wt, "main")
+    patch = git_diff.diff(wt, "main")
     assert "+bye" in patch and "-hello" in patch
     assert "+a\n+b\n" in patch
     assert "new file.txt" in patch and "+fresh" in patch
     assert "base-only" not in patch and "doomed" not in patch
-    stat = gitops.diff(wt, "main", stat=True)
+    stat = git_diff.diff(wt, "main", stat=True)
     assert "3 files changed, 4 insertions(+), 1 deletion(-)" in stat
     assert snapshot(wt) == before

@@ -28,7 +28,8 @@ from merge_helpers import blob_id, reachable_blobs
 
 from muxagent.commands import context, create, merge, recovery, remove, report
 from muxagent.errors import MuxError
-from muxagent.git import gitops
+from muxagent.git import repo as git_repo
+from muxagent.git import worktrees as git_worktrees
 from muxagent.model import State
 
 NAMES = ("a", "b")
@@ -73,7 +74,7 @@ class NeverLoseWork(RuleBasedStateMachine):
     def agent_dir(self, name: str) -> Path | None:
         """The worktree the task's agent works in: only once its window checked the files out and started it."""
         path = self.task_dir(name)
-        return path if path is not None and not gitops.checkout_pending(path) else None
+        return path if path is not None and not git_worktrees.checkout_pending(path) else None
 
     def content(self, who: str) -> str:
         return f"{who} version {next(self.counter)}\n"
@@ -113,7 +114,7 @@ class NeverLoseWork(RuleBasedStateMachine):
             return
         # The window checks the files out, then starts the agent: let it, unless the window is gone meanwhile.
         deadline = time.monotonic() + 10
-        while (path := self.task_dir(name)) is not None and gitops.checkout_pending(path):
+        while (path := self.task_dir(name)) is not None and git_worktrees.checkout_pending(path):
             if time.monotonic() > deadline or report.report(self.ctx(), name).status.state is not State.STARTING:
                 return
             time.sleep(0.02)
@@ -123,7 +124,7 @@ class NeverLoseWork(RuleBasedStateMachine):
         worktree = self.agent_dir(name)
         if worktree is None or git(worktree, "symbolic-ref", "-q", "--short", "HEAD").strip() != f"mux/{name}":
             return
-        if gitops.in_progress(worktree) is not None:
+        if git_repo.in_progress(worktree) is not None:
             return
         self.write(worktree, path, self.content(f"{name} committed"))
         git(worktree, "add", "--", path)

@@ -9,7 +9,10 @@ from pathlib import Path
 
 from muxagent import config, naming
 from muxagent.errors import ConfigError, NotARepoError, TmuxError, UnknownTaskError
-from muxagent.git import gitops
+from muxagent.git import repo as git_repo
+from muxagent.git import worktrees as git_worktrees
+from muxagent.git.repo import RepoPaths
+from muxagent.git.worktrees import WorktreeInfo
 from muxagent.model import Task, utc_iso
 from muxagent.state import intents
 from muxagent.state.store import Registry, Store, task_to_dict
@@ -20,7 +23,7 @@ from muxagent.tmux.client import Tmux
 class Context:
     """One repository as seen by one mux command."""
 
-    repo: gitops.RepoPaths
+    repo: RepoPaths
     store: Store
     tmux: Tmux
     notes: list[str] = field(default_factory=list)
@@ -44,7 +47,7 @@ def current_dir() -> Path:
 def open_repo(cwd: Path | None = None) -> Context:
     """The repository at `cwd` (default: the working directory), as found: a command that acts on its tasks opens
     it with muxagent.commands.recovery.open_and_recover, which first finishes what a crashed command left."""
-    repo = gitops.discover(cwd or current_dir())
+    repo = git_repo.discover(cwd or current_dir())
     return Context(repo=repo, store=Store(repo.common_dir / "mux"), tmux=Tmux())
 
 
@@ -67,7 +70,7 @@ def _reconcile(ctx: Context, rebuilt: bool) -> Registry:
     busy = {naming.branch_for(name) for name in intents.names(ctx.store.root)}
     worktrees = [
         wt
-        for wt in gitops.list_worktrees(ctx.repo)
+        for wt in git_worktrees.list_worktrees(ctx.repo)
         if wt.branch
         and wt.branch.startswith(naming.BRANCH_PREFIX)
         and wt.path != ctx.repo.main
@@ -89,7 +92,7 @@ def _reconcile(ctx: Context, rebuilt: bool) -> Registry:
                 name=name,
                 agent="unknown",
                 command=(),
-                base=gitops.current_branch(ctx.repo.main) or "HEAD",
+                base=git_repo.current_branch(ctx.repo.main) or "HEAD",
                 branch=wt.branch,
                 worktree=str(wt.path),
                 session=naming.session_for(ctx.repo.main),
@@ -117,7 +120,7 @@ def _recorded_worktrees(ctx: Context) -> set[str]:
     return found
 
 
-def _made_by_mux(ctx: Context, wt: gitops.WorktreeInfo, recorded: set[str]) -> bool:
+def _made_by_mux(ctx: Context, wt: WorktreeInfo, recorded: set[str]) -> bool:
     """Whether mux made this worktree of a `mux/` branch: it is where worktree_dir puts it, or the journal says so.
     Only those are adopted: `clean` then removing a merged `git worktree add -b mux/x ~/elsewhere/x` of the
     user's deleted a worktree mux did not create."""

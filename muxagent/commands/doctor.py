@@ -9,7 +9,8 @@ from pathlib import Path
 from muxagent import naming
 from muxagent.commands import context, recovery, repo_config
 from muxagent.errors import MuxError, TmuxError
-from muxagent.git import gitops
+from muxagent.git import run as git_run
+from muxagent.git import worktrees as git_worktrees
 from muxagent.state import intents, monitor_state
 from muxagent.tmux.client import Tmux
 
@@ -43,7 +44,7 @@ def run(cwd: Path | None = None) -> list[Check]:
 
 
 def _check_git() -> Check:
-    version = gitops.git_version()
+    version = git_run.git_version()
     ok = version >= MIN_GIT
     text = ".".join(map(str, version))
     detail = text if ok else f"{text}: git >= 2.38 is needed for merge pre-checks (`git merge-tree --write-tree`)"
@@ -75,7 +76,7 @@ def _check_store(ctx: context.Context) -> list[Check]:
     checks = [Check("task registry", True, f"{len(listed)} task(s) in {ctx.store.root}")]
     known = {task.name for task in listed}
     problems: list[str] = []
-    for wt in gitops.list_worktrees(ctx.repo):
+    for wt in git_worktrees.list_worktrees(ctx.repo):
         if wt.branch and wt.branch.startswith(naming.BRANCH_PREFIX) and wt.branch[4:] not in known:
             problems.append(f"worktree {wt.path} has no task record")
     for task in listed:

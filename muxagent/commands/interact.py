@@ -8,7 +8,8 @@ from muxagent import naming
 from muxagent.commands.context import Context, get_task
 from muxagent.commands.report import pane_of
 from muxagent.errors import MuxError
-from muxagent.git import gitops
+from muxagent.git import diff as git_diff
+from muxagent.git import worktrees as git_worktrees
 from muxagent.model import PaneInfo, Task
 
 
@@ -31,7 +32,7 @@ def send(ctx: Context, name: str, text: str) -> None:
     pane = _live_pane(ctx, task)
     if pane.dead:
         raise MuxError(f"the agent of {name!r} has exited (status {pane.dead_status}): nothing to send to")
-    if gitops.checkout_pending(Path(task.worktree)):
+    if git_worktrees.checkout_pending(Path(task.worktree)):
         raise MuxError(
             f"{name!r} is still checking out its files, its agent not started: `mux send --when-idle` waits for it"
         )
@@ -48,4 +49,4 @@ def diff(ctx: Context, name: str, stat: bool = False) -> str:
     task = get_task(ctx, name)
     if not Path(task.worktree).is_dir():
         raise MuxError(f"the worktree of {name!r} is gone ({task.worktree})")
-    return gitops.diff(Path(task.worktree), task.base, stat=stat)
+    return git_diff.diff(Path(task.worktree), task.base, stat=stat)

@@ -11,7 +11,8 @@ from muxagent import config, naming
 from muxagent.commands import worktree_setup
 from muxagent.commands.context import Context, get_task, load_tasks, settings_or_none
 from muxagent.errors import MuxError, TmuxError, UnknownTaskError
-from muxagent.git import gitops
+from muxagent.git import repo as git_repo
+from muxagent.git import worktrees as git_worktrees
 from muxagent.model import PaneInfo, State, StatusRules, Task, TaskReport, TaskStatus, iso_epoch
 from muxagent.state import monitor_state
 from muxagent.status import changes, events, radar
@@ -53,7 +54,7 @@ def list_reports(ctx: Context, with_changes: bool = True, screens: ScreenCache |
     live = [p for p in pane_by_task.values() if p is not None and not p.dead]
     screen_of = (screens or ScreenCache()).read(ctx.tmux, live)  # a new cache reads every screen
     exists = {task.name: Path(task.worktree).is_dir() for task in tasks}
-    pending = {task.name for task in tasks if exists[task.name] and gitops.checkout_pending(Path(task.worktree))}
+    pending = {task.name for task in tasks if exists[task.name] and git_worktrees.checkout_pending(Path(task.worktree))}
     present = [task for task in tasks if exists[task.name] and task.name not in pending and with_changes]
     works = _works(ctx, present)
     conflicts = radar.for_tasks(ctx.repo, ctx.store.root, present, works) if works else {}
@@ -96,7 +97,7 @@ def _works(ctx: Context, tasks: list[Task]) -> dict[str, changes.Work]:
     if not tasks:
         return {}
     try:
-        tips = gitops.ref_tips(ctx.repo)
+        tips = git_repo.ref_tips(ctx.repo)
     except MuxError as exc:
         ctx.notes.append(str(exc))
         return {}

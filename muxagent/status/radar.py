@@ -19,7 +19,9 @@ from pathlib import Path
 from typing import NamedTuple
 
 from muxagent.errors import MuxError
-from muxagent.git import gitops
+from muxagent.git import merging as git_merging
+from muxagent.git import repo as git_repo
+from muxagent.git.repo import RepoPaths
 from muxagent.model import State, Task, TaskStatus
 from muxagent.state import store
 from muxagent.status.changes import Work
@@ -44,12 +46,12 @@ def sync_override(root: Path, worktree: Path, name: str, status: TaskStatus) -> 
     """`waiting` with reason "conflict" while a conflict left by `mux sync` is unresolved in the worktree."""
     if status.state is State.MISSING or not sync_marker(root, name).exists():
         return status
-    if gitops.in_progress(worktree) is None:
+    if git_repo.in_progress(worktree) is None:
         return status
     return replace(status, state=State.WAITING, reason="conflict", exit_status=None)
 
 
-def for_tasks(repo: gitops.RepoPaths, root: Path, tasks: Sequence[Task], works: Mapping[str, Work]) -> Found:
+def for_tasks(repo: RepoPaths, root: Path, tasks: Sequence[Task], works: Mapping[str, Work]) -> Found:
     """Task name -> [{"with": base or task name, "paths": [...]}, ...] for the tasks that would conflict.
 
     Only pairs that can conflict are merged: a task against its base once the base moved on, two tasks with the same
@@ -132,7 +134,7 @@ def _state(task: Task, work: Work, snapshots: Mapping[str, str]) -> tuple[str, s
     if known is not None:
         return known, key
     try:
-        return gitops.worktree_snapshot(Path(task.worktree), work.tip), key
+        return git_merging.worktree_snapshot(Path(task.worktree), work.tip), key
     except MuxError:
         return work.tip, None
 
@@ -141,10 +143,10 @@ def _key(a: str, b: str) -> str:
     return ":".join(sorted((a, b)))
 
 
-def _merge(repo: gitops.RepoPaths, key: str) -> list[str] | None:
+def _merge(repo: RepoPaths, key: str) -> list[str] | None:
     a, _, b = key.partition(":")
     try:
-        return gitops.merge_trees(repo, a, b)[1]
+        return git_merging.merge_trees(repo, a, b)[1]
     except MuxError:
         return None  # unrelated histories, a pruned snapshot...: no verdict, and nothing cached
 
