@@ -39,6 +39,12 @@ def assert_one_line_error(proc: subprocess.CompletedProcess[str], *words: str) -
 _NOT_STATE = {"monitor.json", "changes.json", "radar.json"}
 
 
+def _not_state(name: str) -> bool:
+    # A rewrite's temp file (`.monitor.json.PID.THREAD.tmp`, see muxagent.state.files) is renamed away at any time.
+    temp_of = name[1:].rsplit(".", 3)[0] if name.startswith(".") and name.endswith(".tmp") else None
+    return name in _NOT_STATE or temp_of in _NOT_STATE or name == "lock" or name.endswith(".lock")
+
+
 def _tree(root: Path) -> dict[str, str]:
     found: dict[str, str] = {}
     if not root.is_dir():
@@ -46,7 +52,7 @@ def _tree(root: Path) -> dict[str, str]:
     for dirpath, _dirs, files in os.walk(root):
         for name in files:
             path = Path(dirpath, name)
-            if name in _NOT_STATE or name == "lock" or name.endswith(".lock"):
+            if _not_state(name):
                 continue
             digest = hashlib.sha1(path.read_bytes()).hexdigest() if not path.is_symlink() else "link"
             found[os.fsencode(path.relative_to(root)).decode("utf-8", "backslashreplace")] = digest

@@ -6,10 +6,9 @@ even when several `mux` processes queue at the same time.
 
 from __future__ import annotations
 
-import contextlib
 import json
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 from muxagent.errors import StoreError
@@ -23,7 +22,7 @@ def _dir(state_dir: Path) -> Path:
 @contextmanager
 def _locked(state_dir: Path) -> Iterator[Path]:
     directory = _dir(state_dir)
-    with contextlib.ExitStack() as lock:
+    with ExitStack() as lock:
         try:
             directory.mkdir(parents=True, exist_ok=True)
             lock.enter_context(files.locked(directory / ".lock"))
