@@ -21,7 +21,7 @@ from muxagent.commands import gc as ref_gc
 from muxagent.commands import restore as restoring
 from muxagent.commands import sync as syncing
 from muxagent.completion import scripts as completion
-from muxagent.completion.spec import spec_from_app
+from muxagent.completion.spec import CompletionSpec, spec_from_command
 from muxagent.errors import MergeConflictError, MuxError, UsageError
 from muxagent.monitor import loop as monitor
 
@@ -33,6 +33,10 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     rich_markup_mode=None,
 )
+
+def _completion_spec() -> CompletionSpec:
+    return spec_from_command(typer.main.get_command(app))
+
 
 def _print_version(value: bool) -> None:
     if value:
@@ -322,7 +326,7 @@ def completion_script(
     shell: Annotated[str, typer.Argument(metavar="SHELL", help="bash, zsh or fish.", show_default=False)],
 ) -> None:
     """Print the shell completion script, e.g. `source <(mux completion bash)`."""
-    sys.stdout.write(completion.render(shell, spec_from_app(app)))
+    sys.stdout.write(completion.render(shell, _completion_spec()))
 
 
 @app.command("_write-completions", hidden=True)
@@ -334,7 +338,7 @@ def write_completions(
     directory = directory or Path(__file__).resolve().parent.parent / "completions"
     if not directory.is_dir():
         raise MuxError(f"no such directory: {directory} (run this from a mux checkout, or name the folder)")
-    changed = completion.write_scripts(directory, spec_from_app(app))
+    changed = completion.write_scripts(directory, _completion_spec())
     for path in changed:
         print(f"wrote {path}")
     if not changed:

@@ -16,6 +16,7 @@ from muxagent.git import run as git_run
 from muxagent.git import status as git_status
 from muxagent.git import worktrees as git_worktrees
 from muxagent.model import Progress, Task, no_progress
+from muxagent.state import files
 from muxagent.state.store import task_to_dict
 from muxagent.status import radar
 
@@ -70,7 +71,7 @@ def sync(
         marker.unlink(missing_ok=True)
         return SyncResult(task, False, [], ref)
     marker.parent.mkdir(parents=True, exist_ok=True)
-    marker.write_text(onto + "\n", encoding="utf-8")
+    files.atomic_write(marker, (onto + "\n").encode())
     asked = False
     if ask:
         verb = "rebase" if rebase else "merge"

@@ -29,7 +29,9 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from muxagent.config import MAX_RECURSIVE_GLOBS, too_many_recursive_globs
 from muxagent.errors import ConfigError, MuxError
+from muxagent.state import files
 
 INCLUDE_FILE = ".worktreeinclude"
 # After a command times out it gets this long to exit on SIGTERM before SIGKILL.
@@ -140,16 +142,6 @@ def read_include_file(main: Path) -> Path | None:
                 " folder again): shorten it"
             )
     return path
-
-
-# Each `**` walks every folder below the one before, in Python's glob (copy, symlink) and in git's wildmatch
-# (.worktreeinclude) alike. Over a 30-deep folder chain a repo can track, Python's glob took 0.01 s with 2 of
-# them, 1.2 s with 4, over 20 s with 6; git's ls-files over 30 s with 12.
-MAX_RECURSIVE_GLOBS = 2
-
-
-def too_many_recursive_globs(pattern: str) -> bool:
-    return pattern.replace("\\", "/").split("/").count("**") > MAX_RECURSIVE_GLOBS
 
 
 # ---------------------------------------------------------------------------------------------- the runner
@@ -342,10 +334,8 @@ def _stop(proc: subprocess.Popen[bytes]) -> None:
 
 
 def _write_json(path: Path, data: dict[str, Any]) -> None:
-    # Atomic: `mux new` polls this file and must never read half of it.
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(data), encoding="utf-8")
-    os.replace(tmp, path)
+    # Atomic: `mux new` polls this file and must never read half of it. Not durable: a power cut ends the run too.
+    files.atomic_write(path, json.dumps(data).encode(), durable=False)
 
 
 def main(argv: Sequence[str]) -> int:

@@ -14,6 +14,8 @@ import subprocess
 import sys
 from typing import TYPE_CHECKING
 
+from muxagent.git.run import REPO_ENV  # ~1 ms: the runner imports nothing TAB does not already
+
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
@@ -24,18 +26,6 @@ TASKS_COMMAND = "_tasks"
 # fast path about 30 ms of imports (dataclasses, concurrent.futures, logging, tempfile, the model).
 _STORE_DIR = "mux"
 _TASKS_FILE = "tasks.json"
-_REPO_ENV = frozenset(
-    {
-        "GIT_DIR",
-        "GIT_WORK_TREE",
-        "GIT_INDEX_FILE",
-        "GIT_OBJECT_DIRECTORY",
-        "GIT_ALTERNATE_OBJECT_DIRECTORIES",
-        "GIT_COMMON_DIR",
-        "GIT_NAMESPACE",
-        "GIT_PREFIX",
-    }
-)
 # The task name rule of naming.py: a name from a hand-edited or foreign registry that breaks it could carry
 # spaces, newlines or glob characters into the shell's completion list, so it is left out.
 _TASK_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
@@ -66,7 +56,7 @@ def task_names(cwd: str | os.PathLike[str]) -> list[str]:
 def _common_dir(cwd: str | os.PathLike[str]) -> str | None:
     # Like git_repo.discover, without git's variables a hook may have exported, so that completion sees the repo
     # every mux command would see. Only the common dir is needed: one git call even inside a linked worktree.
-    env = {k: v for k, v in os.environ.items() if k not in _REPO_ENV}
+    env = {k: v for k, v in os.environ.items() if k not in REPO_ENV}
     proc = subprocess.run(
         ["git", "--no-optional-locks", "rev-parse", "--path-format=absolute", "--git-common-dir"],
         cwd=cwd,

@@ -1,7 +1,6 @@
-"""What the completion scripts know about the CLI: its commands, options and arguments, read from the typer app
-into a CompletionSpec, and the pieces every shell's script renders alike.
-
-typer is imported only inside `spec_from_app`: the shells' modules import this one for its records.
+"""What the completion scripts know about the CLI: its commands, options and arguments, read from the CLI's
+click command (the CLI hands it over: typer stays in its one room) into a CompletionSpec, and the pieces every
+shell's script renders alike.
 """
 
 from __future__ import annotations
@@ -14,11 +13,9 @@ from muxagent.completion.fast import TASKS_COMMAND
 if TYPE_CHECKING:
     from collections.abc import Iterable
 
-    import typer
-
 SHELLS = ("bash", "zsh", "fish")
 
-# Words that end up unquoted inside the generated scripts; spec_from_app output is checked against them.
+# Words that end up unquoted inside the generated scripts; spec_from_command output is checked against them.
 _SAFE_WORD = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]*")
 _SAFE_FLAG = re.compile(r"--?[A-Za-z0-9][A-Za-z0-9_-]*")
 
@@ -65,13 +62,10 @@ class CompletionSpec(NamedTuple):
     commands: tuple[CommandSpec, ...]  # visible commands, in the CLI's order
 
 
-def spec_from_app(app: typer.Typer, prog: str = "mux") -> CompletionSpec:
-    """Read the commands, options and arguments of a typer app into a CompletionSpec."""
-    import typer.main
-
-    # typer's command objects are typed as click's, but typer >= 0.2x ships its own click-like classes; both
-    # have the attributes read here, so they are read as Any.
-    group: Any = typer.main.get_command(app)
+def spec_from_command(group: Any, prog: str = "mux") -> CompletionSpec:
+    """Read the commands, options and arguments of a click group (typer's `get_command(app)`) into a
+    CompletionSpec. typer's command objects are typed as click's, but typer >= 0.2x ships its own click-like
+    classes; both have the attributes read here, so the group is read as Any."""
     help_names = tuple(group.context_settings.get("help_option_names", ["--help"]))
     commands = []
     for name, command in group.commands.items():
