@@ -10,12 +10,14 @@ import signal
 import subprocess
 import sys
 import time
+import tomllib
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
 import pytest
+import tomli_w
 
 pytest_plugins = ["realagents.plugin"]
 
@@ -99,18 +101,38 @@ def fake_profile() -> Path:
     agents = Path(os.environ["XDG_CONFIG_HOME"]) / "mux" / "agents"
     agents.mkdir(parents=True, exist_ok=True)
     profile = agents / "fake.toml"
-    command = json.dumps([sys.executable, str(FAKE_AGENT)])
-    profile.write_text(
-        f"command = {command}\n"
-        'prompt_args = ["{prompt}"]\n'
-        "[status]\n"
-        "idle_after = 1.0\n"
-        # Anchored at the end of the screen: an answered question stays visible above the new prompt.
-        "waiting = ['\\(y/n\\)\\s*\\Z']\n"
-        "working = ['working\\.\\.\\. \\d+\\s*\\Z']\n"
-        "idle = ['fake>\\s*\\Z']\n"
+    write_toml(
+        profile,
+        {
+            "command": [sys.executable, str(FAKE_AGENT)],
+            "prompt_args": ["{prompt}"],
+            "status": {
+                "idle_after": 1.0,
+                # Anchored at the end of the screen: an answered question stays visible above the new prompt.
+                "waiting": [r"\(y/n\)\s*\Z"],
+                "working": [r"working\.\.\. \d+\s*\Z"],
+                "idle": [r"fake>\s*\Z"],
+            },
+        },
     )
     return profile
+
+
+def write_toml(path: Path, data: Mapping[str, object]) -> None:
+    """A config file as mux reads it, written by a TOML writer (no hand-made quoting to get wrong)."""
+    path.write_text(tomli_w.dumps(data))
+
+
+def profile_with(path: Path, target: Path | None = None, **changes: object) -> Path:
+    """The profile at path with top-level keys set (or, given None, removed), written to target (default: path)."""
+    data: dict[str, object] = tomllib.loads(path.read_text())
+    for key, value in changes.items():
+        if value is None:
+            data.pop(key, None)
+        else:
+            data[key] = value
+    write_toml(target or path, data)
+    return target or path
 
 
 def run_mux(

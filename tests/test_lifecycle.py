@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import FAKE_AGENT, git, make_repo, mux_ls, new_task, run_mux, wait_until
+from conftest import FAKE_AGENT, git, make_repo, mux_ls, new_task, profile_with, run_mux, wait_until
 
 pytestmark = pytest.mark.usefixtures("fake_profile")
 
@@ -172,7 +172,7 @@ def test_prompt_argument_reaches_the_agent_and_changes_are_counted(repo: Path) -
 
 
 def test_prompt_is_pasted_when_the_profile_takes_none_on_the_command_line(repo: Path, fake_profile: Path) -> None:
-    fake_profile.write_text(fake_profile.read_text().replace('prompt_args = ["{prompt}"]\n', ""))
+    profile_with(fake_profile, prompt_args=None)
     prompt_file = repo.parent / "prompt.txt"
     prompt_file.write_text("write pasted.txt from a file")
     run_mux("new", "paste", "-a", "fake", "--prompt-file", str(prompt_file), cwd=repo)

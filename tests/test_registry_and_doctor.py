@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import pty
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -36,7 +37,12 @@ def test_corrupt_registry_is_rebuilt_from_the_journal_not_emptied(repo: Path) ->
 def test_lost_state_dir_is_rebuilt_from_worktrees_and_windows(repo: Path) -> None:
     run_mux("new", "kept", "-a", "fake", cwd=repo)
     window = mux_ls(repo)["kept"]["window"]
-    subprocess.run(["rm", "-rf", str(state_dir(repo))], check=True)
+    def deleted() -> bool:
+        shutil.rmtree(state_dir(repo), ignore_errors=True)
+        return not state_dir(repo).exists()
+
+    # The monitor may write into the folder as it goes (rm then finds it not empty): delete until it is gone.
+    wait_until(deleted)
     proc = run_mux("ls", "--json", cwd=repo)
     row = json.loads(proc.stdout)[0]
     assert (row["name"], row["window"], row["branch"]) == ("kept", window, "mux/kept")

@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import mux_ls, run_mux, wait_until
+from conftest import mux_ls, profile_with, run_mux, wait_until
 
 pytestmark = pytest.mark.usefixtures("fake_profile")
 
@@ -18,8 +18,7 @@ pytestmark = pytest.mark.usefixtures("fake_profile")
 @pytest.fixture
 def hooked_profile(fake_profile: Path) -> str:
     """The fake agent wired like Claude Code: mux passes it `--settings` and it runs the hooks found there."""
-    text = fake_profile.read_text().replace("[status]", 'hooks = "claude"\n[status]')
-    (fake_profile.parent / "fakehook.toml").write_text(text)
+    profile_with(fake_profile, fake_profile.parent / "fakehook.toml", hooks="claude")
     return "fakehook"
 
 
@@ -161,7 +160,7 @@ def test_restart_all_after_the_tmux_server_died(repo: Path, tmux_socket: str) ->
 
 
 def test_restart_uses_the_profiles_resume_args(repo: Path, fake_profile: Path) -> None:
-    fake_profile.write_text(fake_profile.read_text().replace("[status]", 'resume_args = ["resumed"]\n[status]'))
+    profile_with(fake_profile, resume_args=["resumed"])
     run_mux("new", "res", "-a", "fake", "-p", "exit 0", cwd=repo)
     wait_until(lambda: mux_ls(repo)["res"]["exit_status"] == 0)
     run_mux("restart", "res", cwd=repo)
