@@ -58,8 +58,10 @@ def checkout_state(repo: Path) -> tuple[str, ...]:
 def reachable_blobs(repo: Path) -> set[str]:
     """Every blob reachable from any ref (branches, tags, recovery refs)."""
     out = subprocess.run(
-        ["git", "rev-list", "--objects", "--all"], cwd=repo, capture_output=True, text=True, check=True
-    ).stdout
+        # A path that is not UTF-8 follows each object id: read it as bytes held in surrogates.
+        ["git", "rev-list", "--objects", "--all"], cwd=repo, capture_output=True, text=True, check=True,
+        errors="surrogateescape",
+    ).stdout  # fmt: skip
     ids = [line.split()[0] for line in out.splitlines() if line]
     if not ids:
         return set()
