@@ -69,6 +69,10 @@ class Task:
     created: str
     port: int
     prompt: str | None = None
+    # The task this one was started from (a sub-task reports to it and merges into its branch); None at the top.
+    parent: str | None = None
+    # The states whose reaching is told to the parent's agent as a notice (inbox entries are kept for every one).
+    notify: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
