@@ -10,10 +10,13 @@ from __future__ import annotations
 
 import re
 import textwrap
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
+
+from figures import BusyFigures, MonitorFigures, Results
+from harness import Summary
 
 CHECKOUT = Path(__file__).resolve().parent.parent
 # Where the committed figures live, and the two files whose generated blocks are made from it and from TARGETS.
@@ -137,7 +140,7 @@ def quiet_label(n: str) -> str:
     return f"monitor CPU, N={n} quiet agents"
 
 
-def busy_label(busy: dict[str, Any]) -> str:
+def busy_label(busy: BusyFigures) -> str:
     return f"monitor CPU, {busy['agents']} agents printing {busy['seconds']:.0f}s"
 
 
@@ -146,28 +149,28 @@ def checks_of(key: str, figure: str, value: float, tasks: int | None = None, bas
         yield Check(target, figure, value, base)
 
 
-def checks(results: dict[str, Any]) -> list[Check]:
+def checks(results: Results) -> list[Check]:
     """Every figure of a run that a target judges."""
     found: list[Check] = []
-    for n, item in results["ls"].items():
-        found += checks_of("ls_ratio", ls_label(n), item["ratio"], int(n))
+    for n, ls in results["ls"].items():
+        found += checks_of("ls_ratio", ls_label(n), ls["ratio"], int(n))
     for series, _, label in GROWTH_ROWS:
         grown = results["ls_growth"].get(series)
         if grown and grown["exponent"] is not None:
             found += checks_of("ls_growth", growth_label(label), grown["exponent"])
     found += checks_of("new_ratio", "mux new", results["new"]["ratio"])
-    for n, item in results["completion"].items():
-        found += checks_of("completion_ms", tab_label(n), item["bash"]["median_ms"], int(n))
-        found += checks_of("completion_ms", tasks_label(n), item["tasks"]["median_ms"], int(n))
+    for n, tab in results["completion"].items():
+        found += checks_of("completion_ms", tab_label(n), tab["bash"]["median_ms"], int(n))
+        found += checks_of("completion_ms", tasks_label(n), tab["tasks"]["median_ms"], int(n))
     found += checks_of("hook_ms", HOOK_LABEL, results["hook"]["hook"]["median_ms"])
-    for n, item in results["hook_latency"].items():
-        found += checks_of("hook_latency_s", latency_label(n), item["median_ms"] / 1000, int(n))
-        found += checks_of("hook_latency_timeouts", latency_label(n), item["timeouts"], int(n))
+    for n, latency in results["hook_latency"].items():
+        found += checks_of("hook_latency_s", latency_label(n), latency["median_ms"] / 1000, int(n))
+        found += checks_of("hook_latency_timeouts", latency_label(n), latency["timeouts"], int(n))
     screen = results["screen_latency"]
     found += checks_of("screen_latency_s", SCREEN_LABEL, screen["median_ms"] / 1000, base=screen["idle_after_s"])
     found += checks_of("screen_relapses", RELAPSE_LABEL, len(screen["relapses"]))
-    for n, item in results["monitor_quiet"].items():
-        found += checks_of("monitor_cpu_pct", quiet_label(n), item["cpu_pct_with_children"], int(n))
+    for n, quiet in results["monitor_quiet"].items():
+        found += checks_of("monitor_cpu_pct", quiet_label(n), quiet["cpu_pct_with_children"], int(n))
     busy = results["monitor_busy"]
     found += checks_of("monitor_cpu_pct", busy_label(busy), busy["cpu_pct_with_children"])
     return found
@@ -178,20 +181,20 @@ def checks(results: dict[str, Any]) -> list[Check]:
 Row = tuple[str, str, str, str]  # figure, mux, floor / reference, ratio
 
 
-def ms(s: dict[str, Any] | None) -> str:
+def ms(s: Summary | None) -> str:
     if not s:
         return "-"
     return f"{s['median_ms']:.1f} ms [{s['min_ms']:.0f}-{s['p90_ms']:.0f}]"
 
 
-def cpu(item: dict[str, Any]) -> tuple[str, str]:
+def cpu(item: MonitorFigures) -> tuple[str, str]:
     return (
         f"{item['cpu_pct']:.2f}% ({item['cpu_pct_with_children']:.2f}% w/ children)",
         f"tmux server {item['tmux_server_cpu_pct']:.2f}%",
     )
 
 
-def ls_rows(r: dict[str, Any]) -> Iterator[Row]:
+def ls_rows(r: Results) -> Iterator[Row]:
     for n, item in r["ls"].items():
         yield ls_label(n), ms(item["mux"]), ms(item["floor"]), f"{item['ratio']:.2f}x"
         if item.get("mux_console"):
@@ -199,14 +202,13 @@ def ls_rows(r: dict[str, Any]) -> Iterator[Row]:
             yield f"  via console script, N={n}", ms(item["mux_console"]), ms(item["floor"]), console
 
 
-def churn_rows(r: dict[str, Any]) -> Iterator[Row]:
+def churn_rows(r: Results) -> Iterator[Row]:
     for n, item in r["ls"].items():
-        for churn, label in (("one_changed", "one task edited"), ("all_changed", "every task edited")):
-            part = item[churn]
+        for part, label in ((item["one_changed"], "one task edited"), (item["all_changed"], "every task edited")):
             yield f"{ls_label(n)}, {label}", ms(part["mux"]), ms(part["floor"]), f"{part['ratio']:.2f}x"
 
 
-def growth_rows(r: dict[str, Any]) -> Iterator[Row]:
+def growth_rows(r: Results) -> Iterator[Row]:
     grow = r["ls_growth"]
     for series, floor_series, label in GROWTH_ROWS:
         mux_g, floor_g = grow.get(series), grow.get(floor_series)
@@ -221,7 +223,7 @@ def growth_rows(r: dict[str, Any]) -> Iterator[Row]:
         )
 
 
-def new_rows(r: dict[str, Any]) -> Iterator[Row]:
+def new_rows(r: Results) -> Iterator[Row]:
     new = r["new"]
     yield "mux new", ms(new["mux"]), ms(new["hand"]), f"{new['ratio']:.2f}x"
     ready = f"{new['ready_ratio']:.2f}x"
@@ -229,7 +231,7 @@ def new_rows(r: dict[str, Any]) -> Iterator[Row]:
     yield "  mux new while growing tasks", ms(new["setup_new"]), "", ""
 
 
-def tab_rows(r: dict[str, Any]) -> Iterator[Row]:
+def tab_rows(r: Results) -> Iterator[Row]:
     for n, item in r["completion"].items():
         yield tab_label(n), ms(item["bash"]), "", ""
         yield tasks_label(n), ms(item["tasks"]), "", ""
@@ -239,7 +241,7 @@ def tab_rows(r: dict[str, Any]) -> Iterator[Row]:
             yield f"  mux _tasks via PATH ({item['path_mux']})", ms(item["tasks_path"]), "", ""
 
 
-def hook_rows(r: dict[str, Any]) -> Iterator[Row]:
+def hook_rows(r: Results) -> Iterator[Row]:
     hook = r["hook"]
     yield HOOK_LABEL, ms(hook["hook"]), ms(hook["python_floor"]) + " python -P -c pass", f"{hook['ratio']:.2f}x"
     if hook.get("hook_nosite"):
@@ -247,20 +249,20 @@ def hook_rows(r: dict[str, Any]) -> Iterator[Row]:
         yield "  the same hook under python -S (idea)", ms(hook["hook_nosite"]), nosite_floor, ""
 
 
-def latency_rows(r: dict[str, Any]) -> Iterator[Row]:
+def latency_rows(r: Results) -> Iterator[Row]:
     for n, item in r["hook_latency"].items():
         timeouts = f", {item['timeouts']} timeouts" if item["timeouts"] else ""
         yield latency_label(n), ms(item) + timeouts, f"{item['ls_polls_median']} ls poll(s)", ""
 
 
-def screen_rows(r: dict[str, Any]) -> Iterator[Row]:
+def screen_rows(r: Results) -> Iterator[Row]:
     screen = r["screen_latency"]
     yield SCREEN_LABEL, ms(screen), f"idle_after {screen['idle_after_s']:.1f} s", ""
     relapses = screen["relapses"]
     yield RELAPSE_LABEL, "yes" if not relapses else f"no: {len(relapses)} ls runs said otherwise", "", ""
 
 
-def monitor_rows(r: dict[str, Any]) -> Iterator[Row]:
+def monitor_rows(r: Results) -> Iterator[Row]:
     for n, item in r["monitor_quiet"].items():
         yield quiet_label(n), *cpu(item), ""
     busy = r["monitor_busy"]
@@ -269,7 +271,7 @@ def monitor_rows(r: dict[str, Any]) -> Iterator[Row]:
     yield "  monitor RSS start -> end (max)", f"{rss} ({busy['rss_max_kib'] / 1024:.1f})", "", ""
 
 
-TABLE_SECTIONS: tuple[Callable[[dict[str, Any]], Iterator[Row]], ...] = (
+TABLE_SECTIONS: tuple[Callable[[Results], Iterator[Row]], ...] = (
     ls_rows,
     churn_rows,
     growth_rows,
@@ -290,7 +292,7 @@ def verdict(found: list[Check]) -> tuple[str, str]:
     return texts, "ok" if all(c.met for c in found) else "MISSED"
 
 
-def table(results: dict[str, Any]) -> str:
+def table(results: Results) -> str:
     by_row: dict[str, list[Check]] = {}
     for check in checks(results):
         by_row.setdefault(check.figure, []).append(check)
@@ -319,7 +321,7 @@ GENERATOR = "python bench/run.py --write-readme bench/results.json"
 BLOCK = "<!-- bench:{name}:begin (written by `{generator}`; edit bench/report.py) -->\n{body}<!-- bench:{name}:end -->"
 
 
-def medians(items: list[dict[str, Any]], scale: float = 1.0, digits: int = 0) -> str:
+def medians(items: Sequence[Summary], scale: float = 1.0, digits: int = 0) -> str:
     return " / ".join(f"{item['median_ms'] / scale:.{digits}f}" for item in items)
 
 
@@ -338,7 +340,139 @@ def judged(found: list[Check]) -> str:
     return f"{', '.join(texts)}: {'met' if all(c.met for c in found) else '**missed**'}"
 
 
-def figures_markdown(results: dict[str, Any]) -> str:
+# A README row's target cell, from the printed table's labels of the figures the row sums up.
+Judge = Callable[[Iterable[str]], str]
+
+
+def ls_md(r: Results, judge: Judge) -> Iterator[Row]:
+    ls, counts = r["ls"], list(r["ls"])
+    ns = " / ".join(counts)
+    floors = f"{medians([ls[n]['floor'] for n in counts])} ms: " + " / ".join(f"{ls[n]['ratio']:.2f}x" for n in counts)
+    yield (
+        f"`mux ls --json`, N = {ns}",
+        f"{medians([ls[n]['mux'] for n in counts])} ms",
+        floors,
+        judge(ls_label(n) for n in counts),
+    )
+    edited = [ls[n]["all_changed"] for n in counts]
+    yield (
+        f"the same right after every agent edited a file, N = {ns}",
+        f"{medians([e['mux'] for e in edited])} ms",
+        f"{medians([e['floor'] for e in edited])} ms: " + " / ".join(f"{e['ratio']:.2f}x" for e in edited),
+        "",
+    )
+
+
+def growth_md(r: Results, judge: Judge) -> Iterator[Row]:
+    grow = r["ls_growth"]
+    for series, floor_series, label in (GROWTH_ROWS[0], GROWTH_ROWS[2]):
+        mux_g, floor_g = grow.get(series), grow.get(floor_series)
+        if mux_g and floor_g and mux_g["exponent"] is not None:
+            yield (
+                f"growth of `ls` with N (t ~ N^k), {label}",
+                f"k = {mux_g['exponent']:.2f} ({per_task(mux_g['ms_per_extra_task'])} ms a task)",
+                f"k = {floor_g['exponent']:.2f} ({per_task(floor_g['ms_per_extra_task'])} ms a task)",
+                judge([growth_label(label)]),
+            )
+
+
+def new_md(r: Results, judge: Judge) -> Iterator[Row]:
+    new = r["new"]
+    hand = medians([new["hand"]])
+    yield "`mux new`", f"{medians([new['mux']])} ms", f"{hand} ms by hand: {new['ratio']:.2f}x", judge(["mux new"])
+    yield (
+        "`mux new` until the files are checked out",
+        f"{medians([new['mux_ready']])} ms",
+        f"the same {hand} ms: {new['ready_ratio']:.2f}x",
+        "",
+    )
+
+
+def tab_md(r: Results, judge: Judge) -> Iterator[Row]:
+    completion = r["completion"]
+    yield (
+        f"TAB completion of a task name (bash), N = {' / '.join(completion)}",
+        f"{medians([tab['bash'] for tab in completion.values()])} ms",
+        "",
+        judge([*(tab_label(n) for n in completion), *(tasks_label(n) for n in completion)]),
+    )
+
+
+def hook_md(r: Results, judge: Judge) -> Iterator[Row]:
+    hook, latency = r["hook"], r["hook_latency"]
+    yield (
+        "agent hook command (`mux _hook`)",
+        f"{medians([hook['hook']])} ms",
+        f"{medians([hook['python_floor']])} ms (`python -P -c pass`)",
+        judge([HOOK_LABEL]),
+    )
+    yield (
+        f"hook event visible in `mux ls --json`, N = {' / '.join(latency)}",
+        f"{medians(list(latency.values()), 1000, 2)} s",
+        " / ".join(str(item["ls_polls_median"]) for item in latency.values()) + " `ls` run(s)",
+        judge(latency_label(n) for n in latency),
+    )
+
+
+def screen_md(r: Results, judge: Judge) -> Iterator[Row]:
+    screen = r["screen_latency"]
+    yield (
+        f"last output -> `ls` says idle (screen only, `idle_after` {screen['idle_after_s']:g} s)",
+        f"{medians([screen], 1000, 2)} s",
+        "",
+        judge([SCREEN_LABEL, RELAPSE_LABEL]),
+    )
+
+
+def monitor_md(r: Results, judge: Judge) -> Iterator[Row]:
+    quiet, busy = r["monitor_quiet"], r["monitor_busy"]
+    yield (
+        f"monitor CPU, {busy['agents']} agents printing for {busy['seconds']:.0f} s",
+        f"{busy['cpu_pct_with_children']:.1f} % of a core",
+        f"tmux server {busy['tmux_server_cpu_pct']:.1f} %",
+        judge([busy_label(busy)]),
+    )
+    yield (
+        f"monitor CPU with {' / '.join(quiet)} quiet agents",
+        " / ".join(f"{item['cpu_pct_with_children']:.1f}" for item in quiet.values()) + " %",
+        "tmux server " + " / ".join(f"{item['tmux_server_cpu_pct']:.1f}" for item in quiet.values()) + " %",
+        judge(quiet_label(n) for n in quiet),
+    )
+    rss = f"{busy['rss_start_kib'] / 1024:.1f} -> {busy['rss_end_kib'] / 1024:.1f} MiB"
+    yield (
+        f"monitor memory over those {busy['seconds']:.0f} s",
+        f"{rss} (at most {busy['rss_max_kib'] / 1024:.1f})",
+        "",
+        "",
+    )
+
+
+README_SECTIONS: tuple[Callable[[Results, Judge], Iterator[Row]], ...] = (
+    ls_md,
+    growth_md,
+    new_md,
+    tab_md,
+    hook_md,
+    screen_md,
+    monitor_md,
+)
+
+
+def heading(r: Results) -> str:
+    """The line saying where the figures come from: date, command, machine, load."""
+    machine = r["machine"]
+    text = (
+        f"Figures of {r['date'][:10]} (`{r['command']}`), on a {machine['cores']}-core {machine['uname_m']} "
+        f"{str(machine['uname']).split()[0]} machine with Python {machine['python']}, {machine['tmux']}, "
+        f"{str(machine['git']).replace('git version', 'git')} and typer {machine['typer']}, a generated repo of "
+        f"{r['repo']['files']:,} files (load average {machine['loadavg_start'][0]:.2f} at the start, "
+        f"{machine['loadavg_end'][0]:.2f} at the end); medians, with the raw work underneath measured in the same run:"
+    )
+    # Wrapped like the README's prose around it (a line of 120 at most).
+    return textwrap.fill(text, 120, break_long_words=False, break_on_hyphens=False)
+
+
+def figures_markdown(results: Results) -> str:
     """The README's table of figures (and the line saying where they come from), made from a run's JSON."""
     if not results.get("complete"):
         raise ValueError('the run did not complete ("complete" is not true): no README figures from it')
@@ -346,80 +480,14 @@ def figures_markdown(results: dict[str, Any]) -> str:
     for check in checks(results):
         by_figure.setdefault(check.figure, []).append(check)
 
-    def of(*labels: str) -> list[Check]:
-        return [c for label in labels for c in by_figure.get(label, [])]
+    def judge(labels: Iterable[str]) -> str:
+        return judged([c for label in labels for c in by_figure.get(label, [])])
 
-    machine, ls, counts = results["machine"], results["ls"], list(results["ls"])
-    ns = " / ".join(counts)
-    rows: list[tuple[str, str, str, str]] = [
-        (
-            f"`mux ls --json`, N = {ns}",
-            f"{medians([ls[n]['mux'] for n in counts])} ms",
-            f"{medians([ls[n]['floor'] for n in counts])} ms: " + " / ".join(f"{ls[n]['ratio']:.2f}x" for n in counts),
-            judged(of(*(ls_label(n) for n in counts))),
-        ),
-        (
-            f"the same right after every agent edited a file, N = {ns}",
-            f"{medians([ls[n]['all_changed']['mux'] for n in counts])} ms",
-            f"{medians([ls[n]['all_changed']['floor'] for n in counts])} ms: "
-            + " / ".join(f"{ls[n]['all_changed']['ratio']:.2f}x" for n in counts),
-            "",
-        ),
-    ]
-    grow = results["ls_growth"]
-    for series, floor_series, label in (GROWTH_ROWS[0], GROWTH_ROWS[2]):
-        mux_g, floor_g = grow.get(series), grow.get(floor_series)
-        if mux_g and floor_g and mux_g["exponent"] is not None:
-            rows.append((
-                f"growth of `ls` with N (t ~ N^k), {label}",
-                f"k = {mux_g['exponent']:.2f} ({per_task(mux_g['ms_per_extra_task'])} ms a task)",
-                f"k = {floor_g['exponent']:.2f} ({per_task(floor_g['ms_per_extra_task'])} ms a task)",
-                judged(of(growth_label(label))),
-            ))  # fmt: skip
-    new, completion = results["new"], results["completion"]
-    hook, latency = results["hook"], results["hook_latency"]
-    screen, quiet, busy = results["screen_latency"], results["monitor_quiet"], results["monitor_busy"]
-    rows += [
-        ("`mux new`", f"{medians([new['mux']])} ms", f"{medians([new['hand']])} ms by hand: {new['ratio']:.2f}x",
-         judged(of("mux new"))),
-        ("`mux new` until the files are checked out", f"{medians([new['mux_ready']])} ms",
-         f"the same {medians([new['hand']])} ms: {new['ready_ratio']:.2f}x", ""),
-        (f"TAB completion of a task name (bash), N = {' / '.join(completion)}",
-         f"{medians([item['bash'] for item in completion.values()])} ms", "",
-         judged(of(*(tab_label(n) for n in completion), *(tasks_label(n) for n in completion)))),
-        ("agent hook command (`mux _hook`)", f"{medians([hook['hook']])} ms",
-         f"{medians([hook['python_floor']])} ms (`python -P -c pass`)", judged(of(HOOK_LABEL))),
-        (f"hook event visible in `mux ls --json`, N = {' / '.join(latency)}",
-         f"{medians(list(latency.values()), 1000, 2)} s",
-         " / ".join(str(item["ls_polls_median"]) for item in latency.values()) + " `ls` run(s)",
-         judged(of(*(latency_label(n) for n in latency)))),
-        (f"last output -> `ls` says idle (screen only, `idle_after` {screen['idle_after_s']:g} s)",
-         f"{medians([screen], 1000, 2)} s", "", judged(of(SCREEN_LABEL, RELAPSE_LABEL))),
-        (f"monitor CPU, {busy['agents']} agents printing for {busy['seconds']:.0f} s",
-         f"{busy['cpu_pct_with_children']:.1f} % of a core", f"tmux server {busy['tmux_server_cpu_pct']:.1f} %",
-         judged(of(busy_label(busy)))),
-        (f"monitor CPU with {' / '.join(quiet)} quiet agents",
-         " / ".join(f"{item['cpu_pct_with_children']:.1f}" for item in quiet.values()) + " %",
-         "tmux server " + " / ".join(f"{item['tmux_server_cpu_pct']:.1f}" for item in quiet.values()) + " %",
-         judged(of(*(quiet_label(n) for n in quiet)))),
-        (f"monitor memory over those {busy['seconds']:.0f} s",
-         f"{busy['rss_start_kib'] / 1024:.1f} -> {busy['rss_end_kib'] / 1024:.1f} MiB "
-         f"(at most {busy['rss_max_kib'] / 1024:.1f})", "", ""),
-    ]  # fmt: skip
-    tmux_version = str(machine["tmux"])
-    git_version = str(machine["git"]).replace("git version", "git")
-    heading = (
-        f"Figures of {results['date'][:10]} (`{results.get('command', 'python bench/run.py')}`), on a "
-        f"{machine['cores']}-core {machine['uname_m']} {str(machine['uname']).split()[0]} machine with Python "
-        f"{machine['python']}, {tmux_version}, {git_version} and typer {machine['typer']}, a generated repo of "
-        f"{results['repo']['files']:,} files (load average {machine['loadavg_start'][0]:.2f} at the start, "
-        f"{machine['loadavg_end'][0]:.2f} at the end); medians, with the raw work underneath measured in the same run:"
-    )
     lines = ["| figure | mux | underneath | target |", "| --- | --- | --- | --- |"]
-    lines += ["|" + "|".join(f" {cell} " if cell else " " for cell in row) + "|" for row in rows]
-    # Wrapped like the README's prose around it (a line of 120 at most).
-    heading = textwrap.fill(heading, 120, break_long_words=False, break_on_hyphens=False)
-    return heading + "\n\n" + "\n".join(lines) + "\n"
+    for section in README_SECTIONS:
+        for row in section(results, judge):
+            lines.append("|" + "|".join(f" {cell} " if cell else " " for cell in row) + "|")
+    return heading(results) + "\n\n" + "\n".join(lines) + "\n"
 
 
 def targets_markdown() -> str:
@@ -439,7 +507,7 @@ def with_block(text: str, name: str, body: str) -> str:
     return pattern.sub(lambda _: block, text, count=1)
 
 
-def readme_texts(results: dict[str, Any]) -> dict[Path, str]:
+def readme_texts(results: Results) -> dict[Path, str]:
     """What README.md and bench/README.md should hold, their generated blocks made from `results` and TARGETS."""
     return {
         README: with_block(README.read_text(encoding="utf-8"), "figures", figures_markdown(results)),

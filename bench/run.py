@@ -23,15 +23,27 @@ import shutil
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import report
+from figures import (
+    BusyFigures,
+    Churn,
+    CompletionFigures,
+    HookFigures,
+    LatencyFigures,
+    LsFigures,
+    MonitorFigures,
+    NewFigures,
+    Results,
+    ScreenFigures,
+)
 from harness import (
     CHECKOUT,
     BenchError,
@@ -238,7 +250,7 @@ class Bench:
 
     # -- ls against its floor --------------------------------------------------------------------------------
 
-    def measure_ls(self, count: int) -> dict[str, Any]:
+    def measure_ls(self, count: int) -> LsFigures:
         """`mux ls --json` against its floor, steady (nothing changed since the last ls), then right after one
         task's agent edited a file, then right after every agent did (each timed run preceded by fresh edits)."""
         box = self.box
@@ -280,10 +292,9 @@ class Bench:
         if self.console is not None:
             console = self.console
             subjects["mux_console"] = lambda: mux_ls(console)
-        samples = interleaved(subjects, self.opt.repeat, self.opt.warmup)
-        result: dict[str, Any] = {name: summary(values) for name, values in samples.items()}
-        result["ratio"] = ratio(result["mux"], result["floor"])
-        result["ratio_console"] = ratio(result["mux_console"], result["floor"]) if self.console else None
+        steady = {
+            name: summary(values) for name, values in interleaved(subjects, self.opt.repeat, self.opt.warmup).items()
+        }
 
         turn = {"next": 0}
 
@@ -295,19 +306,30 @@ class Bench:
             for name in self.names:
                 self.edit(name)
 
+        churns: dict[str, Churn] = {}
         for key, edit in (("one_changed", edit_one), ("all_changed", edit_all)):
             churn = interleaved(
                 {"mux": after(edit, mux_ls), "floor": after(edit, floor)},
                 self.opt.churn_repeat,
                 min(1, self.opt.warmup),
             )
-            result[key] = {name: summary(values) for name, values in churn.items()}
-            result[key]["ratio"] = ratio(result[key]["mux"], result[key]["floor"])
+            mux_s, floor_s = summary(churn["mux"]), summary(churn["floor"])
+            churns[key] = {"mux": mux_s, "floor": floor_s, "ratio": ratio(mux_s, floor_s)}
+        result: LsFigures = {
+            "mux": steady["mux"],
+            "floor": steady["floor"],
+            "ratio": ratio(steady["mux"], steady["floor"]),
+            "ratio_console": ratio(steady["mux_console"], steady["floor"]) if "mux_console" in steady else None,
+            "one_changed": churns["one_changed"],
+            "all_changed": churns["all_changed"],
+        }
+        if "mux_console" in steady:
+            result["mux_console"] = steady["mux_console"]
         return result
 
     # -- completion ------------------------------------------------------------------------------------------
 
-    def measure_completion(self, count: int) -> dict[str, Any]:
+    def measure_completion(self, count: int) -> CompletionFigures:
         box = self.box
 
         def tasks_via(argv: list[str]) -> Callable[[], float]:
@@ -322,31 +344,37 @@ class Bench:
         subjects = {"tasks": tasks_via(box.mux_argv("_tasks"))}
         if self.console is not None:
             subjects["tasks_console"] = tasks_via([str(self.console), "_tasks"])
-        samples = interleaved(subjects, self.opt.repeat, self.opt.warmup)
-        result: dict[str, Any] = {name: summary(values) for name, values in samples.items()}
-        if "tasks_console" not in result:
-            result["tasks_console"] = None
+        samples = {
+            name: summary(values) for name, values in interleaved(subjects, self.opt.repeat, self.opt.warmup).items()
+        }
         # What a user whose PATH finds another `mux` waits for, say a pyenv shim (`pyenv exec` puts the version's
         # bin dir first on this process's PATH, so the shim is looked for in $PYENV_ROOT/shims too). Informative.
         on_path = shutil.which("mux", path=box.env.get("PATH"))
         shim = Path(os.environ.get("PYENV_ROOT", "/nonexistent"), "shims", "mux")
         if shim.is_file() and os.access(shim, os.X_OK):
             on_path = str(shim)
-        result["path_mux"] = on_path
-        result["tasks_path"] = None
+        tasks_path, path_error = None, None
         same = self.console is not None and on_path is not None and Path(on_path).resolve() == self.console.resolve()
         if on_path and not same:
             try:
-                result["tasks_path"] = summary(interleaved({"p": tasks_via([on_path, "_tasks"])}, 3, 1)["p"])
+                tasks_path = summary(interleaved({"p": tasks_via([on_path, "_tasks"])}, 3, 1)["p"])
             except BenchError as exc:
-                result["tasks_path_error"] = str(exc).splitlines()[0]
+                path_error = str(exc).splitlines()[0]
         prog = self.console or box.mux_wrapper
         bash_samples, candidates = self.bash_completion(prog)
         if candidates != count:
             raise BenchError(f"bash completion of `mux attach <TAB>` offered {candidates} names, expected {count}")
-        result["bash"] = summary(bash_samples)
-        result["bash_prog"] = str(prog)
-        result["candidates"] = candidates
+        result: CompletionFigures = {
+            "tasks": samples["tasks"],
+            "tasks_console": samples.get("tasks_console"),
+            "path_mux": on_path,
+            "tasks_path": tasks_path,
+            "bash": summary(bash_samples),
+            "bash_prog": str(prog),
+            "candidates": candidates,
+        }
+        if path_error is not None:
+            result["tasks_path_error"] = path_error
         return result
 
     def bash_completion(self, prog: Path) -> tuple[list[float], int]:
@@ -396,7 +424,7 @@ done
         elapsed, _ = timed_run(argv, self.worktree(name), self.hook_env(name), stdin=payload)
         return elapsed
 
-    def measure_hook(self) -> dict[str, Any]:
+    def measure_hook(self) -> HookFigures:
         name = self.names[0]
         cwd, env = self.worktree(name), self.hook_env(name)
         payload = json.dumps({"session_id": "bench", "cwd": str(cwd), "hook_event_name": "Stop"})
@@ -427,13 +455,18 @@ done
         samples = interleaved(subjects, self.opt.repeat * 3, self.opt.warmup)
         if not events_file.exists() or events_file.stat().st_size <= before:
             raise BenchError(f"the hook command appended nothing to {events_file}")
-        result: dict[str, Any] = {key: summary(values) for key, values in samples.items()}
-        result["ratio"] = ratio(result["hook"], result["python_floor"])
-        return result
+        hook, floor = summary(samples["hook"]), summary(samples["python_floor"])
+        return {
+            "hook": hook,
+            "python_floor": floor,
+            "python_floor_nosite": summary(samples["python_floor_nosite"]),
+            "hook_nosite": summary(samples["hook_nosite"]),
+            "ratio": ratio(hook, floor),
+        }
 
     # -- transition latency ----------------------------------------------------------------------------------
 
-    def hook_latency(self) -> dict[str, Any]:
+    def hook_latency(self) -> LatencyFigures:
         """Run the real hook command, then poll `mux ls --json` until it shows the state the event means."""
         name = self.names[0]
         state = self.ls_rows()[name]["state"]
@@ -466,14 +499,9 @@ done
                 polls.append(count)
         if not samples:
             raise BenchError(f"no hook event ever showed in mux ls ({timeouts} timeouts)")
-        result = summary(samples)
-        result.update(
-            timeouts=timeouts,
-            ls_polls_median=sorted(polls)[len(polls) // 2],
-        )
-        return result
+        return {**summary(samples), "timeouts": timeouts, "ls_polls_median": sorted(polls)[len(polls) // 2]}
 
-    def screen_latency(self) -> dict[str, Any]:
+    def screen_latency(self) -> ScreenFigures:
         """A command agent (no hooks) prints for 1 s and goes quiet: time from its last output to `mux ls` idle.
 
         Then `ls` keeps being polled for idle_after + 2 s: a quiet agent must stay idle (anything that writes to
@@ -505,14 +533,13 @@ done
                 if row["state"] != "idle":
                     relapses.append(f"{time.time() - seen:.1f}s after idle: {row['state']} ({row['reason']})")
                 time.sleep(0.1)
-        result = summary(samples)
-        result.update(
-            idle_after_s=idle_after,
-            reasons=reasons,
-            stays_idle=not relapses,
-            relapses=relapses,
-        )
-        return result
+        return {
+            **summary(samples),
+            "idle_after_s": idle_after,
+            "reasons": reasons,
+            "stays_idle": not relapses,
+            "relapses": relapses,
+        }
 
     # -- the monitor -----------------------------------------------------------------------------------------
 
@@ -529,7 +556,7 @@ done
                     return candidate
         raise BenchError(f"no monitor process found in the tmux server's panes:\n{out}")
 
-    def cpu_window(self, pids: dict[str, int], seconds: float) -> dict[str, Any]:
+    def cpu_window(self, pids: dict[str, int], seconds: float) -> MonitorFigures:
         first = {key: read_cpu(pid) for key, pid in pids.items()}
         rss: list[int] = [first["monitor"].rss_kib]
         end = time.monotonic() + seconds
@@ -553,11 +580,11 @@ done
             "rss_samples_kib": rss,
         }
 
-    def monitor_quiet(self) -> dict[str, Any]:
+    def monitor_quiet(self) -> MonitorFigures:
         pids = {"monitor": self.monitor_pid(), "tmux": self.box.server_pid()}
         return self.cpu_window(pids, self.opt.quiet_seconds)
 
-    def monitor_busy(self, count: int) -> dict[str, Any]:
+    def monitor_busy(self, count: int) -> BusyFigures:
         busy = self.names[: min(10, len(self.names))]
         pids = {"monitor": self.monitor_pid(), "tmux": self.box.server_pid()}
         seconds = self.opt.monitor_seconds
@@ -566,8 +593,7 @@ done
         for name in busy:
             self.send_line(name, f"busy {math.ceil(seconds + 1)}")
         time.sleep(0.5)
-        result = self.cpu_window(pids, seconds)
-        result.update(agents=len(busy), tasks=count)
+        result: BusyFigures = {**self.cpu_window(pids, seconds), "agents": len(busy), "tasks": count}
         self.wait_for(
             "the busy agents to finish", lambda: all((self.box.markers / n).exists() for n in busy), timeout=30
         )
@@ -575,7 +601,7 @@ done
 
     # -- mux new against git worktree add + tmux new-window ------------------------------------------------
 
-    def measure_new(self) -> dict[str, Any]:
+    def measure_new(self) -> NewFigures:
         box = self.box
         session = str(self.ls_rows()[self.names[0]]["session"])
         counter = {"mux": 0, "hand": 0}
@@ -614,14 +640,18 @@ done
 
         samples = interleaved({"mux": mux_new, "hand": hand_new}, self.opt.repeat, self.opt.warmup)
         samples["mux_ready"] = ready[self.opt.warmup :]
-        result: dict[str, Any] = {key: summary(values) for key, values in samples.items()}
-        result["ratio"] = ratio(result["mux"], result["hand"])
-        result["ready_ratio"] = ratio(result["mux_ready"], result["hand"])
-        return result
+        mux, hand, mux_ready = summary(samples["mux"]), summary(samples["hand"]), summary(samples["mux_ready"])
+        return {
+            "mux": mux,
+            "hand": hand,
+            "mux_ready": mux_ready,
+            "ratio": ratio(mux, hand),
+            "ready_ratio": ratio(mux_ready, hand),
+        }
 
     # -- the whole run ---------------------------------------------------------------------------------------
 
-    def run(self) -> dict[str, Any]:
+    def run(self) -> Results:
         opt = self.opt
         box = self.box
         results = self.results
@@ -663,8 +693,11 @@ done
         results["machine"]["loadavg_end"] = list(os.getloadavg())
         results["elapsed_s"] = round(time.perf_counter() - started, 1)
         results["complete"] = True
-        results["checks"] = [check.as_json() for check in report.checks(results)]
-        return results
+        results["checks"] = []
+        # Every section has run (one that failed raised before here), so every key of Results is filled in.
+        finished = cast(Results, results)
+        finished["checks"] = [check.as_json() for check in report.checks(finished)]
+        return finished
 
     def level(self, at: Literal["first", "monitor"]) -> int:
         """The N a section measured once runs at: the first, or the monitor's (10 agents if N=10 is run)."""
@@ -685,7 +718,7 @@ class Section:
     key: str  # where its figures go in the JSON
     what: str  # the progress line
     at: Literal["every", "first", "monitor"]
-    measure: Callable[[Bench, int], dict[str, Any]]
+    measure: Callable[[Bench, int], Mapping[str, object]]
 
 
 # In the order they run at each N (the order the figures were measured in before, so runs stay comparable).
@@ -761,7 +794,7 @@ def growth(ls: dict[str, Any]) -> dict[str, Any]:
 # --- the report ---------------------------------------------------------------------------------------------
 
 
-def write_json(path: Path, results: dict[str, Any]) -> None:
+def write_json(path: Path, results: Mapping[str, object]) -> None:
     temp = path.with_name(path.name + ".tmp")
     temp.write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
     temp.replace(path)
