@@ -7,8 +7,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+import libtmux
 import pytest
-from conftest import FAKE_AGENT, git, make_repo, mux_ls, new_task, profile_with, run_mux, wait_until
+from conftest import FAKE_AGENT, git, make_repo, mux_ls, new_task, profile_with, run_mux, wait_until, window_task
 
 pytestmark = pytest.mark.usefixtures("fake_profile")
 
@@ -33,10 +34,6 @@ JSON_FIELDS = {
 }
 
 
-def tmux(socket: str, *args: str) -> str:
-    return subprocess.run(["tmux", "-L", socket, *args], check=True, capture_output=True, text=True).stdout
-
-
 def state_of(repo: Path, name: str) -> str:
     return str(mux_ls(repo)[name]["state"])
 
@@ -45,7 +42,7 @@ def screen(repo: Path, name: str) -> str:
     return run_mux("peek", name, cwd=repo).stdout
 
 
-def test_new_creates_worktree_branch_and_window_and_ls_reports_it(repo: Path, tmux_socket: str) -> None:
+def test_new_creates_worktree_branch_and_window_and_ls_reports_it(repo: Path, server: libtmux.Server) -> None:
     out = run_mux("new", "feat", "-a", "fake", cwd=repo).stdout
     worktree = repo.parent / "proj.worktrees" / "feat"
     assert str(worktree) in out
@@ -54,8 +51,8 @@ def test_new_creates_worktree_branch_and_window_and_ls_reports_it(repo: Path, tm
     assert set(row) >= JSON_FIELDS
     assert row["branch"] == "mux/feat" and row["base"] == "main" and row["worktree"] == str(worktree)
     assert row["window"].startswith("@")
-    assert tmux(tmux_socket, "show-options", "-wv", "-t", row["window"], "@mux_task").strip() == "feat"
-    assert tmux(tmux_socket, "show-options", "-wv", "-t", row["window"], "remain-on-exit").strip() == "on"
+    (window,) = server.windows.filter(window_id=row["window"])
+    assert window_task(window) == "feat" and window.show_option("remain-on-exit") is True
     assert row["exit_status"] is None and row["conflicts"] == []
     assert (row["ahead"], row["behind"], row["dirty_files"]) == (0, 0, 0)
     # The agent runs in the worktree with the task's environment.
@@ -307,7 +304,8 @@ def test_agents_lists_profiles_and_install_state(repo: Path) -> None:
     assert rows["fake"]["command"] == [sys.executable, str(FAKE_AGENT)]
 
 
-HEAVY_MODULES = {"libtmux", "git", "watchdog", "pydantic", "rich"}
+# libtmux is not here: no muxagent module imports it (test_layers), the tests alone use it.
+HEAVY_MODULES = {"git", "watchdog", "pydantic", "rich"}
 
 
 def imported_top_modules(*args: str, cwd: Path) -> set[str]:
@@ -321,7 +319,7 @@ def imported_top_modules(*args: str, cwd: Path) -> set[str]:
 
 
 def test_new_and_ls_import_no_heavy_library(repo: Path) -> None:
-    """Speed is a feature: the commands typed all day leave libtmux, GitPython, watchdog and pydantic unloaded."""
+    """Speed is a feature: the commands typed all day leave GitPython, watchdog and pydantic unloaded."""
     assert not imported_top_modules("new", "light", "-a", "fake", "-p", "hi", cwd=repo) & HEAVY_MODULES
     wait_until(lambda: mux_ls(repo)["light"]["reason"] != "checking out")
     (repo.parent / "proj.worktrees" / "light" / "wip.txt").write_text("wip\n")

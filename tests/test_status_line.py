@@ -9,6 +9,7 @@ import sys
 import time
 from pathlib import Path
 
+import libtmux
 import pytest
 from conftest import mux_ls, run_mux, wait_until
 
@@ -144,7 +145,9 @@ def test_ls_table_has_colour_only_on_a_terminal_and_never_with_no_color(monkeypa
 
 
 @pytest.mark.usefixtures("fake_profile")
-def test_next_waiting_from_a_tmux_key_binding_focuses_the_waiting_task(repo: Path, tmux_socket: str) -> None:
+def test_next_waiting_from_a_tmux_key_binding_focuses_the_waiting_task(
+    repo: Path, tmux_socket: str, server: libtmux.Server
+) -> None:
     for name in ("calm", "asks"):
         run_mux("new", name, "-a", "fake", cwd=repo)
     run_mux("send", "asks", "ask", cwd=repo)
@@ -168,8 +171,8 @@ def test_next_waiting_from_a_tmux_key_binding_focuses_the_waiting_task(repo: Pat
         tmux("run-shell", f"cd '{repo}' && {mux} next-waiting --from '{rows['calm']['window']}'")
 
         def active() -> str:
-            lines = tmux("list-windows", "-t", f"={session}", "-F", "#{window_active} #{window_id}").split("\n")
-            return next(line.split()[1] for line in lines if line.startswith("1 "))
+            (found,) = server.sessions.filter(session_name=session)
+            return str(found.active_window.window_id)
 
         wait_until(lambda: active() == rows["asks"]["window"], timeout=15)
     finally:
