@@ -150,13 +150,11 @@ def ls(
             live.watch_table(ctx, sys.stdout)
         return
     with _repo() as ctx:
-        reports = report.list_reports(ctx)
+        tasks = report.task_list(ctx)
     if as_json:
-        _print_json([render.json_row(item) for item in reports])
-    elif reports:
-        print(render.table(reports, colour=render.use_colour(sys.stdout)))
+        _print_json(tasks.to_json())
     else:
-        print("no tasks (start one with `mux new NAME`)")
+        print(tasks.text(colour=render.use_colour(sys.stdout)))
 
 
 @app.command()
@@ -235,9 +233,9 @@ def peek(
     with _repo() as ctx:
         screen = interact.peek(ctx, name, lines)
     if as_json:
-        _print_json({"name": name, "screen": render.clean_text(screen)})
-        return
-    print(render.clean_text(screen))
+        _print_json(screen.to_json())
+    else:
+        print(screen.text())
 
 
 @app.command()
@@ -248,13 +246,11 @@ def diff(
 ) -> None:
     """Show the task's changes against its base, committed and uncommitted."""
     with _repo() as ctx:
-        text = interact.diff(ctx, name, stat=stat)
+        changes = interact.diff(ctx, name, stat=stat)
     if as_json:
-        _print_json({"name": name, "stat" if stat else "diff": text})
-        return
-    # A terminal gets no escape from a file's content or name (git quotes only C0 controls in names); a pipe
-    # gets git's bytes, so `mux diff NAME > fix.patch` still applies.
-    sys.stdout.write(render.clean_text(text) if sys.stdout.isatty() else text)
+        _print_json(changes.to_json())
+    else:
+        sys.stdout.write(changes.text(terminal=sys.stdout.isatty()))
 
 
 @app.command()
@@ -298,12 +294,12 @@ def agents(
         ctx: context.Context | None = recovery.open_and_recover()
     except MuxError:
         ctx = None  # profiles are listed outside a repo too, without repo overrides
-    rows = profiles.agents(ctx)
+    found = profiles.agents(ctx)
     if as_json:
-        _print_json([{"name": p.name, "command": list(p.command), "path": path} for p, path in rows])
+        _print_json(found.to_json())
         return
-    for profile, path in rows:
-        _say(f"{profile.name:<10} {' '.join(profile.command):<24} {path or 'not installed'}")
+    for line in found.lines():
+        _say(line)
 
 
 @app.command()
@@ -313,11 +309,10 @@ def doctor(
     """Check tmux, git, the tmux server, the task registry and orphaned worktrees or windows."""
     checks = doctor_checks.run()
     if as_json:
-        _print_json([{"name": c.name, "ok": c.ok, "fatal": c.fatal, "detail": c.detail} for c in checks])
-    for check in [] if as_json else checks:
-        mark = "ok" if check.ok else ("FAIL" if check.fatal else "warn")
-        print(f"{mark:<5} {check.name}: {render.clean_text(check.detail)}")
-    if any(not check.ok and check.fatal for check in checks):
+        _print_json(checks.to_json())
+    else:
+        print("\n".join(checks.lines()))
+    if checks.failed:
         raise MuxError("doctor found problems")
 
 
@@ -358,8 +353,11 @@ def trust_config(
             print("approval withdrawn" if repo_config.revoke_trust(ctx) else "this repository had no approval")
             return
         info = repo_config.trust_info(ctx)
-        if show or as_json:
-            _show_trust(info, as_json)
+        if as_json:
+            _print_json(info.to_json())
+            return
+        if show:
+            print("\n".join(info.lines()))
             return
         if info.trusted:
             print(f"{info.path} is already trusted as it is (sha256 {info.sha256[:12]})")
@@ -371,29 +369,6 @@ def trust_config(
             raise MuxError("not trusted")
         repo_config.approve_config(ctx, info)
         print(f"trusted {info.path}; after any change to it, run `mux trust` again")
-
-
-def _show_trust(info: repo_config.TrustInfo, as_json: bool) -> None:
-    if as_json:
-        _print_json(
-            {
-                "path": str(info.path),
-                "sha256": info.sha256,
-                "trusted": info.trusted,
-                "approved_sha256": info.approved.sha256 if info.approved else None,
-                "approved": info.approved.approved if info.approved else None,
-                "needs_trust": list(info.code_keys),
-            }
-        )
-        return
-    if info.trusted:
-        print(f"{info.path}: trusted (approved {info.approved.approved if info.approved else '?'})")
-    elif info.approved is not None:
-        print(f"{info.path}: changed since it was approved; `mux trust` to approve it as it is now")
-    else:
-        print(f"{info.path}: not trusted; `mux trust` to approve it")
-    if info.code_keys:
-        print(f"keys that need trust: {', '.join(info.code_keys)}")
 
 
 @app.command("init")
@@ -411,13 +386,11 @@ def logs(
 ) -> None:
     """Show the task's set-up log: files copied or linked, set-up commands and their output."""
     with _repo() as ctx:
-        text = report.setup_log(ctx, name)
+        log = report.setup_log(ctx, name)
     if as_json:
-        _print_json({"name": name, "log": render.clean_text(text)})
-    elif text:
-        sys.stdout.write(render.clean_text(text))
+        _print_json(log.to_json())
     else:
-        print(f"{name} has no set-up log (nothing was copied and no set-up command ran)")
+        sys.stdout.write(log.text())
 
 
 @app.command("status-line")
@@ -435,21 +408,15 @@ def status_line(
     except MuxError:
         return
     try:
-        reports = report.list_reports(ctx, with_changes=False)
+        summary = report.status_summary(ctx)
     except MuxError:
         # The status bar has no room for the message: `mux doctor` or `mux ls` tells it.
         print("mux: error (see `mux ls`)")
         return
     if as_json:
-        _print_json(
-            {
-                "counts": render.state_counts(reports),
-                "waiting": render.waiting_names(reports),
-                "line": render.status_line(reports),
-            }
-        )
-        return
-    print(render.status_line(reports, tmux_styles=tmux_styles))
+        _print_json(summary.to_json())
+    else:
+        print(summary.text(tmux_styles=tmux_styles))
 
 
 @app.command("next-waiting")

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import os
 import time
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
-from muxagent import config, naming
+from muxagent import config, naming, render
 from muxagent.commands import worktree_setup
 from muxagent.commands.context import Context, get_task, load_tasks, settings_or_none
 from muxagent.errors import MuxError, TmuxError, UnknownTaskError
@@ -36,6 +37,60 @@ def _rules_for(agent: str, settings: config.Settings | None, cache: dict[str, St
         except MuxError:
             cache[agent] = config.resolve_agent("shell", None).status
     return cache[agent]
+
+
+@dataclass(frozen=True)
+class TaskList:
+    """What `mux ls` prints: every task's report."""
+
+    reports: tuple[TaskReport, ...]
+
+    def to_json(self) -> list[dict[str, Any]]:
+        return [item.to_json() for item in self.reports]
+
+    def text(self, colour: bool) -> str:
+        return render.table(self.reports, colour=colour) if self.reports else "no tasks (start one with `mux new NAME`)"
+
+
+@dataclass(frozen=True)
+class StatusSummary:
+    """What `mux status-line` prints: tasks per state and the names of those that wait."""
+
+    reports: tuple[TaskReport, ...]
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "counts": render.state_counts(self.reports),
+            "waiting": render.waiting_names(self.reports),
+            "line": render.status_line(self.reports),
+        }
+
+    def text(self, tmux_styles: bool) -> str:
+        return render.status_line(self.reports, tmux_styles=tmux_styles)
+
+
+@dataclass(frozen=True)
+class SetupLog:
+    """What `mux logs` prints: the task's set-up log, empty when nothing was copied and no set-up command ran."""
+
+    name: str
+    log: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {"name": self.name, "log": render.clean_text(self.log)}
+
+    def text(self) -> str:
+        if self.log:
+            return render.clean_text(self.log)
+        return f"{self.name} has no set-up log (nothing was copied and no set-up command ran)\n"
+
+
+def task_list(ctx: Context) -> TaskList:
+    return TaskList(tuple(list_reports(ctx)))
+
+
+def status_summary(ctx: Context) -> StatusSummary:
+    return StatusSummary(tuple(list_reports(ctx, with_changes=False)))
 
 
 def list_reports(ctx: Context, with_changes: bool = True, screens: ScreenCache | None = None) -> list[TaskReport]:
@@ -136,15 +191,15 @@ def _with_setup(ctx: Context, task: Task, pane: PaneInfo | None, found: TaskStat
     return found
 
 
-def setup_log(ctx: Context, name: str) -> str:
+def setup_log(ctx: Context, name: str) -> SetupLog:
     """The task's set-up log: files copied or linked, each set-up command and its output."""
     naming.validate_name(name)
     path = worktree_setup.log_path(ctx.store.root, name)
     try:
-        return path.read_text(encoding="utf-8", errors="replace")
+        return SetupLog(name, path.read_text(encoding="utf-8", errors="replace"))
     except FileNotFoundError:
         get_task(ctx, name)  # an unknown name is the likelier mistake
-        return ""
+        return SetupLog(name, "")
     except OSError as exc:
         raise MuxError(f"cannot read {path}: {exc.strerror}") from None
 
