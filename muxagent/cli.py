@@ -14,16 +14,27 @@ from typing import Annotated, Any
 import typer
 
 from muxagent import live, naming, render
-from muxagent.commands import agents as profiles
-from muxagent.commands import context, create, interact, merge, recovery, remove, repo_config, report, restart, wait
-from muxagent.commands import doctor as doctor_checks
-from muxagent.commands import gc as ref_gc
-from muxagent.commands import restore as restoring
-from muxagent.commands import sync as syncing
-from muxagent.completion import scripts as completion
+from muxagent.commands import (
+    agents,
+    context,
+    create,
+    doctor,
+    gc,
+    interact,
+    merge,
+    recovery,
+    remove,
+    repo_config,
+    report,
+    restart,
+    restore,
+    sync,
+    wait,
+)
+from muxagent.completion import scripts
 from muxagent.completion.spec import CompletionSpec, spec_from_command
 from muxagent.errors import MergeConflictError, MuxError, UsageError
-from muxagent.monitor import loop as monitor
+from muxagent.monitor import daemon
 
 app = typer.Typer(
     name="mux",
@@ -120,7 +131,7 @@ def new(
         with _progress() as progress:
             task = create.new_task(ctx, create.NewRequest(name=name, agent=agent, prompt=prompt, base=base), progress)
         _say(f"{task.name}: {task.agent} in {task.worktree} (branch {task.branch}, window {task.window})")
-        monitor.ensure_running(ctx)
+        daemon.ensure_running(ctx)
         if attach:
             interact.attach(ctx, task.name)
 
@@ -175,7 +186,7 @@ def send(
     """Deliver a prompt to the task's agent exactly as written."""
     with _repo() as ctx:
         if when_idle:
-            position = monitor.queue_prompt(ctx, name, text)
+            position = daemon.queue_prompt(ctx, name, text)
             print(f"queued for {name} (#{position} in its queue)")
         else:
             interact.send(ctx, name, text)
@@ -212,13 +223,13 @@ def restart_task(
                 print(f"restarted {task_name}")
             for task_name, why in skipped.items():
                 _say(f"not restarted {task_name}: {why}")
-        monitor.ensure_running(ctx)
+        daemon.ensure_running(ctx)
 
 
 @app.command("_monitor", hidden=True)
 def run_monitor() -> None:
     """The background watcher (started by mux itself)."""
-    sys.exit(monitor.run(Path.cwd()))
+    sys.exit(daemon.run(Path.cwd()))
 
 
 @app.command()
@@ -285,8 +296,8 @@ def clean(
         print("no tasks")
 
 
-@app.command()
-def agents(
+@app.command("agents")
+def list_agents(
     as_json: Annotated[bool, typer.Option("--json", help="Print a JSON array.")] = False,
 ) -> None:
     """List agent profiles and whether each command is installed."""
@@ -294,7 +305,7 @@ def agents(
         ctx: context.Context | None = recovery.open_and_recover()
     except MuxError:
         ctx = None  # profiles are listed outside a repo too, without repo overrides
-    found = profiles.agents(ctx)
+    found = agents.agents(ctx)
     if as_json:
         _print_json(found.to_json())
         return
@@ -302,12 +313,12 @@ def agents(
         _say(line)
 
 
-@app.command()
-def doctor(
+@app.command("doctor")
+def check_health(
     as_json: Annotated[bool, typer.Option("--json", help="Print a JSON array (the exit status still tells).")] = False,
 ) -> None:
     """Check tmux, git, the tmux server, the task registry and orphaned worktrees or windows."""
-    checks = doctor_checks.run()
+    checks = doctor.run()
     if as_json:
         _print_json(checks.to_json())
     else:
@@ -321,7 +332,7 @@ def completion_script(
     shell: Annotated[str, typer.Argument(metavar="SHELL", help="bash, zsh or fish.", show_default=False)],
 ) -> None:
     """Print the shell completion script, e.g. `source <(mux completion bash)`."""
-    sys.stdout.write(completion.render(shell, _completion_spec()))
+    sys.stdout.write(scripts.render(shell, _completion_spec()))
 
 
 @app.command("_write-completions", hidden=True)
@@ -333,7 +344,7 @@ def write_completions(
     directory = directory or Path(__file__).resolve().parent.parent / "completions"
     if not directory.is_dir():
         raise MuxError(f"no such directory: {directory} (run this from a mux checkout, or name the folder)")
-    changed = completion.write_scripts(directory, _completion_spec())
+    changed = scripts.write_scripts(directory, _completion_spec())
     for path in changed:
         print(f"wrote {path}")
     if not changed:
@@ -482,8 +493,8 @@ def merge_cmd(
         _say(f"behind {result.target} now: {', '.join(result.behind)} (update one with `mux sync NAME`)")
 
 
-@app.command()
-def sync(
+@app.command("sync")
+def sync_task(
     name: NameArg,
     rebase: Annotated[bool, typer.Option("--rebase", help="Rebase the task's commits instead of merging.")] = False,
     ask: Annotated[bool, typer.Option("--ask", help="On a conflict, ask the agent to resolve it.")] = False,
@@ -493,7 +504,7 @@ def sync(
     A conflict stays in the task's worktree (never in yours) and the task shows as waiting: exit 3.
     """
     with _repo() as ctx, _progress() as progress:
-        result = syncing.sync(ctx, name, rebase=rebase, ask=ask, progress=progress)
+        result = sync.sync(ctx, name, rebase=rebase, ask=ask, progress=progress)
     if result.up_to_date:
         _say(f"{name} is up to date with {result.task.base}")
         return
@@ -509,8 +520,8 @@ def sync(
     )
 
 
-@app.command()
-def restore(
+@app.command("restore")
+def restore_task(
     name: NameArg,
     at: Annotated[
         str | None, typer.Option("--at", help="The recovery ref's UTC timestamp (default: the latest).")
@@ -518,7 +529,7 @@ def restore(
 ) -> None:
     """Recreate a removed task from its recovery ref: branch, worktree with its uncommitted files, window."""
     with _repo() as ctx, _progress() as progress:
-        restored = restoring.restore(ctx, name, at=at, progress=progress)
+        restored = restore.restore(ctx, name, at=at, progress=progress)
     task = restored.task
     files = " with its uncommitted files" if restored.with_files else ""
     _say(f"restored {task.name} from {restored.ref}{files}: {task.worktree} (window {task.window})")
@@ -529,8 +540,8 @@ def restore(
             _say(f"submodule {sub.path}: not restored: {sub.problem}")
 
 
-@app.command()
-def gc(
+@app.command("gc")
+def drop_recovery_refs(
     older_than: Annotated[
         float, typer.Option("--older-than", help="Drop recovery refs older than this many days.", metavar="DAYS")
     ],
@@ -538,7 +549,7 @@ def gc(
 ) -> None:
     """Drop old recovery refs: the only command that does."""
     with _repo() as ctx:
-        dropped = ref_gc.gc(ctx, older_than, dry_run=dry_run)
+        dropped = gc.gc(ctx, older_than, dry_run=dry_run)
     verb = "would drop" if dry_run else "dropped"
     for ref in dropped:
         print(f"{verb} {ref}")
@@ -584,7 +595,7 @@ def _log_traceback(exc: Exception) -> Path | None:
     import traceback
     from datetime import UTC, datetime
 
-    from muxagent.git import repo as git_repo
+    from muxagent.git import repository
     from muxagent.state import trust
 
     entry = (
@@ -592,7 +603,7 @@ def _log_traceback(exc: Exception) -> Path | None:
         + "".join(traceback.format_exception(exc))
     )
     def repo_state_dir() -> Path:
-        return git_repo.discover(Path.cwd()).common_dir / "mux"
+        return repository.discover(Path.cwd()).common_dir / "mux"
 
     for folder in (repo_state_dir, trust.state_dir):
         try:

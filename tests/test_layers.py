@@ -65,7 +65,7 @@ def imports() -> Iterator[Import]:
                 names = []
                 for alias in node.names:
                     submodule = f"{node.module}.{alias.name}"
-                    if submodule in MODULES:  # `from muxagent.git import run` imports the module muxagent.git.run
+                    if submodule in MODULES:  # `from muxagent.git import runner` imports the module muxagent.git.runner
                         yield Import(module, submodule, (), node.lineno, alias.asname or alias.name)
                     else:
                         names.append(alias.name)

@@ -10,8 +10,7 @@ from typing import Any
 from muxagent import naming, render
 from muxagent.commands import context, recovery, repo_config
 from muxagent.errors import MuxError, TmuxError
-from muxagent.git import run as git_run
-from muxagent.git import worktrees as git_worktrees
+from muxagent.git import runner, worktrees
 from muxagent.state import intents, monitor_state
 from muxagent.tmux.client import Tmux
 
@@ -67,7 +66,7 @@ def _checks(cwd: Path | None) -> list[Check]:
 
 
 def _check_git() -> Check:
-    version = git_run.git_version()
+    version = runner.git_version()
     ok = version >= MIN_GIT
     text = ".".join(map(str, version))
     detail = text if ok else f"{text}: git >= 2.38 is needed for merge pre-checks (`git merge-tree --write-tree`)"
@@ -99,7 +98,7 @@ def _check_store(ctx: context.Context) -> list[Check]:
     checks = [Check("task registry", True, f"{len(listed)} task(s) in {ctx.store.root}")]
     known = {task.name for task in listed}
     problems: list[str] = []
-    for wt in git_worktrees.list_worktrees(ctx.repo):
+    for wt in worktrees.list_worktrees(ctx.repo):
         if wt.branch and wt.branch.startswith(naming.BRANCH_PREFIX) and wt.branch[4:] not in known:
             problems.append(f"worktree {wt.path} has no task record")
     for task in listed:

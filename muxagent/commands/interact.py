@@ -10,8 +10,7 @@ from muxagent import naming, render
 from muxagent.commands.context import Context, get_task
 from muxagent.commands.report import pane_of
 from muxagent.errors import MuxError
-from muxagent.git import diff as git_diff
-from muxagent.git import worktrees as git_worktrees
+from muxagent.git import diffs, worktrees
 from muxagent.model import PaneInfo, Task
 
 
@@ -34,7 +33,7 @@ def send(ctx: Context, name: str, text: str) -> None:
     pane = _live_pane(ctx, task)
     if pane.dead:
         raise MuxError(f"the agent of {name!r} has exited (status {pane.dead_status}): nothing to send to")
-    if git_worktrees.checkout_pending(Path(task.worktree)):
+    if worktrees.checkout_pending(Path(task.worktree)):
         raise MuxError(
             f"{name!r} is still checking out its files, its agent not started: `mux send --when-idle` waits for it"
         )
@@ -82,4 +81,4 @@ def diff(ctx: Context, name: str, stat: bool = False) -> Diff:
     task = get_task(ctx, name)
     if not Path(task.worktree).is_dir():
         raise MuxError(f"the worktree of {name!r} is gone ({task.worktree})")
-    return Diff(name, git_diff.diff(Path(task.worktree), task.base, stat=stat), stat)
+    return Diff(name, diffs.diff(Path(task.worktree), task.base, stat=stat), stat)

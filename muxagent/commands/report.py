@@ -12,12 +12,10 @@ from muxagent import config, naming, render
 from muxagent.commands import worktree_setup
 from muxagent.commands.context import Context, get_task, load_tasks, settings_or_none
 from muxagent.errors import MuxError, TmuxError, UnknownTaskError
-from muxagent.git import repo as git_repo
-from muxagent.git import worktrees as git_worktrees
+from muxagent.git import repository, worktrees
 from muxagent.model import PaneInfo, State, StatusRules, Task, TaskReport, TaskStatus, iso_epoch
 from muxagent.state import monitor_state
-from muxagent.status import changes, events, radar
-from muxagent.status import classifier as status
+from muxagent.status import changes, classifier, events, radar
 from muxagent.tmux.client import ScreenCache
 
 
@@ -109,7 +107,7 @@ def list_reports(ctx: Context, with_changes: bool = True, screens: ScreenCache |
     live = [p for p in pane_by_task.values() if p is not None and not p.dead]
     screen_of = (screens or ScreenCache()).read(ctx.tmux, live)  # a new cache reads every screen
     exists = {task.name: Path(task.worktree).is_dir() for task in tasks}
-    pending = {task.name for task in tasks if exists[task.name] and git_worktrees.checkout_pending(Path(task.worktree))}
+    pending = {task.name for task in tasks if exists[task.name] and worktrees.checkout_pending(Path(task.worktree))}
     present = [task for task in tasks if exists[task.name] and task.name not in pending and with_changes]
     works = _works(ctx, present)
     conflicts = radar.for_tasks(ctx.repo, ctx.store.root, present, works) if works else {}
@@ -120,7 +118,7 @@ def list_reports(ctx: Context, with_changes: bool = True, screens: ScreenCache |
     reports = []
     for task in tasks:
         pane = pane_by_task[task.name]
-        observation = status.Observation(
+        observation = classifier.Observation(
             pane=pane,
             screen=screen_of.get(pane.pane_id) if pane is not None else None,
             worktree_exists=exists[task.name],
@@ -130,7 +128,7 @@ def list_reports(ctx: Context, with_changes: bool = True, screens: ScreenCache |
             events=events.read_current_run(events.events_path(ctx.store.root, task.name)),
         )
         settings = settings_or_none(ctx)
-        task_status = status.classify(observation, _rules_for(task.agent, settings, rules))
+        task_status = classifier.classify(observation, _rules_for(task.agent, settings, rules))
         if task.name in pending:
             task_status = _while_checking_out(task_status)
         task_status = _with_setup(ctx, task, pane, task_status)
@@ -152,7 +150,7 @@ def _works(ctx: Context, tasks: list[Task]) -> dict[str, changes.Work]:
     if not tasks:
         return {}
     try:
-        tips = git_repo.ref_tips(ctx.repo)
+        tips = repository.ref_tips(ctx.repo)
     except MuxError as exc:
         ctx.notes.append(str(exc))
         return {}

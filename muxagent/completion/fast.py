@@ -14,7 +14,7 @@ import subprocess
 import sys
 from typing import TYPE_CHECKING
 
-from muxagent.git.run import REPO_ENV  # ~1 ms: the runner imports nothing TAB does not already
+from muxagent.git.runner import REPO_ENV  # ~1 ms: the runner imports nothing TAB does not already
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -22,7 +22,7 @@ if TYPE_CHECKING:
 # The hidden command every completion script runs on TAB for the live task names.
 TASKS_COMMAND = "_tasks"
 
-# Mirrors of store.py and git/run.py constants (tests pin them equal): importing those modules would cost the
+# Mirrors of store.py and git/runner.py constants (tests pin them equal): importing those modules would cost the
 # fast path about 30 ms of imports (dataclasses, concurrent.futures, logging, tempfile, the model).
 _STORE_DIR = "mux"
 _TASKS_FILE = "tasks.json"
@@ -54,7 +54,7 @@ def task_names(cwd: str | os.PathLike[str]) -> list[str]:
 
 
 def _common_dir(cwd: str | os.PathLike[str]) -> str | None:
-    # Like git_repo.discover, without git's variables a hook may have exported, so that completion sees the repo
+    # Like repository.discover, without git's variables a hook may have exported, so that completion sees the repo
     # every mux command would see. Only the common dir is needed: one git call even inside a linked worktree.
     env = {k: v for k, v in os.environ.items() if k not in REPO_ENV}
     proc = subprocess.run(
