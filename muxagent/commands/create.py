@@ -110,21 +110,9 @@ def new_task(ctx: Context, request: NewRequest, progress: Progress = no_progress
         # Claude fires no hook for a prompt given on its command line: the turn it starts is marked here.
         busy = prompt_on_command_line and profile.hooks != "none"
         mark_spawn(ctx, name, State.WORKING if busy else None)
-        session, window = open_window(ctx, undo, name, worktree, pane_argv, env)
+        created = now_iso()
+        task = open_task(ctx, undo, name, profile, argv, worktree, port, env, pane_argv, base, created, request.prompt)
         intents.crash_point("new:after-window")
-        task = Task(
-            name=name,
-            agent=profile.name,
-            command=tuple(argv),
-            base=base,
-            branch=branch,
-            worktree=str(worktree),
-            session=session,
-            window=window,
-            created=now_iso(),
-            port=port,
-            prompt=request.prompt,
-        )
         registry.add(task)
         journal_creation(ctx, undo, task)
     intents.crash_point("new:after-record")
@@ -165,6 +153,28 @@ def reserve_worktree(
     undo.push(lambda: repository.delete_branch(ctx.repo, branch))
     undo.push(lambda: worktrees.remove_worktree(ctx.repo, worktree))
     return port
+
+
+def open_task(
+    ctx: Context, undo: Undo, name: str, profile: AgentProfile, argv: list[str], worktree: Path, port: int,
+    env: dict[str, str], window_argv: list[str], base: str, created: str, prompt: str | None,
+) -> Task:  # fmt: skip
+    """Open the task's window running `window_argv` (the agent's command, or the set-up runner that starts it)
+    and return the task's record, for the caller to add to the registry."""
+    session, window = open_window(ctx, undo, name, worktree, window_argv, env)
+    return Task(
+        name=name,
+        agent=profile.name,
+        command=tuple(argv),
+        base=base,
+        branch=naming.branch_for(name),
+        worktree=str(worktree),
+        session=session,
+        window=window,
+        created=created,
+        port=port,
+        prompt=prompt,
+    )
 
 
 def open_window(

@@ -116,9 +116,7 @@ def _roll_back_creation(
     present = path.is_dir() or any(w.path == path for w in worktrees.list_worktrees(ctx.repo))
     if not (window or has_branch or present):
         return None
-    lost = (
-        safety.unsaved_work(ctx.repo, Path(task.worktree) if present else None, branch, task.base) if save else []
-    )
+    lost = safety.unsaved_work(ctx.repo, Path(task.worktree) if present else None, branch, task.base) if save else []
     removal = remove_locked(ctx, Registry(), replace(task, window=window), force=True, save=bool(lost))
     remove_if_empty(Path(task.worktree).parent)
     hint = restore_hint(name, removal.recovery_ref)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from muxagent import config, naming
 from muxagent.commands.context import Context, now_iso, worktree_path
-from muxagent.commands.create import Undo, agent_env, journal_creation, mark_spawn, open_window, reserve_worktree
+from muxagent.commands.create import Undo, agent_env, journal_creation, mark_spawn, open_task, reserve_worktree
 from muxagent.errors import MuxError, TaskExistsError, UnknownTaskError
 from muxagent.git import recovery_refs, repository
 from muxagent.model import AgentProfile, Progress, Task, no_progress
@@ -49,7 +49,6 @@ def restore(ctx: Context, name: str, at: str | None = None, progress: Progress =
     ref, commit = refs[-1]
     record = _recorded_task(ctx, ref)
     tip, snapshot = recovery_refs.recovery_parts(ctx.repo, commit)
-    branch = naming.branch_for(name)
     worktree = Path(record.worktree) if record is not None else worktree_path(ctx, name)
     if worktree.exists():
         worktree = worktree_path(ctx, name)
@@ -73,21 +72,21 @@ def restore(ctx: Context, name: str, at: str | None = None, progress: Progress =
         # From here the agent may write what `ref` does not hold: a rollback must save the worktree again.
         running.fields["agent_started"] = True
         running.save()
-        session, window = open_window(ctx, undo, name, worktree, argv, env)
-        intents.crash_point("restore:after-window")
-        task = Task(
-            name=name,
-            agent=profile.name,
-            command=tuple(argv),
+        task = open_task(
+            ctx,
+            undo,
+            name,
+            profile,
+            argv,
+            worktree,
+            port,
+            env,
+            argv,
             base=record.base if record is not None else (repository.current_branch(ctx.repo.main) or tip),
-            branch=branch,
-            worktree=str(worktree),
-            session=session,
-            window=window,
             created=record.created if record is not None else now_iso(),
-            port=port,
             prompt=record.prompt if record is not None else None,
         )
+        intents.crash_point("restore:after-window")
         registry.add(task)
         journal_creation(ctx, undo, task, restored_from=ref)
     return Restored(task, ref, snapshot is not None, submodules)
