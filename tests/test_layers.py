@@ -31,15 +31,15 @@ LAYERS: tuple[frozenset[str], ...] = (
     frozenset({"model", "errors"}),
 )
 # Each third-party library is imported by one unit only: the room that speaks to its outside system. libtmux has no
-# room (so no module may import it): the tests read tmux through it, mux runs plain tmux (muxagent/tmux/run.py).
+# room (so no module may import it): the tests read tmux through it, mux runs plain tmux (muxagent/tmux/runner.py).
 ROOMS = {"typer": "cli", "git": "git", "watchdog": "monitor", "re2": "status"}
 
 # The modules that start processes. git and tmux each have one runner, so that a remote host can take every call
 # of either by the runner's `host`; the others run what is neither git nor tmux.
 PROCESS_RUNNERS = {
-    "muxagent.git.run": "every git call",
-    "muxagent.tmux.run": "every tmux call",
-    "muxagent.monitor.loop": "notify-send, the desktop notification of a task needing its user",
+    "muxagent.git.runner": "every git call",
+    "muxagent.tmux.runner": "every tmux call",
+    "muxagent.monitor.daemon": "notify-send, the desktop notification of a task needing its user",
     "muxagent.commands.worktree_setup": "the repo's own set-up commands (`setup` in its config), by `sh -c`",
 }
 
@@ -75,7 +75,7 @@ def imports() -> Iterator[Import]:
                 names = []
                 for alias in node.names:
                     submodule = f"{node.module}.{alias.name}"
-                    if submodule in MODULES:  # `from muxagent.git import run` imports the module muxagent.git.run
+                    if submodule in MODULES:  # `from muxagent.git import runner` imports the module muxagent.git.runner
                         yield Import(module, submodule, (), node.lineno, alias.asname or alias.name)
                     else:
                         names.append(alias.name)

@@ -145,17 +145,16 @@ def test_the_post_checkout_hook_runs_in_the_new_worktree(repo: Path) -> None:
 
 
 def test_the_windows_checkout_never_overwrites_a_file_put_there_first(repo: Path) -> None:
-    from muxagent.git import repo as git_repo
-    from muxagent.git import worktrees as git_worktrees
+    from muxagent.git import repository, worktrees
 
     worktree = repo.parent / "early"
     git(repo, "worktree", "add", "-q", "--no-checkout", "-b", "early", str(worktree))
-    (git_repo.git_dir(worktree) / git_worktrees.CHECKOUT_PENDING).touch()
+    (repository.git_dir(worktree) / worktrees.CHECKOUT_PENDING).touch()
     (worktree / "README.md").write_text("mine\n")
-    argv = git_worktrees.pane_command(worktree, ["true"])
+    argv = worktrees.pane_command(worktree, ["true"])
     proc = subprocess.run(argv, cwd=worktree, capture_output=True, text=True)
     assert proc.returncode == 1 and "README.md" in proc.stderr and "the checkout failed" in proc.stderr
-    assert (worktree / "README.md").read_text() == "mine\n" and git_worktrees.checkout_pending(worktree)
+    assert (worktree / "README.md").read_text() == "mine\n" and worktrees.checkout_pending(worktree)
 
 
 def test_prompt_argument_reaches_the_agent_and_changes_are_counted(repo: Path) -> None:

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 
 # The git runner: ~11 ms of imports (median of 7 `-X importtime` runs on a loaded machine), nearly all of it
 # pathlib and subprocess, which TAB's one git call needs anyway.
-from muxagent.git.run import ANY_EXIT, run_git
+from muxagent.git.runner import ANY_EXIT, run_git
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -56,7 +56,7 @@ def task_names(cwd: str | os.PathLike[str]) -> list[str]:
 
 
 def _common_dir(cwd: str | os.PathLike[str]) -> str | None:
-    # Like git_repo.discover, through the same runner (without git's variables a hook may have exported), so that
+    # Like repository.discover, through the same runner (without git's variables a hook may have exported), so that
     # completion sees the repo every mux command would see. Only the common dir is needed: one git call even
     # inside a linked worktree.
     proc = run_git(

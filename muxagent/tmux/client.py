@@ -23,7 +23,7 @@ from pathlib import Path
 
 from muxagent.errors import TmuxError
 from muxagent.model import PaneInfo
-from muxagent.tmux.run import LOCAL, NOT_INSTALLED, TIMEOUT, TmuxCommandError, TmuxHost, run_tmux, tmux_argv
+from muxagent.tmux.runner import LOCAL, NOT_INSTALLED, TIMEOUT, TmuxCommandError, TmuxHost, run_tmux, tmux_argv
 
 # What `new-window -t =NAME:` says when the session is not there yet; the second while the server that
 # another mux just started has no session at all.
