@@ -171,16 +171,66 @@ def send(
     name: NameArg,
     text: Annotated[str, typer.Argument(help="Text to deliver verbatim, followed by Enter.", show_default=False)],
     when_idle: Annotated[
-        bool, typer.Option("--when-idle", help="Queue it; the monitor delivers it when the agent is next idle.")
+        bool,
+        typer.Option("--when-idle", help="Queue it for the agent's next idle moment; print its id."),
     ] = False,
+    now: Annotated[bool, typer.Option("--now", help="Type it even while the agent is working.")] = False,
+    timeout: Annotated[
+        float, typer.Option("--timeout", help="Seconds to wait for the agent to take it (exit 6).")
+    ] = interact.SEND_TIMEOUT,
 ) -> None:
-    """Deliver a prompt to the task's agent exactly as written."""
+    """Deliver a prompt to the task's agent exactly as written, and wait until the agent took it.
+
+    Exit 0 once it did (a hook fired after Enter, its screen changed, or it exited); 5 when the agent is working,
+    nothing typed (`--when-idle` queues it, `--now` types it anyway); 6 when the agent showed no sign of taking
+    it within --timeout. A waiting agent takes the text as its answer.
+    """
+    if when_idle and now:
+        raise UsageError("give either --when-idle or --now, not both")
     with _repo() as ctx:
         if when_idle:
-            position = monitor.queue_prompt(ctx, name, text)
-            print(f"queued for {name} (#{position} in its queue)")
+            queued = interact.queue_prompt(ctx, name, text)
+            monitor.ensure_running(ctx)
+            print(queued.id)
+            render.stderr_line(f"queued for {name} (#{queued.position} in its queue; `mux queue --cancel {queued.id}`)")
         else:
-            interact.send(ctx, name, text)
+            interact.send_confirmed(ctx, name, text, now=now, timeout=timeout)
+
+
+@app.command("queue")
+def queue_cmd(
+    name: Annotated[
+        str | None, typer.Argument(metavar="NAME", help="Task name (default: every task).", show_default=False)
+    ] = None,
+    cancel: Annotated[
+        str | None, typer.Option("--cancel", help="Take the prompt with this id off its queue.", metavar="ID")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print a JSON array (with --cancel: an object).")] = False,
+) -> None:
+    """List the prompts queued with `mux send --when-idle`, in the order they go out, or cancel one."""
+    with _repo() as ctx:
+        if cancel is not None:
+            cancelled = interact.cancel_queued(ctx, cancel, name)
+            if as_json:
+                _print_json(cancelled.to_json())
+            else:
+                _say(f"cancelled {cancelled.id} for {cancelled.task}: {_first_line(cancelled.text)}")
+            return
+        items = interact.queued(ctx, name)
+    if as_json:
+        _print_json([item.to_json() for item in items])
+        return
+    for item in items:
+        age = render.age(item.queued or None)
+        _say(f"{item.task:<16} {item.id}  #{item.position}  {age:>4}  {_first_line(item.text)}")
+    if not items:
+        print(f"nothing queued for {name}" if name is not None else "nothing queued")
+
+
+def _first_line(text: str, width: int = 60) -> str:
+    line = text.strip().splitlines()[0] if text.strip() else ""
+    more = line != text.strip() or len(line) > width
+    return line[:width] + ("…" if more else "")
 
 
 @app.command("wait")

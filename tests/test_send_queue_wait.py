@@ -1,0 +1,151 @@
+"""`mux send` that tells the truth, `mux queue`, `mux wait --any`, hooks that belong to one launch, `mux guide`."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import mux_ls, run_mux, wait_until, write_toml
+
+pytestmark = pytest.mark.usefixtures("fake_profile")
+
+# An agent that takes each line it reads without showing anything (no echo, no output), as a TUI that redraws
+# nothing until its model answers might; with `--settings` it fires UserPromptSubmit, as Claude Code does.
+SILENT_AGENT = """\
+import json, subprocess, sys, termios
+hooks = []
+if sys.argv[1:2] == ["--settings"]:
+    with open(sys.argv[2]) as f:
+        entries = json.load(f)["hooks"]["UserPromptSubmit"]
+    hooks = [hook["command"] for entry in entries for hook in entry["hooks"]]
+attrs = termios.tcgetattr(0)
+attrs[3] &= ~termios.ECHO
+termios.tcsetattr(0, termios.TCSANOW, attrs)
+print("silent>", flush=True)
+for line in sys.stdin:
+    for command in hooks:
+        subprocess.run(command, shell=True, input=b'{"hook_event_name": "UserPromptSubmit"}', check=False)
+"""
+
+
+def state(repo: Path, name: str) -> str:
+    return str(mux_ls(repo)[name]["state"])
+
+
+def screen(repo: Path, name: str) -> str:
+    return run_mux("peek", name, cwd=repo).stdout
+
+
+@pytest.fixture
+def silent_profile(fake_profile: Path, tmp_path: Path) -> str:
+    """`silent` (no hooks) and `silenthook` (Claude-style hooks): agents whose screen never changes."""
+    script = tmp_path / "silent_agent.py"
+    script.write_text(SILENT_AGENT)
+    for name, hooks in (("silent", "none"), ("silenthook", "claude")):
+        write_toml(
+            fake_profile.parent / f"{name}.toml",
+            {"command": [sys.executable, str(script)], "hooks": hooks, "status": {"idle": [r"silent>\s*\Z"]}},
+        )
+    return "silent"
+
+
+def test_send_to_an_idle_agent_exits_0_once_it_took_the_text(repo: Path) -> None:
+    run_mux("new", "t", "-a", "fake", cwd=repo)
+    wait_until(lambda: state(repo, "t") == "idle")
+    proc = run_mux("send", "t", "write sent.txt yes", cwd=repo)
+    assert (proc.returncode, proc.stdout, proc.stderr) == (0, "", "")
+    # It returned after the agent showed the text was taken: no later look is needed to know it.
+    assert "got: write sent.txt yes" in screen(repo, "t") or "wrote sent.txt" in screen(repo, "t")
+
+
+def test_send_to_a_working_agent_refuses_with_exit_5_and_types_nothing(repo: Path) -> None:
+    run_mux("new", "busy", "-a", "fake", "-p", "busy 30", cwd=repo)
+    wait_until(lambda: state(repo, "busy") == "working")
+    refused = run_mux("send", "busy", "write early.txt x", cwd=repo, check=False)
+    assert refused.returncode == 5
+    assert "--when-idle" in refused.stderr and len(refused.stderr.splitlines()) == 1
+    assert "early.txt" not in screen(repo, "busy")
+    typed = run_mux("send", "busy", "--now", "typed mid-turn", cwd=repo, check=False)
+    assert typed.returncode == 0, typed.stderr
+    assert "typed mid-turn" in screen(repo, "busy")  # the terminal's echo, inside the running turn
+
+
+def test_send_that_the_agent_does_not_take_exits_6_after_the_timeout(repo: Path, silent_profile: str) -> None:
+    run_mux("new", "mute", "-a", silent_profile, cwd=repo)
+    wait_until(lambda: state(repo, "mute") == "idle")
+    proc = run_mux("send", "mute", "hello", "--timeout", "1", cwd=repo, check=False)
+    assert proc.returncode == 6
+    assert len(proc.stderr.splitlines()) == 1 and "mux peek mute" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_send_is_confirmed_by_the_agents_hook_when_its_screen_stays_the_same(repo: Path, silent_profile: str) -> None:
+    run_mux("new", "hooked", "-a", "silenthook", cwd=repo)
+    wait_until(lambda: state(repo, "hooked") == "idle")
+    proc = run_mux("send", "hooked", "hello", "--timeout", "10", cwd=repo, check=False)
+    assert (proc.returncode, proc.stderr) == (0, "")
+
+
+def test_send_timeout_must_be_a_number_of_seconds(repo: Path) -> None:
+    run_mux("new", "t", "-a", "fake", cwd=repo)
+    for bad in ("nan", "-1", "inf"):
+        proc = run_mux("send", "t", "hi", "--timeout", bad, cwd=repo, check=False)
+        assert proc.returncode == 2 and "--timeout" in proc.stderr and "Traceback" not in proc.stderr
+    both = run_mux("send", "t", "hi", "--now", "--when-idle", cwd=repo, check=False)
+    assert both.returncode == 2 and "not both" in both.stderr
+
+
+def test_when_idle_prints_the_id_that_queue_lists_and_cancels(repo: Path) -> None:
+    run_mux("new", "q", "-a", "fake", "-p", "busy 8", cwd=repo)
+    run_mux("new", "other", "-a", "fake", "-p", "busy 30", cwd=repo)
+    worktree = repo.parent / "proj.worktrees" / "q"
+    wait_until(lambda: state(repo, "q") == "working" and state(repo, "other") == "working")
+    first = run_mux("send", "q", "--when-idle", "write first.txt one", cwd=repo).stdout.strip()
+    second = run_mux("send", "q", "--when-idle", "write second.txt two", cwd=repo).stdout.strip()
+    elsewhere = run_mux("send", "other", "--when-idle", "for the other task", cwd=repo).stdout.strip()
+    assert len({first, second, elsewhere}) == 3 and all(len(i.split()) == 1 for i in (first, second, elsewhere))
+
+    listed = json.loads(run_mux("queue", "q", "--json", cwd=repo).stdout)
+    assert [(e["id"], e["position"], e["text"]) for e in listed] == [
+        (first, 1, "write first.txt one"),
+        (second, 2, "write second.txt two"),
+    ]
+    every = json.loads(run_mux("queue", "--json", cwd=repo).stdout)
+    assert {(e["task"], e["id"]) for e in every} == {("q", first), ("q", second), ("other", elsewhere)}
+    assert first in run_mux("queue", cwd=repo).stdout
+
+    cancelled = run_mux("queue", "--cancel", first, cwd=repo)
+    assert f"cancelled {first} for q" in cancelled.stdout
+    again = run_mux("queue", "--cancel", first, cwd=repo, check=False)
+    assert again.returncode == 1 and "no queued prompt" in again.stderr
+    wrong_task = run_mux("queue", "other", "--cancel", second, cwd=repo, check=False)
+    assert wrong_task.returncode == 1
+    assert [e["id"] for e in json.loads(run_mux("queue", "q", "--json", cwd=repo).stdout)] == [second]
+
+    wait_until(lambda: (worktree / "second.txt").exists(), timeout=30)
+    assert not (worktree / "first.txt").exists()
+    assert "write first.txt" not in screen(repo, "q")
+    assert run_mux("queue", "q", cwd=repo).stdout.strip() == "nothing queued for q"
+    journal = (repo / ".git" / "mux" / "journal.jsonl").read_text()
+    assert '"cancel-queued"' in journal and "write first.txt one" in journal  # nothing is lost
+
+
+def test_a_queue_written_by_an_earlier_mux_gets_ids_that_stay_the_same(repo: Path) -> None:
+    run_mux("new", "old", "-a", "fake", "-p", "busy 30", cwd=repo)
+    wait_until(lambda: state(repo, "old") == "working")
+    queue = repo / ".git" / "mux" / "queue"
+    queue.mkdir(parents=True, exist_ok=True)
+    (queue / "old.json").write_text(json.dumps(["same", "same", "other"]))
+    listed = [e["id"] for e in json.loads(run_mux("queue", "old", "--json", cwd=repo).stdout)]
+    assert len(set(listed)) == 3
+    assert [e["id"] for e in json.loads(run_mux("queue", "old", "--json", cwd=repo).stdout)] == listed
+    run_mux("queue", "old", "--cancel", listed[1], cwd=repo)
+    left = json.loads(run_mux("queue", "old", "--json", cwd=repo).stdout)
+    assert [(e["id"], e["text"]) for e in left] == [(listed[0], "same"), (listed[2], "other")]
+
+
+def test_queue_of_an_unknown_task_is_refused(repo: Path) -> None:
+    proc = run_mux("queue", "nope", cwd=repo, check=False)
+    assert proc.returncode == 1 and "nope" in proc.stderr and "Traceback" not in proc.stderr
+    assert run_mux("queue", cwd=repo).stdout.strip() == "nothing queued"
