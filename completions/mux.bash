@@ -60,7 +60,7 @@ _mux() {
                 attach) opts='--help' valued=' ' args='task' rest='' ;;
                 send) opts='--when-idle --now --timeout --help' valued=' --timeout=none ' args='task none' rest='' ;;
                 queue) opts='--cancel --json --help' valued=' --cancel=none ' args='task' rest='' ;;
-                wait) opts='--for --timeout --help' valued=' --for=choice=idle|waiting|exited|any --timeout=none ' args='' rest='task' ;;
+                wait) opts='--for --timeout --any --json --help' valued=' --for=choice=idle|waiting|exited|any --timeout=none ' args='' rest='task' ;;
                 restart) opts='--all --help' valued=' ' args='task' rest='' ;;
                 peek) opts='-n --lines --json --help' valued=' -n=none --lines=none ' args='task' rest='' ;;
                 diff) opts='--stat --json --help' valued=' ' args='task' rest='' ;;

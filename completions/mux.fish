@@ -59,7 +59,7 @@ complete -c mux -n 'not __mux_command' -a ls -d 'List tasks: state, changes, com
 complete -c mux -n 'not __mux_command' -a attach -d 'Focus the task\'s window (switch-client inside tmux, attach outside)'
 complete -c mux -n 'not __mux_command' -a send -d 'Deliver a prompt to the task\'s agent exactly as written, and wait until the agent took it'
 complete -c mux -n 'not __mux_command' -a queue -d 'List the prompts queued with `mux send --when-idle`, in the order they go out, or cancel one'
-complete -c mux -n 'not __mux_command' -a wait -d 'Block until every named task is in the state'
+complete -c mux -n 'not __mux_command' -a wait -d 'Block until every named task (with --any: the first of them) is in the state; print those that are'
 complete -c mux -n 'not __mux_command' -a restart -d 'Relaunch an exited or missing agent in its worktree, resuming its conversation'
 complete -c mux -n 'not __mux_command' -a peek -d 'Print the agent\'s current screen'
 complete -c mux -n 'not __mux_command' -a diff -d 'Show the task\'s changes against its base, committed and uncommitted'
@@ -105,6 +105,8 @@ complete -c mux -n '__mux_arg queue eq 0 --cancel' -a '(__mux_tasks)'
 
 complete -c mux -n '__mux_using wait' -l for -x -a 'idle waiting exited any' -d 'The state to wait for'
 complete -c mux -n '__mux_using wait' -l timeout -x -d 'Give up after S seconds (exit 4)'
+complete -c mux -n '__mux_using wait' -l any -d 'Return as soon as one of them is in the state'
+complete -c mux -n '__mux_using wait' -l json -d 'Print a JSON object'
 complete -c mux -n '__mux_using wait' -l help -d 'Show the help and exit'
 complete -c mux -n '__mux_arg wait ge 0 --for --timeout' -a '(__mux_tasks)'
 

@@ -238,11 +238,16 @@ def wait_for(
     names: Annotated[list[str], typer.Argument(metavar="NAME...", help="Tasks to wait for.", show_default=False)],
     state: Annotated[wait.Target, typer.Option("--for", help="The state to wait for.")] = wait.Target.IDLE,
     timeout: Annotated[float | None, typer.Option("--timeout", help="Give up after S seconds (exit 4).")] = None,
+    first: Annotated[bool, typer.Option("--any", help="Return as soon as one of them is in the state.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print a JSON object.")] = False,
 ) -> None:
-    """Block until every named task is in the state."""
+    """Block until every named task (with --any: the first of them) is in the state; print those that are."""
     with _repo() as ctx:
-        reports = wait.wait(ctx, names, state, timeout)
-    for item in reports:
+        result = wait.wait(ctx, names, state, timeout, first=first)
+    if as_json:
+        _print_json(result.to_json())
+        return
+    for item in result.reached:
         _say(f"{item.task.name}: {item.status.state.value} ({item.status.reason})")
 
 

@@ -149,3 +149,28 @@ def test_queue_of_an_unknown_task_is_refused(repo: Path) -> None:
     proc = run_mux("queue", "nope", cwd=repo, check=False)
     assert proc.returncode == 1 and "nope" in proc.stderr and "Traceback" not in proc.stderr
     assert run_mux("queue", cwd=repo).stdout.strip() == "nothing queued"
+
+
+def test_wait_any_returns_with_the_first_task_there_and_says_which(repo: Path) -> None:
+    for name, prompt in (("a", "busy 30"), ("b", "busy 2"), ("c", "exit 2")):
+        run_mux("new", name, "-a", "fake", "-p", prompt, cwd=repo)
+    wait_until(lambda: state(repo, "a") == "working")
+    timed_out = run_mux("wait", "--any", "a", "c", "--for", "idle", "--timeout", "0.5", cwd=repo, check=False)
+    assert timed_out.returncode == 4 and "timed out" in timed_out.stderr
+    # c has exited and will never be idle: with --any that leaves the others to get there.
+    done = run_mux("wait", "--any", "a", "b", "c", "--for", "idle", "--timeout", "30", cwd=repo)
+    assert [line.split(":")[0] for line in done.stdout.splitlines()] == ["b"]
+    assert state(repo, "a") == "working"
+    as_json = json.loads(run_mux("wait", "--any", "a", "b", "--json", cwd=repo).stdout)
+    assert as_json["for"] == "idle" and [r["name"] for r in as_json["reached"]] == ["b"]
+    assert as_json["reached"][0]["state"] == "idle"
+
+
+def test_wait_any_fails_at_once_when_none_can_get_there(repo: Path) -> None:
+    run_mux("new", "x", "-a", "fake", "-p", "exit 1", cwd=repo)
+    run_mux("new", "y", "-a", "fake", "-p", "exit 3", cwd=repo)
+    wait_until(lambda: {row["exit_status"] for row in mux_ls(repo).values()} == {1, 3})
+    proc = run_mux("wait", "--any", "x", "y", "--for", "idle", "--timeout", "30", cwd=repo, check=False)
+    assert proc.returncode == 1 and "will not become idle" in proc.stderr
+    every = json.loads(run_mux("wait", "x", "y", "--for", "exited", "--json", cwd=repo).stdout)
+    assert [r["name"] for r in every["reached"]] == ["x", "y"]
