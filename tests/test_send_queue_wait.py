@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
 import sys
 from pathlib import Path
 
 import pytest
-from conftest import mux_ls, run_mux, wait_until, write_toml
+from conftest import mux_ls, profile_with, run_mux, wait_until, write_toml
 
 pytestmark = pytest.mark.usefixtures("fake_profile")
 
@@ -174,3 +176,47 @@ def test_wait_any_fails_at_once_when_none_can_get_there(repo: Path) -> None:
     assert proc.returncode == 1 and "will not become idle" in proc.stderr
     every = json.loads(run_mux("wait", "x", "y", "--for", "exited", "--json", cwd=repo).stdout)
     assert [r["name"] for r in every["reached"]] == ["x", "y"]
+
+
+def launches(repo: Path, name: str) -> list[str]:
+    """The launch id of each start of the task's agent, oldest first, as its spawns recorded them."""
+    lines = (repo / ".git" / "mux" / "events" / f"{name}.jsonl").read_text().splitlines()
+    return [record.get("launch", "") for line in lines if (record := json.loads(line))["name"] == "spawn"]
+
+
+def fire_hook(repo: Path, name: str, event: str, launch: str | None) -> None:
+    """A Claude-style hook event for the task, as the agent of that launch (None: one with no MUX_LAUNCH) sends it."""
+    env = {**os.environ, "MUX_TASK": name, "MUX_STATE_DIR": str(repo / ".git" / "mux")}
+    if launch is not None:
+        env["MUX_LAUNCH"] = launch
+    payload = json.dumps({"hook_event_name": event}).encode()
+    hook = [sys.executable, "-P", "-m", "muxagent", "_hook", "claude"]
+    subprocess.run(hook, input=payload, env=env, check=True, timeout=10)
+
+
+def test_hook_events_of_an_earlier_launch_or_a_hand_started_agent_do_not_move_the_state(
+    repo: Path, fake_profile: Path
+) -> None:
+    profile_with(fake_profile, fake_profile.parent / "fakehook.toml", hooks="claude")
+    run_mux("new", "h", "-a", "fakehook", cwd=repo)
+    wait_until(lambda: state(repo, "h") == "idle")
+    run_mux("send", "h", "exit 0", cwd=repo)
+    wait_until(lambda: state(repo, "h") == "exited")
+    run_mux("restart", "h", cwd=repo)
+    wait_until(lambda: state(repo, "h") == "idle")
+    earlier, current = launches(repo, "h")
+    assert earlier and current and earlier != current
+    for stale in (earlier, None, "not-a-launch-of-mux"):
+        fire_hook(repo, "h", "PermissionRequest", stale)
+        row = mux_ls(repo)["h"]
+        assert (row["state"], row["reason"]) != ("waiting", "hook: PermissionRequest"), stale
+    fire_hook(repo, "h", "PermissionRequest", current)  # the same event from the agent running now
+    assert wait_until(lambda: state(repo, "h") == "waiting")
+
+
+def test_each_start_of_the_agent_gets_its_own_launch_id_in_its_environment(repo: Path, tmp_path: Path) -> None:
+    script = tmp_path / "env_agent.py"
+    script.write_text("import os, time\nprint('launch=' + os.environ.get('MUX_LAUNCH', ''))\ntime.sleep(600)\n")
+    run_mux("new", "e", "-a", f"{sys.executable} {script}", cwd=repo)
+    shown = wait_until(lambda: [w for w in screen(repo, "e").split() if w.startswith("launch=")])
+    assert shown == [f"launch={launches(repo, 'e')[-1]}"] and len(shown[0]) > len("launch=")
