@@ -68,6 +68,7 @@ _mux() {
                 clean) opts='--dry-run --help' valued=' ' args='' rest='' ;;
                 agents) opts='--json --help' valued=' ' args='' rest='' ;;
                 doctor) opts='--json --help' valued=' ' args='' rest='' ;;
+                guide) opts='--help' valued=' ' args='' rest='' ;;
                 completion) opts='--help' valued=' ' args='choice=bash|zsh|fish' rest='' ;;
                 trust) opts='-y --yes --show --revoke --json --help' valued=' ' args='' rest='' ;;
                 init) opts='--help' valued=' ' args='' rest='' ;;
@@ -104,7 +105,7 @@ _mux() {
         fi
     fi
     if [[ -z $cmd ]]; then
-        COMPREPLY=($(compgen -W 'new ls attach send queue wait restart peek diff rm clean agents doctor completion trust init logs status-line next-waiting merge sync restore gc' -- "$cur"))
+        COMPREPLY=($(compgen -W 'new ls attach send queue wait restart peek diff rm clean agents doctor guide completion trust init logs status-line next-waiting merge sync restore gc' -- "$cur"))
         return 0
     fi
     local kinds=($args)

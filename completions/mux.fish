@@ -67,6 +67,7 @@ complete -c mux -n 'not __mux_command' -a rm -d 'Remove a task: its window, work
 complete -c mux -n 'not __mux_command' -a clean -d 'Remove every task whose work is already in its base and whose agent is not busy'
 complete -c mux -n 'not __mux_command' -a agents -d 'List agent profiles and whether each command is installed'
 complete -c mux -n 'not __mux_command' -a doctor -d 'Check tmux, git, the tmux server, the task registry and orphaned worktrees or windows'
+complete -c mux -n 'not __mux_command' -a guide -d 'Print a short text to give an agent (AGENTS.md, CLAUDE.md or a prompt) on delegating work to sub-tasks'
 complete -c mux -n 'not __mux_command' -a completion -d 'Print the shell completion script, e.g. `source <(mux completion bash)`'
 complete -c mux -n 'not __mux_command' -a trust -d 'Approve this repo\'s .mux.toml as it is now, so its set-up commands and agent overrides may run'
 complete -c mux -n 'not __mux_command' -a init -d 'Write a commented .mux.toml at the root of the main checkout'
@@ -136,6 +137,8 @@ complete -c mux -n '__mux_using agents' -l help -d 'Show the help and exit'
 
 complete -c mux -n '__mux_using doctor' -l json -d 'Print a JSON array (the exit status still tells)'
 complete -c mux -n '__mux_using doctor' -l help -d 'Show the help and exit'
+
+complete -c mux -n '__mux_using guide' -l help -d 'Show the help and exit'
 
 complete -c mux -n '__mux_using completion' -l help -d 'Show the help and exit'
 complete -c mux -n '__mux_arg completion eq 0' -a 'bash zsh fish'

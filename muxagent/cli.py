@@ -18,6 +18,7 @@ from muxagent.commands import agents as profiles
 from muxagent.commands import context, create, interact, merge, recovery, remove, repo_config, report, restart, wait
 from muxagent.commands import doctor as doctor_checks
 from muxagent.commands import gc as ref_gc
+from muxagent.commands import guide as delegating
 from muxagent.commands import restore as restoring
 from muxagent.commands import sync as syncing
 from muxagent.completion import scripts as completion
@@ -374,6 +375,12 @@ def doctor(
         print(f"{mark:<5} {check.name}: {render.clean_text(check.detail)}")
     if any(not check.ok and check.fatal for check in checks):
         raise MuxError("doctor found problems")
+
+
+@app.command("guide")
+def guide_cmd() -> None:
+    """Print a short text to give an agent (AGENTS.md, CLAUDE.md or a prompt) on delegating work to sub-tasks."""
+    sys.stdout.write(delegating.guide({command.name for command in _completion_spec().commands}))
 
 
 @app.command("completion")

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 from conftest import mux_ls, profile_with, run_mux, wait_until, write_toml
+
+from muxagent.commands import guide
 
 pytestmark = pytest.mark.usefixtures("fake_profile")
 
@@ -220,3 +223,30 @@ def test_each_start_of_the_agent_gets_its_own_launch_id_in_its_environment(repo:
     run_mux("new", "e", "-a", f"{sys.executable} {script}", cwd=repo)
     shown = wait_until(lambda: [w for w in screen(repo, "e").split() if w.startswith("launch=")])
     assert shown == [f"launch={launches(repo, 'e')[-1]}"] and len(shown[0]) > len("launch=")
+
+
+def help_commands(cwd: Path) -> set[str]:
+    text = run_mux("--help", cwd=cwd).stdout
+    listed = text.split("\nCommands:\n", 1)[1]
+    return {line.split()[0] for line in listed.splitlines() if line.startswith("  ") and line.split()}
+
+
+def test_guide_names_only_commands_and_options_mux_has(tmp_path: Path) -> None:
+    text = run_mux("guide", cwd=tmp_path).stdout  # outside a repository too
+    snippets = re.findall(r"`(mux [^`]*)`", text)
+    named = {snippet.split()[1] for snippet in snippets}
+    # The whole round: start, wait, review, merge, clean up.
+    assert {"new", "wait", "diff", "merge", "rm"} <= named
+    assert named <= help_commands(tmp_path)
+    for snippet in snippets:
+        command, options = snippet.split()[1], [w for w in snippet.split() if w.startswith("-")]
+        usage = run_mux(command, "--help", cwd=tmp_path).stdout
+        assert all(option in usage for option in options), snippet
+    assert "--any" in text and "[mux] sub-task" in text
+
+
+def test_guide_leaves_out_an_item_whose_command_this_mux_lacks() -> None:
+    every = guide.named_commands(guide.GUIDE)
+    assert guide.guide(every) == guide.GUIDE
+    without_merge = guide.guide(every - {"merge"})
+    assert "`mux merge" not in without_merge and "`mux diff NAME`" in without_merge
