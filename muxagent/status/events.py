@@ -77,6 +77,12 @@ def read_current_run(path: Path) -> list[HookEvent]:
     return found
 
 
+def current_launch(path: Path) -> str:
+    """The launch id the latest spawn names ("" if none does): what a hook must carry for its event to count."""
+    run = read_current_run(path)
+    return run[0].launch if run and run[0].name == SPAWN else ""
+
+
 def _parse(line: bytes) -> HookEvent | None:
     try:
         raw = json.loads(line)
