@@ -58,7 +58,7 @@ _mux() {
                 new) opts='-a --agent -p --prompt --prompt-file --base --attach --help' valued=' -a=none --agent=none -p=none --prompt=none --prompt-file=file --base=none ' args='none' rest='' ;;
                 ls) opts='--json --watch --help' valued=' ' args='' rest='' ;;
                 attach) opts='--help' valued=' ' args='task' rest='' ;;
-                send) opts='--when-idle --now --timeout --help' valued=' --timeout=none ' args='task none' rest='' ;;
+                send) opts='--when-idle --now --timeout --json --help' valued=' --timeout=none ' args='task none' rest='' ;;
                 queue) opts='--cancel --json --help' valued=' --cancel=none ' args='task' rest='' ;;
                 wait) opts='--for --timeout --any --json --help' valued=' --for=choice=idle|waiting|exited|any --timeout=none ' args='' rest='task' ;;
                 restart) opts='--all --help' valued=' ' args='task' rest='' ;;

@@ -96,6 +96,7 @@ complete -c mux -n '__mux_arg attach eq 0' -a '(__mux_tasks)'
 complete -c mux -n '__mux_using send' -l when-idle -d 'Queue it for the agent\'s next idle moment; print its id'
 complete -c mux -n '__mux_using send' -l now -d 'Type it even while the agent is working'
 complete -c mux -n '__mux_using send' -l timeout -x -d 'Seconds to wait for the agent to take it (exit 6)'
+complete -c mux -n '__mux_using send' -l json -d 'Print a JSON object: the sign it was taken, or the queued entry'
 complete -c mux -n '__mux_using send' -l help -d 'Show the help and exit'
 complete -c mux -n '__mux_arg send eq 0 --timeout' -a '(__mux_tasks)'
 

@@ -179,6 +179,9 @@ def send(
     timeout: Annotated[
         float, typer.Option("--timeout", help="Seconds to wait for the agent to take it (exit 6).")
     ] = interact.SEND_TIMEOUT,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print a JSON object: the sign it was taken, or the queued entry.")
+    ] = False,
 ) -> None:
     """Deliver a prompt to the task's agent exactly as written, and wait until the agent took it.
 
@@ -189,13 +192,18 @@ def send(
     if when_idle and now:
         raise UsageError("give either --when-idle or --now, not both")
     with _repo() as ctx:
-        if when_idle:
-            queued = interact.queue_prompt(ctx, name, text)
-            monitor.ensure_running(ctx)
-            print(queued.id)
-            render.stderr_line(f"queued for {name} (#{queued.position} in its queue; `mux queue --cancel {queued.id}`)")
-        else:
-            interact.send_confirmed(ctx, name, text, now=now, timeout=timeout)
+        if not when_idle:
+            sent = interact.send_confirmed(ctx, name, text, now=now, timeout=timeout)
+            if as_json:
+                _print_json(sent.to_json())
+            return
+        queued = interact.queue_prompt(ctx, name, text)
+        monitor.ensure_running(ctx)
+    if as_json:
+        _print_json(queued.to_json())
+        return
+    print(queued.id)
+    render.stderr_line(f"queued for {name} (#{queued.position} in its queue; `mux queue --cancel {queued.id}`)")
 
 
 @app.command("queue")

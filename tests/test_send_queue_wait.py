@@ -63,6 +63,9 @@ def test_send_to_an_idle_agent_exits_0_once_it_took_the_text(repo: Path) -> None
     assert (proc.returncode, proc.stdout, proc.stderr) == (0, "", "")
     # It returned after the agent showed the text was taken: no later look is needed to know it.
     assert "got: write sent.txt yes" in screen(repo, "t") or "wrote sent.txt" in screen(repo, "t")
+    wait_until(lambda: state(repo, "t") == "idle")
+    answer = json.loads(run_mux("send", "t", "again", "--json", cwd=repo).stdout)
+    assert answer == {"name": "t", "taken_by": "screen"}  # no hooks: its screen told
 
 
 def test_send_to_a_working_agent_refuses_with_exit_5_and_types_nothing(repo: Path) -> None:
@@ -88,8 +91,9 @@ def test_send_that_the_agent_does_not_take_exits_6_after_the_timeout(repo: Path,
 def test_send_is_confirmed_by_the_agents_hook_when_its_screen_stays_the_same(repo: Path, silent_profile: str) -> None:
     run_mux("new", "hooked", "-a", "silenthook", cwd=repo)
     wait_until(lambda: state(repo, "hooked") == "idle")
-    proc = run_mux("send", "hooked", "hello", "--timeout", "10", cwd=repo, check=False)
+    proc = run_mux("send", "hooked", "hello", "--timeout", "10", "--json", cwd=repo, check=False)
     assert (proc.returncode, proc.stderr) == (0, "")
+    assert json.loads(proc.stdout) == {"name": "hooked", "taken_by": "hook: UserPromptSubmit"}
 
 
 def test_send_timeout_must_be_a_number_of_seconds(repo: Path) -> None:
@@ -102,13 +106,15 @@ def test_send_timeout_must_be_a_number_of_seconds(repo: Path) -> None:
 
 
 def test_when_idle_prints_the_id_that_queue_lists_and_cancels(repo: Path) -> None:
-    run_mux("new", "q", "-a", "fake", "-p", "busy 8", cwd=repo)
+    run_mux("new", "q", "-a", "fake", "-p", "busy 15", cwd=repo)
     run_mux("new", "other", "-a", "fake", "-p", "busy 30", cwd=repo)
     worktree = repo.parent / "proj.worktrees" / "q"
     wait_until(lambda: state(repo, "q") == "working" and state(repo, "other") == "working")
     first = run_mux("send", "q", "--when-idle", "write first.txt one", cwd=repo).stdout.strip()
     second = run_mux("send", "q", "--when-idle", "write second.txt two", cwd=repo).stdout.strip()
-    elsewhere = run_mux("send", "other", "--when-idle", "for the other task", cwd=repo).stdout.strip()
+    queued = json.loads(run_mux("send", "other", "--when-idle", "for the other task", "--json", cwd=repo).stdout)
+    assert (queued["task"], queued["position"], queued["text"]) == ("other", 1, "for the other task")
+    elsewhere = queued["id"]
     assert len({first, second, elsewhere}) == 3 and all(len(i.split()) == 1 for i in (first, second, elsewhere))
 
     listed = json.loads(run_mux("queue", "q", "--json", cwd=repo).stdout)
@@ -128,7 +134,7 @@ def test_when_idle_prints_the_id_that_queue_lists_and_cancels(repo: Path) -> Non
     assert wrong_task.returncode == 1
     assert [e["id"] for e in json.loads(run_mux("queue", "q", "--json", cwd=repo).stdout)] == [second]
 
-    wait_until(lambda: (worktree / "second.txt").exists(), timeout=30)
+    wait_until(lambda: (worktree / "second.txt").exists(), timeout=45)
     assert not (worktree / "first.txt").exists()
     assert "write first.txt" not in screen(repo, "q")
     assert run_mux("queue", "q", cwd=repo).stdout.strip() == "nothing queued for q"
