@@ -122,7 +122,7 @@ def test_hook_is_fast(tmp_path: Path) -> None:
         run_hook(tmp_path, "claude", stdin='{"hook_event_name": "Stop"}')
         timings.append(time.perf_counter() - start)
     # The budget is 60 ms on an idle machine; the suite shares 2 cores, so only gross regressions fail here
-    # (e.g. the hook importing typer, libtmux or GitPython). bench/ measures the real figure.
+    # (e.g. the hook importing typer or GitPython). bench/ measures the real figure.
     assert sorted(timings)[3] < 0.25
 
 

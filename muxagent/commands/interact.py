@@ -6,13 +6,13 @@ import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-from muxagent import naming
+from muxagent import naming, render
 from muxagent.commands.context import Context, get_task, load_tasks
 from muxagent.commands.report import list_reports, pane_of
 from muxagent.errors import AgentBusyError, MuxError, NotTakenError, UnknownTaskError, UsageError
-from muxagent.git import diff as git_diff
-from muxagent.git import worktrees as git_worktrees
+from muxagent.git import diffs, worktrees
 from muxagent.model import PaneInfo, State, Task, TaskStatus, utc_iso
 from muxagent.state import prompt_queue
 from muxagent.status import events
@@ -26,6 +26,8 @@ ECHO_WAIT = 1.0
 # Agents that see Enter inside the same read as the paste take it as a newline in the prompt (tmux/client.py).
 ENTER_GAP = 0.2
 POLL = 0.1
+# How much of a queued prompt `mux queue` shows on its line.
+PROMPT_WIDTH = 60
 
 
 def _live_pane(ctx: Context, task: Task) -> PaneInfo:
@@ -45,7 +47,7 @@ def _sendable_pane(ctx: Context, task: Task) -> PaneInfo:
     pane = _live_pane(ctx, task)
     if pane.dead:
         raise MuxError(f"the agent of {task.name!r} has exited (status {pane.dead_status}): nothing to send to")
-    if git_worktrees.checkout_pending(Path(task.worktree)):
+    if worktrees.checkout_pending(Path(task.worktree)):
         raise MuxError(
             f"{task.name!r} is still checking out its files, its agent not started: `mux send --when-idle` waits"
             " for it"
@@ -178,6 +180,16 @@ class Queued:
             "text": self.text,
         }
 
+    def first_line(self) -> str:
+        """The prompt's first line, clipped (… when there is more)."""
+        prompt = self.text.strip()
+        first = prompt.splitlines()[0] if prompt else ""
+        return first[:PROMPT_WIDTH] + ("…" if first != prompt or len(first) > PROMPT_WIDTH else "")
+
+    def text_line(self) -> str:
+        """One line for `mux queue`: task, id, place in the queue, age and the prompt's first line."""
+        return f"{self.task:<16} {self.id}  #{self.position}  {render.age(self.queued or None):>4}  {self.first_line()}"
+
 
 def queue_prompt(ctx: Context, name: str, text: str) -> Queued:
     """Queue a prompt for when the agent is next idle (the monitor delivers it: the caller makes sure it runs)."""
@@ -211,14 +223,45 @@ def cancel_queued(ctx: Context, entry_id: str, name: str | None = None) -> Queue
     raise MuxError(f"no queued prompt {entry_id!r}{where} (delivered or cancelled already?): `mux queue` lists them")
 
 
-def peek(ctx: Context, name: str, lines: int | None = None) -> str:
+@dataclass(frozen=True)
+class Screen:
+    """What `mux peek` prints: the agent's screen, escapes removed (it may hold any bytes)."""
+
+    name: str
+    screen: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {"name": self.name, "screen": self.text()}
+
+    def text(self) -> str:
+        return render.clean_text(self.screen)
+
+
+@dataclass(frozen=True)
+class Diff:
+    """What `mux diff` prints: the task's changes against its base, or only their diffstat."""
+
+    name: str
+    diff: str
+    stat: bool
+
+    def to_json(self) -> dict[str, Any]:
+        return {"name": self.name, "stat" if self.stat else "diff": self.diff}
+
+    def text(self, terminal: bool) -> str:
+        # A terminal gets no escape from a file's content or name (git quotes only C0 controls in names); a pipe
+        # gets git's bytes, so `mux diff NAME > fix.patch` still applies.
+        return render.clean_text(self.diff) if terminal else self.diff
+
+
+def peek(ctx: Context, name: str, lines: int | None = None) -> Screen:
     task = get_task(ctx, name)
     pane = _live_pane(ctx, task)
-    return ctx.tmux.capture([pane.pane_id], lines=lines).get(pane.pane_id, "")
+    return Screen(name, ctx.tmux.capture([pane.pane_id], lines=lines).get(pane.pane_id, ""))
 
 
-def diff(ctx: Context, name: str, stat: bool = False) -> str:
+def diff(ctx: Context, name: str, stat: bool = False) -> Diff:
     task = get_task(ctx, name)
     if not Path(task.worktree).is_dir():
         raise MuxError(f"the worktree of {name!r} is gone ({task.worktree})")
-    return git_diff.diff(Path(task.worktree), task.base, stat=stat)
+    return Diff(name, diffs.diff(Path(task.worktree), task.base, stat=stat), stat)

@@ -58,9 +58,16 @@ class GitHost(Protocol):
     so that no caller changes when a task lives on another machine."""
 
     def run(
-        self, argv: Sequence[str], cwd: Path, env: Mapping[str, str], stdin: str | bytes | None, text: bool
+        self,
+        argv: Sequence[str],
+        cwd: Path,
+        env: Mapping[str, str],
+        stdin: str | bytes | None,
+        text: bool,
+        timeout: float | None,
     ) -> subprocess.CompletedProcess[Any]:
-        """Run `argv` in `cwd` with `env` added to the host's environment; GitError when it cannot start."""
+        """Run `argv` in `cwd` with `env` added to the host's environment; GitError when it cannot start,
+        subprocess.TimeoutExpired when it runs past `timeout` seconds (None: no limit)."""
         ...
 
 
@@ -68,7 +75,13 @@ class LocalHost:
     """git as a child process of mux, never through a shell."""
 
     def run(
-        self, argv: Sequence[str], cwd: Path, env: Mapping[str, str], stdin: str | bytes | None, text: bool
+        self,
+        argv: Sequence[str],
+        cwd: Path,
+        env: Mapping[str, str],
+        stdin: str | bytes | None,
+        text: bool,
+        timeout: float | None,
     ) -> subprocess.CompletedProcess[Any]:
         try:
             return subprocess.run(
@@ -80,6 +93,7 @@ class LocalHost:
                 text=text,
                 encoding="utf-8" if text else None,
                 errors="surrogateescape" if text else None,
+                timeout=timeout,
             )
         except FileNotFoundError as exc:
             what = f"directory does not exist: {cwd}" if not cwd.is_dir() else "git is not installed"
@@ -104,10 +118,11 @@ def run_git(
     stdin: str | None = None,
     ok: tuple[int, ...] = (0,),
     host: GitHost = LOCAL,
+    timeout: float | None = None,
 ) -> subprocess.CompletedProcess[str]:
     """Run git, its output as text (bytes that are not UTF-8 held as surrogates); unless the exit code is in
-    `ok`, raise GitCommandError."""
-    return _run(host, cwd, args, env, stdin, ok, text=True)
+    `ok`, raise GitCommandError; GitError past `timeout` seconds."""
+    return _run(host, cwd, args, env, stdin, ok, text=True, timeout=timeout)
 
 
 def run_git_binary(
@@ -126,10 +141,14 @@ def _run(
     ok: tuple[int, ...],
     *,
     text: bool,
+    timeout: float | None = None,
 ) -> subprocess.CompletedProcess[Any]:
     """The one place git runs: every call of the package comes through here."""
     argv = ["git", "--no-optional-locks", *args]
-    proc = host.run(argv, cwd, env or {}, stdin, text)
+    try:
+        proc = host.run(argv, cwd, env or {}, stdin, text, timeout)
+    except subprocess.TimeoutExpired:
+        raise GitError(f"{shlex.join([*argv[:1], *argv[2:]])} did not finish within {timeout:g} s") from None
     if proc.returncode not in ok:
         stderr = proc.stderr if text else proc.stderr.decode(errors="replace")
         raise GitCommandError(argv, proc.returncode, stderr)
