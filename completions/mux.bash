@@ -58,8 +58,9 @@ _mux() {
                 new) opts='-a --agent -p --prompt --prompt-file --base --attach --help' valued=' -a=none --agent=none -p=none --prompt=none --prompt-file=file --base=none ' args='none' rest='' ;;
                 ls) opts='--json --watch --help' valued=' ' args='' rest='' ;;
                 attach) opts='--help' valued=' ' args='task' rest='' ;;
-                send) opts='--when-idle --help' valued=' ' args='task none' rest='' ;;
-                wait) opts='--for --timeout --help' valued=' --for=choice=idle|waiting|exited|any --timeout=none ' args='' rest='task' ;;
+                send) opts='--when-idle --now --timeout --json --help' valued=' --timeout=none ' args='task none' rest='' ;;
+                queue) opts='--cancel --json --help' valued=' --cancel=none ' args='task' rest='' ;;
+                wait) opts='--for --timeout --any --json --help' valued=' --for=choice=idle|waiting|exited|any --timeout=none ' args='' rest='task' ;;
                 restart) opts='--all --help' valued=' ' args='task' rest='' ;;
                 peek) opts='-n --lines --json --help' valued=' -n=none --lines=none ' args='task' rest='' ;;
                 diff) opts='--stat --json --help' valued=' ' args='task' rest='' ;;
@@ -67,6 +68,7 @@ _mux() {
                 clean) opts='--dry-run --help' valued=' ' args='' rest='' ;;
                 agents) opts='--json --help' valued=' ' args='' rest='' ;;
                 doctor) opts='--json --help' valued=' ' args='' rest='' ;;
+                guide) opts='--help' valued=' ' args='' rest='' ;;
                 completion) opts='--help' valued=' ' args='choice=bash|zsh|fish' rest='' ;;
                 trust) opts='-y --yes --show --revoke --json --help' valued=' ' args='' rest='' ;;
                 init) opts='--help' valued=' ' args='' rest='' ;;
@@ -103,7 +105,7 @@ _mux() {
         fi
     fi
     if [[ -z $cmd ]]; then
-        COMPREPLY=($(compgen -W 'new ls attach send wait restart peek diff rm clean agents doctor completion trust init logs status-line next-waiting merge sync restore gc' -- "$cur"))
+        COMPREPLY=($(compgen -W 'new ls attach send queue wait restart peek diff rm clean agents doctor guide completion trust init logs status-line next-waiting merge sync restore gc' -- "$cur"))
         return 0
     fi
     local kinds=($args)

@@ -20,6 +20,7 @@ from muxagent.commands import (
     create,
     doctor,
     gc,
+    guide,
     interact,
     merge,
     recovery,
@@ -180,16 +181,67 @@ def send(
     name: NameArg,
     text: Annotated[str, typer.Argument(help="Text to deliver verbatim, followed by Enter.", show_default=False)],
     when_idle: Annotated[
-        bool, typer.Option("--when-idle", help="Queue it; the monitor delivers it when the agent is next idle.")
+        bool,
+        typer.Option("--when-idle", help="Queue it for the agent's next idle moment; print its id."),
+    ] = False,
+    now: Annotated[bool, typer.Option("--now", help="Type it even while the agent is working.")] = False,
+    timeout: Annotated[
+        float, typer.Option("--timeout", help="Seconds to wait for the agent to take it (exit 6).")
+    ] = interact.SEND_TIMEOUT,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print a JSON object: the sign it was taken, or the queued entry.")
     ] = False,
 ) -> None:
-    """Deliver a prompt to the task's agent exactly as written."""
+    """Deliver a prompt to the task's agent exactly as written, and wait until the agent took it.
+
+    Exit 0 once it did (a hook fired after Enter, its screen changed, or it exited); 5 when the agent is working,
+    nothing typed (`--when-idle` queues it, `--now` types it anyway); 6 when the agent showed no sign of taking
+    it within --timeout. A waiting agent takes the text as its answer.
+    """
+    if when_idle and now:
+        raise UsageError("give either --when-idle or --now, not both")
     with _repo() as ctx:
-        if when_idle:
-            position = daemon.queue_prompt(ctx, name, text)
-            print(f"queued for {name} (#{position} in its queue)")
-        else:
-            interact.send(ctx, name, text)
+        if not when_idle:
+            sent = interact.send_confirmed(ctx, name, text, now=now, timeout=timeout)
+            if as_json:
+                _print_json(sent.to_json())
+            return
+        queued = interact.queue_prompt(ctx, name, text)
+        daemon.ensure_running(ctx)
+    if as_json:
+        _print_json(queued.to_json())
+        return
+    print(queued.id)
+    render.stderr_line(f"queued for {name} (#{queued.position} in its queue; `mux queue --cancel {queued.id}`)")
+
+
+@app.command("queue")
+def list_queue(
+    name: Annotated[
+        str | None, typer.Argument(metavar="NAME", help="Task name (default: every task).", show_default=False)
+    ] = None,
+    cancel: Annotated[
+        str | None, typer.Option("--cancel", help="Take the prompt with this id off its queue.", metavar="ID")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print a JSON array (with --cancel: an object).")] = False,
+) -> None:
+    """List the prompts queued with `mux send --when-idle`, in the order they go out, or cancel one."""
+    with _repo() as ctx:
+        if cancel is not None:
+            cancelled = interact.cancel_queued(ctx, cancel, name)
+            if as_json:
+                _print_json(cancelled.to_json())
+            else:
+                _say(f"cancelled {cancelled.id} for {cancelled.task}: {cancelled.first_line()}")
+            return
+        items = interact.queued(ctx, name)
+    if as_json:
+        _print_json([item.to_json() for item in items])
+        return
+    for item in items:
+        _say(item.text_line())
+    if not items:
+        print(f"nothing queued for {name}" if name is not None else "nothing queued")
 
 
 @app.command("wait")
@@ -197,11 +249,16 @@ def wait_for(
     names: Annotated[list[str], typer.Argument(metavar="NAME...", help="Tasks to wait for.", show_default=False)],
     state: Annotated[wait.Target, typer.Option("--for", help="The state to wait for.")] = wait.Target.IDLE,
     timeout: Annotated[float | None, typer.Option("--timeout", help="Give up after S seconds (exit 4).")] = None,
+    first: Annotated[bool, typer.Option("--any", help="Return as soon as one of them is in the state.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print a JSON object.")] = False,
 ) -> None:
-    """Block until every named task is in the state."""
+    """Block until every named task (with --any: the first of them) is in the state; print those that are."""
     with _repo() as ctx:
-        reports = wait.wait(ctx, names, state, timeout)
-    for item in reports:
+        result = wait.wait(ctx, names, state, timeout, first=first)
+    if as_json:
+        _print_json(result.to_json())
+        return
+    for item in result.reached:
         _say(f"{item.task.name}: {item.status.state.value} ({item.status.reason})")
 
 
@@ -325,6 +382,12 @@ def check_health(
         print("\n".join(checks.lines()))
     if checks.failed:
         raise MuxError("doctor found problems")
+
+
+@app.command("guide")
+def print_guide() -> None:
+    """Print a short text to give an agent (AGENTS.md, CLAUDE.md or a prompt) on delegating work to sub-tasks."""
+    sys.stdout.write(guide.guide({command.name for command in _completion_spec().commands}))
 
 
 @app.command("completion")

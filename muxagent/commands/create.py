@@ -109,7 +109,7 @@ def new_task(ctx: Context, request: NewRequest, progress: Progress = no_progress
         env = agent_env(ctx, name, worktree, port, profile, adapter)
         # Claude fires no hook for a prompt given on its command line: the turn it starts is marked here.
         busy = prompt_on_command_line and profile.hooks != "none"
-        mark_spawn(ctx, name, State.WORKING if busy else None)
+        mark_spawn(ctx, name, State.WORKING if busy else None, env)
         created = now_iso()
         task = open_task(ctx, undo, name, profile, argv, worktree, port, env, pane_argv, base, created, request.prompt)
         intents.crash_point("new:after-window")
@@ -199,12 +199,15 @@ def agent_env(
         "MUX_REPO": str(ctx.repo.main),
         "MUX_WORKTREE": str(worktree),
         "MUX_PORT": str(port),
+        events.LAUNCH_ENV: events.new_launch(),  # this start's own: see status/events.py
     }
 
 
-def mark_spawn(ctx: Context, name: str, state: State | None) -> None:
-    """Start a new run in the task's event log: classification ignores events of earlier runs."""
-    events.append(events.events_path(ctx.store.root, name), events.HookEvent(time.time(), "mux", events.SPAWN, state))
+def mark_spawn(ctx: Context, name: str, state: State | None, env: dict[str, str]) -> None:
+    """Start a new run in the task's event log, of the launch in `env` (`agent_env`): classification ignores
+    events of earlier runs and of other launches."""
+    spawn = events.HookEvent(time.time(), "mux", events.SPAWN, state, launch=env[events.LAUNCH_ENV])
+    events.append(events.events_path(ctx.store.root, name), spawn)
 
 
 def _warn_untrusted(ctx: Context) -> None:

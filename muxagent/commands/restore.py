@@ -68,7 +68,7 @@ def restore(ctx: Context, name: str, at: str | None = None, progress: Progress =
             recovery_refs.apply_snapshot(worktree, snapshot)
         submodules = _restore_submodules(ctx, name, ref.rsplit("/", 1)[-1], worktree, progress)
         env = agent_env(ctx, name, worktree, port, profile, adapter)
-        mark_spawn(ctx, name, None)
+        mark_spawn(ctx, name, None, env)
         # From here the agent may write what `ref` does not hold: a rollback must save the worktree again.
         running.fields["agent_started"] = True
         running.save()
