@@ -106,10 +106,12 @@ def test_send_timeout_must_be_a_number_of_seconds(repo: Path) -> None:
 
 
 def test_when_idle_prints_the_id_that_queue_lists_and_cancels(repo: Path) -> None:
-    run_mux("new", "q", "-a", "fake", "-p", "busy 15", cwd=repo)
-    run_mux("new", "other", "-a", "fake", "-p", "busy 30", cwd=repo)
+    # Both agents wait on a question, so nothing is delivered until the test answers it (a busy spell of a few
+    # seconds ran out on a loaded machine, and the monitor delivered a prompt before the queue was listed).
+    run_mux("new", "q", "-a", "fake", "-p", "ask", cwd=repo)
+    run_mux("new", "other", "-a", "fake", "-p", "ask", cwd=repo)
     worktree = repo.parent / "proj.worktrees" / "q"
-    wait_until(lambda: state(repo, "q") == "working" and state(repo, "other") == "working")
+    wait_until(lambda: state(repo, "q") == "waiting" and state(repo, "other") == "waiting", timeout=30)
     first = run_mux("send", "q", "--when-idle", "write first.txt one", cwd=repo).stdout.strip()
     second = run_mux("send", "q", "--when-idle", "write second.txt two", cwd=repo).stdout.strip()
     queued = json.loads(run_mux("send", "other", "--when-idle", "for the other task", "--json", cwd=repo).stdout)
@@ -134,6 +136,7 @@ def test_when_idle_prints_the_id_that_queue_lists_and_cancels(repo: Path) -> Non
     assert wrong_task.returncode == 1
     assert [e["id"] for e in json.loads(run_mux("queue", "q", "--json", cwd=repo).stdout)] == [second]
 
+    run_mux("send", "q", "y", cwd=repo)  # the answer ends the turn: the queue goes in once q is idle
     wait_until(lambda: (worktree / "second.txt").exists(), timeout=45)
     assert not (worktree / "first.txt").exists()
     assert "write first.txt" not in screen(repo, "q")
