@@ -88,6 +88,9 @@ def restore(ctx: Context, name: str, at: str | None = None, progress: Progress =
             created=record.created if record is not None else now_iso(),
             port=port,
             prompt=record.prompt if record is not None else None,
+            # A restored sub-task is its parent's again (a parent restored after it finds it back the same way).
+            parent=record.parent if record is not None else None,
+            notify=record.notify if record is not None else (),
         )
         registry.add(task)
         journal_creation(ctx, undo, task, restored_from=ref)
