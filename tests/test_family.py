@@ -4,12 +4,14 @@ home into its parent's worktree, and `rm`, `merge` and `restore` keep families w
 from __future__ import annotations
 
 import json
+import subprocess
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 from conftest import git, make_repo, mux_ls, run_mux, wait_until
-from merge_helpers import commit_file, start
+from merge_helpers import checkout_state, commit_file, start
 
 pytestmark = pytest.mark.usefixtures("fake_profile")
 
@@ -93,8 +95,10 @@ NOTIFY_TAKES = "mux: --notify takes idle,exited,waiting (any of them, comma-sepa
         (("--parent", "parent", "--no-parent"), "mux: give either --parent or --no-parent, not both"),
         (("--notify", "idle,done"), f"{NOTIFY_TAKES} not 'idle,done'"),
         (("--notify", ""), f"{NOTIFY_TAKES} not ''"),
-        (("--no-parent", "--notify", "idle"), "mux: --notify tells a parent task's agent, and this task has no parent"
-         " (see --parent)"),
+        (
+            ("--no-parent", "--notify", "idle"),
+            "mux: --notify tells a parent task's agent, and this task has no parent (see --parent)",
+        ),
     ],
 )
 def test_bad_family_input_is_one_line_and_creates_nothing(repo: Path, args: tuple[str, ...], says: str) -> None:
@@ -134,3 +138,282 @@ def test_ls_shows_each_child_under_its_parent(repo: Path) -> None:
         "f-top": (None, []),
     }
     assert run_mux("_tasks", cwd=repo).stdout.split() == sorted(family)  # TAB lists names, not the tree
+
+
+def family(repo: Path) -> tuple[Path, Path]:
+    """A parent task with a committed file and a child of it started from its worktree: (parent, child)."""
+    parent = start(repo, "parent")
+    commit_file(parent, "shared.txt", "base\n")
+    return parent, child_of(parent, "child")
+
+
+def subjects(cwd: Path, *args: str) -> list[str]:
+    return git(cwd, "log", "--format=%s", *args).splitlines()
+
+
+@pytest.mark.parametrize("strategy", ["--merge", "--squash", "--rebase"])
+def test_merge_brings_a_child_home_into_its_parents_worktree(repo: Path, strategy: str) -> None:
+    parent, child = family(repo)
+    started = git(child, "rev-parse", "HEAD").strip()
+    commit_file(child, "feature.txt", "from the child\n", "child commit")
+    (child / "notes.txt").write_text("uncommitted in the child\n")
+    commit_file(parent, "later.txt", "the parent moved on\n", "parent commit")  # since the child started
+    (parent / "wip.txt").write_text("the parent's own unsaved edit\n")  # where the merge writes nothing
+    main_before = checkout_state(repo)[:4]  # files, index, HEAD, branch (not every ref: mux/parent moves)
+
+    out = run_mux("merge", "child", strategy, "-m", "Child's work", cwd=repo).stdout
+
+    assert "merged child into mux/parent (" in out and "removed child" in out
+    shown = {path: (parent / path).read_text() for path in ("feature.txt", "notes.txt", "later.txt", "wip.txt")}
+    assert shown == {
+        "feature.txt": "from the child\n",
+        "notes.txt": "uncommitted in the child\n",
+        "later.txt": "the parent moved on\n",
+        "wip.txt": "the parent's own unsaved edit\n",
+    }
+    assert git(parent, "status", "--porcelain") == "?? wip.txt\n"  # files, index and branch agree
+    assert git(parent, "rev-parse", "HEAD") == git(repo, "rev-parse", "mux/parent")
+    expected = {  # newest first, since the commit the child started from
+        "--merge": ["Child's work", "Child's work", "child commit", "parent commit"],  # -m names the merge too
+        "--squash": ["Child's work", "parent commit"],
+        "--rebase": ["Child's work", "child commit", "parent commit"],
+    }[strategy]
+    assert subjects(parent, f"{started}..HEAD", "--topo-order") == expected
+    assert "child" not in mux_ls(repo) and not child.exists()
+    assert checkout_state(repo)[:4] == main_before  # the main checkout is not the target: untouched
+
+
+def own_state(worktree: Path) -> tuple[str, ...]:
+    """checkout_state without the refs of other branches: files, index, HEAD and its branch, stash, status."""
+    state = checkout_state(worktree)
+    return (*state[:4], git(worktree, "rev-parse", "HEAD"), *state[5:])
+
+
+def overlapping_edit(parent: Path) -> None:
+    (parent / "shared.txt").write_text("the parent's unsaved edit\n")
+
+
+def overlapping_untracked(parent: Path) -> None:
+    (parent / "feature.txt").write_text("the parent's own new file\n")
+
+
+def staged_edit(parent: Path) -> None:
+    overlapping_edit(parent)
+    git(parent, "add", "shared.txt")
+
+
+def mid_merge(parent: Path) -> None:
+    git(parent, "checkout", "-q", "-b", "side")
+    commit_file(parent, "other.txt", "side\n")
+    git(parent, "checkout", "-q", "mux/parent")
+    commit_file(parent, "other.txt", "parent\n")
+    subprocess.run(["git", "merge", "side"], cwd=parent, capture_output=True)  # stops on the conflict
+    assert git(parent, "rev-parse", "-q", "--verify", "MERGE_HEAD")
+
+
+def mid_rebase(parent: Path) -> None:
+    git(parent, "branch", "side", "HEAD")
+    git(parent, "checkout", "-q", "side")
+    commit_file(parent, "other.txt", "side\n")
+    git(parent, "checkout", "-q", "mux/parent")
+    commit_file(parent, "other.txt", "parent\n")
+    subprocess.run(["git", "rebase", "side"], cwd=parent, capture_output=True)  # mux/parent itself, stopped
+    assert git(parent, "status").startswith("interactive rebase in progress") or "rebase" in git(parent, "status")
+
+
+WRITES = "the worktree of 'parent' has local changes where the merge into mux/parent writes:"
+
+
+@pytest.mark.parametrize(
+    ("make_state", "phrase"),
+    [
+        (overlapping_edit, f"{WRITES} shared.txt"),
+        (overlapping_untracked, f"{WRITES} feature.txt"),
+        (staged_edit, f"{WRITES} shared.txt"),
+        (mid_merge, "the worktree of 'parent' is in the middle of a merge: finish or abort it first"),
+        (mid_rebase, "branch 'mux/parent' is being rebased in"),
+    ],
+    ids=["overlapping-edit", "overlapping-untracked", "staged", "mid-merge", "mid-rebase"],
+)
+def test_refused_merges_into_a_parent_change_nothing_anywhere(
+    repo: Path, make_state: Callable[[Path], None], phrase: str
+) -> None:
+    parent, child = family(repo)
+    commit_file(child, "shared.txt", "the child's version\n")
+    (child / "feature.txt").write_text("the child's new file\n")
+    make_state(parent)
+    before = [checkout_state(path) for path in (repo, parent, child)]
+    for strategy in ("--merge", "--squash", "--rebase"):
+        proc = run_mux("merge", "child", strategy, cwd=repo, check=False)
+        assert proc.returncode == 1 and phrase in proc.stderr, proc.stderr
+        assert len(proc.stderr.splitlines()) == 1 and proc.stdout == ""
+        assert [checkout_state(path) for path in (repo, parent, child)] == before
+    assert "child" in mux_ls(repo)
+
+
+def test_a_conflict_with_the_parent_is_exit_3_and_changes_nothing(repo: Path) -> None:
+    parent, child = family(repo)
+    commit_file(child, "shared.txt", "the child's version\n")
+    commit_file(parent, "shared.txt", "the parent's version\n")
+    before = [checkout_state(path) for path in (repo, parent, child)]
+    proc = run_mux("merge", "child", cwd=repo, check=False)
+    assert proc.returncode == 3 and proc.stdout == "shared.txt\n"
+    assert "'child' conflicts with mux/parent in 1 file: nothing was changed" in proc.stderr
+    assert [checkout_state(path) for path in (repo, parent, child)] == before
+
+
+def test_the_parent_moving_during_the_merge_refuses_it_and_takes_the_childs_commit_back(repo: Path) -> None:
+    parent, child = family(repo)
+    commit_file(child, "feature.txt", "from the child\n")
+    (child / "notes.txt").write_text("uncommitted in the child\n")
+    # Fired the first time mux writes the child's index (after it read mux/parent's tip): the parent's agent
+    # commits right then, in the parent's worktree.
+    marker = repo / ".git" / "move-the-parent-once"
+    hook = repo / ".git" / "hooks" / "post-index-change"
+    hook.write_text(
+        "#!/bin/sh\n"
+        f'[ "$(pwd -P)" = "{child.resolve()}" ] && rm "{marker}" 2>/dev/null || exit 0\n'
+        f'cd "{parent}" && unset GIT_DIR GIT_INDEX_FILE GIT_WORK_TREE && echo moved > moved.txt &&'
+        " git add moved.txt && git -c core.hooksPath=/dev/null commit -q -m 'the parent moved'\n"
+    )
+    hook.chmod(0o755)
+    child_before = own_state(child)
+    marker.touch()
+
+    proc = run_mux("merge", "child", cwd=repo, check=False)
+
+    assert not marker.exists(), "the hook did not run"
+    assert proc.returncode == 1 and proc.stderr == (
+        "mux: branch 'mux/parent' moved in the worktree of 'parent' while mux was merging into it: nothing was"
+        " changed, try again\n"
+    )
+    assert subjects(parent, "-1") == ["the parent moved"] and git(parent, "status", "--porcelain") == ""
+    assert own_state(child) == child_before  # its work uncommitted again, as it was
+    run_mux("merge", "child", cwd=repo)  # again, now that the parent holds still
+    assert (parent / "notes.txt").exists() and (parent / "moved.txt").exists()
+
+
+def test_a_working_parent_takes_a_merge_only_from_its_own_pane_or_with_while_busy(
+    repo: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    start(repo, "parent", "-p", "busy 120")
+    wait_until(lambda: mux_ls(repo)["parent"]["state"] == "working", timeout=20)
+    for name in ("asked", "forced", "refused"):
+        worktree = child_of(repo, name, "--parent", "parent")
+        commit_file(worktree, f"{name}.txt", f"{name}\n")
+    parent = Path(mux_ls(repo)["parent"]["worktree"])
+    before = checkout_state(parent), git(repo, "for-each-ref")
+
+    proc = run_mux("merge", "refused", cwd=repo, check=False)
+
+    assert proc.returncode == 1 and proc.stderr.splitlines() == [
+        "mux: 'parent' is working, and merging 'refused' changes the files under its agent: run it from 'parent''s"
+        " own pane, after `mux wait parent`, or with --while-busy"
+    ]
+    assert (checkout_state(parent), git(repo, "for-each-ref")) == before
+    run_mux("merge", "forced", "--while-busy", cwd=repo)
+    monkeypatch.setenv("MUX_TASK", "parent")  # the parent's agent asks for it
+    run_mux("merge", "asked", cwd=parent)
+    assert (
+        (parent / "forced.txt").exists() and (parent / "asked.txt").exists() and not (parent / "refused.txt").exists()
+    )
+    assert mux_ls(repo)["parent"]["state"] == "working"
+
+
+def three_generations(repo: Path) -> tuple[Path, Path, Path]:
+    """parent -> child -> grandchild, each started from the worktree above it."""
+    parent = start(repo, "parent")
+    child = child_of(parent, "child")
+    return parent, child, child_of(child, "grandchild")
+
+
+def recovery_refs(repo: Path) -> list[str]:
+    return sorted(
+        ref.split("/")[3] for ref in git(repo, "for-each-ref", "--format=%(refname)", "refs/mux/recovery").split()
+    )
+
+
+def test_rm_refuses_a_parent_with_sub_tasks_and_recursive_removes_them_first(repo: Path) -> None:
+    parent, child, grandchild = three_generations(repo)
+    refs_before = git(repo, "for-each-ref")
+    proc = run_mux("rm", "child", "--force", cwd=repo, check=False)
+    assert proc.returncode == 1 and proc.stderr.splitlines() == [
+        "mux: task 'child' has sub-tasks: grandchild (merge or remove them first, or `mux rm --recursive child`"
+        " removes them too)"
+    ]
+    assert git(repo, "for-each-ref") == refs_before and set(mux_ls(repo)) == {"parent", "child", "grandchild"}
+
+    out = run_mux("rm", "parent", "--recursive", cwd=repo).stdout
+
+    assert [line for line in out.splitlines() if line.startswith("removed ")] == [
+        "removed grandchild",
+        "removed child",
+        "removed parent",
+    ]
+    assert mux_ls(repo) == {} and not any(path.exists() for path in (parent, child, grandchild))
+    assert recovery_refs(repo) == ["child", "grandchild", "parent"]  # each undoable by `mux restore`
+
+
+def test_rm_recursive_refuses_the_whole_family_when_one_member_has_unsaved_work(repo: Path) -> None:
+    parent, child, grandchild = three_generations(repo)
+    (grandchild / "draft.txt").write_text("only copy\n")
+    commit_file(child, "c.txt", "the child's commit\n")
+    before = [checkout_state(path) for path in (repo, parent, child, grandchild)]
+
+    proc = run_mux("rm", "parent", "--recursive", cwd=repo, check=False)
+
+    assert proc.returncode == 1 and len(proc.stderr.splitlines()) == 1
+    assert (
+        "grandchild: 1 untracked file (draft.txt)" in proc.stderr and "child: 1 commit not in mux/parent" in proc.stderr
+    )
+    assert "nothing was removed" in proc.stderr
+    assert [checkout_state(path) for path in (repo, parent, child, grandchild)] == before
+    assert set(mux_ls(repo)) == {"parent", "child", "grandchild"}
+
+    run_mux("rm", "parent", "--recursive", "--force", cwd=repo)
+    assert mux_ls(repo) == {}
+    run_mux("restore", "grandchild", cwd=repo)  # the recovery refs hold every member's work
+    assert (Path(mux_ls(repo)["grandchild"]["worktree"]) / "draft.txt").read_text() == "only copy\n"
+
+
+def test_merge_refuses_a_parent_whose_sub_tasks_are_not_merged_into_it(repo: Path) -> None:
+    parent, child, grandchild = three_generations(repo)
+    commit_file(parent, "p.txt", "the parent's work\n")
+    (grandchild / "g.txt").write_text("the grandchild's work\n")
+    before = [checkout_state(path) for path in (repo, parent, child, grandchild)]
+
+    proc = run_mux("merge", "parent", cwd=repo, check=False)
+
+    assert proc.returncode == 1 and proc.stderr.splitlines() == [
+        "mux: 'parent' has sub-tasks whose work is not merged into it: grandchild (merge them first with"
+        " `mux merge NAME`, or remove them); nothing was changed"
+    ]
+    assert [checkout_state(path) for path in (repo, parent, child, grandchild)] == before
+    run_mux("merge", "grandchild", cwd=repo)  # into child's worktree
+    run_mux("merge", "child", cwd=repo)  # into parent's
+    run_mux("merge", "parent", cwd=repo)  # home
+    assert (repo / "g.txt").read_text() == "the grandchild's work\n" and (repo / "p.txt").exists()
+    assert mux_ls(repo) == {}
+
+
+def test_restore_brings_the_parent_link_back_and_an_orphan_merges_as_today(repo: Path) -> None:
+    parent, child = family(repo)
+    commit_file(child, "feature.txt", "from the child\n")
+    run_mux("rm", "parent", "--recursive", "--force", cwd=repo)
+
+    run_mux("restore", "child", cwd=repo)  # its parent is gone: the link waits for it
+    rows = mux_ls(repo)
+    assert (rows["child"]["parent"], rows["child"]["base"]) == (None, "mux/parent")
+    assert registry(repo)["child"]["parent"] == "parent"
+    assert registry(repo)["child"]["notify"] == ["idle", "exited", "waiting"]
+    proc = run_mux("merge", "child", cwd=repo, check=False)  # its base branch went with the parent
+    assert proc.returncode == 1
+    assert proc.stderr == "mux: 'mux/parent' is not a local branch: merge into a branch with --into BRANCH\n"
+
+    run_mux("restore", "parent", cwd=repo)
+    rows = mux_ls(repo)
+    assert rows["child"]["parent"] == "parent" and rows["parent"]["children"] == ["child"]
+    parent = Path(rows["parent"]["worktree"])
+    wait_until(lambda: (parent / "shared.txt").exists())
+    run_mux("merge", "child", cwd=repo)
+    assert (parent / "feature.txt").read_text() == "from the child\n"

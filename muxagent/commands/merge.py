@@ -22,13 +22,12 @@ from pathlib import Path
 from muxagent import naming
 from muxagent.commands.context import Context, get_task, load_tasks
 from muxagent.commands.create import calling_task
-from muxagent.commands.remove import Removal, journal_removal, remove_locked, sub_tasks
+from muxagent.commands.remove import Removal, journal_removal, remove_locked, sub_tasks, unsaved_work_of
 from muxagent.commands.report import list_reports
 from muxagent.errors import MergeConflictError, MuxError, UnknownTaskError, UsageError, WouldLoseWorkError
 from muxagent.git import diff as git_diff
 from muxagent.git import merging as git_merging
 from muxagent.git import repo as git_repo
-from muxagent.git import safety as git_safety
 from muxagent.git import status as git_status
 from muxagent.git import worktrees as git_worktrees
 from muxagent.model import Progress, State, Task, no_progress
@@ -169,18 +168,13 @@ def _refuse_unmerged_sub_tasks(ctx: Context, registry: Registry, task: Task) -> 
     unmerged = [
         child.name
         for child in sub_tasks(registry.values(), task.name)
-        if git_safety.unsaved_work(ctx.repo, _present(child), child.branch, child.base)
+        if unsaved_work_of(ctx, child)
     ]
     if unmerged:
         raise MuxError(
             f"{task.name!r} has sub-tasks whose work is not merged into it: {_names(sorted(unmerged))} (merge them"
             f" first with `mux merge NAME`, or remove them); nothing was changed"
         )
-
-
-def _present(task: Task) -> Path | None:
-    worktree = Path(task.worktree)
-    return worktree if worktree.is_dir() else None
 
 
 def _checkout_of(ctx: Context, target: str, task: Task, tasks: Iterable[Task]) -> tuple[Path | None, Task | None]:

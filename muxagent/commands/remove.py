@@ -69,7 +69,7 @@ def remove_family(ctx: Context, name: str, force: bool = False) -> list[Removal]
         raise UnknownTaskError(f"no task named {name!r} (see `mux ls`)")
     family = [*sub_tasks(tasks, name), top]
     if not force:
-        lost = [f"{task.name}: {'; '.join(found)}" for task in family if (found := _unsaved(ctx, task))]
+        lost = [f"{task.name}: {'; '.join(found)}" for task in family if (found := unsaved_work_of(ctx, task))]
         if lost:
             raise WouldLoseWorkError(
                 f"not removing {name!r} and its sub-tasks: work exists nowhere else in {' | '.join(lost)}"
@@ -92,7 +92,8 @@ def _hint_note(removal: Removal) -> str:
     return f" (restore with `{hint}`)" if hint else ""
 
 
-def _unsaved(ctx: Context, task: Task) -> list[str]:
+def unsaved_work_of(ctx: Context, task: Task) -> list[str]:
+    """Phrases naming what removing the task would lose (see git.safety.unsaved_work); [] when nothing."""
     worktree = Path(task.worktree)
     return git_safety.unsaved_work(ctx.repo, worktree if worktree.is_dir() else None, task.branch, task.base)
 
@@ -148,7 +149,7 @@ def remove_locked(
     has_branch = git_repo.branch_exists(ctx.repo, task.branch)
     intents.crash_point("rm:while-checking")
     # Also without a branch (deleted by hand): the worktree's files may still be the only copy.
-    lost = _unsaved(ctx, task)
+    lost = unsaved_work_of(ctx, task)
     if lost and not force:
         raise WouldLoseWorkError(
             f"task {task.name!r} has work that exists nowhere else: {'; '.join(lost)}"
@@ -233,9 +234,8 @@ def clean(ctx: Context, dry_run: bool = False) -> CleanResult:
 
 def _clean_one(ctx: Context, task: Task, dry_run: bool) -> str | None:
     """Remove one task whose work is all elsewhere (WouldLoseWorkError naming it otherwise); its restore hint."""
-    present = Path(task.worktree).is_dir()
     has_branch = git_repo.branch_exists(ctx.repo, task.branch)
-    lost = git_safety.unsaved_work(ctx.repo, Path(task.worktree) if present else None, task.branch, task.base)
+    lost = unsaved_work_of(ctx, task)
     if lost:
         raise WouldLoseWorkError("; ".join(lost) + ("" if has_branch else f" (branch {task.branch} is gone)"))
     return None if dry_run else remove(ctx, task.name, command="clean").restore_hint
