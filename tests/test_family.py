@@ -202,6 +202,11 @@ def staged_edit(parent: Path) -> None:
     git(parent, "add", "shared.txt")
 
 
+def hidden_edit(parent: Path) -> None:
+    git(parent, "update-index", "--assume-unchanged", "shared.txt")  # `git status` shows nothing
+    overlapping_edit(parent)
+
+
 def mid_merge(parent: Path) -> None:
     git(parent, "checkout", "-q", "-b", "side")
     commit_file(parent, "other.txt", "side\n")
@@ -230,10 +235,11 @@ WRITES = "the worktree of 'parent' has local changes where the merge into mux/pa
         (overlapping_edit, f"{WRITES} shared.txt"),
         (overlapping_untracked, f"{WRITES} feature.txt"),
         (staged_edit, f"{WRITES} shared.txt"),
+        (hidden_edit, f"{WRITES} shared.txt"),
         (mid_merge, "the worktree of 'parent' is in the middle of a merge: finish or abort it first"),
         (mid_rebase, "branch 'mux/parent' is being rebased in"),
     ],
-    ids=["overlapping-edit", "overlapping-untracked", "staged", "mid-merge", "mid-rebase"],
+    ids=["overlapping-edit", "overlapping-untracked", "staged", "assume-unchanged", "mid-merge", "mid-rebase"],
 )
 def test_refused_merges_into_a_parent_change_nothing_anywhere(
     repo: Path, make_state: Callable[[Path], None], phrase: str
@@ -249,6 +255,16 @@ def test_refused_merges_into_a_parent_change_nothing_anywhere(
         assert len(proc.stderr.splitlines()) == 1 and proc.stdout == ""
         assert [checkout_state(path) for path in (repo, parent, child)] == before
     assert "child" in mux_ls(repo)
+
+
+def test_a_parent_that_switched_branches_keeps_its_worktree_and_its_branch_moves_as_today(repo: Path) -> None:
+    parent, child = family(repo)
+    commit_file(child, "feature.txt", "from the child\n")
+    git(parent, "checkout", "-q", "-b", "elsewhere")  # the parent's agent left mux/parent: checked out nowhere
+    before = own_state(parent)
+    run_mux("merge", "child", cwd=repo)
+    assert own_state(parent) == before and not (parent / "feature.txt").exists()
+    assert git(repo, "show", "mux/parent:feature.txt") == "from the child\n"
 
 
 def test_a_conflict_with_the_parent_is_exit_3_and_changes_nothing(repo: Path) -> None:
@@ -417,3 +433,15 @@ def test_restore_brings_the_parent_link_back_and_an_orphan_merges_as_today(repo:
     wait_until(lambda: (parent / "shared.txt").exists())
     run_mux("merge", "child", cwd=repo)
     assert (parent / "feature.txt").read_text() == "from the child\n"
+
+
+def test_clean_removes_a_merged_family_children_first(repo: Path) -> None:
+    three_generations(repo)
+    wait_until(lambda: {row["state"] for row in mux_ls(repo).values()} == {"idle"})  # `clean` leaves busy agents
+    out = run_mux("clean", cwd=repo).stdout
+    assert [line for line in out.splitlines() if line.startswith("removed ")] == [
+        "removed grandchild",
+        "removed child",
+        "removed parent",
+    ]
+    assert mux_ls(repo) == {}

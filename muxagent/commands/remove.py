@@ -212,7 +212,10 @@ def clean(ctx: Context, dry_run: bool = False) -> CleanResult:
     removed: list[str] = []
     kept: dict[str, str] = {}
     hints: dict[str, str] = {}
-    for item in list_reports(ctx):
+    reports = list_reports(ctx)
+    # Sub-tasks first: a parent is removable only once its children are gone.
+    depth = _depths([item.task for item in reports])
+    for item in sorted(reports, key=lambda item: -depth[item.task.name]):
         task = item.task
         if item.status.state in ACTIVE_STATES:
             kept[task.name] = f"agent is {item.status.state.value}"
@@ -230,6 +233,20 @@ def clean(ctx: Context, dry_run: bool = False) -> CleanResult:
             hints[task.name] = hint
         removed.append(task.name)
     return CleanResult(removed=removed, kept=kept, restore_hints=hints)
+
+
+def _depths(tasks: list[Task]) -> dict[str, int]:
+    """How many listed ancestors each task has (a loop of parents, from a hand-edited registry, counted once)."""
+    parent_of = {task.name: task.parent for task in tasks}
+    depths: dict[str, int] = {}
+    for task in tasks:
+        seen = {task.name}
+        above = task.parent
+        while above in parent_of and above not in seen:
+            seen.add(above)
+            above = parent_of[above]
+        depths[task.name] = len(seen) - 1
+    return depths
 
 
 def _clean_one(ctx: Context, task: Task, dry_run: bool) -> str | None:
