@@ -207,6 +207,11 @@ def hidden_edit(parent: Path) -> None:
     overlapping_edit(parent)
 
 
+def checking_out(parent: Path) -> None:
+    """The state of a worktree whose window has not checked its files out yet (muxagent.git.worktrees)."""
+    (Path(git(parent, "rev-parse", "--absolute-git-dir").strip()) / "mux-checkout-pending").touch()
+
+
 def mid_merge(parent: Path) -> None:
     git(parent, "checkout", "-q", "-b", "side")
     commit_file(parent, "other.txt", "side\n")
@@ -236,10 +241,19 @@ WRITES = "the worktree of 'parent' has local changes where the merge into mux/pa
         (overlapping_untracked, f"{WRITES} feature.txt"),
         (staged_edit, f"{WRITES} shared.txt"),
         (hidden_edit, f"{WRITES} shared.txt"),
+        (checking_out, "has no files yet: its task's window checks them out before the agent starts"),
         (mid_merge, "the worktree of 'parent' is in the middle of a merge: finish or abort it first"),
         (mid_rebase, "branch 'mux/parent' is being rebased in"),
     ],
-    ids=["overlapping-edit", "overlapping-untracked", "staged", "assume-unchanged", "mid-merge", "mid-rebase"],
+    ids=[
+        "overlapping-edit",
+        "overlapping-untracked",
+        "staged",
+        "assume-unchanged",
+        "checking-out",
+        "mid-merge",
+        "mid-rebase",
+    ],
 )
 def test_refused_merges_into_a_parent_change_nothing_anywhere(
     repo: Path, make_state: Callable[[Path], None], phrase: str
@@ -445,3 +459,27 @@ def test_clean_removes_a_merged_family_children_first(repo: Path) -> None:
         "removed parent",
     ]
     assert mux_ls(repo) == {}
+
+
+@pytest.mark.parametrize("step", ["merge:after-commit", "merge:after-merge-commit", "merge:after-update"])
+def test_a_crash_while_merging_into_a_parent_leaves_it_untouched_or_fully_merged(
+    repo: Path, monkeypatch: pytest.MonkeyPatch, step: str
+) -> None:
+    parent, child = family(repo)
+    commit_file(child, "feature.txt", "from the child\n")
+    (child / "notes.txt").write_text("uncommitted in the child\n")
+    old = git(repo, "rev-parse", "mux/parent").strip()
+    with monkeypatch.context() as crashing:
+        crashing.setenv("MUX_CRASH_AT", step)
+        assert run_mux("merge", "child", cwd=repo, check=False).returncode == 99
+
+    rows = mux_ls(repo)  # the next mux finishes or rolls back what the crash cut short
+
+    assert git(parent, "status", "--porcelain") == ""  # never left mid-merge, files and branch agree
+    assert git(parent, "rev-parse", "HEAD") == git(repo, "rev-parse", "mux/parent")
+    if git(repo, "rev-parse", "mux/parent").strip() == old:
+        assert "child" in rows
+        run_mux("merge", "child", cwd=repo)  # and it can simply be run again
+    else:
+        assert "child" not in rows
+    assert (parent / "feature.txt").exists() and (parent / "notes.txt").exists()
