@@ -25,11 +25,7 @@ from muxagent.commands.create import calling_task
 from muxagent.commands.remove import Removal, journal_removal, remove_locked, sub_tasks, unsaved_work_of
 from muxagent.commands.report import list_reports
 from muxagent.errors import MergeConflictError, MuxError, UnknownTaskError, UsageError, WouldLoseWorkError
-from muxagent.git import diff as git_diff
-from muxagent.git import merging as git_merging
-from muxagent.git import repo as git_repo
-from muxagent.git import status as git_status
-from muxagent.git import worktrees as git_worktrees
+from muxagent.git import diffs, merging, repository, worktree_status, worktrees
 from muxagent.model import Progress, State, Task, no_progress
 from muxagent.state import intents
 from muxagent.state.store import Registry, task_to_dict
@@ -116,13 +112,13 @@ def _merge_locked(
     intents.crash_point("merge:before-commit")
     committed = None
     # Refused after the commit (the final fast-forward, a late conflict): the task is left as it was found.
-    with git_merging.commit_undone_on_error(plan.worktree if plan.dirty else None):
+    with merging.commit_undone_on_error(plan.worktree if plan.dirty else None):
         if plan.dirty and plan.worktree is not None:
             progress(f"committing the uncommitted work of {task.name}")
-            committed = git_merging.commit_all(plan.worktree, _work_message(task, request))
+            committed = merging.commit_all(plan.worktree, _work_message(task, request))
             ctx.store.journal("commit", name=task.name, commit=committed)
             intents.crash_point("merge:after-commit")
-        tip = git_repo.branch_tip(ctx.repo, task.branch)
+        tip = repository.branch_tip(ctx.repo, task.branch)
         assert tip is not None  # _check made sure the branch exists, and committing on it keeps it
         progress(f"{'rebasing' if request.strategy == 'rebase' else 'merging'} {task.name} into {plan.target}")
         new = _result_commit(ctx, task, plan, tip, request)
@@ -165,11 +161,7 @@ def _refuse_while_owner_busy(ctx: Context, task: Task, request: MergeRequest) ->
 
 def _refuse_unmerged_sub_tasks(ctx: Context, registry: Registry, task: Task) -> None:
     """A parent merged (and removed) before its sub-tasks' work is in it would leave that work behind."""
-    unmerged = [
-        child.name
-        for child in sub_tasks(registry.values(), task.name)
-        if unsaved_work_of(ctx, child)
-    ]
+    unmerged = [child.name for child in sub_tasks(registry.values(), task.name) if unsaved_work_of(ctx, child)]
     if unmerged:
         raise MuxError(
             f"{task.name!r} has sub-tasks whose work is not merged into it: {_names(sorted(unmerged))} (merge them"
@@ -181,7 +173,7 @@ def _checkout_of(ctx: Context, target: str, task: Task, tasks: Iterable[Task]) -
     """Where branch `target` is checked out, if anywhere, and the task whose worktree that is (None for the main
     checkout); MuxError when mux must not move it there: rebased or bisected somewhere, checked out in a worktree
     mux did not make, or in the merged task's own."""
-    users = git_worktrees.branch_users(ctx.repo, target)
+    users = worktrees.branch_users(ctx.repo, target)
     if not users:
         return None, None
     path, how = users[0]
@@ -201,19 +193,19 @@ def _checkout_of(ctx: Context, target: str, task: Task, tasks: Iterable[Task]) -
 def _check(ctx: Context, registry: Registry, task: Task, request: MergeRequest) -> _Plan:
     """Every refusal that needs no merge result: target branch, who has it checked out, the task's worktree."""
     target = request.into or task.base
-    old = git_repo.branch_tip(ctx.repo, target)
+    old = repository.branch_tip(ctx.repo, target)
     if old is None:
         raise MuxError(f"'{target}' is not a local branch: merge into a branch with --into BRANCH")
     checkout, owner = _checkout_of(ctx, target, task, registry.values())
-    busy = git_repo.in_progress(ctx.repo.main)
+    busy = repository.in_progress(ctx.repo.main)
     if busy is not None:
         raise MuxError(f"the main checkout is in the middle of a {busy}: finish or abort it first")
     if owner is not None and checkout is not None:
-        git_worktrees.require_checkout(checkout)
-        busy = git_repo.in_progress(checkout)
+        worktrees.require_checkout(checkout)
+        busy = repository.in_progress(checkout)
         if busy is not None:
             raise MuxError(f"the worktree of {owner.name!r} is in the middle of a {busy}: finish or abort it first")
-    if git_repo.branch_tip(ctx.repo, task.branch) is None:
+    if repository.branch_tip(ctx.repo, task.branch) is None:
         raise MuxError(
             f"branch '{task.branch}' of task {task.name!r} no longer exists: nothing to merge"
             f" (`mux rm {task.name}` saves what its worktree holds)"
@@ -221,19 +213,19 @@ def _check(ctx: Context, registry: Registry, task: Task, request: MergeRequest) 
     worktree: Path | None = Path(task.worktree)
     dirty = False
     if worktree is not None and worktree.is_dir():
-        git_worktrees.require_checkout(worktree)
-        head, branch = git_repo.head_of(worktree)
+        worktrees.require_checkout(worktree)
+        head, branch = repository.head_of(worktree)
         if branch != task.branch:
             where = f"on branch '{branch}'" if branch else f"on a detached HEAD at {(head or '?')[:12]}"
             raise MuxError(
                 f"the worktree of {task.name!r} is {where}, not on '{task.branch}': check out '{task.branch}'"
                 " there first, so that what mux merges is what the agent made"
             )
-        busy = git_repo.in_progress(worktree)
+        busy = repository.in_progress(worktree)
         if busy is not None:
             raise MuxError(f"the worktree of {task.name!r} is in the middle of a {busy}: finish or abort it first")
-        dirty = git_status.has_changes(worktree)
-        nested = git_status.nested_repositories(worktree) if dirty else []
+        dirty = worktree_status.has_changes(worktree)
+        nested = worktree_status.nested_repositories(worktree) if dirty else []
         if nested:
             raise MuxError(
                 f"{_names(nested)} in the worktree of {task.name!r} is a git repository of its own (a clone or"
@@ -241,14 +233,14 @@ def _check(ctx: Context, registry: Registry, task: Task, request: MergeRequest) 
                 f" submodule (`git submodule add URL {nested[0]}` there), delete its .git to merge its files, or"
                 " move it out of the worktree; nothing was changed"
             )
-        hidden = git_status.hidden_edits(worktree)
+        hidden = worktree_status.hidden_edits(worktree)
         if hidden:
             raise MuxError(
                 f"{_names(hidden)} in the worktree of {task.name!r} has an edit git status hides (marked"
                 " assume-unchanged or skip-worktree), which a merge would leave behind: run `git update-index"
                 f" --no-assume-unchanged --no-skip-worktree {hidden[0]}` there first; nothing was changed"
             )
-        inside = git_status.dirty_submodules(worktree)
+        inside = worktree_status.dirty_submodules(worktree)
         if inside and not request.keep:
             raise WouldLoseWorkError(
                 f"submodule {', '.join(inside)} in the worktree of {task.name!r} has uncommitted files, which a"
@@ -266,39 +258,39 @@ def _state(ctx: Context, plan: _Plan, task: Task) -> str:
 
     Ignored files (`.env`) are never part of it: they are saved in the recovery ref, not merged.
     """
-    tip = git_repo.branch_tip(ctx.repo, task.branch)
+    tip = repository.branch_tip(ctx.repo, task.branch)
     if tip is None:
         raise MuxError(f"branch '{task.branch}' of task {task.name!r} no longer exists: nothing to merge")
     if plan.worktree is not None and plan.dirty:
-        return git_merging.worktree_snapshot(plan.worktree, tip)
+        return merging.worktree_snapshot(plan.worktree, tip)
     return tip
 
 
 def _precheck(ctx: Context, task: Task, plan: _Plan, state: str, strategy: str) -> None:
     """Refuse, changing nothing, when the merge would conflict or would touch a local edit in the main checkout."""
-    tree, paths = git_merging.merge_trees(ctx.repo, plan.old, state)
+    tree, paths = merging.merge_trees(ctx.repo, plan.old, state)
     if paths:
         raise MergeConflictError(
             f"{task.name!r} conflicts with {plan.target} in {_count(paths)}: nothing was changed;"
             f" run `mux sync {task.name}` to let its agent resolve them",
             paths,
         )
-    undeclared = git_merging.undeclared_gitlinks(ctx.repo, plan.old, tree)
+    undeclared = merging.undeclared_gitlinks(ctx.repo, plan.old, tree)
     if undeclared:
         raise MuxError(
             f"{task.name!r} adds {_names(undeclared)} as a gitlink (another repository's commit) that .gitmodules"
             " does not declare, so every clone would get an empty folder there: `git submodule add URL PATH` in"
             f" the task declares it, `git rm --cached {undeclared[0]}` there drops it; nothing was changed"
         )
-    if strategy == "rebase" and not git_repo.is_ancestor(ctx.repo, plan.old, state):
+    if strategy == "rebase" and not repository.is_ancestor(ctx.repo, plan.old, state):
         # A clean merge does not mean every commit replays cleanly: try it on the snapshot first.
-        git_merging.rebase_commits(ctx.repo, state, plan.old, _scratch(ctx, task))
+        merging.rebase_commits(ctx.repo, state, plan.old, _scratch(ctx, task))
     if plan.checkout is not None:
-        _check_checkout(plan, plan.checkout, git_diff.changed_paths(ctx.repo, plan.old, tree))
+        _check_checkout(plan, plan.checkout, diffs.changed_paths(ctx.repo, plan.old, tree))
 
 
 def _check_checkout(plan: _Plan, checkout: Path, touched: list[str]) -> None:
-    local = git_status.dirty_paths(checkout)
+    local = worktree_status.dirty_paths(checkout)
     clash = sorted(p for p in local if _overlaps(p, touched))
     if clash:
         raise WouldLoseWorkError(
@@ -314,23 +306,23 @@ def _overlaps(path: str, touched: list[str]) -> bool:
 
 
 def _result_commit(ctx: Context, task: Task, plan: _Plan, tip: str, request: MergeRequest) -> str:
-    if git_repo.is_ancestor(ctx.repo, tip, plan.old):
+    if repository.is_ancestor(ctx.repo, tip, plan.old):
         return plan.old  # nothing the target lacks: no empty merge commit
     if request.strategy == "rebase":
-        if git_repo.is_ancestor(ctx.repo, plan.old, tip):
+        if repository.is_ancestor(ctx.repo, plan.old, tip):
             return tip
-        return git_merging.rebase_commits(ctx.repo, tip, plan.old, _scratch(ctx, task))
-    tree, paths = git_merging.merge_trees(ctx.repo, plan.old, tip)
+        return merging.rebase_commits(ctx.repo, tip, plan.old, _scratch(ctx, task))
+    tree, paths = merging.merge_trees(ctx.repo, plan.old, tip)
     if paths:  # the agent wrote more between the check and the commit
         raise MergeConflictError(
             f"{task.name!r} now conflicts with {plan.target} in {_count(paths)}: run `mux sync {task.name}`", paths
         )
     if request.strategy == "squash":
-        if tree == git_repo.tree_of(ctx.repo, plan.old):
+        if tree == repository.tree_of(ctx.repo, plan.old):
             return plan.old  # already squash-merged: an empty commit would say nothing
-        return git_merging.commit_tree(ctx.repo, tree, [plan.old], _work_message(task, request))
+        return merging.commit_tree(ctx.repo, tree, [plan.old], _work_message(task, request))
     message = request.message or f"Merge branch '{task.branch}' into {plan.target}"
-    return git_merging.commit_tree(ctx.repo, tree, [plan.old, tip], message)
+    return merging.commit_tree(ctx.repo, tree, [plan.old, tip], message)
 
 
 def _move_target(ctx: Context, plan: _Plan, new: str) -> None:
@@ -340,15 +332,15 @@ def _move_target(ctx: Context, plan: _Plan, new: str) -> None:
         # Checked again on the final result: the task's worktree may have changed since the pre-check, and the
         # parent's agent may have committed or switched branches meanwhile (`merge --ff-only` would then
         # carry its new commits along or refuse with git's words).
-        _check_checkout(plan, plan.checkout, git_diff.changed_paths(ctx.repo, plan.old, new))
-        if git_repo.head_of(plan.checkout) != (plan.old, plan.target):
+        _check_checkout(plan, plan.checkout, diffs.changed_paths(ctx.repo, plan.old, new))
+        if repository.head_of(plan.checkout) != (plan.old, plan.target):
             raise MuxError(
                 f"branch '{plan.target}' moved in {plan.where} while mux was merging into it: nothing was changed,"
                 " try again"
             )
-        git_merging.fast_forward(plan.checkout, new)
+        merging.fast_forward(plan.checkout, new)
     else:
-        git_merging.update_branch(ctx.repo, plan.target, new, plan.old, "mux merge")
+        merging.update_branch(ctx.repo, plan.target, new, plan.old, "mux merge")
 
 
 def _scratch(ctx: Context, task: Task) -> Path:
@@ -374,7 +366,7 @@ def _behind(ctx: Context, target: str, new: str, exclude: str) -> list[str]:
     for task in load_tasks(ctx):
         if task.name == exclude or task.base != target:
             continue
-        tip = git_repo.branch_tip(ctx.repo, task.branch)
-        if tip is not None and not git_repo.is_ancestor(ctx.repo, new, tip):
+        tip = repository.branch_tip(ctx.repo, task.branch)
+        if tip is not None and not repository.is_ancestor(ctx.repo, new, tip):
             names.append(task.name)
     return names

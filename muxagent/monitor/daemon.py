@@ -23,7 +23,7 @@ from pathlib import Path
 from muxagent import config, naming, render
 from muxagent.commands import context, interact, recovery, report
 from muxagent.errors import MuxError, StoreError, UnknownTaskError
-from muxagent.git import worktrees as git_worktrees
+from muxagent.git import worktrees
 from muxagent.model import State, TaskReport
 from muxagent.monitor.watch import ChangeWatcher, in_git_dir
 from muxagent.state import files, monitor_state, prompt_queue
@@ -149,7 +149,7 @@ class Monitor:
         for name in watcher.keys - set(wanted):
             watcher.unwatch(name)
         for name in set(wanted) - watcher.keys - set(self.polling):
-            if git_worktrees.checkout_pending(wanted[name]):
+            if worktrees.checkout_pending(wanted[name]):
                 continue  # watched once its files are there
             failure = watcher.watch(name, wanted[name])
             if failure is not None:
