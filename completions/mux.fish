@@ -63,7 +63,7 @@ complete -c mux -n 'not __mux_command' -a wait -d 'Block until every named task 
 complete -c mux -n 'not __mux_command' -a restart -d 'Relaunch an exited or missing agent in its worktree, resuming its conversation'
 complete -c mux -n 'not __mux_command' -a peek -d 'Print the agent\'s current screen'
 complete -c mux -n 'not __mux_command' -a diff -d 'Show the task\'s changes against its base, committed and uncommitted'
-complete -c mux -n 'not __mux_command' -a rm -d 'Remove a task: its window, worktree and branch. Refuses if work would be lost'
+complete -c mux -n 'not __mux_command' -a rm -d 'Remove a task: its window, worktree and branch. Refuses if work would be lost, or while it has sub-tasks'
 complete -c mux -n 'not __mux_command' -a clean -d 'Remove every task whose work is already in its base and whose agent is not busy'
 complete -c mux -n 'not __mux_command' -a agents -d 'List agent profiles and whether each command is installed'
 complete -c mux -n 'not __mux_command' -a doctor -d 'Check tmux, git, the tmux server, the task registry and orphaned worktrees or windows'
@@ -84,6 +84,9 @@ complete -c mux -n '__mux_using new' -s p -l prompt -x -d 'First prompt for the 
 complete -c mux -n '__mux_using new' -l prompt-file -r -F -d 'Read the first prompt from a file'
 complete -c mux -n '__mux_using new' -l base -x -d 'Branch or commit to start from'
 complete -c mux -n '__mux_using new' -l attach -d 'Focus the task\'s window afterwards'
+complete -c mux -n '__mux_using new' -l parent -x -d 'Make it a sub-task of this task (default: the task mux runs in)'
+complete -c mux -n '__mux_using new' -l no-parent -d 'A top-level task, even when run from inside a task'
+complete -c mux -n '__mux_using new' -l notify -x -d 'States told to the parent\'s agent: idle,exited,waiting (default) or none'
 complete -c mux -n '__mux_using new' -l help -d 'Show the help and exit'
 
 complete -c mux -n '__mux_using ls' -l json -d 'Print a JSON array'
@@ -127,6 +130,7 @@ complete -c mux -n '__mux_using diff' -l help -d 'Show the help and exit'
 complete -c mux -n '__mux_arg diff eq 0' -a '(__mux_tasks)'
 
 complete -c mux -n '__mux_using rm' -l force -d 'Remove even unsaved work (a recovery ref is kept)'
+complete -c mux -n '__mux_using rm' -l recursive -d 'Remove its sub-tasks too, deepest first, each with its recovery ref'
 complete -c mux -n '__mux_using rm' -l help -d 'Show the help and exit'
 complete -c mux -n '__mux_arg rm eq 0' -a '(__mux_tasks)'
 
@@ -169,6 +173,7 @@ complete -c mux -n '__mux_using merge' -l rebase -d 'The task\'s commits replaye
 complete -c mux -n '__mux_using merge' -s m -l message -x -d 'Message for mux\'s commits (default: the task\'s prompt)'
 complete -c mux -n '__mux_using merge' -l keep -d 'Keep the task (window, worktree, branch) afterwards'
 complete -c mux -n '__mux_using merge' -l into -x -d 'Merge into this branch, not the task\'s base'
+complete -c mux -n '__mux_using merge' -l while-busy -d 'Merge into a task whose agent is working (its files change)'
 complete -c mux -n '__mux_using merge' -l help -d 'Show the help and exit'
 complete -c mux -n '__mux_arg merge eq 0 -m --message --into' -a '(__mux_tasks)'
 

@@ -122,15 +122,29 @@ def new(
     ] = None,
     base: Annotated[str | None, typer.Option("--base", help="Branch or commit to start from.")] = None,
     attach: Annotated[bool, typer.Option("--attach", help="Focus the task's window afterwards.")] = False,
+    parent: Annotated[
+        str | None, typer.Option("--parent", help="Make it a sub-task of this task (default: the task mux runs in).")
+    ] = None,
+    no_parent: Annotated[
+        bool, typer.Option("--no-parent", help="A top-level task, even when run from inside a task.")
+    ] = False,
+    notify: Annotated[
+        str | None,
+        typer.Option("--notify", help="States told to the parent's agent: idle,exited,waiting (default) or none."),
+    ] = None,
 ) -> None:
-    """Start a task: worktree and branch mux/NAME, a tmux window, the agent running in it."""
+    """Start a task: worktree and branch mux/NAME, a tmux window, the agent running in it.
+
+    Run from inside a task (its pane or worktree), the new task is its sub-task: it starts from the parent's
+    branch and merges back into it."""
     if prompt is not None and prompt_file is not None:
         raise UsageError("give either --prompt or --prompt-file, not both")
     if prompt_file is not None:
         prompt = _read_prompt_file(prompt_file)
     with _repo() as ctx:
         with _progress() as progress:
-            task = create.new_task(ctx, create.NewRequest(name=name, agent=agent, prompt=prompt, base=base), progress)
+            request = create.NewRequest(name, agent, prompt, base, parent=parent, no_parent=no_parent, notify=notify)
+            task = create.new_task(ctx, request, progress)
         _say(f"{task.name}: {task.agent} in {task.worktree} (branch {task.branch}, window {task.window})")
         daemon.ensure_running(ctx)
         if attach:
@@ -325,14 +339,18 @@ def diff(
 def rm(
     name: NameArg,
     force: Annotated[bool, typer.Option("--force", help="Remove even unsaved work (a recovery ref is kept).")] = False,
+    recursive: Annotated[
+        bool, typer.Option("--recursive", help="Remove its sub-tasks too, deepest first, each with its recovery ref.")
+    ] = False,
 ) -> None:
-    """Remove a task: its window, worktree and branch. Refuses if work would be lost."""
+    """Remove a task: its window, worktree and branch. Refuses if work would be lost, or while it has sub-tasks."""
     with _repo() as ctx:
-        removal = remove.remove(ctx, name, force=force)
-    print(f"removed {name}")
-    if removal.recovery_ref:
-        print(f"recovery ref: {removal.recovery_ref}")
-        _say(f"restore with: {removal.restore_hint}")
+        removals = remove.remove_family(ctx, name, force) if recursive else [remove.remove(ctx, name, force=force)]
+    for removal in removals:
+        print(f"removed {removal.task.name}")
+        if removal.recovery_ref:
+            print(f"recovery ref: {removal.recovery_ref}")
+            _say(f"restore with: {removal.restore_hint}")
 
 
 @app.command()
@@ -523,18 +541,23 @@ def merge_cmd(
     ] = None,
     keep: Annotated[bool, typer.Option("--keep", help="Keep the task (window, worktree, branch) afterwards.")] = False,
     into: Annotated[str | None, typer.Option("--into", help="Merge into this branch, not the task's base.")] = None,
+    while_busy: Annotated[
+        bool, typer.Option("--while-busy", help="Merge into a task whose agent is working (its files change).")
+    ] = False,
 ) -> None:
     """Bring a task's work home into its base: commit its uncommitted work, merge, then remove the task.
 
     Refuses, changing nothing, on a conflict (exit 3: `mux sync NAME` hands it to the agent) or when the main
-    checkout has local edits where the merge writes.
+    checkout has local edits where the merge writes. A sub-task merges into its parent's branch, in the parent's
+    worktree: the same checks there, and refused while the parent's agent is working unless it asked (run from
+    its pane) or with --while-busy.
     """
     if message is not None:
         naming.validate_prompt(message, what="message")
     chosen = [flag for flag, on in (("merge", use_merge), ("squash", squash), ("rebase", rebase)) if on]
     if len(chosen) > 1:
         raise UsageError("give only one of --merge, --squash, --rebase")
-    request = merge.MergeRequest(name, chosen[0] if chosen else "merge", message, keep, into)
+    request = merge.MergeRequest(name, chosen[0] if chosen else "merge", message, keep, into, while_busy)
     with _repo() as ctx:
         try:
             with _progress() as progress:
