@@ -46,6 +46,7 @@ app = typer.Typer(
     rich_markup_mode=None,
 )
 
+
 def _completion_spec() -> CompletionSpec:
     return spec_from_command(typer.main.get_command(app))
 
@@ -554,10 +555,10 @@ def merge_cmd(
     """
     if message is not None:
         naming.validate_prompt(message, what="message")
-    chosen = [flag for flag, on in (("merge", use_merge), ("squash", squash), ("rebase", rebase)) if on]
+    chosen = [how for how, on in zip(merge.Strategy, (use_merge, squash, rebase), strict=True) if on]
     if len(chosen) > 1:
         raise UsageError("give only one of --merge, --squash, --rebase")
-    request = merge.MergeRequest(name, chosen[0] if chosen else "merge", message, keep, into, while_busy)
+    request = merge.MergeRequest(name, chosen[0] if chosen else merge.Strategy.MERGE, message, keep, into, while_busy)
     with _repo() as ctx:
         try:
             with _progress() as progress:
@@ -566,11 +567,10 @@ def merge_cmd(
             for path in exc.paths:
                 print(render.clean_line(path))
             raise
-    how = {"merge": "merge commit", "squash": "squashed into", "rebase": "rebased, now at"}[result.strategy]
     if result.new == result.old:
         _say(f"nothing of {name} to merge: {result.target} already has all of it")
     else:
-        _say(f"merged {name} into {result.target} ({how} {result.new[:12]})")
+        _say(f"merged {name} into {result.target} ({result.strategy.done} {result.new[:12]})")
     if result.removal is not None:
         print(f"removed {name}")
         if result.removal.restore_hint:
@@ -684,10 +684,10 @@ def _log_traceback(exc: Exception) -> Path | None:
     from muxagent.git import repository
     from muxagent.state import trust
 
-    entry = (
-        f"--- {datetime.now(UTC).isoformat(timespec='seconds')} mux {' '.join(sys.argv[1:])}\n"
-        + "".join(traceback.format_exception(exc))
+    entry = f"--- {datetime.now(UTC).isoformat(timespec='seconds')} mux {' '.join(sys.argv[1:])}\n" + "".join(
+        traceback.format_exception(exc)
     )
+
     def repo_state_dir() -> Path:
         return repository.discover(Path.cwd()).common_dir / "mux"
 

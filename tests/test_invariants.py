@@ -155,8 +155,8 @@ class NeverLoseWork(RuleBasedStateMachine):
     def user_edits_main(self, path: str) -> None:
         self.write(self.repo, path, self.content("user"))
 
-    @rule(name=st.sampled_from(NAMES), strategy=st.sampled_from(merge.STRATEGIES), keep=st.booleans())
-    def merge(self, name: str, strategy: str, keep: bool) -> None:
+    @rule(name=st.sampled_from(NAMES), strategy=st.sampled_from(list(merge.Strategy)), keep=st.booleans())
+    def merge(self, name: str, strategy: merge.Strategy, keep: bool) -> None:
         before = self.task_dir(name)
         try:
             merge.merge(self.ctx(), merge.MergeRequest(name, strategy, keep=keep))

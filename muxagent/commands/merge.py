@@ -14,6 +14,7 @@ The rules every function here keeps (DESIGN.md, "Never lose work"):
 
 from __future__ import annotations
 
+import enum
 import os
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
@@ -24,20 +25,33 @@ from muxagent.commands.context import Context, get_task, load_tasks
 from muxagent.commands.create import calling_task
 from muxagent.commands.remove import Removal, journal_removal, remove_locked, sub_tasks, unsaved_work_of
 from muxagent.commands.report import list_reports
-from muxagent.errors import MergeConflictError, MuxError, UnknownTaskError, UsageError, WouldLoseWorkError
+from muxagent.errors import MergeConflictError, MuxError, UnknownTaskError, WouldLoseWorkError
 from muxagent.git import diffs, merging, repository, worktree_status, worktrees
 from muxagent.model import Progress, State, Task, no_progress
 from muxagent.state import intents
 from muxagent.state.store import Registry, task_to_dict
 
-STRATEGIES = ("merge", "squash", "rebase")
+
+class Strategy(enum.StrEnum):
+    """How a task's commits land on the target: a merge commit, one squashed commit, or rebased onto it."""
+
+    MERGE = "merge"
+    SQUASH = "squash"
+    REBASE = "rebase"
+
+    @property
+    def done(self) -> str:
+        """How the merge message names the commit it made."""
+        return {"merge": "merge commit", "squash": "squashed into", "rebase": "rebased, now at"}[self.value]
+
+
 _SHOWN = 5
 
 
 @dataclass(frozen=True)
 class MergeRequest:
     name: str
-    strategy: str = "merge"
+    strategy: Strategy = Strategy.MERGE
     message: str | None = None
     keep: bool = False
     into: str | None = None
@@ -50,7 +64,7 @@ class MergeRequest:
 class MergeResult:
     task: Task
     target: str
-    strategy: str
+    strategy: Strategy
     old: str
     new: str
     committed: str | None  # the commit holding the task's uncommitted work, if there was any
@@ -59,8 +73,6 @@ class MergeResult:
 
 
 def merge(ctx: Context, request: MergeRequest, progress: Progress = no_progress) -> MergeResult:
-    if request.strategy not in STRATEGIES:
-        raise UsageError(f"unknown merge strategy {request.strategy!r}: use one of {', '.join(STRATEGIES)}")
     name = naming.validate_name(request.name)
     found = get_task(ctx, name)  # outside the lock: it may adopt tasks, which takes the lock itself
     # Outside the lock too: reading the agents' states reads the registry.
@@ -120,7 +132,7 @@ def _merge_locked(
             intents.crash_point("merge:after-commit")
         tip = repository.branch_tip(ctx.repo, task.branch)
         assert tip is not None  # _check made sure the branch exists, and committing on it keeps it
-        progress(f"{'rebasing' if request.strategy == 'rebase' else 'merging'} {task.name} into {plan.target}")
+        progress(f"{'rebasing' if request.strategy is Strategy.REBASE else 'merging'} {task.name} into {plan.target}")
         new = _result_commit(ctx, task, plan, tip, request)
         intent.fields["new"] = new
         intent.save()
@@ -266,7 +278,7 @@ def _state(ctx: Context, plan: _Plan, task: Task) -> str:
     return tip
 
 
-def _precheck(ctx: Context, task: Task, plan: _Plan, state: str, strategy: str) -> None:
+def _precheck(ctx: Context, task: Task, plan: _Plan, state: str, strategy: Strategy) -> None:
     """Refuse, changing nothing, when the merge would conflict or would touch a local edit in the main checkout."""
     tree, paths = merging.merge_trees(ctx.repo, plan.old, state)
     if paths:
@@ -282,7 +294,7 @@ def _precheck(ctx: Context, task: Task, plan: _Plan, state: str, strategy: str) 
             " does not declare, so every clone would get an empty folder there: `git submodule add URL PATH` in"
             f" the task declares it, `git rm --cached {undeclared[0]}` there drops it; nothing was changed"
         )
-    if strategy == "rebase" and not repository.is_ancestor(ctx.repo, plan.old, state):
+    if strategy is Strategy.REBASE and not repository.is_ancestor(ctx.repo, plan.old, state):
         # A clean merge does not mean every commit replays cleanly: try it on the snapshot first.
         merging.rebase_commits(ctx.repo, state, plan.old, _scratch(ctx, task))
     if plan.checkout is not None:
@@ -308,7 +320,7 @@ def _overlaps(path: str, touched: list[str]) -> bool:
 def _result_commit(ctx: Context, task: Task, plan: _Plan, tip: str, request: MergeRequest) -> str:
     if repository.is_ancestor(ctx.repo, tip, plan.old):
         return plan.old  # nothing the target lacks: no empty merge commit
-    if request.strategy == "rebase":
+    if request.strategy is Strategy.REBASE:
         if repository.is_ancestor(ctx.repo, plan.old, tip):
             return tip
         return merging.rebase_commits(ctx.repo, tip, plan.old, _scratch(ctx, task))
@@ -317,7 +329,7 @@ def _result_commit(ctx: Context, task: Task, plan: _Plan, tip: str, request: Mer
         raise MergeConflictError(
             f"{task.name!r} now conflicts with {plan.target} in {_count(paths)}: run `mux sync {task.name}`", paths
         )
-    if request.strategy == "squash":
+    if request.strategy is Strategy.SQUASH:
         if tree == repository.tree_of(ctx.repo, plan.old):
             return plan.old  # already squash-merged: an empty commit would say nothing
         return merging.commit_tree(ctx.repo, tree, [plan.old], _work_message(task, request))
