@@ -7,8 +7,7 @@ even when several `mux` processes queue at the same time.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import AbstractContextManager
 from pathlib import Path
 
 from muxagent.errors import StoreError
@@ -19,17 +18,9 @@ def _dir(state_dir: Path) -> Path:
     return state_dir / "queue"
 
 
-@contextmanager
-def _locked(state_dir: Path) -> Iterator[Path]:
-    directory = _dir(state_dir)
-    with ExitStack() as lock:
-        try:
-            directory.mkdir(parents=True, exist_ok=True)
-            lock.enter_context(files.locked(directory / ".lock"))
-        except OSError as exc:
-            # A read-only state dir: `send --when-idle` refuses with one line, nothing queued.
-            raise StoreError(f"cannot open the prompt queue in {directory}: {exc.strerror}") from exc
-        yield directory
+def _locked(state_dir: Path) -> AbstractContextManager[Path]:
+    # A read-only state dir: `send --when-idle` refuses with one line, nothing queued.
+    return files.locked_folder(_dir(state_dir), "the prompt queue")
 
 
 def _read(path: Path) -> list[str]:
