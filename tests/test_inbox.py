@@ -2,12 +2,24 @@
 
 from __future__ import annotations
 
+import os
+import shutil
+import signal
 import subprocess
 import sys
+import tomllib
+from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
-from muxagent.state import inbox
+import pytest
+from conftest import mux_ls, new_task, profile_with, run_mux, wait_until
+
+from muxagent.commands import recovery, report
+from muxagent.monitor import loop
+from muxagent.state import inbox, monitor_state
 from muxagent.state.inbox import EntryChanges
+from muxagent.state.store import Store
 
 
 def add(state_dir: Path, parent: str, child: str, state: str = "idle") -> inbox.Entry:
@@ -73,3 +85,170 @@ def test_the_read_cursor_counts_unread_entries_and_never_moves_back(tmp_path: Pa
     inbox.mark_read(tmp_path, "p", 3)
     assert inbox.unread_counts(tmp_path) == {}
     assert len(inbox.entries(tmp_path, "p")) == 3  # reading consumes nothing
+
+
+# ---------------------------------------------------------------------------------------------- the monitor
+
+NOTIFY_ALL = ("idle", "exited", "waiting")
+
+
+def state_dir(repo: Path) -> Path:
+    return repo / ".git" / "mux"
+
+
+def adopt(repo: Path, child: str, parent: str, notify: tuple[str, ...] = NOTIFY_ALL) -> None:
+    """Make `child` a sub-task of `parent`, as `mux new` run in the parent's pane records it."""
+    with Store(state_dir(repo)).transaction() as registry:
+        task = registry.get(child)
+        assert task is not None
+        registry.replace(replace(task, parent=parent, notify=notify))
+
+
+def start_child(repo: Path, parent: str, child: str, prompt: str, agent: str = "fake") -> None:
+    # The child's checkout and its agent's start take longer than this record does: it is a child before it works.
+    run_mux("new", child, "-a", agent, "-p", prompt, cwd=repo)
+    adopt(repo, child, parent)
+
+
+def screen(repo: Path, name: str) -> str:
+    # Joined: a notice is longer than the pane is wide.
+    return run_mux("peek", name, cwd=repo).stdout.replace("\n", "")
+
+
+def state(repo: Path, name: str) -> str:
+    return str(mux_ls(repo)[name]["state"])
+
+
+def window_names(socket: str) -> dict[str, str]:
+    out = subprocess.run(
+        ["tmux", "-L", socket, "list-windows", "-a", "-F", "#{@mux_task}\t#{window_name}"],
+        capture_output=True, text=True,
+    ).stdout  # fmt: skip
+    return dict(line.split("\t", 1) for line in out.splitlines() if line.split("\t", 1)[0])
+
+
+def recorded(repo: Path, parent: str) -> list[tuple[str, str]]:
+    return [(entry.child, entry.state) for entry in inbox.entries(state_dir(repo), parent)]
+
+
+@pytest.mark.usefixtures("fake_profile")
+def test_three_children_finishing_together_give_their_parent_one_notice(repo: Path) -> None:
+    new_task(repo, "boss", "-a", "fake", "-p", "busy 12")
+    for child in ("a", "b", "c"):
+        start_child(repo, "boss", child, f"write {child}.txt from {child}")
+    wait_until(lambda: sorted(recorded(repo, "boss")) == [("a", "idle"), ("b", "idle"), ("c", "idle")], timeout=30)
+    assert state(repo, "boss") == "working"
+    wait_until(lambda: "got: [mux]" in screen(repo, "boss"), timeout=30)
+    wait_until(lambda: inbox.noticed_upto(state_dir(repo), "boss") == 3)
+    text = screen(repo, "boss")
+    assert text.count("got: [mux]") == 1
+    notice = text[text.index("got: [mux]") :]
+    assert notice.startswith("got: [mux] 3 sub-tasks: a is idle: +1 -0 in 1 file, 0 commits ahead; b is idle")
+    assert "c is idle" in notice and "All: mux inbox" in notice
+
+
+@pytest.mark.usefixtures("fake_profile")
+def test_a_child_finishing_while_its_parent_works_is_told_after_the_turn(repo: Path) -> None:
+    new_task(repo, "boss", "-a", "fake", "-p", "busy 8")
+    start_child(repo, "boss", "kid", "write out.txt hi")
+    wait_until(lambda: recorded(repo, "boss") == [("kid", "idle")], timeout=30)
+    assert state(repo, "boss") == "working" and "[mux]" not in screen(repo, "boss")
+    wait_until(lambda: "got: [mux] sub-task kid is idle" in screen(repo, "boss"), timeout=30)
+    text = screen(repo, "boss")
+    # Typed into the running turn, the notice would show (the terminal echoes it) before the turn's last line.
+    assert text.index("done") < text.index("[mux]")
+    assert "got: [mux] sub-task kid is idle: +1 -0 in 1 file, 0 commits ahead. Review: mux diff kid." in text
+
+
+@pytest.mark.usefixtures("fake_profile")
+def test_entries_survive_the_monitor_killed_and_the_tmux_server_killed(repo: Path, tmux_socket: str) -> None:
+    new_task(repo, "boss", "-a", "fake")
+    start_child(repo, "boss", "kid", "busy 1")
+    wait_until(lambda: recorded(repo, "boss") == [("kid", "idle")], timeout=30)
+    run_mux("send", "kid", "busy 4", cwd=repo)
+    wait_until(lambda: window_names(tmux_socket).get("kid") == "kid ⚙")  # the monitor has seen it work
+    monitor = monitor_state.read(state_dir(repo))
+    assert monitor is not None
+    os.kill(monitor.pid, signal.SIGKILL)
+    wait_until(lambda: state(repo, "kid") == "idle", timeout=20)  # finished while no monitor ran
+    assert recorded(repo, "boss") == [("kid", "idle")]
+    run_mux("new", "other", "-a", "fake", cwd=repo)  # which starts a monitor again
+    wait_until(lambda: recorded(repo, "boss") == [("kid", "idle"), ("kid", "idle")], timeout=20)
+
+    subprocess.run(["tmux", "-L", tmux_socket, "kill-server"], check=True)
+    run_mux("restart", "--all", cwd=repo)
+    wait_until(lambda: window_names(tmux_socket).get("kid") == "kid ✓", timeout=20)
+    wait_until(lambda: window_names(tmux_socket).get("boss") == "boss ✓", timeout=20)
+    # Back idle as it was: no new signal, and none of the old ones lost.
+    assert recorded(repo, "boss") == [("kid", "idle"), ("kid", "idle")]
+    assert [entry.id for entry in inbox.entries(state_dir(repo), "boss")] == [1, 2]
+
+
+def counting_wrappers(bin_dir: Path, log: Path) -> None:
+    """`git` and `tmux` first on PATH that note each start in `log`, then run the real program."""
+    bin_dir.mkdir()
+    for tool in ("git", "tmux"):
+        real = shutil.which(tool)
+        wrapper = bin_dir / tool
+        wrapper.write_text(f'#!/bin/sh\necho {tool} >> "{log}"\nexec "{real}" "$@"\n')
+        wrapper.chmod(0o755)
+
+
+@pytest.mark.usefixtures("fake_profile")
+def test_quiet_ticks_start_no_git_or_tmux_for_the_inbox_or_notices(
+    repo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    new_task(repo, "boss", "-a", "fake")
+    start_child(repo, "boss", "kid", "write out.txt hi")
+    wait_until(lambda: recorded(repo, "boss") == [("kid", "idle")], timeout=30)
+    wait_until(lambda: inbox.noticed_upto(state_dir(repo), "boss") == 1, timeout=20)
+    log = tmp_path / "started.log"
+    counting_wrappers(tmp_path / "bin", log)
+    monkeypatch.setenv("PATH", f"{tmp_path / 'bin'}{os.pathsep}{os.environ['PATH']}")
+    ctx = recovery.open_and_recover(repo)
+    watcher = loop.Monitor(ctx)
+    for _ in range(3):  # its first look: window names, each child checked against its inbox once
+        watcher.tick()
+
+    def started(look: Callable[[], object], times: int = 5) -> int:
+        log.unlink(missing_ok=True)
+        for _ in range(times):
+            look()
+        return len(log.read_text().splitlines()) if log.exists() else 0
+
+    snapshot_only = started(lambda: report.list_reports(ctx, with_changes=False, screens=watcher.screens))
+    assert snapshot_only > 0  # the wrappers count
+    assert started(watcher.tick) == snapshot_only
+    assert recorded(repo, "boss") == [("kid", "idle")]
+
+
+# A stand-in agent that keeps every line it is given, as Python's repr: an escape in it shows as `\x1b`.
+RECORDER = """\
+import sys
+print("fake> ", end="", flush=True)
+with open(sys.argv[1], "a", encoding="utf-8") as log:
+    for line in iter(sys.stdin.readline, ""):
+        print(repr(line.rstrip("\\n")), file=log, flush=True)
+        print("fake> ", end="", flush=True)
+"""
+
+
+def test_escapes_in_a_childs_reason_never_reach_the_parents_agent(
+    repo: Path, tmp_path: Path, fake_profile: Path
+) -> None:
+    """A repo's pattern is the reason of a state (`screen: PATTERN`); an OSC 52 in it once set the clipboard."""
+    script, received = tmp_path / "recorder.py", tmp_path / "received.log"
+    script.write_text(RECORDER)
+    command = [sys.executable, str(script), str(received)]
+    profile_with(fake_profile, fake_profile.parent / "recorder.toml", command=command)
+    status = tomllib.loads(fake_profile.read_text())["status"]
+    status["waiting"] = ["(?:\x1b]52;c;aGk=\x07\x1b\\[31m)?\\(y/n\\)\\s*\\Z"]
+    profile_with(fake_profile, fake_profile.parent / "fakeesc.toml", status=status)
+    new_task(repo, "boss", "-a", "recorder")
+    start_child(repo, "boss", "kid", "ask", agent="fakeesc")
+    wait_until(lambda: received.exists() and received.read_text(), timeout=30)
+    [line] = received.read_text().splitlines()
+    assert line.startswith("'[mux] sub-task kid is waiting (screen: (?:[31m)?\\\\(y/n\\\\)")
+    assert "\\x1b" not in line and "\\x07" not in line
+    [entry] = inbox.entries(state_dir(repo), "boss")
+    assert entry.state == "waiting" and "\x1b" not in entry.reason and "\x07" not in entry.reason
