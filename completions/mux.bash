@@ -60,6 +60,7 @@ _mux() {
                 attach) opts='--help' valued=' ' args='task' rest='' ;;
                 send) opts='--when-idle --help' valued=' ' args='task none' rest='' ;;
                 wait) opts='--for --timeout --help' valued=' --for=choice=idle|waiting|exited|any --timeout=none ' args='' rest='task' ;;
+                inbox) opts='--json --since --follow --help' valued=' --since=none ' args='task' rest='' ;;
                 restart) opts='--all --help' valued=' ' args='task' rest='' ;;
                 peek) opts='-n --lines --json --help' valued=' -n=none --lines=none ' args='task' rest='' ;;
                 diff) opts='--stat --json --help' valued=' ' args='task' rest='' ;;
@@ -103,7 +104,7 @@ _mux() {
         fi
     fi
     if [[ -z $cmd ]]; then
-        COMPREPLY=($(compgen -W 'new ls attach send wait restart peek diff rm clean agents doctor completion trust init logs status-line next-waiting merge sync restore gc' -- "$cur"))
+        COMPREPLY=($(compgen -W 'new ls attach send wait inbox restart peek diff rm clean agents doctor completion trust init logs status-line next-waiting merge sync restore gc' -- "$cur"))
         return 0
     fi
     local kinds=($args)

@@ -18,6 +18,7 @@ from muxagent.commands import agents as profiles
 from muxagent.commands import context, create, interact, merge, recovery, remove, repo_config, report, restart, wait
 from muxagent.commands import doctor as doctor_checks
 from muxagent.commands import gc as ref_gc
+from muxagent.commands import inbox as inboxes
 from muxagent.commands import restore as restoring
 from muxagent.commands import sync as syncing
 from muxagent.completion import scripts as completion
@@ -194,6 +195,42 @@ def wait_for(
         reports = wait.wait(ctx, names, state, timeout)
     for item in reports:
         _say(f"{item.task.name}: {item.status.state.value} ({item.status.reason})")
+
+
+@app.command("inbox")
+def inbox(
+    name: Annotated[
+        str | None,
+        typer.Argument(metavar="NAME", help="Parent task (default: the one whose pane runs this).", show_default=False),
+    ] = None,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print a JSON array (with --follow, one JSON object a line).")
+    ] = False,
+    since: Annotated[int, typer.Option("--since", help="Only the entries after this id.", min=0, metavar="ID")] = 0,
+    follow: Annotated[bool, typer.Option("--follow", help="Then print new entries as they come, to Ctrl-C.")] = False,
+) -> None:
+    """What the task's sub-tasks reached (idle, waiting, exited), oldest first; `*` marks entries not shown before."""
+    with _repo() as ctx:
+        if not follow:
+            _print_inbox(inboxes.read(ctx, name, since), as_json, follow=False)
+            return
+        try:
+            for view in inboxes.follow(ctx, name, since):
+                _print_inbox(view, as_json, follow=True)
+        except KeyboardInterrupt:
+            return  # how --follow ends: exit 0
+
+
+def _print_inbox(view: inboxes.InboxView, as_json: bool, follow: bool) -> None:
+    if as_json and not follow:
+        _print_json(view.to_json())
+    elif as_json:
+        for row in view.to_json():
+            print(json.dumps(row), flush=True)
+    elif view.entries:
+        print("\n".join(view.lines()), flush=True)
+    elif not follow:
+        print(f"nothing in the inbox of {view.name}")
 
 
 @app.command("restart")

@@ -118,6 +118,8 @@ class TaskReport:
     conflicts: tuple[Mapping[str, object], ...] = ()
     # When the monitor last saw files change in the worktree, if it is running.
     last_change: float | None = None
+    # Entries in the task's inbox (its sub-tasks' states) that no `mux inbox` has shown yet.
+    inbox_unread: int = 0
 
 
 def utc_iso(epoch: float) -> str:

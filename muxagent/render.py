@@ -78,6 +78,7 @@ def json_row(item: TaskReport) -> dict[str, Any]:
         "exit_status": st.exit_status if st.state is State.EXITED else None,
         "conflicts": [dict(c) for c in item.conflicts],
         "prompt": task.prompt,
+        "inbox_unread": item.inbox_unread,
     }
 
 
@@ -105,6 +106,11 @@ def _commits_cell(ch: Changes | None) -> str:
     return f"↑{ch.ahead} ↓{ch.behind}"
 
 
+def _unread_mark(item: TaskReport) -> str:
+    """` ✉2` after a parent's name: its sub-tasks' entries that `mux inbox` has not shown yet."""
+    return f" ✉{item.inbox_unread}" if item.inbox_unread else ""
+
+
 def _conflicts_note(item: TaskReport) -> str:
     """`; conflicts: main (2 files), api (1 file)`, or nothing."""
     parts = []
@@ -122,7 +128,7 @@ def table(reports: Sequence[TaskReport], colour: bool) -> str:
         tuple(
             clean_line(cell)  # a REASON quotes a repo's pattern, an agent's hook; a conflict names a branch
             for cell in (
-                item.task.name,
+                item.task.name + _unread_mark(item),
                 item.task.agent,
                 item.status.state.value,
                 _changes_cell(item.changes),

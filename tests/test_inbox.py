@@ -2,24 +2,29 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
 import subprocess
 import sys
+import time
 import tomllib
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import pytest
 from conftest import mux_ls, new_task, profile_with, run_mux, wait_until
 
 from muxagent.commands import recovery, report
+from muxagent.model import iso_epoch
 from muxagent.monitor import loop
 from muxagent.state import inbox, monitor_state
 from muxagent.state.inbox import EntryChanges
 from muxagent.state.store import Store
+from muxagent.tmux.client import ScreenCache
 
 
 def add(state_dir: Path, parent: str, child: str, state: str = "idle") -> inbox.Entry:
@@ -181,7 +186,13 @@ def test_entries_survive_the_monitor_killed_and_the_tmux_server_killed(repo: Pat
     wait_until(lambda: window_names(tmux_socket).get("boss") == "boss ✓", timeout=20)
     # Back idle as it was: no new signal, and none of the old ones lost.
     assert recorded(repo, "boss") == [("kid", "idle"), ("kid", "idle")]
-    assert [entry.id for entry in inbox.entries(state_dir(repo), "boss")] == [1, 2]
+    shown = json.loads(run_mux("inbox", "boss", "--json", cwd=repo).stdout)
+    assert [(e["id"], e["child"], e["state"]) for e in shown] == [(1, "kid", "idle"), (2, "kid", "idle")]
+
+
+def quiet_for(row: dict[str, Any], seconds: float) -> bool:
+    last = iso_epoch(row["last_activity"]) if row["last_activity"] else None
+    return row["state"] == "idle" and last is not None and time.time() - last > seconds
 
 
 def counting_wrappers(bin_dir: Path, log: Path) -> None:
@@ -202,11 +213,13 @@ def test_quiet_ticks_start_no_git_or_tmux_for_the_inbox_or_notices(
     start_child(repo, "boss", "kid", "write out.txt hi")
     wait_until(lambda: recorded(repo, "boss") == [("kid", "idle")], timeout=30)
     wait_until(lambda: inbox.noticed_upto(state_dir(repo), "boss") == 1, timeout=20)
+    # Quiet: every agent done drawing (the notice's turn included), so no screen is read again while counting.
+    wait_until(lambda: all(quiet_for(row, 2.0) for row in mux_ls(repo).values()), timeout=20)
     log = tmp_path / "started.log"
     counting_wrappers(tmp_path / "bin", log)
     monkeypatch.setenv("PATH", f"{tmp_path / 'bin'}{os.pathsep}{os.environ['PATH']}")
     ctx = recovery.open_and_recover(repo)
-    watcher = loop.Monitor(ctx)
+    watcher = loop.Monitor(ctx, screens=ScreenCache(max_age=float("inf")))
     for _ in range(3):  # its first look: window names, each child checked against its inbox once
         watcher.tick()
 
@@ -252,3 +265,64 @@ def test_escapes_in_a_childs_reason_never_reach_the_parents_agent(
     assert "\\x1b" not in line and "\\x07" not in line
     [entry] = inbox.entries(state_dir(repo), "boss")
     assert entry.state == "waiting" and "\x1b" not in entry.reason and "\x07" not in entry.reason
+
+
+# ---------------------------------------------------------------------------------------------- `mux inbox`
+
+
+@pytest.mark.usefixtures("fake_profile")
+def test_inbox_shows_entries_without_consuming_them_and_ls_counts_the_unread(
+    repo: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    new_task(repo, "boss", "-a", "fake")
+    add(state_dir(repo), "boss", "a")
+    add(state_dir(repo), "boss", "b", "exited")
+    assert mux_ls(repo)["boss"]["inbox_unread"] == 2
+    assert "boss ✉2" in run_mux("ls", cwd=repo).stdout
+    lines = run_mux("inbox", "boss", cwd=repo).stdout.splitlines()
+    assert lines == [
+        "* #1 2026-01-01T00:00:00Z a idle: +12 -3 in 2 files, 1 commit ahead (hook: Stop)",
+        "* #2 2026-01-01T00:00:00Z b exited: +12 -3 in 2 files, 1 commit ahead (hook: Stop)",
+    ]
+    assert mux_ls(repo)["boss"]["inbox_unread"] == 0
+    assert "✉" not in run_mux("ls", cwd=repo).stdout
+    add(state_dir(repo), "boss", "c")
+    monkeypatch.setenv("MUX_TASK", "boss")  # as in the parent's own pane
+    rows = json.loads(run_mux("inbox", "--json", cwd=repo).stdout)
+    assert [(row["id"], row["unread"]) for row in rows] == [(1, False), (2, False), (3, True)]
+    assert rows[2]["changes"] == {"files": 2, "added": 12, "removed": 3, "ahead": 1}
+    since = json.loads(run_mux("inbox", "--json", "--since", "2", cwd=repo).stdout)
+    assert [row["id"] for row in since] == [3]
+    assert len(inbox.entries(state_dir(repo), "boss")) == 3
+
+
+@pytest.mark.usefixtures("fake_profile")
+def test_inbox_without_a_task_or_of_an_unknown_one_says_so_in_one_line(repo: Path) -> None:
+    new_task(repo, "boss", "-a", "fake")
+    for args in ((), ("nobody",)):
+        proc = run_mux("inbox", *args, cwd=repo, check=False)
+        assert proc.returncode != 0 and proc.stdout == ""
+        assert len(proc.stderr.splitlines()) == 1 and "Traceback" not in proc.stderr
+    assert "nothing in the inbox of boss" in run_mux("inbox", "boss", cwd=repo).stdout
+
+
+@pytest.mark.usefixtures("fake_profile")
+def test_inbox_follow_prints_entries_as_they_come_and_ends_on_ctrl_c(repo: Path) -> None:
+    new_task(repo, "boss", "-a", "fake")
+    add(state_dir(repo), "boss", "a")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "muxagent", "inbox", "boss", "--follow", "--json"],
+        cwd=repo, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert proc.stdout is not None
+        assert json.loads(proc.stdout.readline())["child"] == "a"
+        add(state_dir(repo), "boss", "b", "waiting")
+        later = json.loads(proc.stdout.readline())
+        assert (later["id"], later["child"], later["state"]) == (2, "b", "waiting")
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=10)
+    finally:
+        proc.kill()
+    assert proc.returncode == 0 and err == ""
+    assert inbox.read_upto(state_dir(repo), "boss") == 2

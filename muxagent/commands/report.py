@@ -14,7 +14,7 @@ from muxagent.errors import MuxError, TmuxError, UnknownTaskError
 from muxagent.git import repo as git_repo
 from muxagent.git import worktrees as git_worktrees
 from muxagent.model import PaneInfo, State, StatusRules, Task, TaskReport, TaskStatus, iso_epoch
-from muxagent.state import monitor_state
+from muxagent.state import inbox, monitor_state
 from muxagent.status import changes, events, radar
 from muxagent.status import classifier as status
 from muxagent.tmux.client import ScreenCache
@@ -62,6 +62,8 @@ def list_reports(ctx: Context, with_changes: bool = True, screens: ScreenCache |
     rules: dict[str, StatusRules] = {}
     watched = monitor_state.read(ctx.store.root)
     last_change = watched.last_change if watched is not None else {}
+    # With the changes, for what `ls` shows: the monitor's tick (without them) reads no inbox file.
+    unread = inbox.unread_counts(ctx.store.root) if with_changes else {}
     reports = []
     for task in tasks:
         pane = pane_by_task[task.name]
@@ -88,6 +90,7 @@ def list_reports(ctx: Context, with_changes: bool = True, screens: ScreenCache |
                 found.changes if found is not None else None,
                 conflicts.get(task.name, ()),
                 last_change.get(task.name),
+                unread.get(task.name, 0),
             )
         )
     return reports

@@ -161,19 +161,6 @@ def _wants(child: Task | None, parent: str, state: str) -> bool:
     return child is not None and child.parent == parent and state in child.notify
 
 
-def _plural(count: int, word: str) -> str:
-    return f"{count} {word}{'' if count == 1 else 's'}"
-
-
-def _changes_text(counts: EntryChanges | None) -> str:
-    if counts is None:
-        return "changes unknown"
-    if not (counts.files or counts.ahead):
-        return "no changes"
-    lines = f"+{counts.added} -{counts.removed} in {_plural(counts.files, 'file')}"
-    return f"{lines}, {_plural(counts.ahead, 'commit')} ahead"
-
-
 def _what(entry: Entry) -> str:
     """`is idle`, `is exited (status 2)`, `is waiting (Apply the change? (y/n))`."""
     if entry.state == State.EXITED and entry.exit_status is not None:
@@ -194,9 +181,9 @@ def notice_text(entries: Sequence[Entry]) -> str:
             then = f"See: mux peek {name}. Answer: mux send {name} TEXT"
         else:
             then = f"Review: mux diff {name}. Merge: mux merge {name}"
-        line = f"[mux] sub-task {name} {_what(entry)}: {_changes_text(entry.changes)}. {then}. All: mux inbox"
+        line = f"[mux] sub-task {name} {_what(entry)}: {entry.changes_summary()}. {then}. All: mux inbox"
     else:
-        parts = "; ".join(f"{e.child} {_what(e)}: {_changes_text(e.changes)}" for e in entries)
+        parts = "; ".join(f"{e.child} {_what(e)}: {e.changes_summary()}" for e in entries)
         line = f"[mux] {len(entries)} sub-tasks: {parts}. Review: mux diff NAME. Merge: mux merge NAME. All: mux inbox"
     # Names are task names and reasons were cleaned when recorded; an inbox edited by hand is cleaned here too.
     return render.clean_line(line)

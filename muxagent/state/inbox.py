@@ -39,6 +39,16 @@ class EntryChanges:
     removed: int
     ahead: int
 
+    def summary(self) -> str:
+        """`+12 -3 in 2 files, 1 commit ahead`, or `no changes`."""
+        if not (self.files or self.ahead):
+            return "no changes"
+        return f"+{self.added} -{self.removed} in {_plural(self.files, 'file')}, {_plural(self.ahead, 'commit')} ahead"
+
+
+def _plural(count: int, word: str) -> str:
+    return f"{count} {word}{'' if count == 1 else 's'}"
+
 
 @dataclass(frozen=True)
 class Entry:
@@ -52,6 +62,9 @@ class Entry:
 
     def to_json(self) -> dict[str, object]:
         return asdict(self)
+
+    def changes_summary(self) -> str:
+        return self.changes.summary() if self.changes is not None else "changes unknown"
 
 
 @dataclass(frozen=True)
