@@ -25,8 +25,9 @@ INBOX_STATES = frozenset({State.IDLE, State.WAITING, State.EXITED})
 # The states a sub-task's memory follows. Not `missing` or `starting`: after the tmux server died, `mux restart`
 # brings an idle child back idle, and that is no new signal for its parent.
 _FOLLOWED = INBOX_STATES | {State.WORKING}
-# A notice waits this long after the newest entry it tells of, so that children finishing together make one notice.
-NOTICE_SETTLE = 1.0
+# A notice waits this long after the newest entry it tells of, just under a tick: it goes out in the tick after that
+# entry, and a child recorded in that tick joins it (and puts it off a tick) rather than getting a notice of its own.
+NOTICE_SETTLE = 0.4
 # A reason quoted in a notice is cut here: the notice is a prompt, one short line.
 _MAX_REASON = 80
 
