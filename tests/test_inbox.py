@@ -19,7 +19,7 @@ import pytest
 from conftest import mux_ls, new_task, profile_with, run_mux, wait_until
 
 from muxagent.commands import recovery, report
-from muxagent.model import iso_epoch
+from muxagent.model import iso_epoch, utc_iso
 from muxagent.monitor import loop
 from muxagent.state import inbox, monitor_state
 from muxagent.state.inbox import EntryChanges
@@ -27,9 +27,9 @@ from muxagent.state.store import Store
 from muxagent.tmux.client import ScreenCache
 
 
-def add(state_dir: Path, parent: str, child: str, state: str = "idle") -> inbox.Entry:
+def add(state_dir: Path, parent: str, child: str, state: str = "idle", at: str | None = None) -> inbox.Entry:
     return inbox.append(
-        state_dir, parent, time="2026-01-01T00:00:00Z", child=child, state=state, reason="hook: Stop",
+        state_dir, parent, time=at or utc_iso(time.time()), child=child, state=state, reason="hook: Stop",
         exit_status=None, changes=EntryChanges(files=2, added=12, removed=3, ahead=1),
     )  # fmt: skip
 
@@ -79,17 +79,25 @@ def test_appenders_killed_mid_way_leave_a_readable_inbox_with_unique_ids(tmp_pat
 
 
 def test_the_read_cursor_counts_unread_entries_and_never_moves_back(tmp_path: Path) -> None:
-    assert inbox.unread_counts(tmp_path) == {}
+    created = {"p": "2000-01-01T00:00:00Z", "q": "2000-01-01T00:00:00Z"}
+    assert inbox.unread_counts(tmp_path, created) == {}
     for child in ("a", "b", "c"):
         add(tmp_path, "p", child)
-    assert inbox.unread_counts(tmp_path) == {"p": 3}
+    assert inbox.unread_counts(tmp_path, created) == {"p": 3}
     inbox.mark_read(tmp_path, "p", 2)
     inbox.mark_read(tmp_path, "p", 1)  # a reader that started earlier
     assert inbox.read_upto(tmp_path, "p") == 2
-    assert inbox.unread_counts(tmp_path) == {"p": 1}
+    assert inbox.unread_counts(tmp_path, created) == {"p": 1}
     inbox.mark_read(tmp_path, "p", 3)
-    assert inbox.unread_counts(tmp_path) == {}
+    assert inbox.unread_counts(tmp_path, created) == {}
     assert len(inbox.entries(tmp_path, "p")) == 3  # reading consumes nothing
+
+
+def test_a_new_task_of_a_removed_parents_name_starts_with_an_empty_inbox(tmp_path: Path) -> None:
+    add(tmp_path, "p", "a", at="2026-01-01T00:00:00Z")  # by the removed task
+    assert inbox.unread_counts(tmp_path, {"p": "2026-06-01T00:00:00Z"}) == {}
+    assert inbox.entries(tmp_path, "p", from_time="2026-06-01T00:00:00Z") == []
+    assert len(inbox.entries(tmp_path, "p")) == 1  # kept on disk all the same
 
 
 # ---------------------------------------------------------------------------------------------- the monitor
@@ -275,14 +283,13 @@ def test_inbox_shows_entries_without_consuming_them_and_ls_counts_the_unread(
     repo: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     new_task(repo, "boss", "-a", "fake")
-    add(state_dir(repo), "boss", "a")
-    add(state_dir(repo), "boss", "b", "exited")
+    first, second = add(state_dir(repo), "boss", "a"), add(state_dir(repo), "boss", "b", "exited")
     assert mux_ls(repo)["boss"]["inbox_unread"] == 2
     assert "boss ✉2" in run_mux("ls", cwd=repo).stdout
     lines = run_mux("inbox", "boss", cwd=repo).stdout.splitlines()
     assert lines == [
-        "* #1 2026-01-01T00:00:00Z a idle: +12 -3 in 2 files, 1 commit ahead (hook: Stop)",
-        "* #2 2026-01-01T00:00:00Z b exited: +12 -3 in 2 files, 1 commit ahead (hook: Stop)",
+        f"* #1 {first.time} a idle: +12 -3 in 2 files, 1 commit ahead (hook: Stop)",
+        f"* #2 {second.time} b exited: +12 -3 in 2 files, 1 commit ahead (hook: Stop)",
     ]
     assert mux_ls(repo)["boss"]["inbox_unread"] == 0
     assert "✉" not in run_mux("ls", cwd=repo).stdout

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from muxagent import render
 from muxagent.commands.context import Context, get_task
 from muxagent.errors import UsageError
+from muxagent.model import Task
 from muxagent.state import inbox
 from muxagent.state.inbox import Entry
 
@@ -40,32 +41,32 @@ class InboxView:
         return render.clean_line(line)  # the file may have been edited by hand: nothing unclean reaches a terminal
 
 
-def resolve_name(ctx: Context, name: str | None) -> str:
+def resolve_task(ctx: Context, name: str | None) -> Task:
     """The task named, else the one whose pane this runs in (MUX_TASK); refused when neither is there."""
     name = name or os.environ.get("MUX_TASK")
     if not name:
         raise UsageError("give a task name (`mux inbox NAME`), or run it in a task's pane")
-    return get_task(ctx, name).name
+    return get_task(ctx, name)
 
 
 def read(ctx: Context, name: str | None, since: int = 0) -> InboxView:
     """The entries after `since`, which then count as read."""
-    parent = resolve_name(ctx, name)
-    return _read(ctx, parent, since)
+    return _read(ctx, resolve_task(ctx, name), since)
 
 
-def _read(ctx: Context, parent: str, since: int) -> InboxView:
+def _read(ctx: Context, parent: Task, since: int) -> InboxView:
     root = ctx.store.root
-    before = inbox.read_upto(root, parent)
-    found = tuple(inbox.entries(root, parent, since=since))
+    before = inbox.read_upto(root, parent.name)
+    # Entries from before the task was created were left by a removed task of the same name: kept, not shown.
+    found = tuple(inbox.entries(root, parent.name, since=since, from_time=parent.created))
     if found:
-        inbox.mark_read(root, parent, found[-1].id)
-    return InboxView(parent, found, before)
+        inbox.mark_read(root, parent.name, found[-1].id)
+    return InboxView(parent.name, found, before)
 
 
 def follow(ctx: Context, name: str | None, since: int = 0, poll: float = FOLLOW_POLL) -> Iterator[InboxView]:
     """The entries after `since`, then each new batch as the monitor adds it, until the caller stops (Ctrl-C)."""
-    parent = resolve_name(ctx, name)
+    parent = resolve_task(ctx, name)
     view = _read(ctx, parent, since)
     yield view
     last = view.entries[-1].id if view.entries else since

@@ -63,7 +63,7 @@ def list_reports(ctx: Context, with_changes: bool = True, screens: ScreenCache |
     watched = monitor_state.read(ctx.store.root)
     last_change = watched.last_change if watched is not None else {}
     # With the changes, for what `ls` shows: the monitor's tick (without them) reads no inbox file.
-    unread = inbox.unread_counts(ctx.store.root) if with_changes else {}
+    unread = inbox.unread_counts(ctx.store.root, {task.name: task.created for task in tasks}) if with_changes else {}
     reports = []
     for task in tasks:
         pane = pane_by_task[task.name]

@@ -138,7 +138,7 @@ class Family:
         for entry in pending:
             latest.pop(entry.child, None)
             latest[entry.child] = entry  # several entries of one child: its newest, in the order of the newest
-        told = [entry for entry in latest.values() if _wants(tasks.get(entry.child), parent, entry.state)]
+        told = [entry for entry in latest.values() if _wants(tasks.get(entry.child), parent, entry)]
         if not told:
             self.told(parent, pending[-1].id if pending else 0)
             return None
@@ -157,9 +157,12 @@ def _told_upto(ctx: Context, parent: str) -> int:
     return max(inbox.noticed_upto(root, parent), inbox.read_upto(root, parent))
 
 
-def _wants(child: Task | None, parent: str, state: str) -> bool:
-    """Whether the sub-task (still there, still the parent's) asked for its parent's agent to hear of this state."""
-    return child is not None and child.parent == parent and state in child.notify
+def _wants(child: Task | None, parent: str, entry: Entry) -> bool:
+    """Whether the sub-task (still there, still the parent's, the one the entry is about and not an earlier task of
+    its name) asked for its parent's agent to hear of the entry's state."""
+    return (
+        child is not None and child.parent == parent and entry.time >= child.created and entry.state in child.notify
+    )
 
 
 def _what(entry: Entry) -> str:

@@ -123,9 +123,10 @@ def _parse(data: bytes) -> list[Entry]:
     return [entry for entry in found if entry is not None]
 
 
-def entries(state_dir: Path, parent: str, since: int = 0) -> list[Entry]:
-    """The parent's entries with an id above `since`, oldest first."""
-    return [entry for entry in _parse(_read_bytes(_path(state_dir, parent, ".jsonl"))) if entry.id > since]
+def entries(state_dir: Path, parent: str, since: int = 0, from_time: str = "") -> list[Entry]:
+    """The parent's entries with an id above `since` and a time from `from_time` on (model.utc_iso), oldest first."""
+    found = _parse(_read_bytes(_path(state_dir, parent, ".jsonl")))
+    return [entry for entry in found if entry.id > since and entry.time >= from_time]
 
 
 def append(
@@ -199,18 +200,17 @@ def mark_noticed(state_dir: Path, parent: str, upto: int) -> None:
     _advance(state_dir, parent, ".noticed", upto)
 
 
-def unread_counts(state_dir: Path) -> dict[str, int]:
-    """Parent -> how many of its entries `mux inbox` has not shown yet, for the parents that have some."""
-    try:
-        names = [path.name.removesuffix(".jsonl") for path in _dir(state_dir).glob("*.jsonl")]
-    except OSError:
-        return {}
+def unread_counts(state_dir: Path, created: Mapping[str, str]) -> dict[str, int]:
+    """Task -> how many entries of its inbox `mux inbox` has not shown yet, for the tasks in `created` (name -> when
+    the task was created: an entry older than that was left by a removed task of the same name)."""
+    if not _dir(state_dir).is_dir():
+        return {}  # no task has ever had a sub-task: `mux ls` pays one stat
     counts = {}
-    for name in names:
+    for name, since_time in created.items():
         try:
-            unread = len(entries(state_dir, name, since=read_upto(state_dir, name)))
+            unread = len(entries(state_dir, name, since=read_upto(state_dir, name), from_time=since_time))
         except (StoreError, InvalidNameError):
-            continue  # a file no mux wrote, or one it cannot read: `mux inbox NAME` says why
+            continue  # a record or a file no mux wrote: `mux inbox NAME` says what is wrong
         if unread:
             counts[name] = unread
     return counts
