@@ -333,3 +333,13 @@ def test_inbox_follow_prints_entries_as_they_come_and_ends_on_ctrl_c(repo: Path)
         proc.kill()
     assert proc.returncode == 0 and err == ""
     assert inbox.read_upto(state_dir(repo), "boss") == 2
+
+
+@pytest.mark.usefixtures("fake_profile")
+def test_a_parent_no_task_can_be_named_stops_neither_the_monitor_nor_a_queued_prompt(repo: Path) -> None:
+    """A registry edited by hand: the parent's name would make a path out of the inbox folder."""
+    start_child(repo, "../../outside", "kid", "busy 1")
+    wait_until(lambda: state(repo, "kid") == "idle", timeout=20)
+    run_mux("send", "kid", "--when-idle", "still delivered", cwd=repo)
+    wait_until(lambda: "got: still delivered" in screen(repo, "kid"), timeout=20)
+    assert not (repo / ".git" / "outside.jsonl").exists() and not (repo.parent / "outside.jsonl").exists()

@@ -12,7 +12,7 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
-from muxagent import render
+from muxagent import naming, render
 from muxagent.commands.context import Context
 from muxagent.errors import MuxError
 from muxagent.git import repo as git_repo
@@ -50,11 +50,7 @@ class Family:
     @classmethod
     def load(cls, ctx: Context) -> Family:
         root = ctx.store.root
-        due = {
-            parent: float("-inf")
-            for parent in inbox.parents(root)
-            if inbox.entries(root, parent, since=_told_upto(ctx, parent))
-        }
+        due = {parent: float("-inf") for parent in inbox.parents(root) if _has_untold(ctx, parent)}
         return cls(ctx, inbox.load_recorded(root), due)
 
     def observe(self, reports: Sequence[TaskReport]) -> None:
@@ -69,11 +65,15 @@ class Family:
         finished = [item.task for item in moved if item.status.state in INBOX_STATES]
         counts = self._changes(finished) if finished else {}
         for item in moved:
-            self._record(item, counts.get(item.task.name))
+            try:
+                self._record(item, counts.get(item.task.name))
+            except MuxError as exc:
+                # Tried again next tick; the other children, and the queued prompts of this tick, go on.
+                print(f"mux monitor: could not record {item.task.name} in its parent's inbox: {exc}", flush=True)
         inbox.save_recorded(self.ctx.store.root, self.recorded)
 
     def _moved(self, item: TaskReport) -> bool:
-        if item.task.parent is None or item.status.state not in _FOLLOWED:
+        if item.task.parent is None or item.status.state not in _FOLLOWED or not _is_name(item.task.parent):
             return False
         known = self._remembered(item.task)
         return known is None or known.state != item.status.state.value
@@ -149,6 +149,22 @@ class Family:
         self.due.pop(parent, None)
         if upto:
             inbox.mark_noticed(self.ctx.store.root, parent, upto)
+
+
+def _is_name(parent: str) -> bool:
+    # A parent no task can be named (a hand-edited registry) has no inbox: it is skipped, every tick, quietly.
+    try:
+        naming.validate_name(parent)
+    except MuxError:
+        return False
+    return True
+
+
+def _has_untold(ctx: Context, parent: str) -> bool:
+    try:
+        return bool(inbox.entries(ctx.store.root, parent, since=_told_upto(ctx, parent)))
+    except MuxError:
+        return False  # a file no mux wrote, or one it cannot read: `mux inbox NAME` says what is wrong
 
 
 def _told_upto(ctx: Context, parent: str) -> int:
