@@ -22,7 +22,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
-from typing import Any
+from typing import Any, TypedDict
 
 CHECKOUT = Path(__file__).resolve().parent.parent
 CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -86,7 +86,16 @@ def percentile(values: Sequence[float], fraction: float) -> float:
     return ordered[low] + (ordered[high] - ordered[low]) * (position - low)
 
 
-def summary(samples_s: Sequence[float]) -> dict[str, Any]:
+class Summary(TypedDict):
+    median_ms: float
+    min_ms: float
+    p90_ms: float
+    max_ms: float
+    n: int
+    samples_ms: list[float]
+
+
+def summary(samples_s: Sequence[float]) -> Summary:
     """Median, min, p90, max (milliseconds) and the raw samples of a list of durations in seconds."""
     ms = [s * 1000.0 for s in samples_s]
     return {
@@ -99,7 +108,7 @@ def summary(samples_s: Sequence[float]) -> dict[str, Any]:
     }
 
 
-def ratio(a: Mapping[str, Any], b: Mapping[str, Any]) -> float:
+def ratio(a: Summary, b: Summary) -> float:
     return round(float(a["median_ms"]) / float(b["median_ms"]), 3)
 
 

@@ -4,6 +4,7 @@
     python bench/run.py                      # N = 10, 25, 50 tasks; 11 timed runs of each figure
     python bench/run.py --quick              # a shorter run (fewer tasks, repeats and seconds)
     python bench/run.py --tasks 10,50 --repeat 21 --json bench.json
+    python bench/run.py --write-readme bench.json   # the READMEs' generated figures and targets, from that run
 
 Everything runs in a sandbox: a private tmux server (`-L mux-bench-<random>`, `-f /dev/null`), a temp HOME and
 XDG dirs, and a generated repository of a few thousand files. The server and the temp dir are removed at the
@@ -22,14 +23,27 @@ import shutil
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, cast
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import report
+from figures import (
+    BusyFigures,
+    Churn,
+    CompletionFigures,
+    HookFigures,
+    LatencyFigures,
+    LsFigures,
+    MonitorFigures,
+    NewFigures,
+    Results,
+    ScreenFigures,
+)
 from harness import (
     CHECKOUT,
     BenchError,
@@ -46,16 +60,6 @@ from harness import (
     timed_run,
 )
 
-# Targets of issues 5 and 3 (medians).
-TARGET_LS_RATIO = {10: 2.0, 50: 1.5}
-TARGET_NEW_RATIO = 1.3
-TARGET_COMPLETION_MS = 100.0
-TARGET_HOOK_MS = 60.0
-TARGET_HOOK_LATENCY_S = 1.0
-TARGET_SCREEN_SLACK_S = 1.0  # screen-only transitions within idle_after + 1 s
-TARGET_MONITOR_CPU_PCT = 3.0
-LINEAR_EXPONENT = 1.1  # t(N) ~ N^k between the smallest and largest N; k <= 1 is at most linear (plus noise)
-
 
 @dataclass(frozen=True)
 class Options:
@@ -70,6 +74,9 @@ class Options:
     json_path: Path | None
     keep: bool
     quick: bool
+    render_from: Path | None  # --render or --write-readme: make README text from this JSON instead of running
+    write_readme: bool
+    command: str  # how this run was started, for the README's line saying where its figures come from
 
 
 def parse_args(argv: list[str] | None = None) -> Options:
@@ -85,7 +92,13 @@ def parse_args(argv: list[str] | None = None) -> Options:
     parser.add_argument("--files", type=int, help="tracked files in the generated repo (default 3000)")
     parser.add_argument("--json", dest="json_path", type=Path, help="also write the figures to this file")
     parser.add_argument("--keep", action="store_true", help="keep the sandbox dir (the tmux server is still killed)")
+    parser.add_argument("--render", type=Path, metavar="JSON", help="print the README's figures made from a run's JSON")
+    parser.add_argument(
+        "--write-readme", type=Path, metavar="JSON", help="rewrite README.md's and bench/README.md's generated blocks"
+    )
     args = parser.parse_args(argv)
+    if args.render and args.write_readme:
+        parser.error("--render and --write-readme: one or the other")
     quick = bool(args.quick)
     tasks_text = args.tasks or ("5,10" if quick else "10,25,50")
     try:
@@ -109,6 +122,9 @@ def parse_args(argv: list[str] | None = None) -> Options:
         json_path=args.json_path,
         keep=bool(args.keep),
         quick=quick,
+        render_from=args.write_readme or args.render,
+        write_readme=args.write_readme is not None,
+        command=" ".join(["python bench/run.py", *(argv if argv is not None else sys.argv[1:])]),
     )
     return options
 
@@ -234,7 +250,7 @@ class Bench:
 
     # -- ls against its floor --------------------------------------------------------------------------------
 
-    def measure_ls(self, count: int) -> dict[str, Any]:
+    def measure_ls(self, count: int) -> LsFigures:
         """`mux ls --json` against its floor, steady (nothing changed since the last ls), then right after one
         task's agent edited a file, then right after every agent did (each timed run preceded by fresh edits)."""
         box = self.box
@@ -276,11 +292,9 @@ class Bench:
         if self.console is not None:
             console = self.console
             subjects["mux_console"] = lambda: mux_ls(console)
-        samples = interleaved(subjects, self.opt.repeat, self.opt.warmup)
-        result: dict[str, Any] = {name: summary(values) for name, values in samples.items()}
-        result["ratio"] = ratio(result["mux"], result["floor"])
-        result["ratio_console"] = ratio(result["mux_console"], result["floor"]) if self.console else None
-        result["target_ratio"] = TARGET_LS_RATIO.get(count)
+        steady = {
+            name: summary(values) for name, values in interleaved(subjects, self.opt.repeat, self.opt.warmup).items()
+        }
 
         turn = {"next": 0}
 
@@ -292,19 +306,30 @@ class Bench:
             for name in self.names:
                 self.edit(name)
 
+        churns: dict[str, Churn] = {}
         for key, edit in (("one_changed", edit_one), ("all_changed", edit_all)):
             churn = interleaved(
                 {"mux": after(edit, mux_ls), "floor": after(edit, floor)},
                 self.opt.churn_repeat,
                 min(1, self.opt.warmup),
             )
-            result[key] = {name: summary(values) for name, values in churn.items()}
-            result[key]["ratio"] = ratio(result[key]["mux"], result[key]["floor"])
+            mux_s, floor_s = summary(churn["mux"]), summary(churn["floor"])
+            churns[key] = {"mux": mux_s, "floor": floor_s, "ratio": ratio(mux_s, floor_s)}
+        result: LsFigures = {
+            "mux": steady["mux"],
+            "floor": steady["floor"],
+            "ratio": ratio(steady["mux"], steady["floor"]),
+            "ratio_console": ratio(steady["mux_console"], steady["floor"]) if "mux_console" in steady else None,
+            "one_changed": churns["one_changed"],
+            "all_changed": churns["all_changed"],
+        }
+        if "mux_console" in steady:
+            result["mux_console"] = steady["mux_console"]
         return result
 
     # -- completion ------------------------------------------------------------------------------------------
 
-    def measure_completion(self, count: int) -> dict[str, Any]:
+    def measure_completion(self, count: int) -> CompletionFigures:
         box = self.box
 
         def tasks_via(argv: list[str]) -> Callable[[], float]:
@@ -319,32 +344,37 @@ class Bench:
         subjects = {"tasks": tasks_via(box.mux_argv("_tasks"))}
         if self.console is not None:
             subjects["tasks_console"] = tasks_via([str(self.console), "_tasks"])
-        samples = interleaved(subjects, self.opt.repeat, self.opt.warmup)
-        result: dict[str, Any] = {name: summary(values) for name, values in samples.items()}
-        if "tasks_console" not in result:
-            result["tasks_console"] = None
+        samples = {
+            name: summary(values) for name, values in interleaved(subjects, self.opt.repeat, self.opt.warmup).items()
+        }
         # What a user whose PATH finds another `mux` waits for, say a pyenv shim (`pyenv exec` puts the version's
         # bin dir first on this process's PATH, so the shim is looked for in $PYENV_ROOT/shims too). Informative.
         on_path = shutil.which("mux", path=box.env.get("PATH"))
         shim = Path(os.environ.get("PYENV_ROOT", "/nonexistent"), "shims", "mux")
         if shim.is_file() and os.access(shim, os.X_OK):
             on_path = str(shim)
-        result["path_mux"] = on_path
-        result["tasks_path"] = None
+        tasks_path, path_error = None, None
         same = self.console is not None and on_path is not None and Path(on_path).resolve() == self.console.resolve()
         if on_path and not same:
             try:
-                result["tasks_path"] = summary(interleaved({"p": tasks_via([on_path, "_tasks"])}, 3, 1)["p"])
+                tasks_path = summary(interleaved({"p": tasks_via([on_path, "_tasks"])}, 3, 1)["p"])
             except BenchError as exc:
-                result["tasks_path_error"] = str(exc).splitlines()[0]
+                path_error = str(exc).splitlines()[0]
         prog = self.console or box.mux_wrapper
         bash_samples, candidates = self.bash_completion(prog)
         if candidates != count:
             raise BenchError(f"bash completion of `mux attach <TAB>` offered {candidates} names, expected {count}")
-        result["bash"] = summary(bash_samples)
-        result["bash_prog"] = str(prog)
-        result["candidates"] = candidates
-        result["target_ms"] = TARGET_COMPLETION_MS
+        result: CompletionFigures = {
+            "tasks": samples["tasks"],
+            "tasks_console": samples.get("tasks_console"),
+            "path_mux": on_path,
+            "tasks_path": tasks_path,
+            "bash": summary(bash_samples),
+            "bash_prog": str(prog),
+            "candidates": candidates,
+        }
+        if path_error is not None:
+            result["tasks_path_error"] = path_error
         return result
 
     def bash_completion(self, prog: Path) -> tuple[list[float], int]:
@@ -394,7 +424,7 @@ done
         elapsed, _ = timed_run(argv, self.worktree(name), self.hook_env(name), stdin=payload)
         return elapsed
 
-    def measure_hook(self) -> dict[str, Any]:
+    def measure_hook(self) -> HookFigures:
         name = self.names[0]
         cwd, env = self.worktree(name), self.hook_env(name)
         payload = json.dumps({"session_id": "bench", "cwd": str(cwd), "hook_event_name": "Stop"})
@@ -425,14 +455,18 @@ done
         samples = interleaved(subjects, self.opt.repeat * 3, self.opt.warmup)
         if not events_file.exists() or events_file.stat().st_size <= before:
             raise BenchError(f"the hook command appended nothing to {events_file}")
-        result: dict[str, Any] = {key: summary(values) for key, values in samples.items()}
-        result["ratio"] = ratio(result["hook"], result["python_floor"])
-        result["target_ms"] = TARGET_HOOK_MS
-        return result
+        hook, floor = summary(samples["hook"]), summary(samples["python_floor"])
+        return {
+            "hook": hook,
+            "python_floor": floor,
+            "python_floor_nosite": summary(samples["python_floor_nosite"]),
+            "hook_nosite": summary(samples["hook_nosite"]),
+            "ratio": ratio(hook, floor),
+        }
 
     # -- transition latency ----------------------------------------------------------------------------------
 
-    def hook_latency(self) -> dict[str, Any]:
+    def hook_latency(self) -> LatencyFigures:
         """Run the real hook command, then poll `mux ls --json` until it shows the state the event means."""
         name = self.names[0]
         state = self.ls_rows()[name]["state"]
@@ -452,7 +486,7 @@ done
                 if row["state"] == target and event in str(row["reason"]):
                     elapsed = time.perf_counter() - start
                     break
-                if time.perf_counter() - start > 10:
+                if time.perf_counter() - start > report.HOOK_EVENT_TIMEOUT_S:
                     elapsed = math.inf
                     break
             state = row["state"]
@@ -465,15 +499,9 @@ done
                 polls.append(count)
         if not samples:
             raise BenchError(f"no hook event ever showed in mux ls ({timeouts} timeouts)")
-        result = summary(samples)
-        result.update(
-            timeouts=timeouts,
-            ls_polls_median=sorted(polls)[len(polls) // 2],
-            target_ms=TARGET_HOOK_LATENCY_S * 1000,
-        )
-        return result
+        return {**summary(samples), "timeouts": timeouts, "ls_polls_median": sorted(polls)[len(polls) // 2]}
 
-    def screen_latency(self) -> dict[str, Any]:
+    def screen_latency(self) -> ScreenFigures:
         """A command agent (no hooks) prints for 1 s and goes quiet: time from its last output to `mux ls` idle.
 
         Then `ls` keeps being polled for idle_after + 2 s: a quiet agent must stay idle (anything that writes to
@@ -505,15 +533,13 @@ done
                 if row["state"] != "idle":
                     relapses.append(f"{time.time() - seen:.1f}s after idle: {row['state']} ({row['reason']})")
                 time.sleep(0.1)
-        result = summary(samples)
-        result.update(
-            idle_after_s=idle_after,
-            reasons=reasons,
-            target_ms=round((idle_after + TARGET_SCREEN_SLACK_S) * 1000, 1),
-            stays_idle=not relapses,
-            relapses=relapses,
-        )
-        return result
+        return {
+            **summary(samples),
+            "idle_after_s": idle_after,
+            "reasons": reasons,
+            "stays_idle": not relapses,
+            "relapses": relapses,
+        }
 
     # -- the monitor -----------------------------------------------------------------------------------------
 
@@ -530,7 +556,7 @@ done
                     return candidate
         raise BenchError(f"no monitor process found in the tmux server's panes:\n{out}")
 
-    def cpu_window(self, pids: dict[str, int], seconds: float) -> dict[str, Any]:
+    def cpu_window(self, pids: dict[str, int], seconds: float) -> MonitorFigures:
         first = {key: read_cpu(pid) for key, pid in pids.items()}
         rss: list[int] = [first["monitor"].rss_kib]
         end = time.monotonic() + seconds
@@ -554,13 +580,11 @@ done
             "rss_samples_kib": rss,
         }
 
-    def monitor_quiet(self) -> dict[str, Any]:
+    def monitor_quiet(self) -> MonitorFigures:
         pids = {"monitor": self.monitor_pid(), "tmux": self.box.server_pid()}
-        result = self.cpu_window(pids, self.opt.quiet_seconds)
-        result["target_pct"] = TARGET_MONITOR_CPU_PCT
-        return result
+        return self.cpu_window(pids, self.opt.quiet_seconds)
 
-    def monitor_busy(self) -> dict[str, Any]:
+    def monitor_busy(self, count: int) -> BusyFigures:
         busy = self.names[: min(10, len(self.names))]
         pids = {"monitor": self.monitor_pid(), "tmux": self.box.server_pid()}
         seconds = self.opt.monitor_seconds
@@ -569,8 +593,7 @@ done
         for name in busy:
             self.send_line(name, f"busy {math.ceil(seconds + 1)}")
         time.sleep(0.5)
-        result = self.cpu_window(pids, seconds)
-        result.update(agents=len(busy), target_pct=TARGET_MONITOR_CPU_PCT)
+        result: BusyFigures = {**self.cpu_window(pids, seconds), "agents": len(busy), "tasks": count}
         self.wait_for(
             "the busy agents to finish", lambda: all((self.box.markers / n).exists() for n in busy), timeout=30
         )
@@ -578,7 +601,7 @@ done
 
     # -- mux new against git worktree add + tmux new-window ------------------------------------------------
 
-    def measure_new(self) -> dict[str, Any]:
+    def measure_new(self) -> NewFigures:
         box = self.box
         session = str(self.ls_rows()[self.names[0]]["session"])
         counter = {"mux": 0, "hand": 0}
@@ -617,19 +640,23 @@ done
 
         samples = interleaved({"mux": mux_new, "hand": hand_new}, self.opt.repeat, self.opt.warmup)
         samples["mux_ready"] = ready[self.opt.warmup :]
-        result: dict[str, Any] = {key: summary(values) for key, values in samples.items()}
-        result["ratio"] = ratio(result["mux"], result["hand"])
-        result["ready_ratio"] = ratio(result["mux_ready"], result["hand"])
-        result["target_ratio"] = TARGET_NEW_RATIO
-        return result
+        mux, hand, mux_ready = summary(samples["mux"]), summary(samples["hand"]), summary(samples["mux_ready"])
+        return {
+            "mux": mux,
+            "hand": hand,
+            "mux_ready": mux_ready,
+            "ratio": ratio(mux, hand),
+            "ready_ratio": ratio(mux_ready, hand),
+        }
 
     # -- the whole run ---------------------------------------------------------------------------------------
 
-    def run(self) -> dict[str, Any]:
+    def run(self) -> Results:
         opt = self.opt
         box = self.box
         results = self.results
         results["date"] = datetime.now(UTC).isoformat(timespec="seconds")
+        results["command"] = opt.command
         results["machine"] = machine_info()
         results["options"] = {
             "tasks": opt.tasks,
@@ -650,44 +677,62 @@ done
         results["repo"] = box.build_repo(opt.files)
         results["repo"]["build_s"] = round(time.perf_counter() - started, 2)
         say(f"repo: {results['repo']}")
-        results.update(ls={}, completion={}, hook_latency={}, monitor_quiet={})
-        monitor_level = 10 if 10 in opt.tasks else opt.tasks[0]
         for count in opt.tasks:
             say(f"starting tasks up to N={count}")
             self.grow_to(count)
-            key = str(count)
-            say(f"N={count}: mux ls --json against list-panes + {count} git status")
-            results["ls"][key] = self.measure_ls(count)
-            say(f"N={count}: completion")
-            results["completion"][key] = self.measure_completion(count)
-            if count == opt.tasks[0]:
-                say("the hook command")
-                results["hook"] = self.measure_hook()
-            say(f"N={count}: hook-driven transition latency")
-            results["hook_latency"][key] = self.hook_latency()
-            if count == opt.tasks[0]:
-                say("mux new against git worktree add + tmux new-window")
-                results["new"] = self.measure_new()
-            say(f"N={count}: monitor CPU with quiet agents ({opt.quiet_seconds:.0f}s)")
-            results["monitor_quiet"][key] = self.monitor_quiet()
-            if count == monitor_level:
-                say("screen-only transition latency")
-                results["screen_latency"] = self.screen_latency()
-                say(f"monitor CPU with {min(10, count)} agents printing for {opt.monitor_seconds:.0f}s")
-                results["monitor_busy"] = self.monitor_busy()
-                results["monitor_busy"]["tasks"] = count
+            for section in SECTIONS:
+                if section.at == "every":
+                    say(f"N={count}: {section.what}")
+                    results.setdefault(section.key, {})[str(count)] = section.measure(self, count)
+                elif count == self.level(section.at):
+                    say(f"N={count}: {section.what}")
+                    results[section.key] = section.measure(self, count)
             self.checkpoint()
         results["new"]["setup_new"] = summary(self.setup_new)
         results["ls_growth"] = growth(results["ls"])
         results["machine"]["loadavg_end"] = list(os.getloadavg())
         results["elapsed_s"] = round(time.perf_counter() - started, 1)
         results["complete"] = True
-        return results
+        results["checks"] = []
+        # Every section has run (one that failed raised before here), so every key of Results is filled in.
+        finished = cast(Results, results)
+        finished["checks"] = [check.as_json() for check in report.checks(finished)]
+        return finished
+
+    def level(self, at: Literal["first", "monitor"]) -> int:
+        """The N a section measured once runs at: the first, or the monitor's (10 agents if N=10 is run)."""
+        tasks = self.opt.tasks
+        return tasks[0] if at == "first" or 10 not in tasks else 10
 
     def checkpoint(self) -> None:
         """Write what is measured so far (`"complete": false`), so a run cut short still leaves its figures."""
         if self.opt.json_path is not None:
             write_json(self.opt.json_path, {**self.results, "complete": False})
+
+
+@dataclass(frozen=True)
+class Section:
+    """One part of the run, at the N it is measured at: every N (its figures keyed by N), once at the first N,
+    or once at the monitor's N."""
+
+    key: str  # where its figures go in the JSON
+    what: str  # the progress line
+    at: Literal["every", "first", "monitor"]
+    measure: Callable[[Bench, int], Mapping[str, object]]
+
+
+# In the order they run at each N (the order the figures were measured in before, so runs stay comparable).
+SECTIONS: tuple[Section, ...] = (
+    Section("ls", "mux ls --json against list-panes + a git status a task, steady and after edits", "every",
+            Bench.measure_ls),
+    Section("completion", "TAB completion", "every", Bench.measure_completion),
+    Section("hook", "the hook command", "first", lambda bench, _: bench.measure_hook()),
+    Section("hook_latency", "hook-driven transition latency", "every", lambda bench, _: bench.hook_latency()),
+    Section("new", "mux new against git worktree add + tmux new-window", "first", lambda bench, _: bench.measure_new()),
+    Section("monitor_quiet", "monitor CPU with quiet agents", "every", lambda bench, _: bench.monitor_quiet()),
+    Section("screen_latency", "screen-only transition latency", "monitor", lambda bench, _: bench.screen_latency()),
+    Section("monitor_busy", "monitor CPU with up to 10 agents printing", "monitor", Bench.monitor_busy),
+)  # fmt: skip
 
 
 def checked_out(worktree: Path) -> Callable[[], bool]:
@@ -722,8 +767,7 @@ def growth(ls: dict[str, Any]) -> dict[str, Any]:
     """How `mux ls` and its floor grow with N: the exponent k of t ~ N^k between the smallest and largest N, and
     the cost of each extra task between consecutive N."""
     counts = sorted(int(k) for k in ls)
-    result: dict[str, Any] = {"counts": counts, "target_exponent": LINEAR_EXPONENT}
-    verdicts = []
+    result: dict[str, Any] = {"counts": counts}
     for series, path in GROWTH_SERIES.items():
         medians = []
         for n in counts:
@@ -744,205 +788,38 @@ def growth(ls: dict[str, Any]) -> dict[str, Any]:
             else None
         )
         result[series] = {"median_ms": medians, "ms_per_extra_task": per_task, "exponent": exponent}
-        if series.startswith("mux") and exponent is not None:
-            verdicts.append(exponent <= LINEAR_EXPONENT)
-    result["at_most_linear"] = all(verdicts)
     return result
 
 
 # --- the report ---------------------------------------------------------------------------------------------
 
 
-def mark(ok: bool | None) -> str:
-    return "" if ok is None else ("ok" if ok else "MISSED")
-
-
-def table(results: dict[str, Any]) -> str:
-    rows: list[tuple[str, str, str, str, str, str]] = []
-
-    def add(figure: str, value: str, floor: str = "", rel: str = "", target: str = "", ok: bool | None = None) -> None:
-        rows.append((figure, value, floor, rel, target, mark(ok)))
-
-    def ms(s: dict[str, Any] | None) -> str:
-        if not s:
-            return "-"
-        return f"{s['median_ms']:.1f} ms [{s['min_ms']:.0f}-{s['p90_ms']:.0f}]"
-
-    for key, item in results["ls"].items():
-        target = item["target_ratio"]
-        add(
-            f"mux ls --json, N={key}",
-            ms(item["mux"]),
-            ms(item["floor"]),
-            f"{item['ratio']:.2f}x",
-            f"<= {target}x" if target else "",
-            item["ratio"] <= target if target else None,
-        )
-        if item.get("mux_console"):
-            add(
-                f"  via console script, N={key}",
-                ms(item["mux_console"]),
-                ms(item["floor"]),
-                f"{item['ratio_console']:.2f}x",
-            )
-    for key, item in results["ls"].items():
-        for churn, label in (("one_changed", "one task edited"), ("all_changed", "every task edited")):
-            add(
-                f"mux ls --json, N={key}, {label}",
-                ms(item[churn]["mux"]),
-                ms(item[churn]["floor"]),
-                f"{item[churn]['ratio']:.2f}x",
-            )
-    grow = results["ls_growth"]
-    for series, floor_series, label in (
-        ("mux", "floor", "steady"),
-        ("mux_one_changed", "floor_one_changed", "one task edited"),
-        ("mux_all_changed", "floor_all_changed", "every task edited"),
-    ):
-        mux_g, floor_g = grow.get(series), grow.get(floor_series)
-        if not mux_g or not floor_g or mux_g["exponent"] is None:
-            continue
-        ok = mux_g["exponent"] <= LINEAR_EXPONENT
-        add(
-            f"ls growth k (t ~ N^k), {label}",
-            f"{mux_g['exponent']:.2f}",
-            f"{floor_g['exponent']:.2f}",
-            "",
-            f"<= {LINEAR_EXPONENT}",
-            ok,
-        )
-        add(
-            f"  ms per extra task, {label}",
-            ", ".join(f"{v:.1f}" for v in mux_g["ms_per_extra_task"]),
-            ", ".join(f"{v:.1f}" for v in floor_g["ms_per_extra_task"]),
-        )
-    new = results["new"]
-    add(
-        "mux new",
-        ms(new["mux"]),
-        ms(new["hand"]),
-        f"{new['ratio']:.2f}x",
-        f"<= {TARGET_NEW_RATIO}x",
-        new["ratio"] <= TARGET_NEW_RATIO,
-    )
-    ready = new["mux_ready"]
-    add("  mux new until the files are checked out", ms(ready), ms(new["hand"]), f"{new['ready_ratio']:.2f}x")
-    add("  mux new while growing tasks", ms(new["setup_new"]))
-    for key, item in results["completion"].items():
-        add(
-            f"TAB: bash `mux attach <TAB>`, N={key}",
-            ms(item["bash"]),
-            "",
-            "",
-            f"< {TARGET_COMPLETION_MS:.0f} ms",
-            item["bash"]["median_ms"] < TARGET_COMPLETION_MS,
-        )
-        add(
-            f"  mux _tasks (python -m), N={key}",
-            ms(item["tasks"]),
-            "",
-            "",
-            f"< {TARGET_COMPLETION_MS:.0f} ms",
-            item["tasks"]["median_ms"] < TARGET_COMPLETION_MS,
-        )
-        if item.get("tasks_console"):
-            add(f"  mux _tasks (console script), N={key}", ms(item["tasks_console"]))
-        if item.get("tasks_path"):
-            add(f"  mux _tasks via PATH ({item['path_mux']})", ms(item["tasks_path"]))
-    hook = results["hook"]
-    add(
-        "hook command (_hook claude, Stop)",
-        ms(hook["hook"]),
-        ms(hook["python_floor"]) + " python -P -c pass",
-        f"{hook['ratio']:.2f}x",
-        f"< {TARGET_HOOK_MS:.0f} ms",
-        hook["hook"]["median_ms"] < TARGET_HOOK_MS,
-    )
-    if hook.get("hook_nosite"):
-        add(
-            "  the same hook under python -S (idea)",
-            ms(hook["hook_nosite"]),
-            ms(hook["python_floor_nosite"]) + " python -P -S -c pass",
-        )
-    for key, item in results["hook_latency"].items():
-        timeouts = f", {item['timeouts']} timeouts" if item["timeouts"] else ""
-        add(
-            f"hook event -> ls shows it, N={key}",
-            ms(item) + timeouts,
-            f"{item['ls_polls_median']} ls poll(s)",
-            "",
-            f"< {item['target_ms'] / 1000:.0f} s",
-            item["median_ms"] < item["target_ms"] and not item["timeouts"],
-        )
-    screen = results["screen_latency"]
-    add(
-        "last output -> ls shows idle",
-        ms(screen),
-        f"idle_after {screen['idle_after_s']:.1f} s",
-        "",
-        f"< {screen['target_ms'] / 1000:.1f} s",
-        screen["median_ms"] < screen["target_ms"],
-    )
-    if "stays_idle" in screen:
-        relapses = screen["relapses"]
-        add(
-            "  quiet agent stays idle afterwards",
-            "yes" if screen["stays_idle"] else f"no: {len(relapses)} ls runs said otherwise",
-            "",
-            "",
-            "stays idle",
-            screen["stays_idle"],
-        )
-    for key, item in results["monitor_quiet"].items():
-        add(
-            f"monitor CPU, N={key} quiet agents",
-            f"{item['cpu_pct']:.2f}% ({item['cpu_pct_with_children']:.2f}% w/ children)",
-            f"tmux server {item['tmux_server_cpu_pct']:.2f}%",
-            "",
-            f"< {TARGET_MONITOR_CPU_PCT:.0f}%",
-            item["cpu_pct_with_children"] < TARGET_MONITOR_CPU_PCT,
-        )
-    busy = results["monitor_busy"]
-    add(
-        f"monitor CPU, {busy['agents']} agents printing {busy['seconds']:.0f}s",
-        f"{busy['cpu_pct']:.2f}% ({busy['cpu_pct_with_children']:.2f}% w/ children)",
-        f"tmux server {busy['tmux_server_cpu_pct']:.2f}%",
-        "",
-        f"< {TARGET_MONITOR_CPU_PCT:.0f}%",
-        busy["cpu_pct_with_children"] < TARGET_MONITOR_CPU_PCT,
-    )
-    add(
-        "  monitor RSS start -> end (max)",
-        f"{busy['rss_start_kib'] / 1024:.1f} -> {busy['rss_end_kib'] / 1024:.1f} MiB "
-        f"({busy['rss_max_kib'] / 1024:.1f})",
-    )
-
-    header = ("figure", "mux: median [min-p90]", "floor / reference", "ratio", "target", "")
-    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(6)]
-    lines = [
-        "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
-        for row in [header, *rows]
-    ]
-    lines.insert(1, "  ".join("-" * w for w in widths))
-    machine = results["machine"]
-    intro = (
-        f"mux benchmark, {results['date']}: {machine['uname_m']}, {machine['cores']} cores, Python "
-        f"{machine['python']}, {machine['tmux']}, {machine['git']}, typer {machine['typer']}\n"
-        f"repo: {results['repo']['files']} files in {results['repo']['dirs']} dirs; "
-        f"{results['options']['repeat']} timed runs per figure after {results['options']['warmup']} warm-up(s); "
-        f"load average {machine['loadavg_start'][0]:.2f} -> {machine['loadavg_end'][0]:.2f}"
-    )
-    return intro + "\n\n" + "\n".join(lines)
-
-
-def write_json(path: Path, results: dict[str, Any]) -> None:
+def write_json(path: Path, results: Mapping[str, object]) -> None:
     temp = path.with_name(path.name + ".tmp")
     temp.write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
     temp.replace(path)
 
 
+def render(path: Path, write: bool) -> int:
+    """Print the README's figures made from the run in `path`, or write them (and the targets) into the READMEs."""
+    try:
+        results = json.loads(path.read_text(encoding="utf-8"))
+        if not write:
+            print(report.figures_markdown(results), end="")
+            return 0
+        for readme, text in report.readme_texts(results).items():
+            readme.write_text(text, encoding="utf-8")
+            say(f"wrote {readme}")
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        print(f"bench: cannot make the README's figures from {path}: {exc!r}", file=sys.stderr)
+        return 1
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     options = parse_args(argv)
+    if options.render_from is not None:
+        return render(options.render_from, options.write_readme)
     install_signal_handlers()
     box = Sandbox.create()
     bench = Bench(box, options)
@@ -960,7 +837,7 @@ def main(argv: list[str] | None = None) -> int:
         box.close(keep=options.keep)
         if options.keep:
             say(f"kept {box.root}")
-    print(table(results))
+    print(report.table(results))
     if options.json_path is not None:
         write_json(options.json_path, results)
         say(f"wrote {options.json_path}")

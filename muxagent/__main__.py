@@ -19,9 +19,9 @@ def main() -> None:
         from muxagent.status import hooks
 
         sys.exit(hooks.main(sys.argv[2:]))
-    from muxagent.cli import main as cli_main
+    from muxagent import cli
 
-    cli_main()
+    cli.main()
 
 
 if __name__ == "__main__":

@@ -14,17 +14,28 @@ from typing import Annotated, Any
 import typer
 
 from muxagent import live, naming, render
-from muxagent.commands import agents as profiles
-from muxagent.commands import context, create, interact, merge, recovery, remove, repo_config, report, restart, wait
-from muxagent.commands import doctor as doctor_checks
-from muxagent.commands import gc as ref_gc
-from muxagent.commands import inbox as inboxes
-from muxagent.commands import restore as restoring
-from muxagent.commands import sync as syncing
-from muxagent.completion import scripts as completion
+from muxagent.commands import (
+    agents,
+    context,
+    create,
+    doctor,
+    gc,
+    inbox,
+    interact,
+    merge,
+    recovery,
+    remove,
+    repo_config,
+    report,
+    restart,
+    restore,
+    sync,
+    wait,
+)
+from muxagent.completion import scripts
 from muxagent.completion.spec import CompletionSpec, spec_from_command
 from muxagent.errors import MergeConflictError, MuxError, UsageError
-from muxagent.monitor import loop as monitor
+from muxagent.monitor import daemon
 
 app = typer.Typer(
     name="mux",
@@ -121,7 +132,7 @@ def new(
         with _progress() as progress:
             task = create.new_task(ctx, create.NewRequest(name=name, agent=agent, prompt=prompt, base=base), progress)
         _say(f"{task.name}: {task.agent} in {task.worktree} (branch {task.branch}, window {task.window})")
-        monitor.ensure_running(ctx)
+        daemon.ensure_running(ctx)
         if attach:
             interact.attach(ctx, task.name)
 
@@ -151,13 +162,11 @@ def ls(
             live.watch_table(ctx, sys.stdout)
         return
     with _repo() as ctx:
-        reports = report.list_reports(ctx)
+        tasks = report.task_list(ctx)
     if as_json:
-        _print_json([render.json_row(item) for item in reports])
-    elif reports:
-        print(render.table(reports, colour=render.use_colour(sys.stdout)))
+        _print_json(tasks.to_json())
     else:
-        print("no tasks (start one with `mux new NAME`)")
+        print(tasks.text(colour=render.use_colour(sys.stdout)))
 
 
 @app.command()
@@ -178,7 +187,7 @@ def send(
     """Deliver a prompt to the task's agent exactly as written."""
     with _repo() as ctx:
         if when_idle:
-            position = monitor.queue_prompt(ctx, name, text)
+            position = daemon.queue_prompt(ctx, name, text)
             print(f"queued for {name} (#{position} in its queue)")
         else:
             interact.send(ctx, name, text)
@@ -198,7 +207,7 @@ def wait_for(
 
 
 @app.command("inbox")
-def inbox(
+def read_inbox(
     name: Annotated[
         str | None,
         typer.Argument(metavar="NAME", help="Parent task (default: the one whose pane runs this).", show_default=False),
@@ -212,25 +221,18 @@ def inbox(
     """What the task's sub-tasks reached (idle, waiting, exited), oldest first; `*` marks entries not shown before."""
     with _repo() as ctx:
         if not follow:
-            _print_inbox(inboxes.read(ctx, name, since), as_json, follow=False)
+            view = inbox.read(ctx, name, since)
+            if as_json:
+                _print_json(view.to_json())
+            else:
+                print(view.text())
             return
         try:
-            for view in inboxes.follow(ctx, name, since):
-                _print_inbox(view, as_json, follow=True)
+            for view in inbox.follow(ctx, name, since):
+                for line in [json.dumps(row) for row in view.to_json()] if as_json else view.lines():
+                    print(line, flush=True)
         except KeyboardInterrupt:
             return  # how --follow ends: exit 0
-
-
-def _print_inbox(view: inboxes.InboxView, as_json: bool, follow: bool) -> None:
-    if as_json and not follow:
-        _print_json(view.to_json())
-    elif as_json:
-        for row in view.to_json():
-            print(json.dumps(row), flush=True)
-    elif view.entries:
-        print("\n".join(view.lines()), flush=True)
-    elif not follow:
-        print(f"nothing in the inbox of {view.name}")
 
 
 @app.command("restart")
@@ -251,13 +253,13 @@ def restart_task(
                 print(f"restarted {task_name}")
             for task_name, why in skipped.items():
                 _say(f"not restarted {task_name}: {why}")
-        monitor.ensure_running(ctx)
+        daemon.ensure_running(ctx)
 
 
 @app.command("_monitor", hidden=True)
 def run_monitor() -> None:
     """The background watcher (started by mux itself)."""
-    sys.exit(monitor.run(Path.cwd()))
+    sys.exit(daemon.run(Path.cwd()))
 
 
 @app.command()
@@ -272,9 +274,9 @@ def peek(
     with _repo() as ctx:
         screen = interact.peek(ctx, name, lines)
     if as_json:
-        _print_json({"name": name, "screen": render.clean_text(screen)})
-        return
-    print(render.clean_text(screen))
+        _print_json(screen.to_json())
+    else:
+        print(screen.text())
 
 
 @app.command()
@@ -285,13 +287,11 @@ def diff(
 ) -> None:
     """Show the task's changes against its base, committed and uncommitted."""
     with _repo() as ctx:
-        text = interact.diff(ctx, name, stat=stat)
+        changes = interact.diff(ctx, name, stat=stat)
     if as_json:
-        _print_json({"name": name, "stat" if stat else "diff": text})
-        return
-    # A terminal gets no escape from a file's content or name (git quotes only C0 controls in names); a pipe
-    # gets git's bytes, so `mux diff NAME > fix.patch` still applies.
-    sys.stdout.write(render.clean_text(text) if sys.stdout.isatty() else text)
+        _print_json(changes.to_json())
+    else:
+        sys.stdout.write(changes.text(terminal=sys.stdout.isatty()))
 
 
 @app.command()
@@ -326,8 +326,8 @@ def clean(
         print("no tasks")
 
 
-@app.command()
-def agents(
+@app.command("agents")
+def list_agents(
     as_json: Annotated[bool, typer.Option("--json", help="Print a JSON array.")] = False,
 ) -> None:
     """List agent profiles and whether each command is installed."""
@@ -335,26 +335,25 @@ def agents(
         ctx: context.Context | None = recovery.open_and_recover()
     except MuxError:
         ctx = None  # profiles are listed outside a repo too, without repo overrides
-    rows = profiles.agents(ctx)
+    found = agents.agents(ctx)
     if as_json:
-        _print_json([{"name": p.name, "command": list(p.command), "path": path} for p, path in rows])
+        _print_json(found.to_json())
         return
-    for profile, path in rows:
-        _say(f"{profile.name:<10} {' '.join(profile.command):<24} {path or 'not installed'}")
+    for line in found.lines():
+        _say(line)
 
 
-@app.command()
-def doctor(
+@app.command("doctor")
+def check_health(
     as_json: Annotated[bool, typer.Option("--json", help="Print a JSON array (the exit status still tells).")] = False,
 ) -> None:
     """Check tmux, git, the tmux server, the task registry and orphaned worktrees or windows."""
-    checks = doctor_checks.run()
+    checks = doctor.run()
     if as_json:
-        _print_json([{"name": c.name, "ok": c.ok, "fatal": c.fatal, "detail": c.detail} for c in checks])
-    for check in [] if as_json else checks:
-        mark = "ok" if check.ok else ("FAIL" if check.fatal else "warn")
-        print(f"{mark:<5} {check.name}: {render.clean_text(check.detail)}")
-    if any(not check.ok and check.fatal for check in checks):
+        _print_json(checks.to_json())
+    else:
+        print("\n".join(checks.lines()))
+    if checks.failed:
         raise MuxError("doctor found problems")
 
 
@@ -363,7 +362,7 @@ def completion_script(
     shell: Annotated[str, typer.Argument(metavar="SHELL", help="bash, zsh or fish.", show_default=False)],
 ) -> None:
     """Print the shell completion script, e.g. `source <(mux completion bash)`."""
-    sys.stdout.write(completion.render(shell, _completion_spec()))
+    sys.stdout.write(scripts.render(shell, _completion_spec()))
 
 
 @app.command("_write-completions", hidden=True)
@@ -375,7 +374,7 @@ def write_completions(
     directory = directory or Path(__file__).resolve().parent.parent / "completions"
     if not directory.is_dir():
         raise MuxError(f"no such directory: {directory} (run this from a mux checkout, or name the folder)")
-    changed = completion.write_scripts(directory, _completion_spec())
+    changed = scripts.write_scripts(directory, _completion_spec())
     for path in changed:
         print(f"wrote {path}")
     if not changed:
@@ -395,8 +394,11 @@ def trust_config(
             print("approval withdrawn" if repo_config.revoke_trust(ctx) else "this repository had no approval")
             return
         info = repo_config.trust_info(ctx)
-        if show or as_json:
-            _show_trust(info, as_json)
+        if as_json:
+            _print_json(info.to_json())
+            return
+        if show:
+            print("\n".join(info.lines()))
             return
         if info.trusted:
             print(f"{info.path} is already trusted as it is (sha256 {info.sha256[:12]})")
@@ -408,29 +410,6 @@ def trust_config(
             raise MuxError("not trusted")
         repo_config.approve_config(ctx, info)
         print(f"trusted {info.path}; after any change to it, run `mux trust` again")
-
-
-def _show_trust(info: repo_config.TrustInfo, as_json: bool) -> None:
-    if as_json:
-        _print_json(
-            {
-                "path": str(info.path),
-                "sha256": info.sha256,
-                "trusted": info.trusted,
-                "approved_sha256": info.approved.sha256 if info.approved else None,
-                "approved": info.approved.approved if info.approved else None,
-                "needs_trust": list(info.code_keys),
-            }
-        )
-        return
-    if info.trusted:
-        print(f"{info.path}: trusted (approved {info.approved.approved if info.approved else '?'})")
-    elif info.approved is not None:
-        print(f"{info.path}: changed since it was approved; `mux trust` to approve it as it is now")
-    else:
-        print(f"{info.path}: not trusted; `mux trust` to approve it")
-    if info.code_keys:
-        print(f"keys that need trust: {', '.join(info.code_keys)}")
 
 
 @app.command("init")
@@ -448,13 +427,11 @@ def logs(
 ) -> None:
     """Show the task's set-up log: files copied or linked, set-up commands and their output."""
     with _repo() as ctx:
-        text = report.setup_log(ctx, name)
+        log = report.setup_log(ctx, name)
     if as_json:
-        _print_json({"name": name, "log": render.clean_text(text)})
-    elif text:
-        sys.stdout.write(render.clean_text(text))
+        _print_json(log.to_json())
     else:
-        print(f"{name} has no set-up log (nothing was copied and no set-up command ran)")
+        sys.stdout.write(log.text())
 
 
 @app.command("status-line")
@@ -472,21 +449,15 @@ def status_line(
     except MuxError:
         return
     try:
-        reports = report.list_reports(ctx, with_changes=False)
+        summary = report.status_summary(ctx)
     except MuxError:
         # The status bar has no room for the message: `mux doctor` or `mux ls` tells it.
         print("mux: error (see `mux ls`)")
         return
     if as_json:
-        _print_json(
-            {
-                "counts": render.state_counts(reports),
-                "waiting": render.waiting_names(reports),
-                "line": render.status_line(reports),
-            }
-        )
-        return
-    print(render.status_line(reports, tmux_styles=tmux_styles))
+        _print_json(summary.to_json())
+    else:
+        print(summary.text(tmux_styles=tmux_styles))
 
 
 @app.command("next-waiting")
@@ -552,8 +523,8 @@ def merge_cmd(
         _say(f"behind {result.target} now: {', '.join(result.behind)} (update one with `mux sync NAME`)")
 
 
-@app.command()
-def sync(
+@app.command("sync")
+def sync_task(
     name: NameArg,
     rebase: Annotated[bool, typer.Option("--rebase", help="Rebase the task's commits instead of merging.")] = False,
     ask: Annotated[bool, typer.Option("--ask", help="On a conflict, ask the agent to resolve it.")] = False,
@@ -563,7 +534,7 @@ def sync(
     A conflict stays in the task's worktree (never in yours) and the task shows as waiting: exit 3.
     """
     with _repo() as ctx, _progress() as progress:
-        result = syncing.sync(ctx, name, rebase=rebase, ask=ask, progress=progress)
+        result = sync.sync(ctx, name, rebase=rebase, ask=ask, progress=progress)
     if result.up_to_date:
         _say(f"{name} is up to date with {result.task.base}")
         return
@@ -579,8 +550,8 @@ def sync(
     )
 
 
-@app.command()
-def restore(
+@app.command("restore")
+def restore_task(
     name: NameArg,
     at: Annotated[
         str | None, typer.Option("--at", help="The recovery ref's UTC timestamp (default: the latest).")
@@ -588,7 +559,7 @@ def restore(
 ) -> None:
     """Recreate a removed task from its recovery ref: branch, worktree with its uncommitted files, window."""
     with _repo() as ctx, _progress() as progress:
-        restored = restoring.restore(ctx, name, at=at, progress=progress)
+        restored = restore.restore(ctx, name, at=at, progress=progress)
     task = restored.task
     files = " with its uncommitted files" if restored.with_files else ""
     _say(f"restored {task.name} from {restored.ref}{files}: {task.worktree} (window {task.window})")
@@ -599,8 +570,8 @@ def restore(
             _say(f"submodule {sub.path}: not restored: {sub.problem}")
 
 
-@app.command()
-def gc(
+@app.command("gc")
+def drop_recovery_refs(
     older_than: Annotated[
         float, typer.Option("--older-than", help="Drop recovery refs older than this many days.", metavar="DAYS")
     ],
@@ -608,7 +579,7 @@ def gc(
 ) -> None:
     """Drop old recovery refs: the only command that does."""
     with _repo() as ctx:
-        dropped = ref_gc.gc(ctx, older_than, dry_run=dry_run)
+        dropped = gc.gc(ctx, older_than, dry_run=dry_run)
     verb = "would drop" if dry_run else "dropped"
     for ref in dropped:
         print(f"{verb} {ref}")
@@ -654,7 +625,7 @@ def _log_traceback(exc: Exception) -> Path | None:
     import traceback
     from datetime import UTC, datetime
 
-    from muxagent.git import repo as git_repo
+    from muxagent.git import repository
     from muxagent.state import trust
 
     entry = (
@@ -662,7 +633,7 @@ def _log_traceback(exc: Exception) -> Path | None:
         + "".join(traceback.format_exception(exc))
     )
     def repo_state_dir() -> Path:
-        return git_repo.discover(Path.cwd()).common_dir / "mux"
+        return repository.discover(Path.cwd()).common_dir / "mux"
 
     for folder in (repo_state_dir, trust.state_dir):
         try:

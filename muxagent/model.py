@@ -6,6 +6,7 @@ import enum
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Any
 
 # Told what a long operation is doing now, in a few words ("merging x into main"); the CLI draws it.
 Progress = Callable[[str], None]
@@ -120,6 +121,34 @@ class TaskReport:
     last_change: float | None = None
     # Entries in the task's inbox (its sub-tasks' states) that no `mux inbox` has shown yet.
     inbox_unread: int = 0
+
+    def to_json(self) -> dict[str, Any]:
+        """One row of `mux ls --json` (a contract: shared/DESIGN.md)."""
+        task, st, ch = self.task, self.status, self.changes
+        return {
+            "name": task.name,
+            "agent": task.agent,
+            "state": st.state.value,
+            "reason": st.reason,
+            "branch": task.branch,
+            "base": task.base,
+            "worktree": task.worktree,
+            "session": task.session,
+            "window": task.window or None,
+            "port": task.port or None,
+            "ahead": ch.ahead if ch else None,
+            "behind": ch.behind if ch else None,
+            "dirty_files": ch.dirty_files if ch else None,
+            "added_lines": ch.added_lines if ch else None,
+            "removed_lines": ch.removed_lines if ch else None,
+            "created": task.created,
+            "last_activity": utc_iso(st.last_activity) if st.last_activity is not None else None,
+            "last_change": utc_iso(self.last_change) if self.last_change is not None else None,
+            "exit_status": st.exit_status if st.state is State.EXITED else None,
+            "conflicts": [dict(c) for c in self.conflicts],
+            "prompt": task.prompt,
+            "inbox_unread": self.inbox_unread,
+        }
 
 
 def utc_iso(epoch: float) -> str:

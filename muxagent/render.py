@@ -1,4 +1,4 @@
-"""Turning results into what the user reads: tables, JSON rows, cleaned-up screens."""
+"""Turning results into what the user reads: tables, status lines, cleaned-up screens."""
 
 from __future__ import annotations
 
@@ -8,9 +8,9 @@ import sys
 import threading
 import time
 from collections.abc import Sequence
-from typing import Any, TextIO
+from typing import TextIO
 
-from muxagent.model import Changes, State, TaskReport, iso_epoch, utc_iso
+from muxagent.model import Changes, State, TaskReport, iso_epoch
 
 # Everything a terminal would act on rather than print. A repo's screen pattern, an agent's screen or hook, a file
 # name reach the terminal through here: an OSC 52 in a `.mux.toml` pattern set the clipboard from `mux ls`.
@@ -51,35 +51,6 @@ def clean_line(text: str) -> str:
 def use_colour(stream: TextIO) -> bool:
     # no-color.org: NO_COLOR set to anything but the empty string turns colour off.
     return stream.isatty() and not os.environ.get("NO_COLOR") and os.environ.get("TERM") != "dumb"
-
-
-def json_row(item: TaskReport) -> dict[str, Any]:
-    task, st = item.task, item.status
-    ch = item.changes
-    return {
-        "name": task.name,
-        "agent": task.agent,
-        "state": st.state.value,
-        "reason": st.reason,
-        "branch": task.branch,
-        "base": task.base,
-        "worktree": task.worktree,
-        "session": task.session,
-        "window": task.window or None,
-        "port": task.port or None,
-        "ahead": ch.ahead if ch else None,
-        "behind": ch.behind if ch else None,
-        "dirty_files": ch.dirty_files if ch else None,
-        "added_lines": ch.added_lines if ch else None,
-        "removed_lines": ch.removed_lines if ch else None,
-        "created": task.created,
-        "last_activity": utc_iso(st.last_activity) if st.last_activity is not None else None,
-        "last_change": utc_iso(item.last_change) if item.last_change is not None else None,
-        "exit_status": st.exit_status if st.state is State.EXITED else None,
-        "conflicts": [dict(c) for c in item.conflicts],
-        "prompt": task.prompt,
-        "inbox_unread": item.inbox_unread,
-    }
 
 
 def age(epoch: float | None, now: float | None = None) -> str:

@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
+import libtmux
 import pytest
 import tomli_w
 
@@ -88,6 +89,28 @@ def hermetic(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.Monke
 @pytest.fixture
 def tmux_socket(hermetic: str) -> str:
     return hermetic
+
+
+@pytest.fixture
+def server(hermetic: str) -> Iterator[libtmux.Server]:
+    """The test's tmux server as libtmux objects (as libtmux's own pytest plugin gives one): on the private
+    socket of `hermetic`, killed at teardown."""
+    server = libtmux.Server(socket_name=hermetic)
+    yield server
+    if server.is_alive():
+        server.kill()
+
+
+def window_task(window: libtmux.Window) -> str:
+    """The task mux opened a window for (its window option `@mux_task`); "" for any other window (the monitor's)
+    and for a window gone meanwhile. Read as a format: libtmux's show_option makes "007" the number 7."""
+    shown = window.cmd("display-message", "-p", "#{@mux_task}").stdout
+    return str(shown[0]) if shown else ""
+
+
+def window_tasks(server: libtmux.Server) -> list[str]:
+    """The task of each of mux's task windows on the server, in tmux's order (a task twice: two windows)."""
+    return [task for window in server.windows if (task := window_task(window))]
 
 
 @pytest.fixture

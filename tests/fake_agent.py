@@ -3,6 +3,7 @@
 
 Commands it understands (one per line):
   write PATH TEXT   write TEXT to PATH (relative to the working directory), then say so
+  commit PATH TEXT  the same, then commit PATH on the current branch
   ask               ask a yes/no question and wait for the answer
   busy SECONDS      print a line every 0.1 s for that long
   exit CODE         exit with that status
@@ -50,6 +51,12 @@ def handle(line: str) -> None:
         with open(path, "w", encoding="utf-8") as f:
             f.write(text + "\n")
         print(f"wrote {path}")
+    elif word == "commit":
+        handle(f"write {rest}")
+        path = rest.partition(" ")[0]
+        subprocess.run(["git", "add", "--", path], check=True)
+        subprocess.run(["git", "commit", "-q", "-m", f"fake agent: {path}"], check=True)
+        print(f"committed {path}")
     elif word == "ask":
         fire("PermissionRequest")
         sys.stdout.write("Apply the change? (y/n) ")

@@ -11,7 +11,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from conftest import git
+import libtmux
+from conftest import git, window_task
 
 
 def run_raw(
@@ -62,10 +63,7 @@ def _tree(root: Path) -> dict[str, str]:
 def disk_state(repo: Path, socket: str) -> tuple[object, ...]:
     """Everything a refused command must leave as it was: refs, worktrees, folders next to the repo, the files in
     `.git/mux` and the tmux windows (by id and task: the monitor renames them as states change)."""
-    windows = subprocess.run(
-        ["tmux", "-L", socket, "list-windows", "-a", "-F", "#{window_id} #{@mux_task}"],
-        capture_output=True, text=True,
-    ).stdout  # fmt: skip
+    windows = [(window.window_id, window_task(window)) for window in libtmux.Server(socket_name=socket).windows]
     return (
         git(repo, "for-each-ref", "--format=%(refname) %(objectname)"),
         git(repo, "worktree", "list", "--porcelain"),

@@ -45,7 +45,7 @@ import pytest
 from conftest import git, run_mux
 from merge_helpers import checkout_state, commit_file, start
 
-from muxagent.git import run as git_run
+from muxagent.git import runner
 
 pytestmark = pytest.mark.usefixtures("fake_profile")
 
@@ -226,7 +226,7 @@ def test_a_full_disk_is_quoted_by_gits_error_not_its_progress_line(repo: Path, t
     ids=["wrapped-sentence-and-list", "indented-list", "progress-line-first", "silent"],
 )
 def test_git_errors_are_quoted_by_the_line_that_says_what_failed(stderr: str, said: str) -> None:
-    assert git_run.error_line(stderr) == said
+    assert runner.error_line(stderr) == said
 
 
 def clone_in(worktree: Path, path: str) -> Path:

@@ -24,10 +24,11 @@ import json
 import os
 from pathlib import Path
 
+import libtmux
 import pytest
-from conftest import git, make_repo, mux_ls, run_mux
+from conftest import git, make_repo, mux_ls, run_mux, window_tasks
 from merge_helpers import commit_file, start
-from test_faults import assert_consistent, crash, window_tasks
+from test_faults import assert_consistent, crash
 from test_removal import window_ids
 
 pytestmark = pytest.mark.usefixtures("fake_profile")
@@ -61,7 +62,7 @@ def test_a_recorded_window_id_that_is_now_another_repositorys_is_never_killed(
     run_mux("rm", "--force", "fix", cwd=bbb)
     assert theirs in window_ids(tmux_socket)
     assert mux_ls(aaa)["fix"]["window"] == theirs
-    assert window_tasks(tmux_socket) == ["fix"]  # theirs: ours went with the task
+    assert window_tasks(libtmux.Server(socket_name=tmux_socket)) == ["fix"]  # theirs: ours went with the task
 
 
 def test_an_interrupted_plain_rm_is_rolled_back_not_finished_as_force(repo: Path) -> None:

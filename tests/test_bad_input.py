@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import libtmux
 import pytest
 from conftest import git, make_repo, mux_ls, run_mux
 
@@ -17,7 +18,7 @@ pytestmark = pytest.mark.usefixtures("fake_profile")
 
 
 def server_running(socket: str) -> bool:
-    return subprocess.run(["tmux", "-L", socket, "list-sessions"], capture_output=True).returncode == 0
+    return bool(libtmux.Server(socket_name=socket).is_alive())
 
 
 def assert_one_line_error(proc: subprocess.CompletedProcess[str], *words: str, code: int = 1) -> None:

@@ -61,7 +61,12 @@ def test_quick_benchmark_run(tmp_path: Path) -> None:
         _summary(ls[churn]["floor"], f"ls.{churn}.floor")
     if data["options"]["console_script"]:
         _summary(ls["mux_console"], "ls.mux_console")
-    assert "at_most_linear" in data["ls_growth"]
+    assert data["ls_growth"]["counts"] == [2]
+    # Every judged figure carries its target and verdict (the targets themselves: tests/test_bench_report.py).
+    assert data["checks"], "no checks in the JSON"
+    for check in data["checks"]:
+        assert {"figure", "key", "value", "target", "limit", "met"} <= check.keys(), check
+        assert check["figure"] in proc.stdout, f"{check['figure']!r} is judged but not in the table"
 
     for key in ("mux", "hand", "setup_new"):
         _summary(data["new"][key], f"new.{key}")

@@ -11,16 +11,15 @@ from pathlib import Path
 import pytest
 from conftest import git
 
-from muxagent.git import repo as git_repo
-from muxagent.git import worktrees as git_worktrees
-from muxagent.git.repo import RepoPaths
+from muxagent.git import repository, worktrees
+from muxagent.git.repository import RepoPaths
 from muxagent.model import Changes, Task
 from muxagent.status import changes, radar
 
 
 @pytest.fixture
 def rp(repo: Path) -> RepoPaths:
-    return git_repo.discover(repo)
+    return repository.discover(repo)
 
 
 @pytest.fixture
@@ -37,12 +36,12 @@ def commit_file(cwd: Path, name: str, text: str) -> None:
 
 def start(rp: RepoPaths, tmp_path: Path, name: str, base: str = "main") -> Task:
     worktree = tmp_path / "worktrees" / name
-    git_worktrees.add_worktree(rp, worktree, f"mux/{name}", base)
+    worktrees.add_worktree(rp, worktree, f"mux/{name}", base)
     return Task(name, "shell", (), base, f"mux/{name}", str(worktree), "s", "@1", "2026-01-01T00:00:00Z", 0)
 
 
 def read(rp: RepoPaths, root: Path, *tasks: Task) -> dict[str, changes.Work]:
-    return changes.read_many(rp, root, tasks, git_repo.ref_tips(rp))
+    return changes.read_many(rp, root, tasks, repository.ref_tips(rp))
 
 
 def counts(rp: RepoPaths, root: Path, task: Task) -> Changes | None:
@@ -164,7 +163,7 @@ def test_a_steady_read_runs_one_git_status_per_worktree(
     tasks = [start(rp, tmp_path, f"s{i}") for i in range(4)]
     for task in tasks:
         (Path(task.worktree) / f"{task.name}.txt").write_text("work\n")
-    tips = git_repo.ref_tips(rp)
+    tips = repository.ref_tips(rp)
     log = counting_git(tmp_path, monkeypatch)
     first = changes.read_many(rp, root, tasks, tips)
     log.write_text("")

@@ -29,8 +29,9 @@ from muxagent.state import store
 ROOT = Path(__file__).resolve().parent.parent
 COMPLETIONS = ROOT / "completions"
 TASKS = ["alpha", "beta"]
-# What `mux _tasks` must never load: each costs tens of milliseconds on every TAB.
-HEAVY = {"typer", "click", "libtmux", "git", "rich", "muxagent.cli", "muxagent.commands.context"}
+# What `mux _tasks` must never load: each costs tens of milliseconds on every TAB. (libtmux: no muxagent module
+# imports it, test_layers.)
+HEAVY = {"typer", "click", "git", "rich", "muxagent.cli", "muxagent.commands.context"}
 
 
 # --- helpers ------------------------------------------------------------------------------------------------

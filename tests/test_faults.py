@@ -10,8 +10,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+import libtmux
 import pytest
-from conftest import git, mux_ls, run_mux
+from conftest import git, mux_ls, run_mux, window_tasks
 from merge_helpers import blob_id, commit_file, reachable_blobs, start
 
 pytestmark = pytest.mark.usefixtures("fake_profile")
@@ -47,13 +48,6 @@ def files_on_disk(*roots: Path) -> set[str]:
     return found
 
 
-def window_tasks(socket: str) -> list[str]:
-    out = subprocess.run(
-        ["tmux", "-L", socket, "list-windows", "-a", "-F", "#{@mux_task}"], capture_output=True, text=True
-    ).stdout
-    return [line for line in out.splitlines() if line]
-
-
 def assert_consistent(repo: Path, socket: str) -> dict[str, dict[str, object]]:
     """After a crash: the next `mux ls` repairs, `mux doctor` finds nothing wrong, everything agrees."""
     rows = mux_ls(repo)
@@ -65,7 +59,7 @@ def assert_consistent(repo: Path, socket: str) -> dict[str, dict[str, object]]:
     assert sorted(linked) == sorted(str(row["worktree"]) for row in rows.values())
     branches = git(repo, "for-each-ref", "--format=%(refname:short)", "refs/heads/mux/").split()
     assert sorted(branches) == sorted(f"mux/{name}" for name in rows)
-    assert sorted(window_tasks(socket)) == sorted(rows)
+    assert sorted(window_tasks(libtmux.Server(socket_name=socket))) == sorted(rows)
     assert not (repo / ".git" / "mux" / "scratch").exists() or not any((repo / ".git" / "mux" / "scratch").iterdir())
     return rows
 

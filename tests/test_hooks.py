@@ -115,15 +115,20 @@ def test_missing_or_locked_state_dir_still_exits_zero(tmp_path: Path) -> None:
     assert run_hook(locked, "claude", stdin='{"hook_event_name": "Stop"}').returncode == 0
 
 
-def test_hook_is_fast(tmp_path: Path) -> None:
-    timings = []
-    for _ in range(7):
-        start = time.perf_counter()
-        run_hook(tmp_path, "claude", stdin='{"hook_event_name": "Stop"}')
-        timings.append(time.perf_counter() - start)
-    # The budget is 60 ms on an idle machine; the suite shares 2 cores, so only gross regressions fail here
-    # (e.g. the hook importing typer, libtmux or GitPython). bench/ measures the real figure.
-    assert sorted(timings)[3] < 0.25
+# What the hook command may load: an agent runs it on every event of its turn, so it must cost little more
+# than starting Python (bench/ measures that figure). A timing assertion here only flaked on a loaded machine;
+# this list fails on the regression that matters, the hook importing the CLI, typer, GitPython or the rooms.
+HOOK_MODULES = {"muxagent", "muxagent.model", "muxagent.status", "muxagent.status.events", "muxagent.status.hooks"}
+NOT_ON_THE_HOOK = ("typer", "click", "git", "libtmux", "watchdog", "re2", "tomllib", "subprocess")
+
+
+def test_hook_command_imports_only_what_it_needs(tmp_path: Path) -> None:
+    proc = run_hook(tmp_path, "claude", stdin='{"hook_event_name": "Stop"}', env={"PYTHONPROFILEIMPORTTIME": "1"})
+    assert proc.returncode == 0
+    assert recorded(tmp_path) == [("Stop", State.IDLE)]
+    imported = {line.split("|")[-1].strip() for line in proc.stderr.decode().splitlines() if "|" in line}
+    assert {name for name in imported if name.startswith("muxagent")} == HOOK_MODULES
+    assert not [name for name in imported if name.split(".")[0] in NOT_ON_THE_HOOK]
 
 
 def test_claude_settings_call_the_hook_for_every_event(tmp_path: Path) -> None:

@@ -15,12 +15,13 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+import libtmux
 import pytest
-from conftest import mux_ls, new_task, profile_with, run_mux, wait_until
+from conftest import mux_ls, new_task, profile_with, run_mux, wait_until, window_task
 
 from muxagent.commands import recovery, report
 from muxagent.model import iso_epoch, utc_iso
-from muxagent.monitor import loop
+from muxagent.monitor import daemon
 from muxagent.state import inbox, monitor_state
 from muxagent.state.inbox import EntryChanges
 from muxagent.state.store import Store
@@ -132,12 +133,9 @@ def state(repo: Path, name: str) -> str:
     return str(mux_ls(repo)[name]["state"])
 
 
-def window_names(socket: str) -> dict[str, str]:
-    out = subprocess.run(
-        ["tmux", "-L", socket, "list-windows", "-a", "-F", "#{@mux_task}\t#{window_name}"],
-        capture_output=True, text=True,
-    ).stdout  # fmt: skip
-    return dict(line.split("\t", 1) for line in out.splitlines() if line.split("\t", 1)[0])
+def window_names(server: libtmux.Server) -> dict[str, str]:
+    """Task name -> the name of its window, as the monitor marks it."""
+    return {task: str(window.window_name) for window in server.windows if (task := window_task(window))}
 
 
 def recorded(repo: Path, parent: str) -> list[tuple[str, str]]:
@@ -174,12 +172,12 @@ def test_a_child_finishing_while_its_parent_works_is_told_after_the_turn(repo: P
 
 
 @pytest.mark.usefixtures("fake_profile")
-def test_entries_survive_the_monitor_killed_and_the_tmux_server_killed(repo: Path, tmux_socket: str) -> None:
+def test_entries_survive_the_monitor_killed_and_the_tmux_server_killed(repo: Path, server: libtmux.Server) -> None:
     new_task(repo, "boss", "-a", "fake")
     start_child(repo, "boss", "kid", "busy 1")
     wait_until(lambda: recorded(repo, "boss") == [("kid", "idle")], timeout=30)
     run_mux("send", "kid", "busy 4", cwd=repo)
-    wait_until(lambda: window_names(tmux_socket).get("kid") == "kid ⚙")  # the monitor has seen it work
+    wait_until(lambda: window_names(server).get("kid") == "kid ⚙")  # the monitor has seen it work
     monitor = monitor_state.read(state_dir(repo))
     assert monitor is not None
     os.kill(monitor.pid, signal.SIGKILL)
@@ -188,10 +186,10 @@ def test_entries_survive_the_monitor_killed_and_the_tmux_server_killed(repo: Pat
     run_mux("new", "other", "-a", "fake", cwd=repo)  # which starts a monitor again
     wait_until(lambda: recorded(repo, "boss") == [("kid", "idle"), ("kid", "idle")], timeout=20)
 
-    subprocess.run(["tmux", "-L", tmux_socket, "kill-server"], check=True)
+    server.kill()
     run_mux("restart", "--all", cwd=repo)
-    wait_until(lambda: window_names(tmux_socket).get("kid") == "kid ✓", timeout=20)
-    wait_until(lambda: window_names(tmux_socket).get("boss") == "boss ✓", timeout=20)
+    wait_until(lambda: window_names(server).get("kid") == "kid ✓", timeout=20)
+    wait_until(lambda: window_names(server).get("boss") == "boss ✓", timeout=20)
     # Back idle as it was: no new signal, and none of the old ones lost.
     assert recorded(repo, "boss") == [("kid", "idle"), ("kid", "idle")]
     shown = json.loads(run_mux("inbox", "boss", "--json", cwd=repo).stdout)
@@ -227,7 +225,7 @@ def test_quiet_ticks_start_no_git_or_tmux_for_the_inbox_or_notices(
     counting_wrappers(tmp_path / "bin", log)
     monkeypatch.setenv("PATH", f"{tmp_path / 'bin'}{os.pathsep}{os.environ['PATH']}")
     ctx = recovery.open_and_recover(repo)
-    watcher = loop.Monitor(ctx, screens=ScreenCache(max_age=float("inf")))
+    watcher = daemon.Monitor(ctx, screens=ScreenCache(max_age=float("inf")))
     for _ in range(3):  # its first look: window names, each child checked against its inbox once
         watcher.tick()
 
@@ -338,7 +336,8 @@ def test_inbox_follow_prints_entries_as_they_come_and_ends_on_ctrl_c(repo: Path)
 @pytest.mark.usefixtures("fake_profile")
 def test_a_parent_no_task_can_be_named_stops_neither_the_monitor_nor_a_queued_prompt(repo: Path) -> None:
     """A registry edited by hand: the parent's name would make a path out of the inbox folder."""
-    start_child(repo, "../../outside", "kid", "busy 1")
+    run_mux("new", "kid", "-a", "fake", "-p", "busy 1", cwd=repo)
+    adopt(repo, "kid", "../../outside")  # `mux new --parent` refuses such a name
     wait_until(lambda: state(repo, "kid") == "idle", timeout=20)
     run_mux("send", "kid", "--when-idle", "still delivered", cwd=repo)
     wait_until(lambda: "got: still delivered" in screen(repo, "kid"), timeout=20)

@@ -28,8 +28,7 @@ from merge_helpers import blob_id, reachable_blobs
 
 from muxagent.commands import context, create, merge, recovery, remove, report
 from muxagent.errors import MuxError
-from muxagent.git import repo as git_repo
-from muxagent.git import worktrees as git_worktrees
+from muxagent.git import repository, worktrees
 from muxagent.model import State
 
 NAMES = ("a", "b")
@@ -74,7 +73,7 @@ class NeverLoseWork(RuleBasedStateMachine):
     def agent_dir(self, name: str) -> Path | None:
         """The worktree the task's agent works in: only once its window checked the files out and started it."""
         path = self.task_dir(name)
-        return path if path is not None and not git_worktrees.checkout_pending(path) else None
+        return path if path is not None and not worktrees.checkout_pending(path) else None
 
     def content(self, who: str) -> str:
         return f"{who} version {next(self.counter)}\n"
@@ -114,7 +113,7 @@ class NeverLoseWork(RuleBasedStateMachine):
             return
         # The window checks the files out, then starts the agent: let it, unless the window is gone meanwhile.
         deadline = time.monotonic() + 10
-        while (path := self.task_dir(name)) is not None and git_worktrees.checkout_pending(path):
+        while (path := self.task_dir(name)) is not None and worktrees.checkout_pending(path):
             if time.monotonic() > deadline or report.report(self.ctx(), name).status.state is not State.STARTING:
                 return
             time.sleep(0.02)
@@ -124,7 +123,7 @@ class NeverLoseWork(RuleBasedStateMachine):
         worktree = self.agent_dir(name)
         if worktree is None or git(worktree, "symbolic-ref", "-q", "--short", "HEAD").strip() != f"mux/{name}":
             return
-        if git_repo.in_progress(worktree) is not None:
+        if repository.in_progress(worktree) is not None:
             return
         self.write(worktree, path, self.content(f"{name} committed"))
         git(worktree, "add", "--", path)

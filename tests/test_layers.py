@@ -30,8 +30,18 @@ LAYERS: tuple[frozenset[str], ...] = (
     frozenset({"render", "naming"}),
     frozenset({"model", "errors"}),
 )
-# Each third-party library is imported by one unit only: the room that speaks to its outside system.
-ROOMS = {"typer": "cli", "libtmux": "tmux", "git": "git", "watchdog": "monitor", "re2": "status"}
+# Each third-party library is imported by one unit only: the room that speaks to its outside system. libtmux has no
+# room (so no module may import it): the tests read tmux through it, mux runs plain tmux (muxagent/tmux/runner.py).
+ROOMS = {"typer": "cli", "git": "git", "watchdog": "monitor", "re2": "status"}
+
+# The modules that start processes. git and tmux each have one runner, so that a remote host can take every call
+# of either by the runner's `host`; the others run what is neither git nor tmux.
+PROCESS_RUNNERS = {
+    "muxagent.git.runner": "every git call",
+    "muxagent.tmux.runner": "every tmux call",
+    "muxagent.monitor.daemon": "notify-send, the desktop notification of a task needing its user",
+    "muxagent.commands.worktree_setup": "the repo's own set-up commands (`setup` in its config), by `sh -c`",
+}
 
 
 @dataclass(frozen=True)
@@ -65,7 +75,7 @@ def imports() -> Iterator[Import]:
                 names = []
                 for alias in node.names:
                     submodule = f"{node.module}.{alias.name}"
-                    if submodule in MODULES:  # `from muxagent.git import run` imports the module muxagent.git.run
+                    if submodule in MODULES:  # `from muxagent.git import runner` imports the module muxagent.git.runner
                         yield Import(module, submodule, (), node.lineno, alias.asname or alias.name)
                     else:
                         names.append(alias.name)
@@ -141,6 +151,14 @@ def test_no_import_cycle_between_modules() -> None:
 def test_each_third_party_library_lives_in_one_room(library: str) -> None:
     users = {unit(i.module) for i in ALL if i.target.split(".")[0] == library}
     assert users <= {ROOMS[library]}, f"{library} is imported outside {ROOMS[library]}: {sorted(users)}"
+
+
+def test_only_the_runners_start_processes() -> None:
+    """A git or tmux call beside its runner would be the one call a remote host does not take."""
+    users = {i.module for i in ALL if i.target == "subprocess"}
+    assert users <= set(PROCESS_RUNNERS), (
+        f"subprocess imported outside the runners: {sorted(users - set(PROCESS_RUNNERS))}"
+    )
 
 
 def test_every_third_party_import_has_a_room() -> None:

@@ -7,8 +7,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+import libtmux
 import pytest
-from conftest import FAKE_AGENT, git, make_repo, mux_ls, new_task, profile_with, run_mux, wait_until
+from conftest import FAKE_AGENT, git, make_repo, mux_ls, new_task, profile_with, run_mux, wait_until, window_task
 
 pytestmark = pytest.mark.usefixtures("fake_profile")
 
@@ -33,10 +34,6 @@ JSON_FIELDS = {
 }
 
 
-def tmux(socket: str, *args: str) -> str:
-    return subprocess.run(["tmux", "-L", socket, *args], check=True, capture_output=True, text=True).stdout
-
-
 def state_of(repo: Path, name: str) -> str:
     return str(mux_ls(repo)[name]["state"])
 
@@ -45,7 +42,7 @@ def screen(repo: Path, name: str) -> str:
     return run_mux("peek", name, cwd=repo).stdout
 
 
-def test_new_creates_worktree_branch_and_window_and_ls_reports_it(repo: Path, tmux_socket: str) -> None:
+def test_new_creates_worktree_branch_and_window_and_ls_reports_it(repo: Path, server: libtmux.Server) -> None:
     out = run_mux("new", "feat", "-a", "fake", cwd=repo).stdout
     worktree = repo.parent / "proj.worktrees" / "feat"
     assert str(worktree) in out
@@ -54,8 +51,8 @@ def test_new_creates_worktree_branch_and_window_and_ls_reports_it(repo: Path, tm
     assert set(row) >= JSON_FIELDS
     assert row["branch"] == "mux/feat" and row["base"] == "main" and row["worktree"] == str(worktree)
     assert row["window"].startswith("@")
-    assert tmux(tmux_socket, "show-options", "-wv", "-t", row["window"], "@mux_task").strip() == "feat"
-    assert tmux(tmux_socket, "show-options", "-wv", "-t", row["window"], "remain-on-exit").strip() == "on"
+    (window,) = server.windows.filter(window_id=row["window"])
+    assert window_task(window) == "feat" and window.show_option("remain-on-exit") is True
     assert row["exit_status"] is None and row["conflicts"] == []
     assert (row["ahead"], row["behind"], row["dirty_files"]) == (0, 0, 0)
     # The agent runs in the worktree with the task's environment.
@@ -148,17 +145,16 @@ def test_the_post_checkout_hook_runs_in_the_new_worktree(repo: Path) -> None:
 
 
 def test_the_windows_checkout_never_overwrites_a_file_put_there_first(repo: Path) -> None:
-    from muxagent.git import repo as git_repo
-    from muxagent.git import worktrees as git_worktrees
+    from muxagent.git import repository, worktrees
 
     worktree = repo.parent / "early"
     git(repo, "worktree", "add", "-q", "--no-checkout", "-b", "early", str(worktree))
-    (git_repo.git_dir(worktree) / git_worktrees.CHECKOUT_PENDING).touch()
+    (repository.git_dir(worktree) / worktrees.CHECKOUT_PENDING).touch()
     (worktree / "README.md").write_text("mine\n")
-    argv = git_worktrees.pane_command(worktree, ["true"])
+    argv = worktrees.pane_command(worktree, ["true"])
     proc = subprocess.run(argv, cwd=worktree, capture_output=True, text=True)
     assert proc.returncode == 1 and "README.md" in proc.stderr and "the checkout failed" in proc.stderr
-    assert (worktree / "README.md").read_text() == "mine\n" and git_worktrees.checkout_pending(worktree)
+    assert (worktree / "README.md").read_text() == "mine\n" and worktrees.checkout_pending(worktree)
 
 
 def test_prompt_argument_reaches_the_agent_and_changes_are_counted(repo: Path) -> None:
@@ -307,7 +303,8 @@ def test_agents_lists_profiles_and_install_state(repo: Path) -> None:
     assert rows["fake"]["command"] == [sys.executable, str(FAKE_AGENT)]
 
 
-HEAVY_MODULES = {"libtmux", "git", "watchdog", "pydantic", "rich"}
+# libtmux is not here: no muxagent module imports it (test_layers), the tests alone use it.
+HEAVY_MODULES = {"git", "watchdog", "pydantic", "rich"}
 
 
 def imported_top_modules(*args: str, cwd: Path) -> set[str]:
@@ -321,7 +318,7 @@ def imported_top_modules(*args: str, cwd: Path) -> set[str]:
 
 
 def test_new_and_ls_import_no_heavy_library(repo: Path) -> None:
-    """Speed is a feature: the commands typed all day leave libtmux, GitPython, watchdog and pydantic unloaded."""
+    """Speed is a feature: the commands typed all day leave GitPython, watchdog and pydantic unloaded."""
     assert not imported_top_modules("new", "light", "-a", "fake", "-p", "hi", cwd=repo) & HEAVY_MODULES
     wait_until(lambda: mux_ls(repo)["light"]["reason"] != "checking out")
     (repo.parent / "proj.worktrees" / "light" / "wip.txt").write_text("wip\n")

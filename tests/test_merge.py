@@ -7,6 +7,7 @@ import threading
 from collections.abc import Callable
 from pathlib import Path
 
+import libtmux
 import pytest
 from conftest import git, make_repo, mux_ls, run_mux, run_mux_on_terminal
 from merge_helpers import checkout_state, commit_file, refs, start
@@ -18,7 +19,7 @@ def log(repo: Path, *args: str) -> list[str]:
     return git(repo, "log", "--format=%s", *args).splitlines()
 
 
-def test_merge_commits_uncommitted_work_merges_and_removes_the_task(repo: Path, tmux_socket: str) -> None:
+def test_merge_commits_uncommitted_work_merges_and_removes_the_task(repo: Path, server: libtmux.Server) -> None:
     worktree = start(repo, "feat", "-p", "add the feature")
     commit_file(worktree, "feature.py", "print('feature')\n", "agent commit")
     (worktree / "README.md").write_text("hello\nedited by the agent\n")  # uncommitted
@@ -42,9 +43,7 @@ def test_merge_commits_uncommitted_work_merges_and_removes_the_task(repo: Path, 
     assert git(repo, "status", "--porcelain") == ""
     assert "feat" not in mux_ls(repo) and not worktree.exists()
     assert "mux/feat" not in git(repo, "branch", "--list")
-    windows = subprocess.run(["tmux", "-L", tmux_socket, "list-windows", "-a", "-F", "#{window_id}"],
-                             capture_output=True, text=True).stdout.split()  # fmt: skip
-    assert window not in windows
+    assert window not in [found.window_id for found in server.windows]
     assert "refs/mux/recovery/feat/" in refs(repo)
 
 

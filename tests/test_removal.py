@@ -6,6 +6,7 @@ import subprocess
 from collections.abc import Callable
 from pathlib import Path
 
+import libtmux
 import pytest
 from conftest import git, mux_ls, run_mux, wait_until
 
@@ -19,10 +20,7 @@ def start(repo: Path, name: str) -> Path:
 
 
 def window_ids(socket: str) -> set[str]:
-    out = subprocess.run(
-        ["tmux", "-L", socket, "list-windows", "-a", "-F", "#{window_id}"], capture_output=True, text=True
-    ).stdout
-    return set(out.split())
+    return {str(window.window_id) for window in libtmux.Server(socket_name=socket).windows}
 
 
 def test_rm_of_a_clean_task_removes_window_worktree_branch_and_record(repo: Path, tmux_socket: str) -> None:

@@ -9,16 +9,16 @@ import sys
 import time
 from pathlib import Path
 
+import libtmux
 import pytest
 from conftest import mux_ls, run_mux, wait_until
 
 from muxagent import render
-from muxagent.commands import context
-from muxagent.commands import report as reporting
+from muxagent.commands import context, report
 from muxagent.model import State, Task, TaskReport, TaskStatus
 
 
-def report(name: str, state: State, created: str = "2026-01-01T00:00:00Z") -> TaskReport:
+def task_report(name: str, state: State, created: str = "2026-01-01T00:00:00Z") -> TaskReport:
     task = Task(
         name=name, agent="fake", command=("fake",), base="main", branch=f"mux/{name}", worktree=f"/w/{name}",
         session="s", window=f"@{name}", created=created, port=0,
@@ -28,11 +28,11 @@ def report(name: str, state: State, created: str = "2026-01-01T00:00:00Z") -> Ta
 
 def test_status_line_counts_states_and_names_who_waits_first() -> None:
     reports = [
-        report("a", State.WORKING),
-        report("b", State.WAITING),
-        report("c", State.IDLE),
-        report("d", State.WAITING),
-        report("e", State.WORKING),
+        task_report("a", State.WORKING),
+        task_report("b", State.WAITING),
+        task_report("c", State.IDLE),
+        task_report("d", State.WAITING),
+        task_report("e", State.WORKING),
     ]
     assert render.status_line(reports) == "?2 b,d ⚙2 ✓1"
     assert render.status_line([]) == ""
@@ -40,7 +40,7 @@ def test_status_line_counts_states_and_names_who_waits_first() -> None:
 
 
 def test_status_line_shortens_a_long_waiting_list_and_styles_for_tmux() -> None:
-    reports = [report(f"t{i}", State.WAITING) for i in range(5)] + [report("x", State.EXITED)]
+    reports = [task_report(f"t{i}", State.WAITING) for i in range(5)] + [task_report("x", State.EXITED)]
     assert render.status_line(reports) == "?5 t0,t1,t2,+2 ✗1"
     styled = render.status_line(reports, tmux_styles=True)
     assert styled.startswith("#[fg=red,bold]?5 t0,t1,t2,+2#[default]") and styled.endswith(" ✗1")
@@ -93,13 +93,13 @@ def test_status_line_and_next_waiting_on_live_tasks(repo: Path) -> None:
 
     ctx = context.open_repo(repo)
     windows = {name: row["window"] for name, row in mux_ls(repo).items()}
-    found = reporting.next_waiting(ctx)
+    found = report.next_waiting(ctx)
     assert found is not None and found.name == "one"
-    after_one = reporting.next_waiting(ctx, windows["one"])
+    after_one = report.next_waiting(ctx, windows["one"])
     assert after_one is not None and after_one.name == "three"
-    wrapped = reporting.next_waiting(ctx, windows["three"])
+    wrapped = report.next_waiting(ctx, windows["three"])
     assert wrapped is not None and wrapped.name == "one", "wraps around"
-    from_idle = reporting.next_waiting(ctx, windows["two"])
+    from_idle = report.next_waiting(ctx, windows["two"])
     assert from_idle is not None and from_idle.name == "one"
 
 
@@ -139,12 +139,14 @@ def test_ls_table_has_colour_only_on_a_terminal_and_never_with_no_color(monkeypa
     assert not render.use_colour(io.StringIO())
     monkeypatch.setenv("NO_COLOR", "1")
     assert not render.use_colour(Tty())
-    table = render.table([report("a", State.WAITING)], colour=False)
+    table = render.table([task_report("a", State.WAITING)], colour=False)
     assert "\x1b" not in table
 
 
 @pytest.mark.usefixtures("fake_profile")
-def test_next_waiting_from_a_tmux_key_binding_focuses_the_waiting_task(repo: Path, tmux_socket: str) -> None:
+def test_next_waiting_from_a_tmux_key_binding_focuses_the_waiting_task(
+    repo: Path, tmux_socket: str, server: libtmux.Server
+) -> None:
     for name in ("calm", "asks"):
         run_mux("new", name, "-a", "fake", cwd=repo)
     run_mux("send", "asks", "ask", cwd=repo)
@@ -168,8 +170,8 @@ def test_next_waiting_from_a_tmux_key_binding_focuses_the_waiting_task(repo: Pat
         tmux("run-shell", f"cd '{repo}' && {mux} next-waiting --from '{rows['calm']['window']}'")
 
         def active() -> str:
-            lines = tmux("list-windows", "-t", f"={session}", "-F", "#{window_active} #{window_id}").split("\n")
-            return next(line.split()[1] for line in lines if line.startswith("1 "))
+            (found,) = server.sessions.filter(session_name=session)
+            return str(found.active_window.window_id)
 
         wait_until(lambda: active() == rows["asks"]["window"], timeout=15)
     finally:

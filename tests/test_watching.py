@@ -9,8 +9,9 @@ import sys
 import time
 from pathlib import Path
 
+import libtmux
 import pytest
-from conftest import mux_ls, profile_with, run_mux, wait_until
+from conftest import mux_ls, profile_with, run_mux, wait_until, window_task
 
 pytestmark = pytest.mark.usefixtures("fake_profile")
 
@@ -30,13 +31,9 @@ def screen(repo: Path, name: str) -> str:
     return run_mux("peek", name, cwd=repo).stdout
 
 
-def window_names(socket: str) -> dict[str, str]:
-    out = subprocess.run(
-        ["tmux", "-L", socket, "list-windows", "-a", "-F", "#{@mux_task}\t#{window_name}"],
-        capture_output=True,
-        text=True,
-    ).stdout
-    return dict(line.split("\t", 1) for line in out.splitlines() if line.split("\t", 1)[0])
+def window_names(server: libtmux.Server) -> dict[str, str]:
+    """Task name -> the name of its window, as the monitor marks it."""
+    return {task: str(window.window_name) for window in server.windows if (task := window_task(window))}
 
 
 def test_hook_events_decide_the_state_and_say_so(repo: Path, hooked_profile: str) -> None:
@@ -107,30 +104,20 @@ def test_queued_prompt_reaches_an_idle_agent_within_two_seconds(repo: Path) -> N
     assert time.monotonic() - queued < 2.5
 
 
-def test_monitor_marks_window_names_and_leaves_with_the_last_task(repo: Path, tmux_socket: str) -> None:
+def test_monitor_marks_window_names_and_leaves_with_the_last_task(repo: Path, server: libtmux.Server) -> None:
     run_mux("new", "m", "-a", "fake", cwd=repo)
-    wait_until(lambda: window_names(tmux_socket).get("m") == "m ✓")
+    wait_until(lambda: window_names(server).get("m") == "m ✓")
     run_mux("send", "m", "ask", cwd=repo)
-    wait_until(lambda: window_names(tmux_socket).get("m") == "m ?")
+    wait_until(lambda: window_names(server).get("m") == "m ?")
 
     def monitor_bell() -> bool:
-        out = subprocess.run(
-            ["tmux", "-L", tmux_socket, "list-windows", "-a", "-F", "#{session_name} #{window_bell_flag}"],
-            capture_output=True,
-            text=True,
-        ).stdout
-        return any(line.endswith("-monitor 1") for line in out.splitlines())
+        return any(w.window_bell_flag == "1" and str(w.session_name).endswith("-monitor") for w in server.windows)
 
     wait_until(monitor_bell)
     run_mux("send", "m", "n", cwd=repo)
     run_mux("rm", "m", cwd=repo)
 
-    def sessions() -> list[str]:
-        return subprocess.run(
-            ["tmux", "-L", tmux_socket, "list-sessions", "-F", "#{session_name}"], capture_output=True, text=True
-        ).stdout.split()
-
-    wait_until(lambda: not any(s.endswith("-monitor") for s in sessions()), timeout=20)
+    wait_until(lambda: not any(str(s.session_name).endswith("-monitor") for s in server.sessions), timeout=20)
 
 
 def test_restart_brings_back_an_exited_agent_in_its_worktree(repo: Path) -> None:
@@ -256,7 +243,7 @@ def test_trust_dialog_waits_for_the_user_when_the_main_checkout_is_not_trusted(r
 
 
 def test_the_monitor_outlives_a_notify_send_that_cannot_run(
-    repo: Path, tmp_path: Path, tmux_socket: str, monkeypatch: pytest.MonkeyPatch
+    repo: Path, tmp_path: Path, server: libtmux.Server, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A notify-send on PATH that cannot start (a bad interpreter line) fails the alert: queued prompts still go."""
     bin_dir = tmp_path / "bin"
@@ -269,9 +256,7 @@ def test_the_monitor_outlives_a_notify_send_that_cannot_run(
     run_mux("send", "t", "--when-idle", "write after.txt done", cwd=repo)
     worktree = Path(mux_ls(repo)["t"]["worktree"])
     wait_until(lambda: (worktree / "after.txt").is_file(), timeout=30)
-    monitor_screen = subprocess.run(
-        ["tmux", "-L", tmux_socket, "capture-pane", "-p", "-t", f"{mux_ls(repo)['t']['session']}-monitor:"],
-        capture_output=True, text=True,
-    ).stdout  # fmt: skip
-    assert "notifications off" in monitor_screen  # the alert was tried, and failed
-    assert wait_until(lambda: window_names(tmux_socket).get("t", "").endswith("✓"), timeout=10)
+    (monitor,) = server.sessions.filter(session_name=f"{mux_ls(repo)['t']['session']}-monitor")
+    (pane,) = monitor.panes
+    assert "notifications off" in "\n".join(pane.capture_pane())  # the alert was tried, and failed
+    assert wait_until(lambda: window_names(server).get("t", "").endswith("✓"), timeout=10)

@@ -9,9 +9,8 @@ from pathlib import Path
 
 from muxagent import config, naming
 from muxagent.errors import ConfigError, NotARepoError, TmuxError, UnknownTaskError
-from muxagent.git import repo as git_repo
-from muxagent.git import worktrees as git_worktrees
-from muxagent.git.repo import RepoPaths
+from muxagent.git import repository, worktrees
+from muxagent.git.repository import RepoPaths
 from muxagent.git.worktrees import WorktreeInfo
 from muxagent.model import Task, utc_iso
 from muxagent.state import intents
@@ -47,7 +46,7 @@ def current_dir() -> Path:
 def open_repo(cwd: Path | None = None) -> Context:
     """The repository at `cwd` (default: the working directory), as found: a command that acts on its tasks opens
     it with muxagent.commands.recovery.open_and_recover, which first finishes what a crashed command left."""
-    repo = git_repo.discover(cwd or current_dir())
+    repo = repository.discover(cwd or current_dir())
     return Context(repo=repo, store=Store(repo.common_dir / "mux"), tmux=Tmux())
 
 
@@ -68,22 +67,22 @@ def load_tasks(ctx: Context) -> list[Task]:
 def _reconcile(ctx: Context, rebuilt: bool) -> Registry:
     """Bring back tasks the registry lost (missing or corrupt file) from git worktrees and tmux windows."""
     busy = {naming.branch_for(name) for name in intents.names(ctx.store.root)}
-    worktrees = [
+    task_worktrees = [
         wt
-        for wt in git_worktrees.list_worktrees(ctx.repo)
+        for wt in worktrees.list_worktrees(ctx.repo)
         if wt.branch
         and wt.branch.startswith(naming.BRANCH_PREFIX)
         and wt.path != ctx.repo.main
         and wt.branch not in busy
     ]
-    if worktrees:
+    if task_worktrees:
         recorded = _recorded_worktrees(ctx)
-        worktrees = [wt for wt in worktrees if _made_by_mux(ctx, wt, recorded)]
-    if not worktrees and not rebuilt:
+        task_worktrees = [wt for wt in task_worktrees if _made_by_mux(ctx, wt, recorded)]
+    if not task_worktrees and not rebuilt:
         return ctx.store.load()
     windows = _windows_by_task(ctx)
     with ctx.store.transaction() as registry:
-        for wt in worktrees:
+        for wt in task_worktrees:
             assert wt.branch is not None
             name = wt.branch[len(naming.BRANCH_PREFIX) :]
             if name in registry:
@@ -92,7 +91,7 @@ def _reconcile(ctx: Context, rebuilt: bool) -> Registry:
                 name=name,
                 agent="unknown",
                 command=(),
-                base=git_repo.current_branch(ctx.repo.main) or "HEAD",
+                base=repository.current_branch(ctx.repo.main) or "HEAD",
                 branch=wt.branch,
                 worktree=str(wt.path),
                 session=naming.session_for(ctx.repo.main),

@@ -16,13 +16,11 @@ from muxagent.commands.context import Context, now_iso, worktree_path
 from muxagent.commands.remove import remove_if_empty
 from muxagent.commands.report import pane_of
 from muxagent.errors import AgentNotFoundError, BranchExistsError, GitError, MuxError, TaskExistsError, UsageError
-from muxagent.git import repo as git_repo
-from muxagent.git import worktrees as git_worktrees
+from muxagent.git import repository, worktrees
 from muxagent.model import AgentProfile, Progress, State, Task, no_progress
 from muxagent.state import intents
 from muxagent.state.store import Registry, task_to_dict
-from muxagent.status import adapters, events, patterns
-from muxagent.status import classifier as status
+from muxagent.status import adapters, classifier, events, patterns
 
 PORT_FIRST = 20000
 PORT_LAST = 60000
@@ -78,10 +76,10 @@ def new_task(ctx: Context, request: NewRequest, progress: Progress = no_progress
         raise AgentNotFoundError(
             f"agent {profile.name!r} is not installed: {profile.command[0]!r} was not found on PATH"
         )
-    base = request.base or ctx.settings.base or git_repo.current_branch(ctx.repo.main)
+    base = request.base or ctx.settings.base or repository.current_branch(ctx.repo.main)
     if base is None:
         raise GitError("the main checkout is on a detached HEAD: pass --base REF")
-    start = git_repo.resolve_commit(ctx.repo, base)
+    start = repository.resolve_commit(ctx.repo, base)
     ctx.tmux.require()
     worktree = worktree_path(ctx, name)
     branch = naming.branch_for(name)
@@ -112,21 +110,9 @@ def new_task(ctx: Context, request: NewRequest, progress: Progress = no_progress
         # Claude fires no hook for a prompt given on its command line: the turn it starts is marked here.
         busy = prompt_on_command_line and profile.hooks != "none"
         mark_spawn(ctx, name, State.WORKING if busy else None)
-        session, window = open_window(ctx, undo, name, worktree, pane_argv, env)
+        created = now_iso()
+        task = open_task(ctx, undo, name, profile, argv, worktree, port, env, pane_argv, base, created, request.prompt)
         intents.crash_point("new:after-window")
-        task = Task(
-            name=name,
-            agent=profile.name,
-            command=tuple(argv),
-            base=base,
-            branch=branch,
-            worktree=str(worktree),
-            session=session,
-            window=window,
-            created=now_iso(),
-            port=port,
-            prompt=request.prompt,
-        )
         registry.add(task)
         journal_creation(ctx, undo, task)
     intents.crash_point("new:after-record")
@@ -159,14 +145,36 @@ def reserve_worktree(
     if not worktree.parent.exists():
         undo.push(lambda: remove_if_empty(worktree.parent))
     try:
-        git_worktrees.add_worktree(ctx.repo, worktree, branch, start, checkout=checkout)
+        worktrees.add_worktree(ctx.repo, worktree, branch, start, checkout=checkout)
     except BranchExistsError:
         raise TaskExistsError(f"branch {branch!r} already exists: {if_taken}") from None
     except OSError as exc:  # its folder cannot be made: a file is where it should be, or no permission
         raise MuxError(f"cannot make the folder of worktree {worktree}: {exc.filename}: {exc.strerror}") from None
-    undo.push(lambda: git_repo.delete_branch(ctx.repo, branch))
-    undo.push(lambda: git_worktrees.remove_worktree(ctx.repo, worktree))
+    undo.push(lambda: repository.delete_branch(ctx.repo, branch))
+    undo.push(lambda: worktrees.remove_worktree(ctx.repo, worktree))
     return port
+
+
+def open_task(
+    ctx: Context, undo: Undo, name: str, profile: AgentProfile, argv: list[str], worktree: Path, port: int,
+    env: dict[str, str], window_argv: list[str], base: str, created: str, prompt: str | None,
+) -> Task:  # fmt: skip
+    """Open the task's window running `window_argv` (the agent's command, or the set-up runner that starts it)
+    and return the task's record, for the caller to add to the registry."""
+    session, window = open_window(ctx, undo, name, worktree, window_argv, env)
+    return Task(
+        name=name,
+        agent=profile.name,
+        command=tuple(argv),
+        base=base,
+        branch=naming.branch_for(name),
+        worktree=str(worktree),
+        session=session,
+        window=window,
+        created=created,
+        port=port,
+        prompt=prompt,
+    )
 
 
 def open_window(
@@ -175,7 +183,7 @@ def open_window(
     """The task's window in the repository's session, running `argv` once the worktree's files are checked out
     (killed if the caller fails later): its session and window id."""
     session = naming.session_for(ctx.repo.main)
-    window = ctx.tmux.new_window(session, name, worktree, git_worktrees.pane_command(worktree, argv), env, task=name)
+    window = ctx.tmux.new_window(session, name, worktree, worktrees.pane_command(worktree, argv), env, task=name)
     undo.push(lambda: ctx.tmux.kill_window(window))
     return session, window
 
@@ -215,10 +223,10 @@ def _prepare_worktree(ctx: Context, name: str, worktree: Path, argv: list[str]) 
     """
     settings = ctx.settings
     include = worktree_setup.read_include_file(ctx.repo.main)
-    included = git_worktrees.included_untracked(ctx.repo.main, include) if include is not None else []
+    included = worktrees.included_untracked(ctx.repo.main, include) if include is not None else []
     placement = worktree_setup.place_files(
         ctx.repo.main, worktree, settings.copy, settings.symlink, included,
-        tracked=lambda paths: git_worktrees.tracked_at_head(worktree, paths),
+        tracked=lambda paths: worktrees.tracked_at_head(worktree, paths),
     )  # fmt: skip
     ctx.notes.extend(placement.notes)
     log = worktree_setup.start_log(ctx.store.root, name, [*placement.placed, *placement.notes])
@@ -253,7 +261,7 @@ def _await_setup(ctx: Context, task: Task, progress: Progress) -> None:
             return
         if state is not None and state.state == "failed":
             raise worktree_setup.SetupError(f"set-up of '{task.name}' failed: {state.describe_failure()}; {hint}")
-        checking_out = git_worktrees.checkout_pending(Path(task.worktree))
+        checking_out = worktrees.checkout_pending(Path(task.worktree))
         pane = pane_of(ctx.tmux.snapshot(), task)
         if (pane is None or pane.dead) and worktree_setup.read_progress(ctx.store.root, task.name) == state:
             if checking_out:
@@ -304,12 +312,12 @@ def _paste_when_ready(ctx: Context, task: Task, profile: AgentProfile, text: str
     before_agent = ""
     stable_since = time.monotonic()
     while time.monotonic() < deadline:
-        screen = status.normalize_screen(ctx.tmux.capture([task.window]).get(task.window, ""))
+        screen = classifier.normalize_screen(ctx.tmux.capture([task.window]).get(task.window, ""))
         pane = pane_of(ctx.tmux.snapshot(), task)
         if pane is None or pane.dead:
             ctx.notes.append(f"the agent of '{task.name}' exited before its prompt could be delivered")
             return
-        if git_worktrees.checkout_pending(Path(task.worktree)):
+        if worktrees.checkout_pending(Path(task.worktree)):
             before_agent = screen
             time.sleep(0.1)
             continue

@@ -5,12 +5,12 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-from muxagent import naming
+from muxagent import naming, render
 from muxagent.commands import context, recovery, repo_config
 from muxagent.errors import MuxError, TmuxError
-from muxagent.git import run as git_run
-from muxagent.git import worktrees as git_worktrees
+from muxagent.git import runner, worktrees
 from muxagent.state import intents, monitor_state
 from muxagent.tmux.client import Tmux
 
@@ -23,11 +23,33 @@ class Check:
     fatal: bool = True
 
 
+@dataclass(frozen=True)
+class DoctorReport:
+    """What `mux doctor` prints: one line per check, `ok`, `warn` (not fatal) or `FAIL`."""
+
+    checks: tuple[Check, ...]
+
+    @property
+    def failed(self) -> bool:
+        return any(not check.ok and check.fatal for check in self.checks)
+
+    def to_json(self) -> list[dict[str, Any]]:
+        return [{"name": c.name, "ok": c.ok, "fatal": c.fatal, "detail": c.detail} for c in self.checks]
+
+    def lines(self) -> list[str]:
+        marks = [("ok" if c.ok else ("FAIL" if c.fatal else "warn"), c) for c in self.checks]
+        return [f"{mark:<5} {check.name}: {render.clean_text(check.detail)}" for mark, check in marks]
+
+
 MIN_GIT = (2, 38)
 
 
-def run(cwd: Path | None = None) -> list[Check]:
+def run(cwd: Path | None = None) -> DoctorReport:
     """Every check, for the repository at `cwd` (default: the current directory)."""
+    return DoctorReport(tuple(_checks(cwd)))
+
+
+def _checks(cwd: Path | None) -> list[Check]:
     checks = [_check_git(), _check_tmux()]
     try:
         ctx = recovery.open_and_recover(cwd)
@@ -44,7 +66,7 @@ def run(cwd: Path | None = None) -> list[Check]:
 
 
 def _check_git() -> Check:
-    version = git_run.git_version()
+    version = runner.git_version()
     ok = version >= MIN_GIT
     text = ".".join(map(str, version))
     detail = text if ok else f"{text}: git >= 2.38 is needed for merge pre-checks (`git merge-tree --write-tree`)"
@@ -76,7 +98,7 @@ def _check_store(ctx: context.Context) -> list[Check]:
     checks = [Check("task registry", True, f"{len(listed)} task(s) in {ctx.store.root}")]
     known = {task.name for task in listed}
     problems: list[str] = []
-    for wt in git_worktrees.list_worktrees(ctx.repo):
+    for wt in worktrees.list_worktrees(ctx.repo):
         if wt.branch and wt.branch.startswith(naming.BRANCH_PREFIX) and wt.branch[4:] not in known:
             problems.append(f"worktree {wt.path} has no task record")
     for task in listed:

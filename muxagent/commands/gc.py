@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 from muxagent.commands.context import Context
 from muxagent.errors import UsageError
-from muxagent.git import recovery as git_recovery
+from muxagent.git import recovery_refs
 
 STAMP_FORMAT = "%Y%m%dT%H%M%SZ"
 # `mux gc --older-than` at most: a century, far older than any recovery ref, and a date that always exists.
@@ -20,9 +20,9 @@ def gc(ctx: Context, older_than_days: float, dry_run: bool = False) -> list[str]
         raise UsageError(f"--older-than must be a number of days from 0 to {MAX_GC_DAYS}")
     cutoff = datetime.now(UTC) - timedelta(days=older_than_days)
     dropped = []
-    saved = [(ref, commit, ref.rsplit("/", 1)[-1]) for ref, commit in git_recovery.list_recovery_refs(ctx.repo)]
+    saved = [(ref, commit, ref.rsplit("/", 1)[-1]) for ref, commit in recovery_refs.list_recovery_refs(ctx.repo)]
     # Saved submodule states go with the recovery ref of the same stamp.
-    saved += [(sub.ref, sub.commit, sub.stamp) for sub in git_recovery.list_submodule_refs(ctx.repo)]
+    saved += [(sub.ref, sub.commit, sub.stamp) for sub in recovery_refs.list_submodule_refs(ctx.repo)]
     for ref, commit, name in saved:
         stamp = name.split("-", 1)[0]
         try:
@@ -32,7 +32,7 @@ def gc(ctx: Context, older_than_days: float, dry_run: bool = False) -> list[str]
         if when >= cutoff:
             continue
         if not dry_run:
-            git_recovery.delete_recovery_ref(ctx.repo, ref, commit)
+            recovery_refs.delete_recovery_ref(ctx.repo, ref, commit)
             ctx.store.journal("gc", ref=ref, commit=commit)
         dropped.append(ref)
     return dropped

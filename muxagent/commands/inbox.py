@@ -29,6 +29,9 @@ class InboxView:
     def to_json(self) -> list[dict[str, object]]:
         return [{**entry.to_json(), "unread": entry.id > self.read_before} for entry in self.entries]
 
+    def text(self) -> str:
+        return "\n".join(self.lines()) or f"nothing in the inbox of {self.name}"
+
     def lines(self) -> list[str]:
         """`* #3 2026-12-01T10:00:00Z tests-fix idle: +12 -3 in 2 files, 1 commit ahead (hook: Stop)`, `*` if unread."""
         return [self._line(entry) for entry in self.entries]

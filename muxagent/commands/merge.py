@@ -20,11 +20,7 @@ from muxagent import naming
 from muxagent.commands.context import Context, get_task, load_tasks
 from muxagent.commands.remove import Removal, journal_removal, remove_locked
 from muxagent.errors import MergeConflictError, MuxError, UnknownTaskError, UsageError, WouldLoseWorkError
-from muxagent.git import diff as git_diff
-from muxagent.git import merging as git_merging
-from muxagent.git import repo as git_repo
-from muxagent.git import status as git_status
-from muxagent.git import worktrees as git_worktrees
+from muxagent.git import diffs, merging, repository, worktree_status, worktrees
 from muxagent.model import Progress, Task, no_progress
 from muxagent.state import intents
 from muxagent.state.store import Registry, task_to_dict
@@ -100,13 +96,13 @@ def _merge_locked(
     intents.crash_point("merge:before-commit")
     committed = None
     # Refused after the commit (the final fast-forward, a late conflict): the task is left as it was found.
-    with git_merging.commit_undone_on_error(plan.worktree if plan.dirty else None):
+    with merging.commit_undone_on_error(plan.worktree if plan.dirty else None):
         if plan.dirty and plan.worktree is not None:
             progress(f"committing the uncommitted work of {task.name}")
-            committed = git_merging.commit_all(plan.worktree, _work_message(task, request))
+            committed = merging.commit_all(plan.worktree, _work_message(task, request))
             ctx.store.journal("commit", name=task.name, commit=committed)
             intents.crash_point("merge:after-commit")
-        tip = git_repo.branch_tip(ctx.repo, task.branch)
+        tip = repository.branch_tip(ctx.repo, task.branch)
         assert tip is not None  # _check made sure the branch exists, and committing on it keeps it
         progress(f"{'rebasing' if request.strategy == 'rebase' else 'merging'} {task.name} into {plan.target}")
         new = _result_commit(ctx, task, plan, tip, request)
@@ -133,10 +129,10 @@ def _merge_locked(
 def _check(ctx: Context, task: Task, request: MergeRequest) -> _Plan:
     """Every refusal that needs no merge result: target branch, who has it checked out, the task's worktree."""
     target = request.into or task.base
-    old = git_repo.branch_tip(ctx.repo, target)
+    old = repository.branch_tip(ctx.repo, target)
     if old is None:
         raise MuxError(f"'{target}' is not a local branch: merge into a branch with --into BRANCH")
-    users = git_worktrees.branch_users(ctx.repo, target)
+    users = worktrees.branch_users(ctx.repo, target)
     others = [(path, how) for path, how in users if not (path == ctx.repo.main and how == "checked out")]
     if others:
         path, how = others[0]
@@ -144,10 +140,10 @@ def _check(ctx: Context, task: Task, request: MergeRequest) -> _Plan:
             f"branch '{target}' is {how} in {path}: mux merges only into a branch checked out in the main"
             " checkout or nowhere"
         )
-    busy = git_repo.in_progress(ctx.repo.main)
+    busy = repository.in_progress(ctx.repo.main)
     if busy is not None:
         raise MuxError(f"the main checkout is in the middle of a {busy}: finish or abort it first")
-    if git_repo.branch_tip(ctx.repo, task.branch) is None:
+    if repository.branch_tip(ctx.repo, task.branch) is None:
         raise MuxError(
             f"branch '{task.branch}' of task {task.name!r} no longer exists: nothing to merge"
             f" (`mux rm {task.name}` saves what its worktree holds)"
@@ -155,19 +151,19 @@ def _check(ctx: Context, task: Task, request: MergeRequest) -> _Plan:
     worktree: Path | None = Path(task.worktree)
     dirty = False
     if worktree is not None and worktree.is_dir():
-        git_worktrees.require_checkout(worktree)
-        head, branch = git_repo.head_of(worktree)
+        worktrees.require_checkout(worktree)
+        head, branch = repository.head_of(worktree)
         if branch != task.branch:
             where = f"on branch '{branch}'" if branch else f"on a detached HEAD at {(head or '?')[:12]}"
             raise MuxError(
                 f"the worktree of {task.name!r} is {where}, not on '{task.branch}': check out '{task.branch}'"
                 " there first, so that what mux merges is what the agent made"
             )
-        busy = git_repo.in_progress(worktree)
+        busy = repository.in_progress(worktree)
         if busy is not None:
             raise MuxError(f"the worktree of {task.name!r} is in the middle of a {busy}: finish or abort it first")
-        dirty = git_status.has_changes(worktree)
-        nested = git_status.nested_repositories(worktree) if dirty else []
+        dirty = worktree_status.has_changes(worktree)
+        nested = worktree_status.nested_repositories(worktree) if dirty else []
         if nested:
             raise MuxError(
                 f"{_names(nested)} in the worktree of {task.name!r} is a git repository of its own (a clone or"
@@ -175,14 +171,14 @@ def _check(ctx: Context, task: Task, request: MergeRequest) -> _Plan:
                 f" submodule (`git submodule add URL {nested[0]}` there), delete its .git to merge its files, or"
                 " move it out of the worktree; nothing was changed"
             )
-        hidden = git_status.hidden_edits(worktree)
+        hidden = worktree_status.hidden_edits(worktree)
         if hidden:
             raise MuxError(
                 f"{_names(hidden)} in the worktree of {task.name!r} has an edit git status hides (marked"
                 " assume-unchanged or skip-worktree), which a merge would leave behind: run `git update-index"
                 f" --no-assume-unchanged --no-skip-worktree {hidden[0]}` there first; nothing was changed"
             )
-        inside = git_status.dirty_submodules(worktree)
+        inside = worktree_status.dirty_submodules(worktree)
         if inside and not request.keep:
             raise WouldLoseWorkError(
                 f"submodule {', '.join(inside)} in the worktree of {task.name!r} has uncommitted files, which a"
@@ -200,39 +196,39 @@ def _state(ctx: Context, plan: _Plan, task: Task) -> str:
 
     Ignored files (`.env`) are never part of it: they are saved in the recovery ref, not merged.
     """
-    tip = git_repo.branch_tip(ctx.repo, task.branch)
+    tip = repository.branch_tip(ctx.repo, task.branch)
     if tip is None:
         raise MuxError(f"branch '{task.branch}' of task {task.name!r} no longer exists: nothing to merge")
     if plan.worktree is not None and plan.dirty:
-        return git_merging.worktree_snapshot(plan.worktree, tip)
+        return merging.worktree_snapshot(plan.worktree, tip)
     return tip
 
 
 def _precheck(ctx: Context, task: Task, plan: _Plan, state: str, strategy: str) -> None:
     """Refuse, changing nothing, when the merge would conflict or would touch a local edit in the main checkout."""
-    tree, paths = git_merging.merge_trees(ctx.repo, plan.old, state)
+    tree, paths = merging.merge_trees(ctx.repo, plan.old, state)
     if paths:
         raise MergeConflictError(
             f"{task.name!r} conflicts with {plan.target} in {_count(paths)}: nothing was changed;"
             f" run `mux sync {task.name}` to let its agent resolve them",
             paths,
         )
-    undeclared = git_merging.undeclared_gitlinks(ctx.repo, plan.old, tree)
+    undeclared = merging.undeclared_gitlinks(ctx.repo, plan.old, tree)
     if undeclared:
         raise MuxError(
             f"{task.name!r} adds {_names(undeclared)} as a gitlink (another repository's commit) that .gitmodules"
             " does not declare, so every clone would get an empty folder there: `git submodule add URL PATH` in"
             f" the task declares it, `git rm --cached {undeclared[0]}` there drops it; nothing was changed"
         )
-    if strategy == "rebase" and not git_repo.is_ancestor(ctx.repo, plan.old, state):
+    if strategy == "rebase" and not repository.is_ancestor(ctx.repo, plan.old, state):
         # A clean merge does not mean every commit replays cleanly: try it on the snapshot first.
-        git_merging.rebase_commits(ctx.repo, state, plan.old, _scratch(ctx, task))
+        merging.rebase_commits(ctx.repo, state, plan.old, _scratch(ctx, task))
     if plan.in_main:
-        _check_main_checkout(ctx, plan, git_diff.changed_paths(ctx.repo, plan.old, tree))
+        _check_main_checkout(ctx, plan, diffs.changed_paths(ctx.repo, plan.old, tree))
 
 
 def _check_main_checkout(ctx: Context, plan: _Plan, touched: list[str]) -> None:
-    local = git_status.dirty_paths(ctx.repo.main)
+    local = worktree_status.dirty_paths(ctx.repo.main)
     clash = sorted(p for p in local if _overlaps(p, touched))
     if clash:
         raise WouldLoseWorkError(
@@ -248,23 +244,23 @@ def _overlaps(path: str, touched: list[str]) -> bool:
 
 
 def _result_commit(ctx: Context, task: Task, plan: _Plan, tip: str, request: MergeRequest) -> str:
-    if git_repo.is_ancestor(ctx.repo, tip, plan.old):
+    if repository.is_ancestor(ctx.repo, tip, plan.old):
         return plan.old  # nothing the target lacks: no empty merge commit
     if request.strategy == "rebase":
-        if git_repo.is_ancestor(ctx.repo, plan.old, tip):
+        if repository.is_ancestor(ctx.repo, plan.old, tip):
             return tip
-        return git_merging.rebase_commits(ctx.repo, tip, plan.old, _scratch(ctx, task))
-    tree, paths = git_merging.merge_trees(ctx.repo, plan.old, tip)
+        return merging.rebase_commits(ctx.repo, tip, plan.old, _scratch(ctx, task))
+    tree, paths = merging.merge_trees(ctx.repo, plan.old, tip)
     if paths:  # the agent wrote more between the check and the commit
         raise MergeConflictError(
             f"{task.name!r} now conflicts with {plan.target} in {_count(paths)}: run `mux sync {task.name}`", paths
         )
     if request.strategy == "squash":
-        if tree == git_repo.tree_of(ctx.repo, plan.old):
+        if tree == repository.tree_of(ctx.repo, plan.old):
             return plan.old  # already squash-merged: an empty commit would say nothing
-        return git_merging.commit_tree(ctx.repo, tree, [plan.old], _work_message(task, request))
+        return merging.commit_tree(ctx.repo, tree, [plan.old], _work_message(task, request))
     message = request.message or f"Merge branch '{task.branch}' into {plan.target}"
-    return git_merging.commit_tree(ctx.repo, tree, [plan.old, tip], message)
+    return merging.commit_tree(ctx.repo, tree, [plan.old, tip], message)
 
 
 def _move_target(ctx: Context, plan: _Plan, new: str) -> None:
@@ -272,10 +268,10 @@ def _move_target(ctx: Context, plan: _Plan, new: str) -> None:
         return
     if plan.in_main:
         # Checked again on the final result: the task's worktree may have changed since the pre-check.
-        _check_main_checkout(ctx, plan, git_diff.changed_paths(ctx.repo, plan.old, new))
-        git_merging.fast_forward(ctx.repo.main, new)
+        _check_main_checkout(ctx, plan, diffs.changed_paths(ctx.repo, plan.old, new))
+        merging.fast_forward(ctx.repo.main, new)
     else:
-        git_merging.update_branch(ctx.repo, plan.target, new, plan.old, "mux merge")
+        merging.update_branch(ctx.repo, plan.target, new, plan.old, "mux merge")
 
 
 def _scratch(ctx: Context, task: Task) -> Path:
@@ -301,7 +297,7 @@ def _behind(ctx: Context, target: str, new: str, exclude: str) -> list[str]:
     for task in load_tasks(ctx):
         if task.name == exclude or task.base != target:
             continue
-        tip = git_repo.branch_tip(ctx.repo, task.branch)
-        if tip is not None and not git_repo.is_ancestor(ctx.repo, new, tip):
+        tip = repository.branch_tip(ctx.repo, task.branch)
+        if tip is not None and not repository.is_ancestor(ctx.repo, new, tip):
             names.append(task.name)
     return names

@@ -15,11 +15,7 @@ from muxagent import naming
 from muxagent.commands.context import Context, now_iso, open_repo, worktree_path
 from muxagent.commands.remove import Removal, journal_removal, remove_if_empty, remove_locked, restore_hint
 from muxagent.errors import MuxError
-from muxagent.git import merging as git_merging
-from muxagent.git import recovery as git_recovery
-from muxagent.git import repo as git_repo
-from muxagent.git import safety as git_safety
-from muxagent.git import worktrees as git_worktrees
+from muxagent.git import merging, recovery_refs, repository, safety, worktrees
 from muxagent.model import Task
 from muxagent.state import intents
 from muxagent.state.store import Registry
@@ -106,7 +102,7 @@ def _roll_back_creation(
         name=name,
         agent="unknown",
         command=(),
-        base=base if isinstance(base, str) else (git_repo.current_branch(ctx.repo.main) or "HEAD"),
+        base=base if isinstance(base, str) else (repository.current_branch(ctx.repo.main) or "HEAD"),
         branch=branch,
         worktree=worktree if isinstance(worktree, str) else str(worktree_path(ctx, name)),
         session=naming.session_for(ctx.repo.main),
@@ -115,14 +111,12 @@ def _roll_back_creation(
         port=0,
     )
     window = _find_window(ctx, task)
-    has_branch = git_repo.branch_exists(ctx.repo, branch)
+    has_branch = repository.branch_exists(ctx.repo, branch)
     path = Path(task.worktree)
-    present = path.is_dir() or any(w.path == path for w in git_worktrees.list_worktrees(ctx.repo))
+    present = path.is_dir() or any(w.path == path for w in worktrees.list_worktrees(ctx.repo))
     if not (window or has_branch or present):
         return None
-    lost = (
-        git_safety.unsaved_work(ctx.repo, Path(task.worktree) if present else None, branch, task.base) if save else []
-    )
+    lost = safety.unsaved_work(ctx.repo, Path(task.worktree) if present else None, branch, task.base) if save else []
     removal = remove_locked(ctx, Registry(), replace(task, window=window), force=True, save=bool(lost))
     remove_if_empty(Path(task.worktree).parent)
     hint = restore_hint(name, removal.recovery_ref)
@@ -156,13 +150,13 @@ def _recover_merge(ctx: Context, fields: intents.MergeRecord) -> str | None:
     """The base moved to the merge result: finish (remove the task unless --keep). It did not: nothing to undo."""
     name = str(fields.get("name"))
     with contextlib.suppress(MuxError):
-        git_merging.discard_scratch(ctx.repo, ctx.store.root / "scratch" / name)
+        merging.discard_scratch(ctx.repo, ctx.store.root / "scratch" / name)
     target, old, new = fields.get("target"), fields.get("old"), fields.get("new")
     if not isinstance(target, str) or not isinstance(old, str):
         return None  # interrupted during its checks: nothing had changed
-    tip = git_repo.branch_tip(ctx.repo, target)
+    tip = repository.branch_tip(ctx.repo, target)
     # Merged if the target holds the result, even if the user committed on top of it since.
-    merged = isinstance(new, str) and tip is not None and (tip == new or git_repo.is_ancestor(ctx.repo, new, tip))
+    merged = isinstance(new, str) and tip is not None and (tip == new or repository.is_ancestor(ctx.repo, new, tip))
     if not merged:
         moved = "" if tip == old else f" ({target} has moved on since)"
         return f"an interrupted `mux merge {name}` had not changed {target}{moved}; run it again to merge"
@@ -186,11 +180,11 @@ def _finish_removal(ctx: Context, registry: Registry, task: Task) -> Removal:
     latest) would bring the task back without the uncommitted files the first ref holds.
     """
     saved = None
-    refs = git_recovery.list_recovery_refs(ctx.repo, task.name)
-    tip = git_repo.branch_tip(ctx.repo, task.branch)
+    refs = recovery_refs.list_recovery_refs(ctx.repo, task.name)
+    tip = repository.branch_tip(ctx.repo, task.branch)
     if refs and not Path(task.worktree).is_dir() and tip is not None:
         ref, commit = refs[-1]
-        if git_recovery.recovery_parts(ctx.repo, commit)[0] == tip:
+        if recovery_refs.recovery_parts(ctx.repo, commit)[0] == tip:
             saved = ref
     removal = remove_locked(
         ctx, registry, replace(task, window=_find_window(ctx, task)), force=True, save=saved is None

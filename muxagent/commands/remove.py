@@ -10,10 +10,7 @@ from pathlib import Path
 from muxagent.commands.context import Context
 from muxagent.commands.report import list_reports
 from muxagent.errors import MuxError, TmuxError, UnknownTaskError, WouldLoseWorkError
-from muxagent.git import recovery as git_recovery
-from muxagent.git import repo as git_repo
-from muxagent.git import safety as git_safety
-from muxagent.git import worktrees as git_worktrees
+from muxagent.git import recovery_refs, repository, safety, worktrees
 from muxagent.model import State, Task
 from muxagent.state import intents, prompt_queue
 from muxagent.state.store import Registry, task_to_dict
@@ -77,10 +74,10 @@ def remove_locked(
     """
     worktree = Path(task.worktree)
     present = worktree.is_dir()
-    has_branch = git_repo.branch_exists(ctx.repo, task.branch)
+    has_branch = repository.branch_exists(ctx.repo, task.branch)
     intents.crash_point("rm:while-checking")
     # Also without a branch (deleted by hand): the worktree's files may still be the only copy.
-    lost = git_safety.unsaved_work(ctx.repo, worktree if present else None, task.branch, task.base)
+    lost = safety.unsaved_work(ctx.repo, worktree if present else None, task.branch, task.base)
     if lost and not force:
         raise WouldLoseWorkError(
             f"task {task.name!r} has work that exists nowhere else: {'; '.join(lost)}"
@@ -88,7 +85,7 @@ def remove_locked(
         )
     ref = None
     if save and (lost or has_branch):
-        ref = git_recovery.write_recovery_ref(ctx.repo, task.name, task.branch, worktree if present else None)
+        ref = recovery_refs.write_recovery_ref(ctx.repo, task.name, task.branch, worktree if present else None)
         ctx.store.journal("recovery", name=task.name, ref=ref, lost=lost, record=task_to_dict(task))
     if on_removing is not None:
         on_removing()
@@ -97,11 +94,11 @@ def remove_locked(
     if window:
         ctx.tmux.kill_window(window)
         intents.crash_point("rm:after-window")
-    if present or any(wt.path == worktree for wt in git_worktrees.list_worktrees(ctx.repo)):
-        git_worktrees.remove_worktree(ctx.repo, worktree)
+    if present or any(wt.path == worktree for wt in worktrees.list_worktrees(ctx.repo)):
+        worktrees.remove_worktree(ctx.repo, worktree)
         intents.crash_point("rm:after-worktree")
     if has_branch:
-        git_repo.delete_branch(ctx.repo, task.branch)
+        repository.delete_branch(ctx.repo, task.branch)
         intents.crash_point("rm:after-branch")
     registry.remove(task.name)
     _forget(ctx, task.name)
@@ -166,8 +163,8 @@ def clean(ctx: Context, dry_run: bool = False) -> CleanResult:
 def _clean_one(ctx: Context, task: Task, dry_run: bool) -> str | None:
     """Remove one task whose work is all elsewhere (WouldLoseWorkError naming it otherwise); its restore hint."""
     present = Path(task.worktree).is_dir()
-    has_branch = git_repo.branch_exists(ctx.repo, task.branch)
-    lost = git_safety.unsaved_work(ctx.repo, Path(task.worktree) if present else None, task.branch, task.base)
+    has_branch = repository.branch_exists(ctx.repo, task.branch)
+    lost = safety.unsaved_work(ctx.repo, Path(task.worktree) if present else None, task.branch, task.base)
     if lost:
         raise WouldLoseWorkError("; ".join(lost) + ("" if has_branch else f" (branch {task.branch} is gone)"))
     return None if dry_run else remove(ctx, task.name, command="clean").restore_hint

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from muxagent import config
 from muxagent.commands.context import Context
@@ -22,6 +23,29 @@ class TrustInfo:
     trusted: bool
     approved: trust.Approval | None
     code_keys: tuple[str, ...]  # the keys that run code or need trust, present in the file
+
+    def to_json(self) -> dict[str, Any]:
+        """`mux trust --show --json`."""
+        return {
+            "path": str(self.path),
+            "sha256": self.sha256,
+            "trusted": self.trusted,
+            "approved_sha256": self.approved.sha256 if self.approved else None,
+            "approved": self.approved.approved if self.approved else None,
+            "needs_trust": list(self.code_keys),
+        }
+
+    def lines(self) -> list[str]:
+        """`mux trust --show`: whether the file is trusted as it is now, and what trusting it allows."""
+        if self.trusted:
+            lines = [f"{self.path}: trusted (approved {self.approved.approved if self.approved else '?'})"]
+        elif self.approved is not None:
+            lines = [f"{self.path}: changed since it was approved; `mux trust` to approve it as it is now"]
+        else:
+            lines = [f"{self.path}: not trusted; `mux trust` to approve it"]
+        if self.code_keys:
+            lines.append(f"keys that need trust: {', '.join(self.code_keys)}")
+        return lines
 
 
 def trust_info(ctx: Context) -> TrustInfo:

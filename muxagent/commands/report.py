@@ -4,19 +4,18 @@ from __future__ import annotations
 
 import os
 import time
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
-from muxagent import config, naming
+from muxagent import config, naming, render
 from muxagent.commands import worktree_setup
 from muxagent.commands.context import Context, get_task, load_tasks, settings_or_none
 from muxagent.errors import MuxError, TmuxError, UnknownTaskError
-from muxagent.git import repo as git_repo
-from muxagent.git import worktrees as git_worktrees
+from muxagent.git import repository, worktrees
 from muxagent.model import PaneInfo, State, StatusRules, Task, TaskReport, TaskStatus, iso_epoch
 from muxagent.state import inbox, monitor_state
-from muxagent.status import changes, events, radar
-from muxagent.status import classifier as status
+from muxagent.status import changes, classifier, events, radar
 from muxagent.tmux.client import ScreenCache
 
 
@@ -38,6 +37,60 @@ def _rules_for(agent: str, settings: config.Settings | None, cache: dict[str, St
     return cache[agent]
 
 
+@dataclass(frozen=True)
+class TaskList:
+    """What `mux ls` prints: every task's report."""
+
+    reports: tuple[TaskReport, ...]
+
+    def to_json(self) -> list[dict[str, Any]]:
+        return [item.to_json() for item in self.reports]
+
+    def text(self, colour: bool) -> str:
+        return render.table(self.reports, colour=colour) if self.reports else "no tasks (start one with `mux new NAME`)"
+
+
+@dataclass(frozen=True)
+class StatusSummary:
+    """What `mux status-line` prints: tasks per state and the names of those that wait."""
+
+    reports: tuple[TaskReport, ...]
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "counts": render.state_counts(self.reports),
+            "waiting": render.waiting_names(self.reports),
+            "line": render.status_line(self.reports),
+        }
+
+    def text(self, tmux_styles: bool) -> str:
+        return render.status_line(self.reports, tmux_styles=tmux_styles)
+
+
+@dataclass(frozen=True)
+class SetupLog:
+    """What `mux logs` prints: the task's set-up log, empty when nothing was copied and no set-up command ran."""
+
+    name: str
+    log: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {"name": self.name, "log": render.clean_text(self.log)}
+
+    def text(self) -> str:
+        if self.log:
+            return render.clean_text(self.log)
+        return f"{self.name} has no set-up log (nothing was copied and no set-up command ran)\n"
+
+
+def task_list(ctx: Context) -> TaskList:
+    return TaskList(tuple(list_reports(ctx)))
+
+
+def status_summary(ctx: Context) -> StatusSummary:
+    return StatusSummary(tuple(list_reports(ctx, with_changes=False)))
+
+
 def list_reports(ctx: Context, with_changes: bool = True, screens: ScreenCache | None = None) -> list[TaskReport]:
     """Every task's state (and, unless asked not to, its changes): two tmux calls and parallel git reads. With
     `screens`, the panes that have not drawn since its last read are not read again."""
@@ -54,7 +107,7 @@ def list_reports(ctx: Context, with_changes: bool = True, screens: ScreenCache |
     live = [p for p in pane_by_task.values() if p is not None and not p.dead]
     screen_of = (screens or ScreenCache()).read(ctx.tmux, live)  # a new cache reads every screen
     exists = {task.name: Path(task.worktree).is_dir() for task in tasks}
-    pending = {task.name for task in tasks if exists[task.name] and git_worktrees.checkout_pending(Path(task.worktree))}
+    pending = {task.name for task in tasks if exists[task.name] and worktrees.checkout_pending(Path(task.worktree))}
     present = [task for task in tasks if exists[task.name] and task.name not in pending and with_changes]
     works = _works(ctx, present)
     conflicts = radar.for_tasks(ctx.repo, ctx.store.root, present, works) if works else {}
@@ -67,7 +120,7 @@ def list_reports(ctx: Context, with_changes: bool = True, screens: ScreenCache |
     reports = []
     for task in tasks:
         pane = pane_by_task[task.name]
-        observation = status.Observation(
+        observation = classifier.Observation(
             pane=pane,
             screen=screen_of.get(pane.pane_id) if pane is not None else None,
             worktree_exists=exists[task.name],
@@ -77,7 +130,7 @@ def list_reports(ctx: Context, with_changes: bool = True, screens: ScreenCache |
             events=events.read_current_run(events.events_path(ctx.store.root, task.name)),
         )
         settings = settings_or_none(ctx)
-        task_status = status.classify(observation, _rules_for(task.agent, settings, rules))
+        task_status = classifier.classify(observation, _rules_for(task.agent, settings, rules))
         if task.name in pending:
             task_status = _while_checking_out(task_status)
         task_status = _with_setup(ctx, task, pane, task_status)
@@ -100,7 +153,7 @@ def _works(ctx: Context, tasks: list[Task]) -> dict[str, changes.Work]:
     if not tasks:
         return {}
     try:
-        tips = git_repo.ref_tips(ctx.repo)
+        tips = repository.ref_tips(ctx.repo)
     except MuxError as exc:
         ctx.notes.append(str(exc))
         return {}
@@ -139,15 +192,15 @@ def _with_setup(ctx: Context, task: Task, pane: PaneInfo | None, found: TaskStat
     return found
 
 
-def setup_log(ctx: Context, name: str) -> str:
+def setup_log(ctx: Context, name: str) -> SetupLog:
     """The task's set-up log: files copied or linked, each set-up command and its output."""
     naming.validate_name(name)
     path = worktree_setup.log_path(ctx.store.root, name)
     try:
-        return path.read_text(encoding="utf-8", errors="replace")
+        return SetupLog(name, path.read_text(encoding="utf-8", errors="replace"))
     except FileNotFoundError:
         get_task(ctx, name)  # an unknown name is the likelier mistake
-        return ""
+        return SetupLog(name, "")
     except OSError as exc:
         raise MuxError(f"cannot read {path}: {exc.strerror}") from None
 

@@ -8,7 +8,7 @@ from pathlib import Path
 from muxagent import config, naming
 from muxagent.commands import context, create, report
 from muxagent.errors import MuxError
-from muxagent.git import worktrees as git_worktrees
+from muxagent.git import worktrees
 from muxagent.model import State, Task
 from muxagent.state.store import task_to_dict
 from muxagent.status import adapters
@@ -30,7 +30,7 @@ def restart(ctx: context.Context, name: str) -> Task:
     if config.command_available(profile) is None:
         raise MuxError(f"agent {profile.name!r} is not installed: {profile.command[0]!r} was not found on PATH")
     adapter = adapters.install(profile.hooks, ctx.store.root)
-    if git_worktrees.checkout_pending(worktree):
+    if worktrees.checkout_pending(worktree):
         # The checkout failed or was cut short: the agent never ran, so it starts afresh, with its prompt.
         argv = list(task.command)
     else:
@@ -38,7 +38,7 @@ def restart(ctx: context.Context, name: str) -> Task:
     env = create.agent_env(ctx, name, worktree, task.port, profile, adapter)
     create.mark_spawn(ctx, name, None)
     pane = report.pane_of(ctx.tmux.snapshot(), task)
-    command = git_worktrees.pane_command(worktree, argv)
+    command = worktrees.pane_command(worktree, argv)
     if pane is not None:
         ctx.tmux.respawn(task.window, worktree, command, env)
         restarted = task

@@ -8,10 +8,9 @@ from pathlib import Path
 
 from muxagent import config, naming
 from muxagent.commands.context import Context, now_iso, worktree_path
-from muxagent.commands.create import Undo, agent_env, journal_creation, mark_spawn, open_window, reserve_worktree
+from muxagent.commands.create import Undo, agent_env, journal_creation, mark_spawn, open_task, reserve_worktree
 from muxagent.errors import MuxError, TaskExistsError, UnknownTaskError
-from muxagent.git import recovery as git_recovery
-from muxagent.git import repo as git_repo
+from muxagent.git import recovery_refs, repository
 from muxagent.model import AgentProfile, Progress, Task, no_progress
 from muxagent.state import intents
 from muxagent.state.store import task_from_dict
@@ -36,7 +35,7 @@ class Restored:
 def restore(ctx: Context, name: str, at: str | None = None, progress: Progress = no_progress) -> Restored:
     """Recreate a removed task from its recovery ref: branch, worktree (uncommitted files back) and window."""
     name = naming.validate_name(name)
-    refs = git_recovery.list_recovery_refs(ctx.repo, name)
+    refs = recovery_refs.list_recovery_refs(ctx.repo, name)
     if not refs:
         raise UnknownTaskError(f"no recovery ref for {name!r} (refs/mux/recovery/{name}/...)")
     if at is not None:
@@ -49,8 +48,7 @@ def restore(ctx: Context, name: str, at: str | None = None, progress: Progress =
             raise UnknownTaskError(f"no recovery ref of {name!r} at {at!r}: see `{listing}`")
     ref, commit = refs[-1]
     record = _recorded_task(ctx, ref)
-    tip, snapshot = git_recovery.recovery_parts(ctx.repo, commit)
-    branch = naming.branch_for(name)
+    tip, snapshot = recovery_refs.recovery_parts(ctx.repo, commit)
     worktree = Path(record.worktree) if record is not None else worktree_path(ctx, name)
     if worktree.exists():
         worktree = worktree_path(ctx, name)
@@ -67,28 +65,28 @@ def restore(ctx: Context, name: str, at: str | None = None, progress: Progress =
         port = reserve_worktree(ctx, registry, undo, name, worktree, tip, if_taken="move it away first")
         intents.crash_point("restore:after-worktree")
         if snapshot is not None:
-            git_recovery.apply_snapshot(worktree, snapshot)
+            recovery_refs.apply_snapshot(worktree, snapshot)
         submodules = _restore_submodules(ctx, name, ref.rsplit("/", 1)[-1], worktree, progress)
         env = agent_env(ctx, name, worktree, port, profile, adapter)
         mark_spawn(ctx, name, None)
         # From here the agent may write what `ref` does not hold: a rollback must save the worktree again.
         running.fields["agent_started"] = True
         running.save()
-        session, window = open_window(ctx, undo, name, worktree, argv, env)
-        intents.crash_point("restore:after-window")
-        task = Task(
-            name=name,
-            agent=profile.name,
-            command=tuple(argv),
-            base=record.base if record is not None else (git_repo.current_branch(ctx.repo.main) or tip),
-            branch=branch,
-            worktree=str(worktree),
-            session=session,
-            window=window,
+        task = open_task(
+            ctx,
+            undo,
+            name,
+            profile,
+            argv,
+            worktree,
+            port,
+            env,
+            argv,
+            base=record.base if record is not None else (repository.current_branch(ctx.repo.main) or tip),
             created=record.created if record is not None else now_iso(),
-            port=port,
             prompt=record.prompt if record is not None else None,
         )
+        intents.crash_point("restore:after-window")
         registry.add(task)
         journal_creation(ctx, undo, task, restored_from=ref)
     return Restored(task, ref, snapshot is not None, submodules)
@@ -100,13 +98,13 @@ def _restore_submodules(
     """Each submodule saved with this recovery ref, put back where possible: a failure (its URL unreachable, say)
     does not stop the restore, it says how to finish by hand."""
     found = []
-    for saved in git_recovery.list_submodule_refs(ctx.repo, name):
+    for saved in recovery_refs.list_submodule_refs(ctx.repo, name):
         if saved.stamp != stamp:
             continue
         path, ref = saved.path, saved.ref
         progress(f"restoring submodule {path}")
         try:
-            git_recovery.restore_submodule(ctx.repo, worktree, path, ref)
+            recovery_refs.restore_submodule(ctx.repo, worktree, path, ref)
         except MuxError as exc:
             by_hand = f"`git submodule update --init {path}`, then `git -C {path} fetch {ctx.repo.common_dir} {ref}`"
             found.append(SavedSubmodule(path, ref, f"{exc}; to do it by hand: {by_hand}"))

@@ -9,12 +9,7 @@ from muxagent import render
 from muxagent.commands.context import Context, get_task
 from muxagent.commands.interact import send
 from muxagent.errors import MuxError
-from muxagent.git import merging as git_merging
-from muxagent.git import recovery as git_recovery
-from muxagent.git import repo as git_repo
-from muxagent.git import run as git_run
-from muxagent.git import status as git_status
-from muxagent.git import worktrees as git_worktrees
+from muxagent.git import merging, recovery_refs, repository, runner, worktree_status, worktrees
 from muxagent.model import Progress, Task, no_progress
 from muxagent.state import files
 from muxagent.state.store import task_to_dict
@@ -42,19 +37,19 @@ def sync(
     worktree = Path(task.worktree)
     if not worktree.is_dir():
         raise MuxError(f"the worktree of {name!r} is gone ({task.worktree}): nothing to sync")
-    git_worktrees.require_checkout(worktree)
-    head, branch = git_repo.head_of(worktree)
+    worktrees.require_checkout(worktree)
+    head, branch = repository.head_of(worktree)
     if branch != task.branch or head is None:
         raise MuxError(f"the worktree of {name!r} is not on its branch '{task.branch}': check it out there first")
-    busy = git_repo.in_progress(worktree)
+    busy = repository.in_progress(worktree)
     if busy is not None:
         raise MuxError(f"the worktree of {name!r} is in the middle of a {busy}: resolve or abort it first")
-    onto = git_repo.resolve_commit(ctx.repo, task.base)
+    onto = repository.resolve_commit(ctx.repo, task.base)
     marker = radar.sync_marker(ctx.store.root, name)
-    if git_repo.is_ancestor(ctx.repo, onto, head):
+    if repository.is_ancestor(ctx.repo, onto, head):
         marker.unlink(missing_ok=True)
         return SyncResult(task, True, [], None)
-    if rebase and git_status.has_changes(worktree):
+    if rebase and worktree_status.has_changes(worktree):
         raise MuxError(
             f"the worktree of {name!r} has uncommitted changes: `mux sync --rebase` needs it clean"
             f" (commit them, or sync with a merge: `mux sync {name}`)"
@@ -62,10 +57,10 @@ def sync(
     # A rebase rewrites the task's commits and a conflict rewrites its files: keep the state before.
     ctx.store.require_writable()  # else a read-only `.git/mux` refused only after the ref was written
     progress(f"saving a recovery ref of {name}")
-    ref = git_recovery.write_recovery_ref(ctx.repo, name, task.branch, worktree)
+    ref = recovery_refs.write_recovery_ref(ctx.repo, name, task.branch, worktree)
     ctx.store.journal("recovery", name=name, ref=ref, lost=["sync"], record=task_to_dict(task))
     progress(f"rebasing {name} onto {task.base}" if rebase else f"merging {task.base} into {name}")
-    paths = git_merging.sync_in_worktree(worktree, onto, task.base, rebase)
+    paths = merging.sync_in_worktree(worktree, onto, task.base, rebase)
     ctx.store.journal("sync", name=name, onto=onto, rebase=rebase, conflicts=paths)
     if not paths:
         marker.unlink(missing_ok=True)
@@ -83,7 +78,7 @@ def sync(
 def _resolve_prompt(base: str, verb: str, paths: list[str]) -> str:
     # File names are the branch's to choose: one holding ESC [201~ ended the paste and typed the rest as keys; one
     # that is not UTF-8 is written as git quotes it (\351): a prompt must be text, and the agent's git shows it so.
-    listing = "\n".join(f"- {render.clean_line(git_run.quote_path(p))}" for p in paths)
+    listing = "\n".join(f"- {render.clean_line(runner.quote_path(p))}" for p in paths)
     finish = "git rebase --continue" if verb == "rebase" else "git commit --no-edit"
     return (
         f"The {verb} of {base} into this branch stopped on conflicts in these files:\n{listing}\n"

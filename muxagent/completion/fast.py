@@ -1,7 +1,7 @@
 """The fast path TAB takes: `mux _tasks` prints the repo's task names, one a line, for the completion scripts.
 
 `muxagent.__main__` answers it before the CLI is imported, so it must stay cheap: this module imports nothing
-but a few small stdlib modules (no typer, libtmux, GitPython or rich, not even dataclasses or pathlib), runs one
+but a few small stdlib modules and the git runner (no typer, GitPython or rich, not even dataclasses), runs one
 `git rev-parse`, and reads `tasks.json` itself.
 """
 
@@ -10,11 +10,13 @@ from __future__ import annotations
 import json
 import os
 import re
-import subprocess
 import sys
+from pathlib import Path
 from typing import TYPE_CHECKING
 
-from muxagent.git.run import REPO_ENV  # ~1 ms: the runner imports nothing TAB does not already
+# The git runner: ~11 ms of imports (median of 7 `-X importtime` runs on a loaded machine), nearly all of it
+# pathlib and subprocess, which TAB's one git call needs anyway.
+from muxagent.git.runner import ANY_EXIT, run_git
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -22,7 +24,7 @@ if TYPE_CHECKING:
 # The hidden command every completion script runs on TAB for the live task names.
 TASKS_COMMAND = "_tasks"
 
-# Mirrors of store.py and git/run.py constants (tests pin them equal): importing those modules would cost the
+# Mirrors of store.py and naming.py constants (tests pin them equal): importing those modules would cost the
 # fast path about 30 ms of imports (dataclasses, concurrent.futures, logging, tempfile, the model).
 _STORE_DIR = "mux"
 _TASKS_FILE = "tasks.json"
@@ -54,17 +56,11 @@ def task_names(cwd: str | os.PathLike[str]) -> list[str]:
 
 
 def _common_dir(cwd: str | os.PathLike[str]) -> str | None:
-    # Like git_repo.discover, without git's variables a hook may have exported, so that completion sees the repo
-    # every mux command would see. Only the common dir is needed: one git call even inside a linked worktree.
-    env = {k: v for k, v in os.environ.items() if k not in REPO_ENV}
-    proc = subprocess.run(
-        ["git", "--no-optional-locks", "rev-parse", "--path-format=absolute", "--git-common-dir"],
-        cwd=cwd,
-        env=env,
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        text=True,
-        timeout=_GIT_TIMEOUT,
+    # Like repository.discover, through the same runner (without git's variables a hook may have exported), so that
+    # completion sees the repo every mux command would see. Only the common dir is needed: one git call even
+    # inside a linked worktree.
+    proc = run_git(
+        Path(cwd), "rev-parse", "--path-format=absolute", "--git-common-dir", ok=ANY_EXIT, timeout=_GIT_TIMEOUT
     )
     path = proc.stdout.strip()
     return path if proc.returncode == 0 and path else None

@@ -10,10 +10,10 @@ from contextlib import contextmanager, suppress
 from pathlib import Path
 
 from muxagent.errors import GitError, MergeConflictError
-from muxagent.git.recovery import MUX_IDENTITY, snapshot_tree, submodule_paths
-from muxagent.git.repo import RepoPaths, in_progress
-from muxagent.git.run import NO_HOOKS, error_line, run_git
-from muxagent.git.status import read_status
+from muxagent.git.recovery_refs import MUX_IDENTITY, snapshot_tree, submodule_paths
+from muxagent.git.repository import RepoPaths, in_progress
+from muxagent.git.runner import NO_HOOKS, error_line, run_git
+from muxagent.git.worktree_status import read_status
 
 # A user's rebase config must not reach outside the task: update-refs would move other branches that point into
 # the replayed commits, autostash would use the stash.

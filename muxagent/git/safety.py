@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-from muxagent.git.repo import RepoPaths, branch_tip, resolve_commit
-from muxagent.git.run import NAMES_SHOWN, run_git
-from muxagent.git.status import hidden_edits, precious_ignored, read_status, work_index
+from muxagent.git.repository import RepoPaths, branch_tip, resolve_commit
+from muxagent.git.runner import NAMES_SHOWN, run_git
+from muxagent.git.worktree_status import hidden_edits, precious_ignored, read_status, work_index
 from muxagent.git.worktrees import worktree_present
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import TypeGuard
 
 from muxagent.errors import BranchExistsError, CheckoutPendingError, GitError
-from muxagent.git.repo import (
+from muxagent.git.repository import (
     RepoPaths,
     branch_exists,
     delete_branch,
@@ -19,7 +19,7 @@ from muxagent.git.repo import (
     short_ref,
     worktree_records,
 )
-from muxagent.git.run import ANY_EXIT, NO_HOOKS, run_git
+from muxagent.git.runner import ANY_EXIT, NO_HOOKS, run_git
 
 
 @dataclass(frozen=True)

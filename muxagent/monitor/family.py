@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from muxagent import naming, render
 from muxagent.commands.context import Context
 from muxagent.errors import MuxError
-from muxagent.git import repo as git_repo
+from muxagent.git import repository
 from muxagent.model import State, Task, TaskReport, utc_iso
 from muxagent.state import inbox
 from muxagent.state.inbox import Entry, EntryChanges, Recorded
@@ -99,7 +99,7 @@ class Family:
 
     def _changes(self, tasks: list[Task]) -> dict[str, EntryChanges]:
         try:
-            tips = git_repo.ref_tips(self.ctx.repo)
+            tips = repository.ref_tips(self.ctx.repo)
             works = changes.read_many(self.ctx.repo, self.ctx.store.root, tasks, tips, prune=False)
         except MuxError:
             return {}  # the entry says the changes are unknown; the state is what must not be lost

@@ -15,10 +15,9 @@ from pathlib import Path
 from typing import Any
 
 from muxagent.errors import MuxError
-from muxagent.git import repo as git_repo
-from muxagent.git import status as git_status
-from muxagent.git.repo import RepoPaths
-from muxagent.git.status import Scan
+from muxagent.git import repository, worktree_status
+from muxagent.git.repository import RepoPaths
+from muxagent.git.worktree_status import Scan
 from muxagent.model import Changes, Task
 from muxagent.state import store
 
@@ -39,11 +38,12 @@ class Work:
 
 
 def _base_commit(repo: RepoPaths, base: str, tips: Mapping[str, str]) -> str:
-    """The commit `base` names, from `tips` (git_repo.ref_tips) when it is a branch or tag, as git would resolve it."""
+    """The commit `base` names, from `tips` (`repository.ref_tips`) when it is a branch or tag, as git would
+    resolve it."""
     for ref in (base, f"refs/tags/{base}", f"refs/heads/{base}"):
         if ref in tips:
             return tips[ref]
-    return git_repo.resolve_commit(repo, base)
+    return repository.resolve_commit(repo, base)
 
 
 def read_many(
@@ -90,17 +90,17 @@ def read_many(
 
 def _read(worktree: Path, base_tip: str, tip: str, entry: Mapping[str, Any]) -> tuple[Work, dict[str, Any]]:
     """The task's Work and the cache entry it leaves (the old one where its inputs did not change)."""
-    found = git_status.scan(worktree)
+    found = worktree_status.scan(worktree)
     lines_key = f"{base_tip}:{found.fingerprint}"
     lines = _cached(entry, "lines_key", lines_key, ("added", "removed", "paths"))
     if lines is None:
-        added, removed, paths = git_status.numstat(worktree, base_tip)
-        added += sum(git_status.count_lines(worktree / rel) for rel in found.untracked)
+        added, removed, paths = worktree_status.numstat(worktree, base_tip)
+        added += sum(worktree_status.count_lines(worktree / rel) for rel in found.untracked)
         lines = {"added": added, "removed": removed, "paths": sorted({*paths, *found.untracked})}
     commits_key = f"{base_tip}:{tip}"
     commits = _cached(entry, "commits_key", commits_key, ("ahead", "behind"))
     if commits is None:
-        ahead, behind = git_status.ahead_behind(worktree, base_tip, tip)
+        ahead, behind = worktree_status.ahead_behind(worktree, base_tip, tip)
         commits = {"ahead": ahead, "behind": behind}
     changes = Changes(
         dirty_files=len(found.tracked) + len(found.untracked),

@@ -19,9 +19,8 @@ from pathlib import Path
 from typing import NamedTuple
 
 from muxagent.errors import MuxError
-from muxagent.git import merging as git_merging
-from muxagent.git import repo as git_repo
-from muxagent.git.repo import RepoPaths
+from muxagent.git import merging, repository
+from muxagent.git.repository import RepoPaths
 from muxagent.model import State, Task, TaskStatus
 from muxagent.state import store
 from muxagent.status.changes import Work
@@ -46,7 +45,7 @@ def sync_override(root: Path, worktree: Path, name: str, status: TaskStatus) -> 
     """`waiting` with reason "conflict" while a conflict left by `mux sync` is unresolved in the worktree."""
     if status.state is State.MISSING or not sync_marker(root, name).exists():
         return status
-    if git_repo.in_progress(worktree) is None:
+    if repository.in_progress(worktree) is None:
         return status
     return replace(status, state=State.WAITING, reason="conflict", exit_status=None)
 
@@ -134,7 +133,7 @@ def _state(task: Task, work: Work, snapshots: Mapping[str, str]) -> tuple[str, s
     if known is not None:
         return known, key
     try:
-        return git_merging.worktree_snapshot(Path(task.worktree), work.tip), key
+        return merging.worktree_snapshot(Path(task.worktree), work.tip), key
     except MuxError:
         return work.tip, None
 
@@ -146,7 +145,7 @@ def _key(a: str, b: str) -> str:
 def _merge(repo: RepoPaths, key: str) -> list[str] | None:
     a, _, b = key.partition(":")
     try:
-        return git_merging.merge_trees(repo, a, b)[1]
+        return merging.merge_trees(repo, a, b)[1]
     except MuxError:
         return None  # unrelated histories, a pruned snapshot...: no verdict, and nothing cached
 

@@ -1,8 +1,4 @@
-"""The only room that talks to tmux: windows by id, verbatim text delivery, batched reads for `mux ls`.
-
-Mutations go through libtmux, imported inside each call: it costs ~50-100 ms to import, which `mux ls` must not pay,
-and neither must `mux new`, whose window creation is the one mutation that runs a plain `tmux` process. So do the
-hot read path (`snapshot`, `capture`) and the cheap probes.
+"""Windows by id, verbatim text delivery, batched reads for `mux ls`: each call through the runner (run.py).
 
 Traps this module exists to avoid (all seen on tmux 3.3a):
 - `-t NAME` matches by prefix (`task-1` hits `task-10`): windows and panes are targeted by id (`@12`, `%7`),
@@ -20,24 +16,14 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
-import subprocess
-import tempfile
 import time
 import uuid
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from muxagent.errors import TmuxError
 from muxagent.model import PaneInfo
-
-if TYPE_CHECKING:
-    import libtmux
-
-NOT_INSTALLED = "tmux is not installed (need tmux >= 3.2)"
-
-# What a tmux client prints when no server listens on its socket (or a stale socket is left behind).
-_NO_SERVER = ("no server running", "error connecting to", "server exited unexpectedly")
+from muxagent.tmux.runner import LOCAL, NOT_INSTALLED, TIMEOUT, TmuxCommandError, TmuxHost, run_tmux, tmux_argv
 
 # What `new-window -t =NAME:` says when the session is not there yet; the second while the server that
 # another mux just started has no session at all.
@@ -45,9 +31,6 @@ _NO_SESSION = ("can't find session", "no current target")
 
 # Detached sessions get this size so agents draw a full-width UI before anyone attaches.
 _WIDTH, _HEIGHT = "220", "50"
-
-# A wedged server must not hang `mux ls` forever.
-_READ_TIMEOUT = 10.0
 
 # Time between pasting a prompt and pressing Enter: agents that see Enter inside the same read as the paste
 # treat it as a newline in the prompt instead of "submit".
@@ -104,14 +87,6 @@ def _checked_dir(cwd: Path) -> str:
     return escape_format(str(path))
 
 
-def _first_line(lines: Sequence[str]) -> str:
-    return next((line.strip() for line in lines if line.strip()), "no error message")
-
-
-def _is_no_server(stderr: str) -> bool:
-    return any(marker in stderr for marker in _NO_SERVER)
-
-
 def _strip_blank_tail(text: str) -> str:
     lines = text.split("\n")
     while lines and not lines[-1].strip():
@@ -147,77 +122,23 @@ def _parse_snapshot(stdout: str) -> list[PaneInfo]:
     return panes
 
 
-class _Failed(TmuxError):
-    """A tmux command exited non-zero; keeps tmux's stderr so callers can tell the expected failures apart."""
-
-    def __init__(self, command: str, stderr: str, where: str) -> None:
-        self.stderr = stderr
-        line = _first_line(stderr.splitlines())
-        if _is_no_server(stderr):
-            super().__init__(f"cannot reach the tmux server{where}: {line}")
-        else:
-            super().__init__(f"tmux {command} failed: {line}")
-
-
 class Tmux:
-    def __init__(self, socket: str | None = None, binary: str = "tmux") -> None:
+    def __init__(self, socket: str | None = None, binary: str = "tmux", host: TmuxHost = LOCAL) -> None:
         # Read at call time so tests (and `MUX_TMUX_SOCKET=x mux ...`) pick their own server.
         if socket is None:
             socket = os.environ.get("MUX_TMUX_SOCKET") or None
         self.socket: str | None = socket
         self.binary = binary
-        self._server: libtmux.Server | None = None
+        self.host = host
 
     # -- plumbing ---------------------------------------------------------------------------------------
 
-    def _base(self) -> list[str]:
-        return [self.binary, "-L", self.socket] if self.socket else [self.binary]
-
-    def _where(self) -> str:
-        return f" (socket {self.socket})" if self.socket else ""
-
-    def _read(self, *args: str, timeout: float = _READ_TIMEOUT) -> subprocess.CompletedProcess[str]:
-        """Run one tmux command with a plain subprocess: no libtmux import on the read path."""
-        try:
-            return subprocess.run(
-                [*self._base(), *args],
-                stdin=subprocess.DEVNULL,
-                capture_output=True,
-                text=True,
-                encoding="utf-8",
-                errors="replace",
-                check=False,
-                timeout=timeout,
-            )
-        except FileNotFoundError:
-            raise TmuxError(NOT_INSTALLED) from None
-        except subprocess.TimeoutExpired:
-            raise TmuxError(f"the tmux server{self._where()} did not answer `{args[0]}` within {timeout:g} s") from None
-
-    def _mutate(self, *args: str) -> list[str]:
-        """Run one tmux command line (commands chained with `;`) through libtmux; stdout lines on success."""
-        from libtmux import Server
-        from libtmux.exc import TmuxCommandNotFound
-
-        if self._server is None:
-            self._server = Server(socket_name=self.socket, tmux_bin=self.binary)
-        try:
-            result = self._server.cmd(args[0], *args[1:])
-        except (TmuxCommandNotFound, FileNotFoundError):
-            raise TmuxError(NOT_INSTALLED) from None
-        if result.returncode != 0:
-            raise _Failed(args[0], "\n".join(result.stderr), self._where())
-        return [str(line) for line in result.stdout]
-
-    def _run(self, *args: str) -> list[str]:
-        """_mutate() without libtmux: one tmux command line in a plain process, for the hot path of `mux new`."""
-        proc = self._read(*args)
-        if proc.returncode != 0:
-            raise _Failed(args[0], proc.stderr, self._where())
-        return proc.stdout.splitlines()
+    def _tmux(self, *args: str, stdin: str | None = None, timeout: float = TIMEOUT) -> str:
+        """The stdout of one tmux command line on this server; TmuxCommandError when it fails."""
+        return run_tmux(*args, socket=self.socket, binary=self.binary, stdin=stdin, timeout=timeout, host=self.host)
 
     def _new_window_id(self, *args: str) -> str:
-        out = self._run(*args)
+        out = self._tmux(*args).splitlines()
         if not out or not out[0].startswith("@"):
             raise TmuxError(f"tmux {args[0]} did not print the new window's id (got {out!r})")
         return out[0].strip()
@@ -230,30 +151,29 @@ class Tmux:
             raise TmuxError(NOT_INSTALLED)
 
     def version(self) -> str:
-        proc = self._read("-V")
-        if proc.returncode != 0:
-            raise _Failed("-V", proc.stderr, self._where())
-        return proc.stdout.strip().removeprefix("tmux ")
+        return self._tmux("-V").strip().removeprefix("tmux ")
 
     def server_running(self) -> bool:
-        proc = self._read("list-sessions", "-F", "#{session_id}")
-        if proc.returncode == 0:
-            return True
-        if _is_no_server(proc.stderr):
-            return False
-        raise _Failed("list-sessions", proc.stderr, self._where())
+        try:
+            self._tmux("list-sessions", "-F", "#{session_id}")
+        except TmuxCommandError as error:
+            if error.no_server:
+                return False
+            raise
+        return True
 
     def windows_with_task(self, session: str) -> dict[str, str]:
         """Task name -> window id for every window of `session` carrying `@mux_task` (the first one wins on
         duplicates). Only that session's: another repository's task of the same name has a window on the same
         server, and adopting it made `mux rm` kill that repository's agent."""
-        proc = self._read("list-windows", "-a", "-F", "#{window_id}\t#{session_name}\t#{@mux_task}")
-        if proc.returncode != 0:
-            if _is_no_server(proc.stderr):
+        try:
+            stdout = self._tmux("list-windows", "-a", "-F", "#{window_id}\t#{session_name}\t#{@mux_task}")
+        except TmuxCommandError as error:
+            if error.no_server:
                 return {}
-            raise _Failed("list-windows", proc.stderr, self._where())
+            raise
         found: dict[str, str] = {}
-        for line in proc.stdout.split("\n"):
+        for line in stdout.split("\n"):
             fields = line.split("\t", 2)
             if len(fields) == 3 and fields[1] == session and fields[2]:
                 found.setdefault(fields[2], fields[0])
@@ -266,12 +186,12 @@ class Tmux:
 
         A pane killed by signal N reports dead_status 128+N, as a shell would.
         """
-        proc = self._read("list-panes", "-a", "-F", _SNAPSHOT_FORMAT)
-        if proc.returncode != 0:
-            if _is_no_server(proc.stderr):
+        try:
+            panes = _parse_snapshot(self._tmux("list-panes", "-a", "-F", _SNAPSHOT_FORMAT))
+        except TmuxCommandError as error:
+            if error.no_server:
                 return []
-            raise _Failed("list-panes", proc.stderr, self._where())
-        panes = _parse_snapshot(proc.stdout)
+            raise
         if any(pane.dead and pane.dead_status is None for pane in panes):
             # tmux built with libutempter (Debian, Ubuntu) sets SIGCHLD to SIG_DFL while the utempter helper
             # runs, which it does as a pane starts and as its terminal closes: a program exiting right then is
@@ -279,11 +199,10 @@ class Tmux:
             # server's next child exits. `run-shell true` makes such a child; tmux's reaper then collects both.
             # The same call covers the moment between the terminal closing and the normal reaping.
             try:
-                retry = self._read("run-shell", "true", ";", "list-panes", "-a", "-F", _SNAPSHOT_FORMAT, timeout=2)
+                retry = self._tmux("run-shell", "true", ";", "list-panes", "-a", "-F", _SNAPSHOT_FORMAT, timeout=2)
             except TmuxError:
                 return panes
-            if retry.returncode == 0:
-                return _parse_snapshot(retry.stdout)
+            return _parse_snapshot(retry)
         return panes
 
     def capture(self, targets: Sequence[str], lines: int | None = None) -> dict[str, str]:
@@ -306,16 +225,18 @@ class Tmux:
                 args += ["capture-pane", "-p", "-t", target]
                 if lines:
                     args += ["-S", f"-{lines}"]
-            proc = self._read(*args)
-            sections = self._split_sections(proc.stdout, marker)
-            if proc.returncode == 0:
+            try:
+                sections = self._split_sections(self._tmux(*args), marker)
+            except TmuxCommandError as error:
+                if error.no_server:
+                    return result
+                if "can't find" not in error.stderr:
+                    raise
+                sections = self._split_sections(error.stdout, marker)
+            else:
                 for index, text in sections.items():
                     result[pending[index]] = text
                 return result
-            if _is_no_server(proc.stderr):
-                return result
-            if "can't find" not in proc.stderr:
-                raise _Failed("capture-pane", proc.stderr, self._where())
             # The last marker printed belongs to the capture that failed; everything before it is complete.
             failed = max(sections, default=0)
             for index, text in sections.items():
@@ -353,13 +274,13 @@ class Tmux:
         for _ in range(4):
             try:
                 return self._add_window(session, name, directory, command, env_args, task)
-            except _Failed as error:
-                if not (_is_no_server(error.stderr) or any(m in error.stderr for m in _NO_SESSION)):
+            except TmuxCommandError as error:
+                if not (error.no_server or any(m in error.stderr for m in _NO_SESSION)):
                     raise
                 last_error = error
             try:
                 return self._create_session(session, name, directory, command, env, task)
-            except _Failed as error:
+            except TmuxCommandError as error:
                 if "duplicate session" not in error.stderr:
                     raise
                 last_error = error
@@ -410,17 +331,17 @@ class Tmux:
         directory = _checked_dir(cwd)
         command = [escape_arg(arg) for arg in _exec_argv(argv)]
         env_args = [escape_arg(arg) for arg in _env_args(env)]
-        self._mutate("respawn-pane", "-k", "-t", window_id, "-c", escape_arg(directory), *env_args, "--", *command)
+        self._tmux("respawn-pane", "-k", "-t", window_id, "-c", escape_arg(directory), *env_args, "--", *command)
 
     def rename_window(self, window_id: str, name: str) -> None:
-        self._mutate("rename-window", "-t", window_id, "--", escape_arg(escape_format(name)))
+        self._tmux("rename-window", "-t", window_id, "--", escape_arg(escape_format(name)))
 
     def kill_window(self, window_id: str) -> None:
         """Close a window by id; nothing happens if it (or the whole server) is already gone."""
         try:
-            self._mutate("kill-window", "-t", window_id)
-        except _Failed as error:
-            if not (_is_no_server(error.stderr) or "can't find window" in error.stderr):
+            self._tmux("kill-window", "-t", window_id)
+        except TmuxCommandError as error:
+            if not (error.no_server or "can't find window" in error.stderr):
                 raise
 
     # -- input ------------------------------------------------------------------------------------------
@@ -433,23 +354,18 @@ class Tmux:
         """
         if text:
             buffer = f"mux-{uuid.uuid4().hex}"
-            # From a private file: libtmux gives tmux no stdin for `load-buffer -`, and `set-buffer TEXT` would
-            # put the prompt on a command line, which tmux limits to ~16 KB.
-            fd, path = tempfile.mkstemp(prefix="mux-paste-")
+            # From stdin: `set-buffer TEXT` would put the prompt on a command line, which tmux limits to ~16 KB.
             try:
-                with os.fdopen(fd, "w", encoding="utf-8") as file:
-                    file.write(text)
-                self._mutate(
-                    "load-buffer", "-b", buffer, escape_arg(path),
+                self._tmux(
+                    "load-buffer", "-b", buffer, "-",
                     ";", "paste-buffer", "-p", "-d", "-b", buffer, "-t", target,
+                    stdin=text,
                 )  # fmt: skip
             except TmuxError:
                 # paste-buffer -d did not run: do not leave the prompt lying in the server's buffers.
                 with contextlib.suppress(TmuxError):
-                    self._mutate("delete-buffer", "-b", buffer)
+                    self._tmux("delete-buffer", "-b", buffer)
                 raise
-            finally:
-                os.unlink(path)
             if enter:
                 time.sleep(_ENTER_DELAY)
         if enter:
@@ -457,40 +373,37 @@ class Tmux:
 
     def send_keys(self, target: str, *keys: str) -> None:
         """Press keys by tmux key name (`Enter`, `C-c`, `y`)."""
-        self._mutate("send-keys", "-t", target, "--", *[escape_arg(key) for key in keys])
+        self._tmux("send-keys", "-t", target, "--", *[escape_arg(key) for key in keys])
 
     # -- attaching --------------------------------------------------------------------------------------
 
     def attach_argv(self, session: str) -> list[str]:
         """The command that attaches a terminal to the session."""
-        return [*self._base(), "attach-session", "-t", escape_arg(f"={session}")]
+        return tmux_argv(self.socket, self.binary, "attach-session", "-t", escape_arg(f"={session}"))
 
     def inside_same_server(self, session: str) -> bool:
         """True when this process runs in a pane of this Tmux's server (so `switch-client` can reach us)."""
         inside = os.environ.get("TMUX", "")
         if not inside:
             return False
-        proc = self._read("display-message", "-p", "-t", escape_arg(f"={session}"), "#{socket_path}")
-        if proc.returncode != 0:
+        try:
+            theirs = self._tmux("display-message", "-p", "-t", escape_arg(f"={session}"), "#{socket_path}")
+        except TmuxCommandError:
             return False
         ours = inside.split(",", 1)[0]
-        return os.path.realpath(ours) == os.path.realpath(proc.stdout.strip())
+        return os.path.realpath(ours) == os.path.realpath(theirs.strip())
 
     def attach(self, session: str, window_id: str) -> None:
         """Show the window: switch the current client inside tmux, else replace this process by an attach."""
         if self.inside_same_server(session):
-            self._mutate("select-window", "-t", window_id, ";", "switch-client", "-t", window_id)
+            self._tmux("select-window", "-t", window_id, ";", "switch-client", "-t", window_id)
             return
-        self._mutate("select-window", "-t", window_id)
+        self._tmux("select-window", "-t", window_id)
         env = dict(os.environ)
         # Inside a different tmux server the only way to show the task is a nested client, which tmux refuses
         # while TMUX is set.
         env.pop("TMUX", None)
-        argv = self.attach_argv(session)
-        try:
-            os.execvpe(argv[0], argv, env)
-        except FileNotFoundError:
-            raise TmuxError(NOT_INSTALLED) from None
+        self.host.replace_process(self.attach_argv(session), env)
 
 
 class ScreenCache:

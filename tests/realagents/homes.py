@@ -103,6 +103,8 @@ def codex_env(
     *,
     trust: bool = True,
     extra_toml: str = "",
+    approval_policy: str = "on-request",
+    sandbox_mode: str = "workspace-write",
 ) -> dict[str, str]:
     """Codex against `url` (a FakeOpenAI, Responses API). `trust=False` leaves `repo` out (its trust screen shows).
 
@@ -117,8 +119,8 @@ def codex_env(
         f'model = "{FAKE_MODEL}"',
         'model_provider = "fake"',
         "check_for_update_on_startup = false",
-        'approval_policy = "on-request"',
-        'sandbox_mode = "workspace-write"',
+        f'approval_policy = "{approval_policy}"',
+        f'sandbox_mode = "{sandbox_mode}"',
         "",
         "[model_providers.fake]",
         'name = "fake"',

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from muxagent.errors import GitError, NotARepoError
-from muxagent.git.run import error_line, run_git
+from muxagent.git.runner import error_line, run_git
 
 
 @dataclass(frozen=True)

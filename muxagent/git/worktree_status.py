@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from stat import S_ISREG
 
-from muxagent.git.run import run_git
+from muxagent.git.runner import run_git
 from muxagent.git.worktrees import checkout_pending, not_checked_out, require_checkout
 
 # Ignored directories that a build or an installer recreates: losing them loses no work.

@@ -17,7 +17,7 @@ import shlex
 import subprocess
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 from muxagent.errors import GitError
 
@@ -53,39 +53,49 @@ class GitCommandError(GitError):
         super().__init__(f"{shlex.join([*argv[:1], *argv[2:]])} failed: {error_line(stderr)}")
 
 
-class GitHost(Protocol):
-    """Where git runs. `LocalHost` runs it here; another host (over SSH, say) runs the same argv in its `cwd` there,
-    so that no caller changes when a task lives on another machine."""
+class GitCall(NamedTuple):
+    """One git command as a host runs it: `env` is added to the host's environment, `timeout` is in seconds
+    (None: no limit), `text` decodes the output (bytes that are not UTF-8 held as surrogates). A NamedTuple,
+    not a dataclass: TAB completion imports this module, and `dataclasses` would add its import to every TAB."""
 
-    def run(
-        self, argv: Sequence[str], cwd: Path, env: Mapping[str, str], stdin: str | bytes | None, text: bool
-    ) -> subprocess.CompletedProcess[Any]:
-        """Run `argv` in `cwd` with `env` added to the host's environment; GitError when it cannot start."""
+    argv: tuple[str, ...]
+    cwd: Path
+    env: Mapping[str, str]
+    stdin: str | bytes | None
+    text: bool
+    timeout: float | None
+
+
+class GitHost(Protocol):
+    """Where git runs. `LocalHost` runs it here; another host (over SSH, say) runs the same call in its `cwd`
+    there, so that no caller changes when a task lives on another machine."""
+
+    def run(self, call: GitCall) -> subprocess.CompletedProcess[Any]:
+        """GitError when git cannot start, subprocess.TimeoutExpired when it runs past `call.timeout`."""
         ...
 
 
 class LocalHost:
     """git as a child process of mux, never through a shell."""
 
-    def run(
-        self, argv: Sequence[str], cwd: Path, env: Mapping[str, str], stdin: str | bytes | None, text: bool
-    ) -> subprocess.CompletedProcess[Any]:
+    def run(self, call: GitCall) -> subprocess.CompletedProcess[Any]:
         try:
             return subprocess.run(
-                argv,
-                cwd=cwd,
-                env=_local_env(env),
-                input=stdin,
+                call.argv,
+                cwd=call.cwd,
+                env=_local_env(call.env),
+                input=call.stdin,
                 capture_output=True,
-                text=text,
-                encoding="utf-8" if text else None,
-                errors="surrogateescape" if text else None,
+                text=call.text,
+                encoding="utf-8" if call.text else None,
+                errors="surrogateescape" if call.text else None,
+                timeout=call.timeout,
             )
         except FileNotFoundError as exc:
-            what = f"directory does not exist: {cwd}" if not cwd.is_dir() else "git is not installed"
+            what = f"directory does not exist: {call.cwd}" if not call.cwd.is_dir() else "git is not installed"
             raise GitError(what) from exc
         except NotADirectoryError as exc:
-            raise GitError(f"not a directory: {cwd}") from exc
+            raise GitError(f"not a directory: {call.cwd}") from exc
 
 
 def _local_env(extra: Mapping[str, str]) -> dict[str, str]:
@@ -104,10 +114,11 @@ def run_git(
     stdin: str | None = None,
     ok: tuple[int, ...] = (0,),
     host: GitHost = LOCAL,
+    timeout: float | None = None,
 ) -> subprocess.CompletedProcess[str]:
     """Run git, its output as text (bytes that are not UTF-8 held as surrogates); unless the exit code is in
-    `ok`, raise GitCommandError."""
-    return _run(host, cwd, args, env, stdin, ok, text=True)
+    `ok`, raise GitCommandError; GitError past `timeout` seconds."""
+    return _run(host, cwd, args, env, stdin, ok, text=True, timeout=timeout)
 
 
 def run_git_binary(
@@ -126,10 +137,14 @@ def _run(
     ok: tuple[int, ...],
     *,
     text: bool,
+    timeout: float | None = None,
 ) -> subprocess.CompletedProcess[Any]:
     """The one place git runs: every call of the package comes through here."""
-    argv = ["git", "--no-optional-locks", *args]
-    proc = host.run(argv, cwd, env or {}, stdin, text)
+    argv = ("git", "--no-optional-locks", *args)
+    try:
+        proc = host.run(GitCall(argv, cwd, env or {}, stdin, text, timeout))
+    except subprocess.TimeoutExpired:
+        raise GitError(f"{shlex.join([*argv[:1], *argv[2:]])} did not finish within {timeout:g} s") from None
     if proc.returncode not in ok:
         stderr = proc.stderr if text else proc.stderr.decode(errors="replace")
         raise GitCommandError(argv, proc.returncode, stderr)

@@ -24,7 +24,7 @@ from pathlib import Path
 from muxagent import config, naming, render
 from muxagent.commands import context, interact, recovery, report
 from muxagent.errors import MuxError, StoreError, UnknownTaskError
-from muxagent.git import worktrees as git_worktrees
+from muxagent.git import worktrees
 from muxagent.model import State, Task, TaskReport
 from muxagent.monitor.family import Family
 from muxagent.monitor.watch import ChangeWatcher, in_git_dir
@@ -158,7 +158,7 @@ class Monitor:
         for name in watcher.keys - set(wanted):
             watcher.unwatch(name)
         for name in set(wanted) - watcher.keys - set(self.polling):
-            if git_worktrees.checkout_pending(wanted[name]):
+            if worktrees.checkout_pending(wanted[name]):
                 continue  # watched once its files are there
             failure = watcher.watch(name, wanted[name])
             if failure is not None:

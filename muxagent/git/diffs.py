@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from muxagent.git.repo import RepoPaths
-from muxagent.git.run import run_git
-from muxagent.git.status import nested_repositories, scratch_index
+from muxagent.git.repository import RepoPaths
+from muxagent.git.runner import run_git
+from muxagent.git.worktree_status import nested_repositories, scratch_index
 from muxagent.git.worktrees import require_checkout
 
 

@@ -10,9 +10,16 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from muxagent.errors import GitError
-from muxagent.git.repo import RepoPaths, branch_tip
-from muxagent.git.run import NO_HOOKS, REPO_ENV, error_line, run_git, run_git_binary
-from muxagent.git.status import hidden_edits, is_regular_file, precious_ignored, read_status, scratch_index, work_index
+from muxagent.git.repository import RepoPaths, branch_tip
+from muxagent.git.runner import NO_HOOKS, REPO_ENV, error_line, run_git, run_git_binary
+from muxagent.git.worktree_status import (
+    hidden_edits,
+    is_regular_file,
+    precious_ignored,
+    read_status,
+    scratch_index,
+    work_index,
+)
 from muxagent.git.worktrees import checkout_pending, worktree_present
 
 RECOVERY_PREFIX = "refs/mux/recovery/"

@@ -9,25 +9,21 @@ import pytest
 from conftest import git, make_repo
 
 from muxagent.errors import GitError, NotARepoError
-from muxagent.git import diff as git_diff
-from muxagent.git import recovery as git_recovery
-from muxagent.git import repo as git_repo
-from muxagent.git import safety as git_safety
-from muxagent.git import worktrees as git_worktrees
-from muxagent.git.repo import RepoPaths
+from muxagent.git import diffs, recovery_refs, repository, safety, worktrees
+from muxagent.git.repository import RepoPaths
 from muxagent.git.worktrees import WorktreeInfo
 
 
 @pytest.fixture
 def rp(repo: Path) -> RepoPaths:
-    return git_repo.discover(repo)
+    return repository.discover(repo)
 
 
 @pytest.fixture
 def wt(rp: RepoPaths, tmp_path: Path) -> Path:
     """A task worktree on branch mux/t, based on main."""
     path = tmp_path / "worktrees" / "t"
-    git_worktrees.add_worktree(rp, path, "mux/t", "main")
+    worktrees.add_worktree(rp, path, "mux/t", "main")
     return path
 
 
@@ -58,14 +54,14 @@ def test_discover_from_main_subdir_and_linked_worktree(repo: Path, wt: Path) -> 
     (repo / "src" / "deep").mkdir(parents=True)
     expected = RepoPaths(main=repo.resolve(), common_dir=(repo / ".git").resolve())
     for cwd in (repo, repo / "src" / "deep", wt, repo / ".git"):
-        assert git_repo.discover(cwd) == expected
+        assert repository.discover(cwd) == expected
 
 
 def test_discover_outside_a_repo(tmp_path: Path) -> None:
     with pytest.raises(NotARepoError, match="not a git repository"):
-        git_repo.discover(tmp_path)
+        repository.discover(tmp_path)
     with pytest.raises(NotARepoError, match="not a git repository"):
-        git_repo.discover(tmp_path / "missing")
+        repository.discover(tmp_path / "missing")
 
 
 def test_discover_refuses_a_bare_repo_even_from_its_worktree(repo: Path, tmp_path: Path) -> None:
@@ -74,7 +70,7 @@ def test_discover_refuses_a_bare_repo_even_from_its_worktree(repo: Path, tmp_pat
     git(bare, "worktree", "add", "-q", str(tmp_path / "bw"), "main")
     for cwd in (bare, tmp_path / "bw"):
         with pytest.raises(NotARepoError, match="bare repository"):
-            git_repo.discover(cwd)
+            repository.discover(cwd)
 
 
 def test_discover_separate_git_dir(tmp_path: Path) -> None:
@@ -82,26 +78,26 @@ def test_discover_separate_git_dir(tmp_path: Path) -> None:
     git(tmp_path, "init", "-q", "-b", "main", "--separate-git-dir", str(gitdir), str(work))
     (work / "sub").mkdir()
     expected = RepoPaths(main=work.resolve(), common_dir=gitdir.resolve())
-    assert git_repo.discover(work) == git_repo.discover(work / "sub") == expected
+    assert repository.discover(work) == repository.discover(work / "sub") == expected
 
 
 # --- refs ------------------------------------------------------------------------------------------------
 
 
 def test_resolve_commit_and_branch_exists(rp: RepoPaths, repo: Path) -> None:
-    assert git_repo.resolve_commit(rp, "main") == git(repo, "rev-parse", "HEAD").strip()
+    assert repository.resolve_commit(rp, "main") == git(repo, "rev-parse", "HEAD").strip()
     with pytest.raises(GitError, match="base ref 'nope' does not exist"):
-        git_repo.resolve_commit(rp, "nope")
+        repository.resolve_commit(rp, "nope")
     with pytest.raises(GitError, match="base ref '--all' does not exist"):
-        git_repo.resolve_commit(rp, "--all")
-    assert git_repo.branch_exists(rp, "main")
-    assert not git_repo.branch_exists(rp, "mux/t")
+        repository.resolve_commit(rp, "--all")
+    assert repository.branch_exists(rp, "main")
+    assert not repository.branch_exists(rp, "mux/t")
 
 
 def test_current_branch_and_detached(repo: Path) -> None:
-    assert git_repo.current_branch(repo) == "main"
+    assert repository.current_branch(repo) == "main"
     git(repo, "checkout", "-q", "--detach")
-    assert git_repo.current_branch(repo) is None
+    assert repository.current_branch(repo) is None
 
 
 # --- worktrees -------------------------------------------------------------------------------------------
@@ -109,72 +105,72 @@ def test_current_branch_and_detached(repo: Path) -> None:
 
 def test_add_and_remove_worktree_with_awkward_path(rp: RepoPaths, repo: Path, tmp_path: Path) -> None:
     path = tmp_path / "new dir" / 'it\'s "#1" task'
-    git_worktrees.add_worktree(rp, path, "mux/odd", "main")
+    worktrees.add_worktree(rp, path, "mux/odd", "main")
 
     assert (path / "README.md").read_text() == "hello\n"
-    assert git_repo.current_branch(path) == "mux/odd"
-    entries = git_worktrees.list_worktrees(rp)
+    assert repository.current_branch(path) == "mux/odd"
+    entries = worktrees.list_worktrees(rp)
     assert [e.path.resolve() for e in entries] == [repo.resolve(), path.resolve()]
     head = git(repo, "rev-parse", "main").strip()
     assert entries[1] == WorktreeInfo(path.resolve(), head, "mux/odd", locked=False, prunable=False)
 
     (path / "README.md").write_text("dirty\n")
     (path / "new.txt").write_text("untracked\n")
-    git_worktrees.remove_worktree(rp, path)
+    worktrees.remove_worktree(rp, path)
     assert not path.exists()
-    assert len(git_worktrees.list_worktrees(rp)) == 1
-    assert git_repo.branch_exists(rp, "mux/odd")  # the branch is the caller's to delete
+    assert len(worktrees.list_worktrees(rp)) == 1
+    assert repository.branch_exists(rp, "mux/odd")  # the branch is the caller's to delete
 
 
 def test_add_worktree_refuses_existing_branch_path_or_missing_base(
     rp: RepoPaths, wt: Path, tmp_path: Path
 ) -> None:
     with pytest.raises(GitError, match="branch 'mux/t' already exists"):
-        git_worktrees.add_worktree(rp, tmp_path / "other", "mux/t", "main")
+        worktrees.add_worktree(rp, tmp_path / "other", "mux/t", "main")
     with pytest.raises(GitError, match="path already exists"):
-        git_worktrees.add_worktree(rp, wt, "mux/u", "main")
+        worktrees.add_worktree(rp, wt, "mux/u", "main")
     with pytest.raises(GitError, match="base ref 'nope' does not exist"):
-        git_worktrees.add_worktree(rp, tmp_path / "other", "mux/u", "nope")
-    assert not git_repo.branch_exists(rp, "mux/u")
+        worktrees.add_worktree(rp, tmp_path / "other", "mux/u", "nope")
+    assert not repository.branch_exists(rp, "mux/u")
 
 
 def test_remove_worktree_refuses_main_and_foreign_dirs(rp: RepoPaths, repo: Path, tmp_path: Path) -> None:
     with pytest.raises(GitError, match="main worktree"):
-        git_worktrees.remove_worktree(rp, repo / "." / "")
+        worktrees.remove_worktree(rp, repo / "." / "")
     other = make_repo(tmp_path / "other")
     git(other, "worktree", "add", "-q", "-b", "x", str(tmp_path / "other-wt"))
     plain = tmp_path / "plain"
     plain.mkdir()
     for path in (other, tmp_path / "other-wt", plain):
         with pytest.raises(GitError, match="not a linked worktree"):
-            git_worktrees.remove_worktree(rp, path)
+            worktrees.remove_worktree(rp, path)
         assert path.exists()
     assert (repo / "README.md").exists()
 
 
 def test_remove_worktree_refuses_locked(rp: RepoPaths, repo: Path, wt: Path) -> None:
     git(repo, "worktree", "lock", str(wt))
-    assert git_worktrees.list_worktrees(rp)[1].locked
+    assert worktrees.list_worktrees(rp)[1].locked
     with pytest.raises(GitError, match="locked"):
-        git_worktrees.remove_worktree(rp, wt)
+        worktrees.remove_worktree(rp, wt)
     assert wt.exists()
 
 
 def test_remove_worktree_deleted_by_hand_prunes_entry(rp: RepoPaths, wt: Path) -> None:
     subprocess.run(["rm", "-rf", str(wt)], check=True)
-    assert git_worktrees.list_worktrees(rp)[1].prunable
-    git_worktrees.remove_worktree(rp, wt)
-    assert len(git_worktrees.list_worktrees(rp)) == 1
+    assert worktrees.list_worktrees(rp)[1].prunable
+    worktrees.remove_worktree(rp, wt)
+    assert len(worktrees.list_worktrees(rp)) == 1
 
 
 def test_delete_branch_refuses_checked_out(rp: RepoPaths, wt: Path) -> None:
     with pytest.raises(GitError, match="mux/t"):
-        git_repo.delete_branch(rp, "mux/t")
+        repository.delete_branch(rp, "mux/t")
     with pytest.raises(GitError, match="main"):
-        git_repo.delete_branch(rp, "main")
-    git_worktrees.remove_worktree(rp, wt)
-    git_repo.delete_branch(rp, "mux/t")
-    assert not git_repo.branch_exists(rp, "mux/t")
+        repository.delete_branch(rp, "main")
+    worktrees.remove_worktree(rp, wt)
+    repository.delete_branch(rp, "mux/t")
+    assert not repository.branch_exists(rp, "mux/t")
 
 
 # --- changes ---------------------------------------------------------------------------------------------
@@ -183,17 +179,17 @@ def test_delete_branch_refuses_checked_out(rp: RepoPaths, wt: Path) -> None:
 def test_unsaved_work_follows_a_rename(rp: RepoPaths, repo: Path, tmp_path: Path) -> None:
     commit_file(repo, "old.txt", "1\n2\n3\n4\n5\n")
     wt = tmp_path / "r"
-    git_worktrees.add_worktree(rp, wt, "mux/r", "main")
+    worktrees.add_worktree(rp, wt, "mux/r", "main")
     git(wt, "mv", "old.txt", "new.txt")
     (wt / "new.txt").write_text("1\n2\n3\n4\nfive\n")
-    assert git_safety.unsaved_work(rp, wt, "mux/r", "main") == ["1 uncommitted change (new.txt)"]
+    assert safety.unsaved_work(rp, wt, "mux/r", "main") == ["1 uncommitted change (new.txt)"]
 
 
 # --- unsaved work ----------------------------------------------------------------------------------------
 
 
 def test_unsaved_work_clean_task(rp: RepoPaths, wt: Path) -> None:
-    assert git_safety.unsaved_work(rp, wt, "mux/t", "main") == []
+    assert safety.unsaved_work(rp, wt, "mux/t", "main") == []
 
 
 def test_unsaved_work_names_each_category(rp: RepoPaths, wt: Path) -> None:
@@ -210,14 +206,14 @@ def test_unsaved_work_names_each_category(rp: RepoPaths, wt: Path) -> None:
     (wt / "__pycache__").mkdir()
     (wt / "__pycache__" / "m.cpython-311.pyc").write_bytes(b"\0")
 
-    assert git_safety.unsaved_work(rp, wt, "mux/t", "main") == [
+    assert safety.unsaved_work(rp, wt, "mux/t", "main") == [
         "2 uncommitted changes (README.md, a.py)",
         "4 untracked files (n1, n2, n3, ...)",
         "1 ignored file (.env)",
         "3 commits not in main",
     ]
     # Deleted by hand: only the branch's commits are left to lose.
-    assert git_safety.unsaved_work(rp, None, "mux/t", "main") == ["3 commits not in main"]
+    assert safety.unsaved_work(rp, None, "mux/t", "main") == ["3 commits not in main"]
 
 
 def test_unsaved_work_ignores_rebuildable_caches(rp: RepoPaths, wt: Path) -> None:
@@ -228,23 +224,23 @@ def test_unsaved_work_ignores_rebuildable_caches(rp: RepoPaths, wt: Path) -> Non
     for rel in [*caches, ".venv/bin/python", "sub/.pytest_cache/v"]:
         (wt / rel).parent.mkdir(parents=True, exist_ok=True)
         (wt / rel).write_text("cache")
-    assert git_safety.unsaved_work(rp, wt, "mux/t", "main") == []
+    assert safety.unsaved_work(rp, wt, "mux/t", "main") == []
     (wt / "data" / "__pycache__").mkdir(parents=True)
     (wt / "data" / "__pycache__" / "d.pyc").write_text("cache")
     (wt / "data" / "db.sqlite").write_text("precious")
-    assert git_safety.unsaved_work(rp, wt, "mux/t", "main") == ["1 ignored file (data/db.sqlite)"]
-    ref = git_recovery.write_recovery_ref(rp, "t", "mux/t", wt)
+    assert safety.unsaved_work(rp, wt, "mux/t", "main") == ["1 ignored file (data/db.sqlite)"]
+    ref = recovery_refs.write_recovery_ref(rp, "t", "mux/t", wt)
     assert git(wt, "ls-tree", "-r", "--name-only", ref, "data") == "data/db.sqlite\n"
 
 
 def test_squash_merged_branch_counts_as_merged(rp: RepoPaths, repo: Path, wt: Path) -> None:
     commit_file(wt, "a.txt", "a\n")
     commit_file(wt, "b.txt", "b\n")
-    assert git_safety.unsaved_work(rp, None, "mux/t", "main") == ["2 commits not in main"]
+    assert safety.unsaved_work(rp, None, "mux/t", "main") == ["2 commits not in main"]
     git(repo, "merge", "-q", "--squash", "mux/t")
     git(repo, "commit", "-q", "-m", "squash")
     commit_file(repo, "later.txt", "base moved on\n")
-    assert git_safety.unsaved_work(rp, wt, "mux/t", "main") == []
+    assert safety.unsaved_work(rp, wt, "mux/t", "main") == []
 
 
 def test_cherry_picked_commit_counts_as_merged_after_base_rewrote_it(
@@ -254,23 +250,23 @@ def test_cherry_picked_commit_counts_as_merged_after_base_rewrote_it(
     commit_file(wt, "extra.txt", "not picked\n")
     git(repo, "cherry-pick", picked)
     commit_file(repo, "README.md", "base rewrote it again\n")  # a merge now conflicts
-    assert git_safety.unsaved_work(rp, None, "mux/t", "main") == ["1 commit not in main"]
+    assert safety.unsaved_work(rp, None, "mux/t", "main") == ["1 commit not in main"]
     git(repo, "cherry-pick", "mux/t")
-    assert git_safety.unsaved_work(rp, None, "mux/t", "main") == []
+    assert safety.unsaved_work(rp, None, "mux/t", "main") == []
 
 
 def test_unsaved_work_sees_commits_on_a_detached_head(rp: RepoPaths, wt: Path) -> None:
     git(wt, "checkout", "-q", "--detach")
     commit_file(wt, "lost.txt", "only here\n")
-    assert git_safety.unsaved_work(rp, wt, "mux/t", "main") == ["1 commit on a detached HEAD, not on any branch"]
+    assert safety.unsaved_work(rp, wt, "mux/t", "main") == ["1 commit on a detached HEAD, not on any branch"]
 
 
 def test_unsaved_work_with_a_missing_base_counts_the_commits_no_other_branch_has(
     rp: RepoPaths, wt: Path
 ) -> None:
-    assert git_safety.unsaved_work(rp, None, "mux/t", "gone") == []  # all of it is in main
+    assert safety.unsaved_work(rp, None, "mux/t", "gone") == []  # all of it is in main
     commit_file(wt, "t.txt", "t\n")
-    assert git_safety.unsaved_work(rp, None, "mux/t", "gone") == ["1 commit on no other branch (its base gone is gone)"]
+    assert safety.unsaved_work(rp, None, "mux/t", "gone") == ["1 commit on no other branch (its base gone is gone)"]
 
 
 # --- recovery refs ---------------------------------------------------------------------------------------
@@ -293,7 +289,7 @@ def test_recovery_ref_captures_everything_without_touching_the_checkout(
     git(wt, "status")
     before = snapshot(wt)
 
-    ref = git_recovery.write_recovery_ref(rp, "t", "mux/t", wt)
+    ref = recovery_refs.write_recovery_ref(rp, "t", "mux/t", wt)
 
     assert snapshot(wt) == before
     assert git(repo, "stash", "list").count("\n") == 1
@@ -316,31 +312,31 @@ def test_recovery_ref_captures_everything_without_touching_the_checkout(
 def test_recovery_ref_of_clean_or_vanished_task_is_the_branch_tip(rp: RepoPaths, wt: Path) -> None:
     tip = commit_file(wt, "a.txt", "a\n")
     refs = [
-        git_recovery.write_recovery_ref(rp, "t", "mux/t", wt),
-        git_recovery.write_recovery_ref(rp, "t", "mux/t", None),
-        git_recovery.write_recovery_ref(rp, "t", "mux/t", None),
+        recovery_refs.write_recovery_ref(rp, "t", "mux/t", wt),
+        recovery_refs.write_recovery_ref(rp, "t", "mux/t", None),
+        recovery_refs.write_recovery_ref(rp, "t", "mux/t", None),
     ]
     assert len(set(refs)) == 3  # same second: suffixed, never overwritten
-    listed = git_recovery.list_recovery_refs(rp, "t")
+    listed = recovery_refs.list_recovery_refs(rp, "t")
     assert listed == [(ref, tip) for ref in refs]
-    assert git_recovery.list_recovery_refs(rp, "other") == []
-    t2 = git_recovery.write_recovery_ref(rp, "t2", "mux/t", None)
-    assert git_recovery.list_recovery_refs(rp, "t") == listed
-    assert sorted(git_recovery.list_recovery_refs(rp)) == sorted([*listed, (t2, tip)])
+    assert recovery_refs.list_recovery_refs(rp, "other") == []
+    t2 = recovery_refs.write_recovery_ref(rp, "t2", "mux/t", None)
+    assert recovery_refs.list_recovery_refs(rp, "t") == listed
+    assert sorted(recovery_refs.list_recovery_refs(rp)) == sorted([*listed, (t2, tip)])
 
 
 def test_recovery_ref_keeps_detached_commits_reachable(rp: RepoPaths, repo: Path, wt: Path) -> None:
     git(wt, "checkout", "-q", "--detach")
     lost = commit_file(wt, "lost.txt", "only here\n")
-    ref = git_recovery.write_recovery_ref(rp, "t", "mux/t", wt)
+    ref = recovery_refs.write_recovery_ref(rp, "t", "mux/t", wt)
     assert git(repo, "rev-parse", f"{ref}^1").strip() == git(repo, "rev-parse", "mux/t").strip()
     assert git(repo, "rev-parse", f"{ref}^2").strip() == lost
 
 
 def test_recovery_ref_without_branch_or_worktree_fails(rp: RepoPaths) -> None:
     with pytest.raises(GitError, match="no branch 'mux/none'"):
-        git_recovery.write_recovery_ref(rp, "none", "mux/none", None)
-    assert git_recovery.list_recovery_refs(rp) == []
+        recovery_refs.write_recovery_ref(rp, "none", "mux/none", None)
+    assert recovery_refs.list_recovery_refs(rp) == []
 
 
 # --- diff ------------------------------------------------------------------------------------------------
@@ -356,11 +352,11 @@ def test_diff_shows_committed_uncommitted_and_untracked(repo: Path, wt: Path) ->
     git(wt, "status")
     before = snapshot(wt)
 
-    patch = git_diff.diff(wt, "main")
+    patch = diffs.diff(wt, "main")
     assert "+bye" in patch and "-hello" in patch
     assert "+a\n+b\n" in patch
     assert "new file.txt" in patch and "+fresh" in patch
     assert "base-only" not in patch and "doomed" not in patch
-    stat = git_diff.diff(wt, "main", stat=True)
+    stat = diffs.diff(wt, "main", stat=True)
     assert "3 files changed, 4 insertions(+), 1 deletion(-)" in stat
     assert snapshot(wt) == before

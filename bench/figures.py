@@ -1,0 +1,103 @@
+"""What each section of the benchmark returns: the figures it measured, as they are written to the JSON."""
+
+from __future__ import annotations
+
+from typing import Any, NotRequired, TypedDict
+
+from harness import Summary
+
+
+class Churn(TypedDict):
+    """`mux ls` and its floor right after edits."""
+
+    mux: Summary
+    floor: Summary
+    ratio: float
+
+
+class LsFigures(TypedDict):
+    mux: Summary
+    floor: Summary
+    mux_console: NotRequired[Summary]  # when a `mux` console script sits beside the interpreter
+    ratio: float
+    ratio_console: float | None
+    one_changed: Churn
+    all_changed: Churn
+
+
+class CompletionFigures(TypedDict):
+    tasks: Summary
+    tasks_console: Summary | None
+    path_mux: str | None  # the `mux` on PATH, timed when it is not the console script
+    tasks_path: Summary | None
+    tasks_path_error: NotRequired[str]
+    bash: Summary
+    bash_prog: str
+    candidates: int
+
+
+class HookFigures(TypedDict):
+    hook: Summary
+    python_floor: Summary
+    python_floor_nosite: Summary
+    hook_nosite: Summary
+    ratio: float
+
+
+class LatencyFigures(Summary):
+    timeouts: int
+    ls_polls_median: int
+
+
+class ScreenFigures(Summary):
+    idle_after_s: float
+    reasons: list[str]
+    stays_idle: bool
+    relapses: list[str]
+
+
+class MonitorFigures(TypedDict):
+    seconds: float
+    cpu_pct: float
+    cpu_pct_with_children: float
+    tmux_server_cpu_pct: float
+    rss_start_kib: int
+    rss_end_kib: int
+    rss_max_kib: int
+    rss_samples_kib: list[int]
+
+
+class BusyFigures(MonitorFigures):
+    agents: int
+    tasks: int
+
+
+class NewFigures(TypedDict):
+    mux: Summary
+    hand: Summary
+    mux_ready: Summary
+    ratio: float
+    ready_ratio: float
+    setup_new: NotRequired[Summary]  # every `mux new` that built up the tasks, added at the end of the run
+
+
+class Results(TypedDict):
+    """A whole run, as `--json` writes it (sections measured at every N are keyed by N, as text)."""
+
+    date: str
+    command: str
+    machine: dict[str, Any]
+    options: dict[str, Any]
+    repo: dict[str, Any]
+    ls: dict[str, LsFigures]
+    completion: dict[str, CompletionFigures]
+    hook: HookFigures
+    hook_latency: dict[str, LatencyFigures]
+    new: NewFigures
+    monitor_quiet: dict[str, MonitorFigures]
+    screen_latency: ScreenFigures
+    monitor_busy: BusyFigures
+    ls_growth: dict[str, Any]  # "counts", then one entry per series (see run.GROWTH_SERIES)
+    elapsed_s: float
+    complete: bool
+    checks: list[dict[str, Any]]

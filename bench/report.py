@@ -1,0 +1,515 @@
+"""The benchmark's targets, its verdicts, and the texts made from a run's JSON: the printed table, the README's
+figures and bench/README.md's targets.
+
+`TARGETS` is the one place a target is written: the checks, the printed table, the `checks` of the JSON and the
+generated README blocks all read it, so a target changed here changes everywhere (a number pasted by hand into a
+README drifted from the code before, issue 11).
+"""
+
+from __future__ import annotations
+
+import re
+import textwrap
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from figures import BusyFigures, MonitorFigures, Results
+from harness import Summary
+
+CHECKOUT = Path(__file__).resolve().parent.parent
+# Where the committed figures live, and the two files whose generated blocks are made from it and from TARGETS.
+RESULTS = CHECKOUT / "bench" / "results.json"
+README = CHECKOUT / "README.md"
+BENCH_README = CHECKOUT / "bench" / "README.md"
+
+
+@dataclass(frozen=True)
+class Target:
+    key: str  # the figure it judges (one per kind of figure; see FIGURES)
+    label: str  # what it asks, for bench/README.md's list of targets
+    limit: float
+    unit: str  # "x" (a ratio), "ms", "s", "%", "" (a plain number), or what a count that must stay 0 counts
+    compare: Literal["<", "<="] = "<"
+    tasks: int | None = None  # it judges the figure at this N only (None: at every N measured)
+    above: str = ""  # the limit is counted from this figure of the run (the screen-only target: idle_after + 1 s)
+
+    def met(self, value: float, base: float = 0.0) -> bool:
+        limit = self.limit + base
+        return value < limit if self.compare == "<" else value <= limit
+
+    def text(self) -> str:
+        if self.limit == 0 and self.compare == "<=":
+            return f"no {self.unit}"  # a count that must stay zero: "no timeouts"
+        amount = f"{self.limit:g}{self.unit}" if self.unit in ("x", "") else f"{self.limit:g} {self.unit}"
+        return f"{self.compare} {self.above + ' + ' if self.above else ''}{amount}"
+
+
+# How long the bench waits for a hook event to show in `mux ls` before it counts a timeout.
+HOOK_EVENT_TIMEOUT_S = 10.0
+
+# Issues 5 and 3, on medians from a 2-core machine.
+TARGETS: tuple[Target, ...] = (
+    Target("ls_ratio", "`mux ls --json` with 10 tasks, against its floor", 2.0, "x", "<=", tasks=10),
+    Target("ls_ratio", "`mux ls --json` with 50 tasks, against its floor", 1.5, "x", "<=", tasks=50),
+    # k <= 1 is at most linear; the 0.1 allows for noise between the smallest and the largest N.
+    Target("ls_growth", "growth of `mux ls` with N: the exponent k of t ~ N^k", 1.1, "", "<="),
+    Target("new_ratio", "`mux new` against `git worktree add` + `tmux new-window` by hand", 1.3, "x", "<="),
+    Target("completion_ms", "TAB completion of task names (bash, and the `mux _tasks` it runs)", 100.0, "ms"),
+    Target("hook_ms", "the agent hook command (`mux _hook`)", 60.0, "ms"),
+    Target("hook_latency_s", "a hook event visible in `mux ls --json`", 1.0, "s"),
+    Target(
+        "hook_latency_timeouts",
+        f"hook events not seen in `mux ls --json` within {HOOK_EVENT_TIMEOUT_S:g} s",
+        0.0,
+        "timeouts",
+        "<=",
+    ),
+    Target("screen_latency_s", "a screen-only transition (last output to idle)", 1.0, "s", above="idle_after"),
+    Target("screen_relapses", "`ls` runs that saw a quiet agent busy again afterwards", 0.0, "relapses", "<="),
+    Target("monitor_cpu_pct", "the monitor's CPU (with its tmux and git children), quiet or busy agents", 3.0, "%"),
+)
+
+
+def targets_for(key: str, tasks: int | None = None) -> list[Target]:
+    return [t for t in TARGETS if t.key == key and (t.tasks is None or t.tasks == tasks)]
+
+
+@dataclass(frozen=True)
+class Check:
+    """One figure of a run against one target: `figure` is the row of the printed table it marks."""
+
+    target: Target
+    figure: str
+    value: float
+    base: float = 0.0
+
+    @property
+    def met(self) -> bool:
+        return self.target.met(self.value, self.base)
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "figure": self.figure,
+            "key": self.target.key,
+            "value": self.value,
+            "unit": self.target.unit,
+            "target": self.target.text(),
+            "limit": self.target.limit + self.base,
+            "met": self.met,
+        }
+
+
+# --- the figures each target judges, section by section -----------------------------------------------------
+
+
+def ls_label(n: str) -> str:
+    return f"mux ls --json, N={n}"
+
+
+GROWTH_ROWS = (
+    ("mux", "floor", "steady"),
+    ("mux_one_changed", "floor_one_changed", "one task edited"),
+    ("mux_all_changed", "floor_all_changed", "every task edited"),
+)
+
+
+def growth_label(label: str) -> str:
+    return f"ls growth k (t ~ N^k), {label}"
+
+
+def tab_label(n: str) -> str:
+    return f"TAB: bash `mux attach <TAB>`, N={n}"
+
+
+def tasks_label(n: str) -> str:
+    return f"  mux _tasks (python -m), N={n}"
+
+
+HOOK_LABEL = "hook command (_hook claude, Stop)"
+SCREEN_LABEL = "last output -> ls shows idle"
+RELAPSE_LABEL = "  quiet agent stays idle afterwards"
+
+
+def latency_label(n: str) -> str:
+    return f"hook event -> ls shows it, N={n}"
+
+
+def quiet_label(n: str) -> str:
+    return f"monitor CPU, N={n} quiet agents"
+
+
+def busy_label(busy: BusyFigures) -> str:
+    return f"monitor CPU, {busy['agents']} agents printing {busy['seconds']:.0f}s"
+
+
+def checks_of(key: str, figure: str, value: float, tasks: int | None = None, base: float = 0.0) -> Iterator[Check]:
+    for target in targets_for(key, tasks):
+        yield Check(target, figure, value, base)
+
+
+def checks(results: Results) -> list[Check]:
+    """Every figure of a run that a target judges."""
+    found: list[Check] = []
+    for n, ls in results["ls"].items():
+        found += checks_of("ls_ratio", ls_label(n), ls["ratio"], int(n))
+    for series, _, label in GROWTH_ROWS:
+        grown = results["ls_growth"].get(series)
+        if grown and grown["exponent"] is not None:
+            found += checks_of("ls_growth", growth_label(label), grown["exponent"])
+    found += checks_of("new_ratio", "mux new", results["new"]["ratio"])
+    for n, tab in results["completion"].items():
+        found += checks_of("completion_ms", tab_label(n), tab["bash"]["median_ms"], int(n))
+        found += checks_of("completion_ms", tasks_label(n), tab["tasks"]["median_ms"], int(n))
+    found += checks_of("hook_ms", HOOK_LABEL, results["hook"]["hook"]["median_ms"])
+    for n, latency in results["hook_latency"].items():
+        found += checks_of("hook_latency_s", latency_label(n), latency["median_ms"] / 1000, int(n))
+        found += checks_of("hook_latency_timeouts", latency_label(n), latency["timeouts"], int(n))
+    screen = results["screen_latency"]
+    found += checks_of("screen_latency_s", SCREEN_LABEL, screen["median_ms"] / 1000, base=screen["idle_after_s"])
+    found += checks_of("screen_relapses", RELAPSE_LABEL, len(screen["relapses"]))
+    for n, quiet in results["monitor_quiet"].items():
+        found += checks_of("monitor_cpu_pct", quiet_label(n), quiet["cpu_pct_with_children"], int(n))
+    busy = results["monitor_busy"]
+    found += checks_of("monitor_cpu_pct", busy_label(busy), busy["cpu_pct_with_children"])
+    return found
+
+
+# --- the printed table: one function per section -------------------------------------------------------------
+
+Row = tuple[str, str, str, str]  # figure, mux, floor / reference, ratio
+
+
+def ms(s: Summary | None) -> str:
+    if not s:
+        return "-"
+    return f"{s['median_ms']:.1f} ms [{s['min_ms']:.0f}-{s['p90_ms']:.0f}]"
+
+
+def cpu(item: MonitorFigures) -> tuple[str, str]:
+    return (
+        f"{item['cpu_pct']:.2f}% ({item['cpu_pct_with_children']:.2f}% w/ children)",
+        f"tmux server {item['tmux_server_cpu_pct']:.2f}%",
+    )
+
+
+def ls_rows(r: Results) -> Iterator[Row]:
+    for n, item in r["ls"].items():
+        yield ls_label(n), ms(item["mux"]), ms(item["floor"]), f"{item['ratio']:.2f}x"
+        if item.get("mux_console"):
+            console = f"{item['ratio_console']:.2f}x"
+            yield f"  via console script, N={n}", ms(item["mux_console"]), ms(item["floor"]), console
+
+
+def churn_rows(r: Results) -> Iterator[Row]:
+    for n, item in r["ls"].items():
+        for part, label in ((item["one_changed"], "one task edited"), (item["all_changed"], "every task edited")):
+            yield f"{ls_label(n)}, {label}", ms(part["mux"]), ms(part["floor"]), f"{part['ratio']:.2f}x"
+
+
+def growth_rows(r: Results) -> Iterator[Row]:
+    grow = r["ls_growth"]
+    for series, floor_series, label in GROWTH_ROWS:
+        mux_g, floor_g = grow.get(series), grow.get(floor_series)
+        if not mux_g or not floor_g or mux_g["exponent"] is None:
+            continue
+        yield growth_label(label), f"{mux_g['exponent']:.2f}", f"{floor_g['exponent']:.2f}", ""
+        yield (
+            f"  ms per extra task, {label}",
+            ", ".join(f"{v:.1f}" for v in mux_g["ms_per_extra_task"]),
+            ", ".join(f"{v:.1f}" for v in floor_g["ms_per_extra_task"]),
+            "",
+        )
+
+
+def new_rows(r: Results) -> Iterator[Row]:
+    new = r["new"]
+    yield "mux new", ms(new["mux"]), ms(new["hand"]), f"{new['ratio']:.2f}x"
+    ready = f"{new['ready_ratio']:.2f}x"
+    yield "  mux new until the files are checked out", ms(new["mux_ready"]), ms(new["hand"]), ready
+    yield "  mux new while growing tasks", ms(new["setup_new"]), "", ""
+
+
+def tab_rows(r: Results) -> Iterator[Row]:
+    for n, item in r["completion"].items():
+        yield tab_label(n), ms(item["bash"]), "", ""
+        yield tasks_label(n), ms(item["tasks"]), "", ""
+        if item.get("tasks_console"):
+            yield f"  mux _tasks (console script), N={n}", ms(item["tasks_console"]), "", ""
+        if item.get("tasks_path"):
+            yield f"  mux _tasks via PATH ({item['path_mux']})", ms(item["tasks_path"]), "", ""
+
+
+def hook_rows(r: Results) -> Iterator[Row]:
+    hook = r["hook"]
+    yield HOOK_LABEL, ms(hook["hook"]), ms(hook["python_floor"]) + " python -P -c pass", f"{hook['ratio']:.2f}x"
+    if hook.get("hook_nosite"):
+        nosite_floor = ms(hook["python_floor_nosite"]) + " python -P -S -c pass"
+        yield "  the same hook under python -S (idea)", ms(hook["hook_nosite"]), nosite_floor, ""
+
+
+def latency_rows(r: Results) -> Iterator[Row]:
+    for n, item in r["hook_latency"].items():
+        timeouts = f", {item['timeouts']} timeouts" if item["timeouts"] else ""
+        yield latency_label(n), ms(item) + timeouts, f"{item['ls_polls_median']} ls poll(s)", ""
+
+
+def screen_rows(r: Results) -> Iterator[Row]:
+    screen = r["screen_latency"]
+    yield SCREEN_LABEL, ms(screen), f"idle_after {screen['idle_after_s']:.1f} s", ""
+    relapses = screen["relapses"]
+    yield RELAPSE_LABEL, "yes" if not relapses else f"no: {len(relapses)} ls runs said otherwise", "", ""
+
+
+def monitor_rows(r: Results) -> Iterator[Row]:
+    for n, item in r["monitor_quiet"].items():
+        yield quiet_label(n), *cpu(item), ""
+    busy = r["monitor_busy"]
+    yield busy_label(busy), *cpu(busy), ""
+    rss = f"{busy['rss_start_kib'] / 1024:.1f} -> {busy['rss_end_kib'] / 1024:.1f} MiB"
+    yield "  monitor RSS start -> end (max)", f"{rss} ({busy['rss_max_kib'] / 1024:.1f})", "", ""
+
+
+TABLE_SECTIONS: tuple[Callable[[Results], Iterator[Row]], ...] = (
+    ls_rows,
+    churn_rows,
+    growth_rows,
+    new_rows,
+    tab_rows,
+    hook_rows,
+    latency_rows,
+    screen_rows,
+    monitor_rows,
+)
+
+
+def verdict(found: list[Check]) -> tuple[str, str]:
+    """The target and mark columns of a row: the targets its checks name, `MISSED` if any of them missed."""
+    if not found:
+        return "", ""
+    texts = " and ".join(dict.fromkeys(c.target.text() for c in found))
+    return texts, "ok" if all(c.met for c in found) else "MISSED"
+
+
+def table(results: Results) -> str:
+    by_row: dict[str, list[Check]] = {}
+    for check in checks(results):
+        by_row.setdefault(check.figure, []).append(check)
+    rows = [(*row, *verdict(by_row.get(row[0], []))) for section in TABLE_SECTIONS for row in section(results)]
+    header = ("figure", "mux: median [min-p90]", "floor / reference", "ratio", "target", "")
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(6)]
+    lines = [
+        "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
+        for row in [header, *rows]
+    ]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    machine = results["machine"]
+    intro = (
+        f"mux benchmark, {results['date']}: {machine['uname_m']}, {machine['cores']} cores, Python "
+        f"{machine['python']}, {machine['tmux']}, {machine['git']}, typer {machine['typer']}\n"
+        f"repo: {results['repo']['files']} files in {results['repo']['dirs']} dirs; "
+        f"{results['options']['repeat']} timed runs per figure after {results['options']['warmup']} warm-up(s); "
+        f"load average {machine['loadavg_start'][0]:.2f} -> {machine['loadavg_end'][0]:.2f}"
+    )
+    return intro + "\n\n" + "\n".join(lines)
+
+
+# --- the generated README blocks -----------------------------------------------------------------------------
+
+GENERATOR = "python bench/run.py --write-readme bench/results.json"
+BLOCK = "<!-- bench:{name}:begin (written by `{generator}`; edit bench/report.py) -->\n{body}<!-- bench:{name}:end -->"
+
+
+def medians(items: Sequence[Summary], scale: float = 1.0, digits: int = 0) -> str:
+    return " / ".join(f"{item['median_ms'] / scale:.{digits}f}" for item in items)
+
+
+def per_task(values: list[float]) -> str:
+    low, high = round(min(values)), round(max(values))
+    return f"{low}" if low == high else f"{low} to {high}"
+
+
+def judged(found: list[Check]) -> str:
+    """A README row's target cell: each target with the N it applies to, and whether the run met them all."""
+    if not found:
+        return ""
+    texts = dict.fromkeys(
+        c.target.text() + (f" at N = {c.target.tasks}" if c.target.tasks is not None else "") for c in found
+    )
+    return f"{', '.join(texts)}: {'met' if all(c.met for c in found) else '**missed**'}"
+
+
+# A README row's target cell, from the printed table's labels of the figures the row sums up.
+Judge = Callable[[Iterable[str]], str]
+
+
+def ls_md(r: Results, judge: Judge) -> Iterator[Row]:
+    ls, counts = r["ls"], list(r["ls"])
+    ns = " / ".join(counts)
+    floors = f"{medians([ls[n]['floor'] for n in counts])} ms: " + " / ".join(f"{ls[n]['ratio']:.2f}x" for n in counts)
+    yield (
+        f"`mux ls --json`, N = {ns}",
+        f"{medians([ls[n]['mux'] for n in counts])} ms",
+        floors,
+        judge(ls_label(n) for n in counts),
+    )
+    edited = [ls[n]["all_changed"] for n in counts]
+    yield (
+        f"the same right after every agent edited a file, N = {ns}",
+        f"{medians([e['mux'] for e in edited])} ms",
+        f"{medians([e['floor'] for e in edited])} ms: " + " / ".join(f"{e['ratio']:.2f}x" for e in edited),
+        "",
+    )
+
+
+def growth_md(r: Results, judge: Judge) -> Iterator[Row]:
+    grow = r["ls_growth"]
+    for series, floor_series, label in (GROWTH_ROWS[0], GROWTH_ROWS[2]):
+        mux_g, floor_g = grow.get(series), grow.get(floor_series)
+        if mux_g and floor_g and mux_g["exponent"] is not None:
+            yield (
+                f"growth of `ls` with N (t ~ N^k), {label}",
+                f"k = {mux_g['exponent']:.2f} ({per_task(mux_g['ms_per_extra_task'])} ms a task)",
+                f"k = {floor_g['exponent']:.2f} ({per_task(floor_g['ms_per_extra_task'])} ms a task)",
+                judge([growth_label(label)]),
+            )
+
+
+def new_md(r: Results, judge: Judge) -> Iterator[Row]:
+    new = r["new"]
+    hand = medians([new["hand"]])
+    yield "`mux new`", f"{medians([new['mux']])} ms", f"{hand} ms by hand: {new['ratio']:.2f}x", judge(["mux new"])
+    yield (
+        "`mux new` until the files are checked out",
+        f"{medians([new['mux_ready']])} ms",
+        f"the same {hand} ms: {new['ready_ratio']:.2f}x",
+        "",
+    )
+
+
+def tab_md(r: Results, judge: Judge) -> Iterator[Row]:
+    completion = r["completion"]
+    yield (
+        f"TAB completion of a task name (bash), N = {' / '.join(completion)}",
+        f"{medians([tab['bash'] for tab in completion.values()])} ms",
+        "",
+        judge([*(tab_label(n) for n in completion), *(tasks_label(n) for n in completion)]),
+    )
+
+
+def hook_md(r: Results, judge: Judge) -> Iterator[Row]:
+    hook, latency = r["hook"], r["hook_latency"]
+    yield (
+        "agent hook command (`mux _hook`)",
+        f"{medians([hook['hook']])} ms",
+        f"{medians([hook['python_floor']])} ms (`python -P -c pass`)",
+        judge([HOOK_LABEL]),
+    )
+    yield (
+        f"hook event visible in `mux ls --json`, N = {' / '.join(latency)}",
+        f"{medians(list(latency.values()), 1000, 2)} s",
+        " / ".join(str(item["ls_polls_median"]) for item in latency.values()) + " `ls` run(s)",
+        judge(latency_label(n) for n in latency),
+    )
+
+
+def screen_md(r: Results, judge: Judge) -> Iterator[Row]:
+    screen = r["screen_latency"]
+    yield (
+        f"last output -> `ls` says idle (screen only, `idle_after` {screen['idle_after_s']:g} s)",
+        f"{medians([screen], 1000, 2)} s",
+        "",
+        judge([SCREEN_LABEL, RELAPSE_LABEL]),
+    )
+
+
+def monitor_md(r: Results, judge: Judge) -> Iterator[Row]:
+    quiet, busy = r["monitor_quiet"], r["monitor_busy"]
+    yield (
+        f"monitor CPU, {busy['agents']} agents printing for {busy['seconds']:.0f} s",
+        f"{busy['cpu_pct_with_children']:.1f} % of a core",
+        f"tmux server {busy['tmux_server_cpu_pct']:.1f} %",
+        judge([busy_label(busy)]),
+    )
+    yield (
+        f"monitor CPU with {' / '.join(quiet)} quiet agents",
+        " / ".join(f"{item['cpu_pct_with_children']:.1f}" for item in quiet.values()) + " %",
+        "tmux server " + " / ".join(f"{item['tmux_server_cpu_pct']:.1f}" for item in quiet.values()) + " %",
+        judge(quiet_label(n) for n in quiet),
+    )
+    rss = f"{busy['rss_start_kib'] / 1024:.1f} -> {busy['rss_end_kib'] / 1024:.1f} MiB"
+    yield (
+        f"monitor memory over those {busy['seconds']:.0f} s",
+        f"{rss} (at most {busy['rss_max_kib'] / 1024:.1f})",
+        "",
+        "",
+    )
+
+
+README_SECTIONS: tuple[Callable[[Results, Judge], Iterator[Row]], ...] = (
+    ls_md,
+    growth_md,
+    new_md,
+    tab_md,
+    hook_md,
+    screen_md,
+    monitor_md,
+)
+
+
+def heading(r: Results) -> str:
+    """The line saying where the figures come from: date, command, machine, load."""
+    machine = r["machine"]
+    text = (
+        f"Figures of {r['date'][:10]} (`{r['command']}`), on a {machine['cores']}-core {machine['uname_m']} "
+        f"{str(machine['uname']).split()[0]} machine with Python {machine['python']}, {machine['tmux']}, "
+        f"{str(machine['git']).replace('git version', 'git')} and typer {machine['typer']}, a generated repo of "
+        f"{r['repo']['files']:,} files (load average {machine['loadavg_start'][0]:.2f} at the start, "
+        f"{machine['loadavg_end'][0]:.2f} at the end); medians, with the raw work underneath measured in the same run:"
+    )
+    # Wrapped like the README's prose around it (a line of 120 at most).
+    return textwrap.fill(text, 120, break_long_words=False, break_on_hyphens=False)
+
+
+def figures_markdown(results: Results) -> str:
+    """The README's table of figures (and the line saying where they come from), made from a run's JSON."""
+    if not results.get("complete"):
+        raise ValueError('the run did not complete ("complete" is not true): no README figures from it')
+    by_figure: dict[str, list[Check]] = {}
+    for check in checks(results):
+        by_figure.setdefault(check.figure, []).append(check)
+
+    def judge(labels: Iterable[str]) -> str:
+        return judged([c for label in labels for c in by_figure.get(label, [])])
+
+    lines = ["| figure | mux | underneath | target |", "| --- | --- | --- | --- |"]
+    for section in README_SECTIONS:
+        for row in section(results, judge):
+            lines.append("|" + "|".join(f" {cell} " if cell else " " for cell in row) + "|")
+    return heading(results) + "\n\n" + "\n".join(lines) + "\n"
+
+
+def targets_markdown() -> str:
+    """bench/README.md's list of targets, made from TARGETS."""
+    lines = ["| figure | target |", "|---|---|"]
+    for t in TARGETS:
+        lines.append(f"| {t.label} | {t.text()} |")
+    return "\n".join(lines) + "\n"
+
+
+def with_block(text: str, name: str, body: str) -> str:
+    """`text` with its generated block `name` holding `body`; ValueError when the text has no such block."""
+    pattern = re.compile(rf"<!-- bench:{name}:begin[^\n]*-->\n.*?<!-- bench:{name}:end -->", re.S)
+    if not pattern.search(text):
+        raise ValueError(f"no <!-- bench:{name}:begin --> ... <!-- bench:{name}:end --> block")
+    block = BLOCK.format(name=name, generator=GENERATOR, body=body)
+    return pattern.sub(lambda _: block, text, count=1)
+
+
+def readme_texts(results: Results) -> dict[Path, str]:
+    """What README.md and bench/README.md should hold, their generated blocks made from `results` and TARGETS."""
+    return {
+        README: with_block(README.read_text(encoding="utf-8"), "figures", figures_markdown(results)),
+        BENCH_README: with_block(BENCH_README.read_text(encoding="utf-8"), "targets", targets_markdown()),
+    }
