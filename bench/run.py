@@ -416,7 +416,11 @@ done
     # -- the hook command ------------------------------------------------------------------------------------
 
     def hook_env(self, name: str) -> dict[str, str]:
-        return {**self.box.env, "MUX_TASK": name, "MUX_STATE_DIR": str(self.box.state_dir)}
+        from muxagent.status import events
+
+        # As the agent's own hooks run: with its launch id, or the event would not count (status/events.py).
+        launch = events.current_launch(events.events_path(self.box.state_dir, name))
+        return {**self.box.env, "MUX_TASK": name, "MUX_STATE_DIR": str(self.box.state_dir), events.LAUNCH_ENV: launch}
 
     def run_hook(self, name: str, event: str) -> float:
         payload = json.dumps({"session_id": "bench", "cwd": str(self.worktree(name)), "hook_event_name": event})

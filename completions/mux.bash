@@ -55,26 +55,28 @@ _mux() {
         elif [[ -z $cmd ]]; then
             cmd=$word
             case $cmd in
-                new) opts='-a --agent -p --prompt --prompt-file --base --attach --help' valued=' -a=none --agent=none -p=none --prompt=none --prompt-file=file --base=none ' args='none' rest='' ;;
+                new) opts='-a --agent -p --prompt --prompt-file --base --attach --parent --no-parent --notify --help' valued=' -a=none --agent=none -p=none --prompt=none --prompt-file=file --base=none --parent=none --notify=none ' args='none' rest='' ;;
                 ls) opts='--json --watch --help' valued=' ' args='' rest='' ;;
                 attach) opts='--help' valued=' ' args='task' rest='' ;;
-                send) opts='--when-idle --help' valued=' ' args='task none' rest='' ;;
-                wait) opts='--for --timeout --help' valued=' --for=choice=idle|waiting|exited|any --timeout=none ' args='' rest='task' ;;
+                send) opts='--when-idle --now --timeout --json --help' valued=' --timeout=none ' args='task none' rest='' ;;
+                queue) opts='--cancel --json --help' valued=' --cancel=none ' args='task' rest='' ;;
+                wait) opts='--for --timeout --any --json --help' valued=' --for=choice=idle|waiting|exited|any --timeout=none ' args='' rest='task' ;;
                 inbox) opts='--json --since --follow --help' valued=' --since=none ' args='task' rest='' ;;
                 restart) opts='--all --help' valued=' ' args='task' rest='' ;;
                 peek) opts='-n --lines --json --help' valued=' -n=none --lines=none ' args='task' rest='' ;;
                 diff) opts='--stat --json --help' valued=' ' args='task' rest='' ;;
-                rm) opts='--force --help' valued=' ' args='task' rest='' ;;
+                rm) opts='--force --recursive --help' valued=' ' args='task' rest='' ;;
                 clean) opts='--dry-run --help' valued=' ' args='' rest='' ;;
                 agents) opts='--json --help' valued=' ' args='' rest='' ;;
                 doctor) opts='--json --help' valued=' ' args='' rest='' ;;
+                guide) opts='--help' valued=' ' args='' rest='' ;;
                 completion) opts='--help' valued=' ' args='choice=bash|zsh|fish' rest='' ;;
                 trust) opts='-y --yes --show --revoke --json --help' valued=' ' args='' rest='' ;;
                 init) opts='--help' valued=' ' args='' rest='' ;;
                 logs) opts='--json --help' valued=' ' args='task' rest='' ;;
                 status-line) opts='--tmux-styles --json --help' valued=' ' args='' rest='' ;;
                 next-waiting) opts='--from --help' valued=' --from=none ' args='' rest='' ;;
-                merge) opts='--merge --squash --rebase -m --message --keep --into --help' valued=' -m=none --message=none --into=none ' args='task' rest='' ;;
+                merge) opts='--merge --squash --rebase -m --message --keep --into --while-busy --help' valued=' -m=none --message=none --into=none ' args='task' rest='' ;;
                 sync) opts='--rebase --ask --help' valued=' ' args='task' rest='' ;;
                 restore) opts='--at --help' valued=' --at=none ' args='none' rest='' ;;
                 gc) opts='--older-than --dry-run --help' valued=' --older-than=none ' args='' rest='' ;;
@@ -104,7 +106,7 @@ _mux() {
         fi
     fi
     if [[ -z $cmd ]]; then
-        COMPREPLY=($(compgen -W 'new ls attach send wait inbox restart peek diff rm clean agents doctor completion trust init logs status-line next-waiting merge sync restore gc' -- "$cur"))
+        COMPREPLY=($(compgen -W 'new ls attach send queue wait inbox restart peek diff rm clean agents doctor guide completion trust init logs status-line next-waiting merge sync restore gc' -- "$cur"))
         return 0
     fi
     local kinds=($args)

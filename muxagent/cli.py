@@ -20,6 +20,7 @@ from muxagent.commands import (
     create,
     doctor,
     gc,
+    guide,
     inbox,
     interact,
     merge,
@@ -122,15 +123,29 @@ def new(
     ] = None,
     base: Annotated[str | None, typer.Option("--base", help="Branch or commit to start from.")] = None,
     attach: Annotated[bool, typer.Option("--attach", help="Focus the task's window afterwards.")] = False,
+    parent: Annotated[
+        str | None, typer.Option("--parent", help="Make it a sub-task of this task (default: the task mux runs in).")
+    ] = None,
+    no_parent: Annotated[
+        bool, typer.Option("--no-parent", help="A top-level task, even when run from inside a task.")
+    ] = False,
+    notify: Annotated[
+        str | None,
+        typer.Option("--notify", help="States told to the parent's agent: idle,exited,waiting (default) or none."),
+    ] = None,
 ) -> None:
-    """Start a task: worktree and branch mux/NAME, a tmux window, the agent running in it."""
+    """Start a task: worktree and branch mux/NAME, a tmux window, the agent running in it.
+
+    Run from inside a task (its pane or worktree), the new task is its sub-task: it starts from the parent's
+    branch and merges back into it."""
     if prompt is not None and prompt_file is not None:
         raise UsageError("give either --prompt or --prompt-file, not both")
     if prompt_file is not None:
         prompt = _read_prompt_file(prompt_file)
     with _repo() as ctx:
         with _progress() as progress:
-            task = create.new_task(ctx, create.NewRequest(name=name, agent=agent, prompt=prompt, base=base), progress)
+            request = create.NewRequest(name, agent, prompt, base, parent=parent, no_parent=no_parent, notify=notify)
+            task = create.new_task(ctx, request, progress)
         _say(f"{task.name}: {task.agent} in {task.worktree} (branch {task.branch}, window {task.window})")
         daemon.ensure_running(ctx)
         if attach:
@@ -181,16 +196,67 @@ def send(
     name: NameArg,
     text: Annotated[str, typer.Argument(help="Text to deliver verbatim, followed by Enter.", show_default=False)],
     when_idle: Annotated[
-        bool, typer.Option("--when-idle", help="Queue it; the monitor delivers it when the agent is next idle.")
+        bool,
+        typer.Option("--when-idle", help="Queue it for the agent's next idle moment; print its id."),
+    ] = False,
+    now: Annotated[bool, typer.Option("--now", help="Type it even while the agent is working.")] = False,
+    timeout: Annotated[
+        float, typer.Option("--timeout", help="Seconds to wait for the agent to take it (exit 6).")
+    ] = interact.SEND_TIMEOUT,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print a JSON object: the sign it was taken, or the queued entry.")
     ] = False,
 ) -> None:
-    """Deliver a prompt to the task's agent exactly as written."""
+    """Deliver a prompt to the task's agent exactly as written, and wait until the agent took it.
+
+    Exit 0 once it did (a hook fired after Enter, its screen changed, or it exited); 5 when the agent is working,
+    nothing typed (`--when-idle` queues it, `--now` types it anyway); 6 when the agent showed no sign of taking
+    it within --timeout. A waiting agent takes the text as its answer.
+    """
+    if when_idle and now:
+        raise UsageError("give either --when-idle or --now, not both")
     with _repo() as ctx:
-        if when_idle:
-            position = daemon.queue_prompt(ctx, name, text)
-            print(f"queued for {name} (#{position} in its queue)")
-        else:
-            interact.send(ctx, name, text)
+        if not when_idle:
+            sent = interact.send_confirmed(ctx, name, text, now=now, timeout=timeout)
+            if as_json:
+                _print_json(sent.to_json())
+            return
+        queued = interact.queue_prompt(ctx, name, text)
+        daemon.ensure_running(ctx)
+    if as_json:
+        _print_json(queued.to_json())
+        return
+    print(queued.id)
+    render.stderr_line(f"queued for {name} (#{queued.position} in its queue; `mux queue --cancel {queued.id}`)")
+
+
+@app.command("queue")
+def list_queue(
+    name: Annotated[
+        str | None, typer.Argument(metavar="NAME", help="Task name (default: every task).", show_default=False)
+    ] = None,
+    cancel: Annotated[
+        str | None, typer.Option("--cancel", help="Take the prompt with this id off its queue.", metavar="ID")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print a JSON array (with --cancel: an object).")] = False,
+) -> None:
+    """List the prompts queued with `mux send --when-idle`, in the order they go out, or cancel one."""
+    with _repo() as ctx:
+        if cancel is not None:
+            cancelled = interact.cancel_queued(ctx, cancel, name)
+            if as_json:
+                _print_json(cancelled.to_json())
+            else:
+                _say(f"cancelled {cancelled.id} for {cancelled.task}: {cancelled.first_line()}")
+            return
+        items = interact.queued(ctx, name)
+    if as_json:
+        _print_json([item.to_json() for item in items])
+        return
+    for item in items:
+        _say(item.text_line())
+    if not items:
+        print(f"nothing queued for {name}" if name is not None else "nothing queued")
 
 
 @app.command("wait")
@@ -198,11 +264,16 @@ def wait_for(
     names: Annotated[list[str], typer.Argument(metavar="NAME...", help="Tasks to wait for.", show_default=False)],
     state: Annotated[wait.Target, typer.Option("--for", help="The state to wait for.")] = wait.Target.IDLE,
     timeout: Annotated[float | None, typer.Option("--timeout", help="Give up after S seconds (exit 4).")] = None,
+    first: Annotated[bool, typer.Option("--any", help="Return as soon as one of them is in the state.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print a JSON object.")] = False,
 ) -> None:
-    """Block until every named task is in the state."""
+    """Block until every named task (with --any: the first of them) is in the state; print those that are."""
     with _repo() as ctx:
-        reports = wait.wait(ctx, names, state, timeout)
-    for item in reports:
+        result = wait.wait(ctx, names, state, timeout, first=first)
+    if as_json:
+        _print_json(result.to_json())
+        return
+    for item in result.reached:
         _say(f"{item.task.name}: {item.status.state.value} ({item.status.reason})")
 
 
@@ -298,14 +369,18 @@ def diff(
 def rm(
     name: NameArg,
     force: Annotated[bool, typer.Option("--force", help="Remove even unsaved work (a recovery ref is kept).")] = False,
+    recursive: Annotated[
+        bool, typer.Option("--recursive", help="Remove its sub-tasks too, deepest first, each with its recovery ref.")
+    ] = False,
 ) -> None:
-    """Remove a task: its window, worktree and branch. Refuses if work would be lost."""
+    """Remove a task: its window, worktree and branch. Refuses if work would be lost, or while it has sub-tasks."""
     with _repo() as ctx:
-        removal = remove.remove(ctx, name, force=force)
-    print(f"removed {name}")
-    if removal.recovery_ref:
-        print(f"recovery ref: {removal.recovery_ref}")
-        _say(f"restore with: {removal.restore_hint}")
+        removals = remove.remove_family(ctx, name, force) if recursive else [remove.remove(ctx, name, force=force)]
+    for removal in removals:
+        print(f"removed {removal.task.name}")
+        if removal.recovery_ref:
+            print(f"recovery ref: {removal.recovery_ref}")
+            _say(f"restore with: {removal.restore_hint}")
 
 
 @app.command()
@@ -355,6 +430,12 @@ def check_health(
         print("\n".join(checks.lines()))
     if checks.failed:
         raise MuxError("doctor found problems")
+
+
+@app.command("guide")
+def print_guide() -> None:
+    """Print a short text to give an agent (AGENTS.md, CLAUDE.md or a prompt) on delegating work to sub-tasks."""
+    sys.stdout.write(guide.guide({command.name for command in _completion_spec().commands}))
 
 
 @app.command("completion")
@@ -490,18 +571,23 @@ def merge_cmd(
     ] = None,
     keep: Annotated[bool, typer.Option("--keep", help="Keep the task (window, worktree, branch) afterwards.")] = False,
     into: Annotated[str | None, typer.Option("--into", help="Merge into this branch, not the task's base.")] = None,
+    while_busy: Annotated[
+        bool, typer.Option("--while-busy", help="Merge into a task whose agent is working (its files change).")
+    ] = False,
 ) -> None:
     """Bring a task's work home into its base: commit its uncommitted work, merge, then remove the task.
 
     Refuses, changing nothing, on a conflict (exit 3: `mux sync NAME` hands it to the agent) or when the main
-    checkout has local edits where the merge writes.
+    checkout has local edits where the merge writes. A sub-task merges into its parent's branch, in the parent's
+    worktree: the same checks there, and refused while the parent's agent is working unless it asked (run from
+    its pane) or with --while-busy.
     """
     if message is not None:
         naming.validate_prompt(message, what="message")
     chosen = [flag for flag, on in (("merge", use_merge), ("squash", squash), ("rebase", rebase)) if on]
     if len(chosen) > 1:
         raise UsageError("give only one of --merge, --squash, --rebase")
-    request = merge.MergeRequest(name, chosen[0] if chosen else "merge", message, keep, into)
+    request = merge.MergeRequest(name, chosen[0] if chosen else "merge", message, keep, into, while_busy)
     with _repo() as ctx:
         try:
             with _progress() as progress:

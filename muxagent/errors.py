@@ -73,3 +73,15 @@ class MergeConflictError(ConflictError):
 
 class WaitTimeoutError(MuxError):
     exit_code = 4
+
+
+class AgentBusyError(MuxError):
+    """`mux send` refused, typing nothing: the agent is in the middle of a turn."""
+
+    exit_code = 5
+
+
+class NotTakenError(MuxError):
+    """`mux send` typed the text, but the agent showed no sign of taking it (no hook, no new screen)."""
+
+    exit_code = 6

@@ -8,7 +8,7 @@ import sys
 import threading
 import time
 from collections.abc import Sequence
-from typing import TextIO
+from typing import Any, TextIO
 
 from muxagent.model import Changes, State, TaskReport, iso_epoch
 
@@ -53,6 +53,52 @@ def use_colour(stream: TextIO) -> bool:
     return stream.isatty() and not os.environ.get("NO_COLOR") and os.environ.get("TERM") != "dumb"
 
 
+def family_fields(reports: Sequence[TaskReport]) -> dict[str, dict[str, Any]]:
+    """`mux ls --json`'s `parent` (while it is a listed task, else null) and `children` of each task, by name."""
+    listed = {item.task.name for item in reports}
+    children = _children(reports)
+    return {
+        item.task.name: {
+            "parent": item.task.parent if item.task.parent in listed else None,
+            "children": children.get(item.task.name, []),
+        }
+        for item in reports
+    }
+
+
+def _children(reports: Sequence[TaskReport]) -> dict[str, list[str]]:
+    """Each listed task's listed children, in the order of `reports`."""
+    listed = {item.task.name for item in reports}
+    found: dict[str, list[str]] = {}
+    for item in reports:
+        parent = item.task.parent
+        if parent is not None and parent in listed and parent != item.task.name:
+            found.setdefault(parent, []).append(item.task.name)
+    return found
+
+
+def family_order(reports: Sequence[TaskReport]) -> list[tuple[int, TaskReport]]:
+    """(depth, report): every task after its parent, grandchildren after their parent, each level in the order of
+    `reports`. A task whose parent is not listed (removed) is at the top, and so is one caught in a loop of
+    parents (a hand-edited registry), once: no task is dropped or shown twice."""
+    by_name = {item.task.name: item for item in reports}
+    children = _children(reports)
+    shown: set[str] = set()
+    order: list[tuple[int, TaskReport]] = []
+    placed = {name for names in children.values() for name in names}
+    roots = [item for item in reports if item.task.name not in placed]
+    for start in [*roots, *reports]:
+        stack = [(0, start)]
+        while stack:
+            depth, item = stack.pop()
+            if item.task.name in shown:
+                continue
+            shown.add(item.task.name)
+            order.append((depth, item))
+            stack.extend((depth + 1, by_name[name]) for name in reversed(children.get(item.task.name, [])))
+    return order
+
+
 def age(epoch: float | None, now: float | None = None) -> str:
     if epoch is None:
         return "-"
@@ -92,14 +138,18 @@ def _conflicts_note(item: TaskReport) -> str:
     return f"; conflicts: {', '.join(parts)}" if parts else ""
 
 
+_INDENT = "  "
+
+
 def table(reports: Sequence[TaskReport], colour: bool) -> str:
     header = ("NAME", "AGENT", "STATE", "CHANGES", "COMMITS", "AGE", "ACTIVE", "REASON")
     now = time.time()
+    ordered = family_order(reports)
     rows = [
         tuple(
             clean_line(cell)  # a REASON quotes a repo's pattern, an agent's hook; a conflict names a branch
             for cell in (
-                item.task.name + _unread_mark(item),
+                _INDENT * depth + item.task.name + _unread_mark(item),  # a sub-task under its parent
                 item.task.agent,
                 item.status.state.value,
                 _changes_cell(item.changes),
@@ -109,11 +159,11 @@ def table(reports: Sequence[TaskReport], colour: bool) -> str:
                 item.status.reason + _conflicts_note(item),
             )
         )
-        for item in reports
+        for depth, item in ordered
     ]
     widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
     lines = ["  ".join(cell.ljust(w) for cell, w in zip(header, widths, strict=True)).rstrip()]
-    for item, row in zip(reports, rows, strict=True):
+    for (_depth, item), row in zip(ordered, rows, strict=True):
         cells = [cell.ljust(w) for cell, w in zip(row, widths, strict=True)]
         if colour:
             code = _STATE_COLOURS[item.status.state]

@@ -61,7 +61,7 @@ def make_repo(path: Path) -> Path:
 def hermetic(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     """Pin HOME, XDG dirs and git identity, and give the test its own tmux server (killed afterwards)."""
     home = tmp_path_factory.mktemp("home")
-    for var in ("TMUX", "TMUX_PANE", "MUX_TASK", "MUX_REPO", "MUX_WORKTREE", "MUX_PORT", "NO_COLOR"):
+    for var in ("TMUX", "TMUX_PANE", "MUX_TASK", "MUX_REPO", "MUX_WORKTREE", "MUX_PORT", "MUX_LAUNCH", "NO_COLOR"):
         monkeypatch.delenv(var, raising=False)
     for var in list(os.environ):
         if var.startswith("GIT_"):

@@ -111,7 +111,7 @@ def state_dir(repo: Path) -> Path:
 
 
 def adopt(repo: Path, child: str, parent: str, notify: tuple[str, ...] = NOTIFY_ALL) -> None:
-    """Make `child` a sub-task of `parent`, as `mux new` run in the parent's pane records it."""
+    """Make `child` a sub-task of `parent` by editing the registry: for parent names `mux new --parent` refuses."""
     with Store(state_dir(repo)).transaction() as registry:
         task = registry.get(child)
         assert task is not None
@@ -119,9 +119,8 @@ def adopt(repo: Path, child: str, parent: str, notify: tuple[str, ...] = NOTIFY_
 
 
 def start_child(repo: Path, parent: str, child: str, prompt: str, agent: str = "fake") -> None:
-    # The child's checkout and its agent's start take longer than this record does: it is a child before it works.
-    run_mux("new", child, "-a", agent, "-p", prompt, cwd=repo)
-    adopt(repo, child, parent)
+    # As the parent's agent runs it from its pane (MUX_TASK), but in the main checkout, where a test runs it.
+    run_mux("new", child, "-a", agent, "-p", prompt, "--parent", parent, cwd=repo)
 
 
 def screen(repo: Path, name: str) -> str:

@@ -72,8 +72,8 @@ def test_queued_prompts_are_delivered_in_order_exactly_once(repo: Path) -> None:
     run_mux("new", "q", "-a", "fake", "-p", "busy 3", cwd=repo)
     worktree = repo.parent / "proj.worktrees" / "q"
     wait_until(lambda: state(repo, "q") == "working")
-    assert "#1" in run_mux("send", "q", "--when-idle", "write first.txt one", cwd=repo).stdout
-    assert "#2" in run_mux("send", "q", "--when-idle", "write second.txt two", cwd=repo).stdout
+    assert "#1" in run_mux("send", "q", "--when-idle", "write first.txt one", cwd=repo).stderr
+    assert "#2" in run_mux("send", "q", "--when-idle", "write second.txt two", cwd=repo).stderr
     assert not (worktree / "first.txt").exists()  # still busy: nothing typed into its turn
     wait_until(lambda: (worktree / "second.txt").exists(), timeout=30)
     assert (worktree / "first.txt").stat().st_mtime <= (worktree / "second.txt").stat().st_mtime

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import os
 import socket
 import time
 from collections.abc import Callable
@@ -12,11 +13,19 @@ from pathlib import Path
 
 from muxagent import config, naming
 from muxagent.commands import worktree_setup
-from muxagent.commands.context import Context, now_iso, worktree_path
+from muxagent.commands.context import Context, current_dir, load_tasks, now_iso, worktree_path
 from muxagent.commands.remove import remove_if_empty
 from muxagent.commands.report import pane_of
-from muxagent.errors import AgentNotFoundError, BranchExistsError, GitError, MuxError, TaskExistsError, UsageError
-from muxagent.git import repository, worktrees
+from muxagent.errors import (
+    AgentNotFoundError,
+    BranchExistsError,
+    GitError,
+    MuxError,
+    TaskExistsError,
+    UnknownTaskError,
+    UsageError,
+)
+from muxagent.git import repository, worktree_status, worktrees
 from muxagent.model import AgentProfile, Progress, State, Task, no_progress
 from muxagent.state import intents
 from muxagent.state.store import Registry, task_to_dict
@@ -34,6 +43,9 @@ PROMPT_READY_TIMEOUT = 30.0
 # pasted once the agent is ready instead, as for a profile without prompt_args.
 PROMPT_ARG_MAX = 8192
 
+# The states a child's reaching is told to its parent's agent, in the order `--notify` lists them.
+NOTIFY_STATES = ("idle", "exited", "waiting")
+
 
 @dataclass(frozen=True)
 class NewRequest:
@@ -41,6 +53,9 @@ class NewRequest:
     agent: str | None = None
     prompt: str | None = None
     base: str | None = None
+    parent: str | None = None  # `--parent NAME`: that task, wherever mux runs
+    no_parent: bool = False  # `--no-parent`: a top-level task even from inside a task
+    notify: str | None = None  # `--notify idle,exited,waiting|none`; None: all three for a child, none at the top
 
 
 class Undo:
@@ -70,16 +85,24 @@ def new_task(ctx: Context, request: NewRequest, progress: Progress = no_progress
         naming.validate_prompt(request.prompt)
     if request.base is not None and not request.base.strip():
         raise UsageError("--base is empty: give a branch or commit to start from")
+    if request.no_parent and request.parent is not None:
+        raise UsageError("give either --parent or --no-parent, not both")
+    wanted = _notify_states(request.notify)
     _warn_untrusted(ctx)
+    parent = _parent_for(ctx, request)
+    notify = _notify_for(wanted, parent)
     profile = config.resolve_agent(request.agent or ctx.settings.agent, ctx.settings)
     if config.command_available(profile) is None:
         raise AgentNotFoundError(
             f"agent {profile.name!r} is not installed: {profile.command[0]!r} was not found on PATH"
         )
-    base = request.base or ctx.settings.base or repository.current_branch(ctx.repo.main)
+    base = request.base or (parent.branch if parent else None) or ctx.settings.base
+    base = base or repository.current_branch(ctx.repo.main)
     if base is None:
         raise GitError("the main checkout is on a detached HEAD: pass --base REF")
     start = repository.resolve_commit(ctx.repo, base)
+    if parent is not None and base == parent.branch:
+        _warn_unseen_edits(ctx, parent, name)
     ctx.tmux.require()
     worktree = worktree_path(ctx, name)
     branch = naming.branch_for(name)
@@ -98,6 +121,8 @@ def new_task(ctx: Context, request: NewRequest, progress: Progress = no_progress
     with intent, Undo() as undo, ctx.store.transaction() as registry:
         if name in registry:
             raise TaskExistsError(f"task {name!r} already exists")
+        if parent is not None and parent.name not in registry:
+            raise UnknownTaskError(f"parent task {parent.name!r} was removed meanwhile: nothing was created")
         progress(f"creating {branch} from {base} at {worktree}")
         # The files are checked out in the task's window, before the agent: `mux new` does not wait for a big
         # checkout, and the window shows it (`mux ls` says `starting`; a failure leaves the task inspectable).
@@ -109,9 +134,12 @@ def new_task(ctx: Context, request: NewRequest, progress: Progress = no_progress
         env = agent_env(ctx, name, worktree, port, profile, adapter)
         # Claude fires no hook for a prompt given on its command line: the turn it starts is marked here.
         busy = prompt_on_command_line and profile.hooks != "none"
-        mark_spawn(ctx, name, State.WORKING if busy else None)
+        mark_spawn(ctx, name, State.WORKING if busy else None, env)
         created = now_iso()
-        task = open_task(ctx, undo, name, profile, argv, worktree, port, env, pane_argv, base, created, request.prompt)
+        task = open_task(
+            ctx, undo, name, profile, argv, worktree, port, env, pane_argv, base, created, request.prompt,
+            parent=parent.name if parent is not None else None, notify=notify,
+        )  # fmt: skip
         intents.crash_point("new:after-window")
         registry.add(task)
         journal_creation(ctx, undo, task)
@@ -121,6 +149,74 @@ def new_task(ctx: Context, request: NewRequest, progress: Progress = no_progress
     if request.prompt is not None and not prompt_on_command_line:
         _paste_when_ready(ctx, task, profile, request.prompt)
     return task
+
+
+def calling_task(ctx: Context) -> str | None:
+    """The task whose pane this command runs in (its MUX_TASK), when that pane is one of this repository's (its
+    MUX_REPO): an agent that cd'd into another repository must not make that one's same-named task its parent."""
+    name = os.environ.get("MUX_TASK") or None
+    repo = os.environ.get("MUX_REPO")
+    if repo and os.path.realpath(repo) != os.path.realpath(ctx.repo.main):
+        return None
+    return name
+
+
+def _parent_for(ctx: Context, request: NewRequest) -> Task | None:
+    """The task the new one is a sub-task of: `--parent`, else the task whose pane runs mux (MUX_TASK), else the
+    one whose worktree holds the current directory; None with `--no-parent` or from outside every task.
+
+    A MUX_TASK naming no task (a stale variable in a shell that outlived its task) means no parent, not an
+    error: it must not stop `mux new`."""
+    if request.no_parent:
+        return None
+    tasks = {task.name: task for task in load_tasks(ctx)}
+    if request.parent is not None:
+        found = tasks.get(naming.validate_name(request.parent))
+        if found is None:
+            raise UnknownTaskError(f"--parent {request.parent!r} is not a task (see `mux ls`)")
+        return found
+    caller = calling_task(ctx)
+    if caller is not None and caller in tasks:
+        return tasks[caller]
+    here = Path(os.path.realpath(current_dir()))
+    for task in tasks.values():
+        worktree = Path(os.path.realpath(task.worktree))
+        if here == worktree or worktree in here.parents:
+            return task
+    return None
+
+
+def _notify_states(text: str | None) -> tuple[str, ...] | None:
+    """`--notify` read: the states listed (in NOTIFY_STATES' order), () for `none`, None when not given."""
+    if text is None:
+        return None
+    words = [word.strip() for word in text.split(",")]
+    if words == ["none"]:
+        return ()
+    if not all(word in NOTIFY_STATES for word in words):
+        listed = ",".join(NOTIFY_STATES)
+        raise UsageError(f"--notify takes {listed} (any of them, comma-separated) or none, not {text!r}")
+    return tuple(state for state in NOTIFY_STATES if state in words)
+
+
+def _notify_for(wanted: tuple[str, ...] | None, parent: Task | None) -> tuple[str, ...]:
+    if parent is None:
+        if wanted:
+            raise UsageError("--notify tells a parent task's agent, and this task has no parent (see --parent)")
+        return ()
+    return NOTIFY_STATES if wanted is None else wanted
+
+
+def _warn_unseen_edits(ctx: Context, parent: Task, name: str) -> None:
+    """One line when the child starts from the parent's last commit while the parent's worktree holds more."""
+    worktree = Path(parent.worktree)
+    if not worktree.is_dir() or worktrees.checkout_pending(worktree):
+        return
+    if worktree_status.has_changes(worktree):
+        ctx.notes.append(
+            f"{parent.name!r} has uncommitted changes that {name!r} will not see: it starts from"
+            f" {parent.branch}'s last commit"
+        )
 
 
 def journal_creation(ctx: Context, undo: Undo, task: Task, **fields: object) -> None:
@@ -158,6 +254,7 @@ def reserve_worktree(
 def open_task(
     ctx: Context, undo: Undo, name: str, profile: AgentProfile, argv: list[str], worktree: Path, port: int,
     env: dict[str, str], window_argv: list[str], base: str, created: str, prompt: str | None,
+    parent: str | None = None, notify: tuple[str, ...] = (),
 ) -> Task:  # fmt: skip
     """Open the task's window running `window_argv` (the agent's command, or the set-up runner that starts it)
     and return the task's record, for the caller to add to the registry."""
@@ -174,6 +271,8 @@ def open_task(
         created=created,
         port=port,
         prompt=prompt,
+        parent=parent,
+        notify=notify,
     )
 
 
@@ -199,12 +298,15 @@ def agent_env(
         "MUX_REPO": str(ctx.repo.main),
         "MUX_WORKTREE": str(worktree),
         "MUX_PORT": str(port),
+        events.LAUNCH_ENV: events.new_launch(),  # this start's own: see status/events.py
     }
 
 
-def mark_spawn(ctx: Context, name: str, state: State | None) -> None:
-    """Start a new run in the task's event log: classification ignores events of earlier runs."""
-    events.append(events.events_path(ctx.store.root, name), events.HookEvent(time.time(), "mux", events.SPAWN, state))
+def mark_spawn(ctx: Context, name: str, state: State | None, env: dict[str, str]) -> None:
+    """Start a new run in the task's event log, of the launch in `env` (`agent_env`): classification ignores
+    events of earlier runs and of other launches."""
+    spawn = events.HookEvent(time.time(), "mux", events.SPAWN, state, launch=env[events.LAUNCH_ENV])
+    events.append(events.events_path(ctx.store.root, name), spawn)
 
 
 def _warn_untrusted(ctx: Context) -> None:

@@ -4,8 +4,9 @@ The rules every function here keeps (DESIGN.md, "Never lose work"):
 - a refused merge changes nothing anywhere: checks run first, on a snapshot of the task's worktree made with a
   scratch index, and the task's work is committed only once the merge is known to go through;
 - a base branch checked out nowhere moves by compare-and-swap (`update-ref NEW OLD`); one checked out in the main
-  checkout moves by `git merge --ff-only`, after mux checked that no local edit lies on a path the merge changes,
-  so the user's checkout is never left mid-merge and never loses an edit; the stash is never used;
+  checkout or in another task's worktree (a sub-task's parent) moves by `git merge --ff-only` there, after mux
+  checked that no local edit lies on a path the merge changes and that the branch is still where the check saw
+  it, so that checkout is never left mid-merge and never loses an edit; the stash is never used;
 - before anything can drop a commit or a file, a recovery ref exists and the journal says so;
 - a multi-step command records an intent first (muxagent.state.intents); muxagent.commands.recovery finishes or
   rolls back one that a crash interrupted, from the next mux command.
@@ -13,15 +14,19 @@ The rules every function here keeps (DESIGN.md, "Never lose work"):
 
 from __future__ import annotations
 
+import os
+from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 from muxagent import naming
 from muxagent.commands.context import Context, get_task, load_tasks
-from muxagent.commands.remove import Removal, journal_removal, remove_locked
+from muxagent.commands.create import calling_task
+from muxagent.commands.remove import Removal, journal_removal, remove_locked, sub_tasks, unsaved_work_of
+from muxagent.commands.report import list_reports
 from muxagent.errors import MergeConflictError, MuxError, UnknownTaskError, UsageError, WouldLoseWorkError
 from muxagent.git import diffs, merging, repository, worktree_status, worktrees
-from muxagent.model import Progress, Task, no_progress
+from muxagent.model import Progress, State, Task, no_progress
 from muxagent.state import intents
 from muxagent.state.store import Registry, task_to_dict
 
@@ -36,6 +41,9 @@ class MergeRequest:
     message: str | None = None
     keep: bool = False
     into: str | None = None
+    # Merge into a task whose agent is working: its files change under it (refused without this, unless mux runs
+    # in that task's own pane, where it is the agent that asks).
+    while_busy: bool = False
 
 
 @dataclass(frozen=True)
@@ -54,7 +62,9 @@ def merge(ctx: Context, request: MergeRequest, progress: Progress = no_progress)
     if request.strategy not in STRATEGIES:
         raise UsageError(f"unknown merge strategy {request.strategy!r}: use one of {', '.join(STRATEGIES)}")
     name = naming.validate_name(request.name)
-    get_task(ctx, name)  # outside the lock: it may adopt tasks, which takes the lock itself
+    found = get_task(ctx, name)  # outside the lock: it may adopt tasks, which takes the lock itself
+    # Outside the lock too: reading the agents' states reads the registry.
+    _refuse_while_owner_busy(ctx, found, request)
     root = ctx.store.root
     with intents.intent(root, intents.MergeRecord(op="merge", name=name, keep=request.keep)) as intent:
         with ctx.store.transaction() as registry:
@@ -72,9 +82,14 @@ def merge(ctx: Context, request: MergeRequest, progress: Progress = no_progress)
 class _Plan:
     target: str
     old: str  # the target branch's tip
-    in_main: bool  # the target is checked out in the main checkout
+    checkout: Path | None  # where the target is checked out: the main checkout, a task's worktree, or nowhere
+    owner: Task | None  # the task whose worktree `checkout` is (a sub-task's parent); None for the main checkout
     worktree: Path | None  # the task's worktree, None when it is gone
     dirty: bool
+
+    @property
+    def where(self) -> str:
+        return "the main checkout" if self.owner is None else f"the worktree of {self.owner.name!r}"
 
 
 def _merge_locked(
@@ -85,7 +100,8 @@ def _merge_locked(
     intent: intents.Intent[intents.MergeRecord],
     progress: Progress,
 ) -> MergeResult:
-    plan = _check(ctx, task, request)
+    _refuse_unmerged_sub_tasks(ctx, registry, task)
+    plan = _check(ctx, registry, task, request)
     progress(f"checking that {task.name} merges cleanly into {plan.target}")
     state = _state(ctx, plan, task)
     _precheck(ctx, task, plan, state, request.strategy)
@@ -109,8 +125,8 @@ def _merge_locked(
         intent.fields["new"] = new
         intent.save()
         intents.crash_point("merge:after-merge-commit")
-        if plan.in_main and new != plan.old:
-            progress(f"updating {plan.target} in the main checkout")
+        if plan.checkout is not None and new != plan.old:
+            progress(f"updating {plan.target} in {plan.where}")
         _move_target(ctx, plan, new)
     ctx.store.journal("merge", name=task.name, target=plan.target, old=plan.old, new=new, strategy=request.strategy)
     intents.crash_point("merge:after-update")
@@ -126,23 +142,69 @@ def _merge_locked(
     return MergeResult(task, plan.target, request.strategy, plan.old, new, committed, removal, [])
 
 
-def _check(ctx: Context, task: Task, request: MergeRequest) -> _Plan:
+def _refuse_while_owner_busy(ctx: Context, task: Task, request: MergeRequest) -> None:
+    """Refuse to change the files of a task whose agent is working, unless that agent asked (mux runs in its pane)
+    or the user said so: its next edit or test run would meet files it did not expect."""
+    if request.while_busy:
+        return
+    target = request.into or task.base
+    owner = _checkout_of(ctx, target, task, load_tasks(ctx))[1]
+    if owner is None or calling_task(ctx) == owner.name:
+        return
+    states = {item.task.name: item.status.state for item in list_reports(ctx, with_changes=False)}
+    if states.get(owner.name) is State.WORKING:
+        raise MuxError(
+            f"{owner.name!r} is working, and merging {task.name!r} changes the files under its agent: run it from"
+            f" {owner.name!r}'s own pane, after `mux wait {owner.name}`, or with --while-busy"
+        )
+
+
+def _refuse_unmerged_sub_tasks(ctx: Context, registry: Registry, task: Task) -> None:
+    """A parent merged (and removed) before its sub-tasks' work is in it would leave that work behind."""
+    unmerged = [child.name for child in sub_tasks(registry.values(), task.name) if unsaved_work_of(ctx, child)]
+    if unmerged:
+        raise MuxError(
+            f"{task.name!r} has sub-tasks whose work is not merged into it: {_names(sorted(unmerged))} (merge them"
+            f" first with `mux merge NAME`, or remove them); nothing was changed"
+        )
+
+
+def _checkout_of(ctx: Context, target: str, task: Task, tasks: Iterable[Task]) -> tuple[Path | None, Task | None]:
+    """Where branch `target` is checked out, if anywhere, and the task whose worktree that is (None for the main
+    checkout); MuxError when mux must not move it there: rebased or bisected somewhere, checked out in a worktree
+    mux did not make, or in the merged task's own."""
+    users = worktrees.branch_users(ctx.repo, target)
+    if not users:
+        return None, None
+    path, how = users[0]
+    if len(users) == 1 and how == "checked out":
+        if path == ctx.repo.main:
+            return path, None
+        owner = next((t for t in tasks if Path(os.path.realpath(t.worktree)) == path), None)
+        if owner is not None and owner.name != task.name:
+            return path, owner
+    path, how = next(((p, h) for p, h in users if not (p == ctx.repo.main and h == "checked out")), users[0])
+    raise MuxError(
+        f"branch '{target}' is {how} in {path}: mux merges only into a branch checked out in the main checkout, in"
+        " another task's worktree, or nowhere"
+    )
+
+
+def _check(ctx: Context, registry: Registry, task: Task, request: MergeRequest) -> _Plan:
     """Every refusal that needs no merge result: target branch, who has it checked out, the task's worktree."""
     target = request.into or task.base
     old = repository.branch_tip(ctx.repo, target)
     if old is None:
         raise MuxError(f"'{target}' is not a local branch: merge into a branch with --into BRANCH")
-    users = worktrees.branch_users(ctx.repo, target)
-    others = [(path, how) for path, how in users if not (path == ctx.repo.main and how == "checked out")]
-    if others:
-        path, how = others[0]
-        raise MuxError(
-            f"branch '{target}' is {how} in {path}: mux merges only into a branch checked out in the main"
-            " checkout or nowhere"
-        )
+    checkout, owner = _checkout_of(ctx, target, task, registry.values())
     busy = repository.in_progress(ctx.repo.main)
     if busy is not None:
         raise MuxError(f"the main checkout is in the middle of a {busy}: finish or abort it first")
+    if owner is not None and checkout is not None:
+        worktrees.require_checkout(checkout)
+        busy = repository.in_progress(checkout)
+        if busy is not None:
+            raise MuxError(f"the worktree of {owner.name!r} is in the middle of a {busy}: finish or abort it first")
     if repository.branch_tip(ctx.repo, task.branch) is None:
         raise MuxError(
             f"branch '{task.branch}' of task {task.name!r} no longer exists: nothing to merge"
@@ -188,7 +250,7 @@ def _check(ctx: Context, task: Task, request: MergeRequest) -> _Plan:
             )
     else:
         worktree = None
-    return _Plan(target=target, old=old, in_main=bool(users), worktree=worktree, dirty=dirty)
+    return _Plan(target=target, old=old, checkout=checkout, owner=owner, worktree=worktree, dirty=dirty)
 
 
 def _state(ctx: Context, plan: _Plan, task: Task) -> str:
@@ -223,16 +285,16 @@ def _precheck(ctx: Context, task: Task, plan: _Plan, state: str, strategy: str) 
     if strategy == "rebase" and not repository.is_ancestor(ctx.repo, plan.old, state):
         # A clean merge does not mean every commit replays cleanly: try it on the snapshot first.
         merging.rebase_commits(ctx.repo, state, plan.old, _scratch(ctx, task))
-    if plan.in_main:
-        _check_main_checkout(ctx, plan, diffs.changed_paths(ctx.repo, plan.old, tree))
+    if plan.checkout is not None:
+        _check_checkout(plan, plan.checkout, diffs.changed_paths(ctx.repo, plan.old, tree))
 
 
-def _check_main_checkout(ctx: Context, plan: _Plan, touched: list[str]) -> None:
-    local = worktree_status.dirty_paths(ctx.repo.main)
+def _check_checkout(plan: _Plan, checkout: Path, touched: list[str]) -> None:
+    local = worktree_status.dirty_paths(checkout)
     clash = sorted(p for p in local if _overlaps(p, touched))
     if clash:
         raise WouldLoseWorkError(
-            f"the main checkout has local changes where the merge into {plan.target} writes: {_names(clash)}"
+            f"{plan.where} has local changes where the merge into {plan.target} writes: {_names(clash)}"
             " (commit, move or discard them first; nothing was changed)"
         )
 
@@ -266,10 +328,17 @@ def _result_commit(ctx: Context, task: Task, plan: _Plan, tip: str, request: Mer
 def _move_target(ctx: Context, plan: _Plan, new: str) -> None:
     if new == plan.old:
         return
-    if plan.in_main:
-        # Checked again on the final result: the task's worktree may have changed since the pre-check.
-        _check_main_checkout(ctx, plan, diffs.changed_paths(ctx.repo, plan.old, new))
-        merging.fast_forward(ctx.repo.main, new)
+    if plan.checkout is not None:
+        # Checked again on the final result: the task's worktree may have changed since the pre-check, and the
+        # parent's agent may have committed or switched branches meanwhile (`merge --ff-only` would then
+        # carry its new commits along or refuse with git's words).
+        _check_checkout(plan, plan.checkout, diffs.changed_paths(ctx.repo, plan.old, new))
+        if repository.head_of(plan.checkout) != (plan.old, plan.target):
+            raise MuxError(
+                f"branch '{plan.target}' moved in {plan.where} while mux was merging into it: nothing was changed,"
+                " try again"
+            )
+        merging.fast_forward(plan.checkout, new)
     else:
         merging.update_branch(ctx.repo, plan.target, new, plan.old, "mux merge")
 

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from muxagent.commands.context import Context
+from muxagent.commands.context import Context, load_tasks
 from muxagent.commands.report import list_reports
 from muxagent.errors import MuxError, TmuxError, UnknownTaskError, WouldLoseWorkError
 from muxagent.git import recovery_refs, repository, safety, worktrees
@@ -56,6 +56,69 @@ def remove(ctx: Context, name: str, force: bool = False, command: str = "rm") ->
     return removal
 
 
+def remove_family(ctx: Context, name: str, force: bool = False) -> list[Removal]:
+    """`mux rm --recursive`: the task's sub-tasks, deepest first, then the task, each under its own rules and with
+    its own recovery ref. Without `force`, any of them with work that exists nowhere else stops all of them,
+    before anything is removed."""
+    tasks = load_tasks(ctx)
+    top = next((task for task in tasks if task.name == name), None)
+    if top is None:
+        raise UnknownTaskError(f"no task named {name!r} (see `mux ls`)")
+    family = [*sub_tasks(tasks, name), top]
+    if not force:
+        lost = [f"{task.name}: {'; '.join(found)}" for task in family if (found := unsaved_work_of(ctx, task))]
+        if lost:
+            raise WouldLoseWorkError(
+                f"not removing {name!r} and its sub-tasks: work exists nowhere else in {' | '.join(lost)}"
+                f" (merge it, or `mux rm --recursive --force {name}` keeps a recovery ref of each); nothing was removed"
+            )
+    done: list[Removal] = []
+    try:
+        for task in family:
+            done.append(remove(ctx, task.name, force=force))
+    except MuxError:
+        # A member changed since the check (its agent wrote a file): the ones removed before it are said so.
+        for removal in done:
+            ctx.notes.append(f"removed {removal.task.name} before that" + _hint_note(removal))
+        raise
+    return done
+
+
+def _hint_note(removal: Removal) -> str:
+    hint = removal.restore_hint
+    return f" (restore with `{hint}`)" if hint else ""
+
+
+def unsaved_work_of(ctx: Context, task: Task) -> list[str]:
+    """Phrases naming what removing the task would lose (see git.safety.unsaved_work); [] when nothing."""
+    worktree = Path(task.worktree)
+    return safety.unsaved_work(ctx.repo, worktree if worktree.is_dir() else None, task.branch, task.base)
+
+
+def sub_tasks(tasks: Iterable[Task], name: str) -> list[Task]:
+    """The task's children, their children and so on, each after its own sub-tasks (the order to remove them in),
+    siblings in creation order. A loop of parents (a hand-edited registry) is followed once."""
+    children: dict[str, list[Task]] = {}
+    for task in sorted(tasks, key=lambda t: (t.created, t.name)):
+        if task.parent is not None and task.parent != task.name:
+            children.setdefault(task.parent, []).append(task)
+    found: list[Task] = []
+    seen = {name}
+    stack: list[tuple[Task, bool]] = [(child, False) for child in reversed(children.get(name, []))]
+    seen.update(child.name for child in children.get(name, []))
+    while stack:
+        task, expanded = stack.pop()
+        if expanded:
+            found.append(task)
+            continue
+        stack.append((task, True))
+        for child in reversed(children.get(task.name, [])):
+            if child.name not in seen:
+                seen.add(child.name)
+                stack.append((child, False))
+    return found
+
+
 def journal_removal(ctx: Context, removal: Removal) -> None:
     """The journal's `rm` line, written inside the transaction that drops the record, before the registry file:
     written after it, a crash in between and then a lost `tasks.json` brought the removed task back."""
@@ -72,12 +135,18 @@ def remove_locked(
     `save=False` skips it, for callers that know the work is saved already (or that there is none).
     `on_removing` is called at the point of no return: the decision taken, the work saved, nothing removed yet.
     """
+    children = sorted(t.name for t in registry.values() if t.parent == task.name and t.name != task.name)
+    if children:
+        raise MuxError(
+            f"task {task.name!r} has sub-tasks: {', '.join(children)} (merge or remove them first, or"
+            f" `mux rm --recursive {task.name}` removes them too)"
+        )
     worktree = Path(task.worktree)
     present = worktree.is_dir()
     has_branch = repository.branch_exists(ctx.repo, task.branch)
     intents.crash_point("rm:while-checking")
     # Also without a branch (deleted by hand): the worktree's files may still be the only copy.
-    lost = safety.unsaved_work(ctx.repo, worktree if present else None, task.branch, task.base)
+    lost = unsaved_work_of(ctx, task)
     if lost and not force:
         raise WouldLoseWorkError(
             f"task {task.name!r} has work that exists nowhere else: {'; '.join(lost)}"
@@ -140,7 +209,10 @@ def clean(ctx: Context, dry_run: bool = False) -> CleanResult:
     removed: list[str] = []
     kept: dict[str, str] = {}
     hints: dict[str, str] = {}
-    for item in list_reports(ctx):
+    reports = list_reports(ctx)
+    # Sub-tasks first: a parent is removable only once its children are gone.
+    depth = _depths([item.task for item in reports])
+    for item in sorted(reports, key=lambda item: -depth[item.task.name]):
         task = item.task
         if item.status.state in ACTIVE_STATES:
             kept[task.name] = f"agent is {item.status.state.value}"
@@ -160,11 +232,24 @@ def clean(ctx: Context, dry_run: bool = False) -> CleanResult:
     return CleanResult(removed=removed, kept=kept, restore_hints=hints)
 
 
+def _depths(tasks: list[Task]) -> dict[str, int]:
+    """How many listed ancestors each task has (a loop of parents, from a hand-edited registry, counted once)."""
+    parent_of = {task.name: task.parent for task in tasks}
+    depths: dict[str, int] = {}
+    for task in tasks:
+        seen = {task.name}
+        above = task.parent
+        while above in parent_of and above not in seen:
+            seen.add(above)
+            above = parent_of[above]
+        depths[task.name] = len(seen) - 1
+    return depths
+
+
 def _clean_one(ctx: Context, task: Task, dry_run: bool) -> str | None:
     """Remove one task whose work is all elsewhere (WouldLoseWorkError naming it otherwise); its restore hint."""
-    present = Path(task.worktree).is_dir()
     has_branch = repository.branch_exists(ctx.repo, task.branch)
-    lost = safety.unsaved_work(ctx.repo, Path(task.worktree) if present else None, task.branch, task.base)
+    lost = unsaved_work_of(ctx, task)
     if lost:
         raise WouldLoseWorkError("; ".join(lost) + ("" if has_branch else f" (branch {task.branch} is gone)"))
     return None if dry_run else remove(ctx, task.name, command="clean").restore_hint

@@ -44,7 +44,8 @@ class TaskList:
     reports: tuple[TaskReport, ...]
 
     def to_json(self) -> list[dict[str, Any]]:
-        return [item.to_json() for item in self.reports]
+        family = render.family_fields(self.reports)
+        return [{**item.to_json(), **family[item.task.name]} for item in self.reports]
 
     def text(self, colour: bool) -> str:
         return render.table(self.reports, colour=colour) if self.reports else "no tasks (start one with `mux new NAME`)"

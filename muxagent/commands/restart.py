@@ -36,7 +36,7 @@ def restart(ctx: context.Context, name: str) -> Task:
     else:
         argv = [*profile.command, *adapter.args, *profile.resume_args]
     env = create.agent_env(ctx, name, worktree, task.port, profile, adapter)
-    create.mark_spawn(ctx, name, None)
+    create.mark_spawn(ctx, name, None, env)
     pane = report.pane_of(ctx.tmux.snapshot(), task)
     command = worktrees.pane_command(worktree, argv)
     if pane is not None:

@@ -68,7 +68,7 @@ def restore(ctx: Context, name: str, at: str | None = None, progress: Progress =
             recovery_refs.apply_snapshot(worktree, snapshot)
         submodules = _restore_submodules(ctx, name, ref.rsplit("/", 1)[-1], worktree, progress)
         env = agent_env(ctx, name, worktree, port, profile, adapter)
-        mark_spawn(ctx, name, None)
+        mark_spawn(ctx, name, None, env)
         # From here the agent may write what `ref` does not hold: a rollback must save the worktree again.
         running.fields["agent_started"] = True
         running.save()
@@ -85,6 +85,9 @@ def restore(ctx: Context, name: str, at: str | None = None, progress: Progress =
             base=record.base if record is not None else (repository.current_branch(ctx.repo.main) or tip),
             created=record.created if record is not None else now_iso(),
             prompt=record.prompt if record is not None else None,
+            # A restored sub-task is its parent's again (a parent restored after it finds it back the same way).
+            parent=record.parent if record is not None else None,
+            notify=record.notify if record is not None else (),
         )
         intents.crash_point("restore:after-window")
         registry.add(task)

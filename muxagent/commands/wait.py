@@ -6,6 +6,7 @@ import enum
 import math
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 from muxagent.commands import context, report
 from muxagent.errors import MuxError, UsageError, WaitTimeoutError
@@ -33,7 +34,26 @@ class Target(enum.Enum):
 FINAL = frozenset({State.EXITED, State.MISSING})
 
 
-def wait(ctx: context.Context, names: Sequence[str], target: Target, timeout: float | None) -> list[TaskReport]:
+@dataclass(frozen=True)
+class WaitResult:
+    """The tasks found in the state waited for, in the order they were named (with `--any`, one or more)."""
+
+    target: Target
+    reached: tuple[TaskReport, ...]
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "for": self.target.value,
+            "reached": [
+                {"name": r.task.name, "state": r.status.state.value, "reason": r.status.reason} for r in self.reached
+            ],
+        }
+
+
+def wait(
+    ctx: context.Context, names: Sequence[str], target: Target, timeout: float | None, *, first: bool = False
+) -> WaitResult:
+    """Block until every named task is in the target state, or with `first` until one of them is."""
     # nan made the deadline unreachable: `mux wait` hung forever instead of timing out.
     if timeout is not None and not 0 <= timeout < math.inf:
         raise UsageError("--timeout must be a number of seconds >= 0 (leave it out to wait as long as it takes)")
@@ -47,12 +67,14 @@ def wait(ctx: context.Context, names: Sequence[str], target: Target, timeout: fl
         if missing:
             raise MuxError(f"task {missing[0]!r} was removed while waiting")
         current = [by_name[name] for name in names]
-        if all(r.status.state in wanted for r in current):
-            return current
-        for r in current:
-            if r.status.state in FINAL and r.status.state not in wanted:
-                found = f"{r.status.state.value} ({r.status.reason})"
-                raise MuxError(f"task {r.task.name!r} is {found}: it will not become {target.value}")
+        there = tuple(r for r in current if r.status.state in wanted)
+        if there and (first or len(there) == len(current)):
+            return WaitResult(target, there)
+        stuck = [r for r in current if r.status.state in FINAL and r.status.state not in wanted]
+        # With `first`, one task that will never get there leaves the others to: only all of them stuck ends it.
+        if stuck and (not first or len(stuck) == len(current)):
+            found = f"{stuck[0].status.state.value} ({stuck[0].status.reason})"
+            raise MuxError(f"task {stuck[0].task.name!r} is {found}: it will not become {target.value}")
         if deadline is not None and time.monotonic() >= deadline:
             states = ", ".join(f"{r.task.name} is {r.status.state.value}" for r in current)
             raise WaitTimeoutError(f"timed out after {timeout:g}s waiting for {target.value}: {states}")

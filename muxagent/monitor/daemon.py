@@ -78,15 +78,6 @@ def ensure_running(ctx: context.Context) -> None:
     ctx.tmux.new_window(session, WINDOW_NAME, ctx.repo.main, argv, env, task="")
 
 
-def queue_prompt(ctx: context.Context, name: str, text: str) -> int:
-    """Queue a prompt for when the agent is next idle; returns its place in the queue."""
-    naming.validate_prompt(text)  # refused now, not found undeliverable later by the monitor
-    context.get_task(ctx, name)
-    position = prompt_queue.enqueue(ctx.store.root, name, text)
-    ensure_running(ctx)
-    return position
-
-
 @dataclass
 class _Seen:
     state: State | None = None

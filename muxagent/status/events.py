@@ -1,7 +1,10 @@
 """Agent hook events on disk: one append-only JSON-lines file per task under `<state dir>/events/`.
 
 Hooks append without any lock (one O_APPEND write per event), so an agent never waits on mux; readers take only
-the tail of the file, and only what came after the latest `spawn` (the agent's current run).
+the tail of the file, and only what came after the latest `spawn` (the agent's current run) from the launch that
+spawn names. Each start of an agent (`new`, `restart`, `restore`) gets its own launch id in its pane's
+environment (`MUX_LAUNCH`), and its hooks stamp every event with it: a late hook of the agent a restart replaced,
+or of an agent someone started by hand in the pane (no id, or another), must not move the task's state.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from pathlib import Path
 from muxagent.model import State
 
 SPAWN = "spawn"
+LAUNCH_ENV = "MUX_LAUNCH"
 # Enough for a few hundred events: classification only needs the latest few.
 TAIL_BYTES = 64 * 1024
 
@@ -25,6 +29,11 @@ class HookEvent:
     name: str
     state: State | None = None
     detail: str = ""
+    launch: str = ""
+
+
+def new_launch() -> str:
+    return os.urandom(8).hex()
 
 
 def events_path(state_dir: Path, task: str) -> Path:
@@ -35,6 +44,8 @@ def append(path: Path, event: HookEvent) -> None:
     record = {"ts": event.ts, "source": event.source, "name": event.name, "detail": event.detail}
     if event.state is not None:
         record["state"] = event.state.value
+    if event.launch:
+        record["launch"] = event.launch
     line = (json.dumps(record, separators=(",", ":")) + "\n").encode()
     try:
         fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
@@ -48,7 +59,8 @@ def append(path: Path, event: HookEvent) -> None:
 
 
 def read_current_run(path: Path) -> list[HookEvent]:
-    """Events since the latest spawn, oldest first by their own timestamps (hooks may land out of order)."""
+    """Events of the current launch since its spawn, oldest first by their own timestamps (hooks may land out of
+    order). A spawn an earlier mux wrote names no launch: the events with none, its agent's, are kept then."""
     try:
         with open(path, "rb") as f:
             size = f.seek(0, os.SEEK_END)
@@ -60,8 +72,15 @@ def read_current_run(path: Path) -> list[HookEvent]:
     found.sort(key=lambda e: e.ts)
     for index in range(len(found) - 1, -1, -1):
         if found[index].name == SPAWN:
-            return found[index:]
+            launch = found[index].launch
+            return [event for event in found[index:] if event.launch == launch]
     return found
+
+
+def current_launch(path: Path) -> str:
+    """The launch id the latest spawn names ("" if none does): what a hook must carry for its event to count."""
+    run = read_current_run(path)
+    return run[0].launch if run and run[0].name == SPAWN else ""
 
 
 def _parse(line: bytes) -> HookEvent | None:
@@ -74,6 +93,7 @@ def _parse(line: bytes) -> HookEvent | None:
             name=str(raw["name"]),
             state=State(state) if state else None,
             detail=str(raw.get("detail", "")),
+            launch=str(raw.get("launch", "")),
         )
     except (ValueError, KeyError, TypeError, AttributeError):
         return None  # a torn or foreign line: skip it, never fail a reader

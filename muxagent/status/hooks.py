@@ -1,7 +1,8 @@
 """The command agents call from their hooks: `python -P -m muxagent _hook SOURCE [PAYLOAD]`.
 
 It runs inside the agent's turn, so it must be quick and can never fail: it imports almost nothing, takes its
-task from `MUX_TASK` and its state dir from `MUX_STATE_DIR` (both set in the task's pane), the event's time from
+task from `MUX_TASK`, its state dir from `MUX_STATE_DIR` and its agent's launch id from `MUX_LAUNCH` (all set
+in the task's pane: events of another launch are recorded but move no state), the event's time from
 `MUX_HOOK_TS` when the agent's side stamped it, appends one event and exits 0 whatever happens (missing state
 dir, malformed or huge payload, unknown task).
 """
@@ -18,9 +19,10 @@ from pathlib import Path
 from typing import Any
 
 from muxagent.model import State
-from muxagent.status.events import HookEvent, append, events_path
+from muxagent.status.events import LAUNCH_ENV, HookEvent, append, events_path
 
 MAX_PAYLOAD = 1 << 20
+MAX_LAUNCH = 64  # mux writes 16 hex digits; anything longer is not one of its ids
 _TASK = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,47}\Z")
 
 _CLAUDE = {
@@ -113,7 +115,9 @@ def main(argv: list[str]) -> int:
             return 0
         source, args = argv[0], argv[1:]
         name, state, detail = interpret(source, _payload(args))
-        append(events_path(Path(state_dir), task), HookEvent(_event_time(), source, name, state, detail))
+        launch = os.environ.get(LAUNCH_ENV, "")[:MAX_LAUNCH]
+        event = HookEvent(_event_time(), source, name, state, detail, launch)
+        append(events_path(Path(state_dir), task), event)
     except Exception:  # a hook must never break or slow the agent
         pass
     return 0
