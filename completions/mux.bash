@@ -61,6 +61,7 @@ _mux() {
                 send) opts='--when-idle --now --timeout --json --help' valued=' --timeout=none ' args='task none' rest='' ;;
                 queue) opts='--cancel --json --help' valued=' --cancel=none ' args='task' rest='' ;;
                 wait) opts='--for --timeout --any --json --help' valued=' --for=choice=idle|waiting|exited|any --timeout=none ' args='' rest='task' ;;
+                inbox) opts='--json --since --follow --help' valued=' --since=none ' args='task' rest='' ;;
                 restart) opts='--all --help' valued=' ' args='task' rest='' ;;
                 peek) opts='-n --lines --json --help' valued=' -n=none --lines=none ' args='task' rest='' ;;
                 diff) opts='--stat --json --help' valued=' ' args='task' rest='' ;;
@@ -105,7 +106,7 @@ _mux() {
         fi
     fi
     if [[ -z $cmd ]]; then
-        COMPREPLY=($(compgen -W 'new ls attach send queue wait restart peek diff rm clean agents doctor guide completion trust init logs status-line next-waiting merge sync restore gc' -- "$cur"))
+        COMPREPLY=($(compgen -W 'new ls attach send queue wait inbox restart peek diff rm clean agents doctor guide completion trust init logs status-line next-waiting merge sync restore gc' -- "$cur"))
         return 0
     fi
     local kinds=($args)

@@ -60,6 +60,7 @@ complete -c mux -n 'not __mux_command' -a attach -d 'Focus the task\'s window (s
 complete -c mux -n 'not __mux_command' -a send -d 'Deliver a prompt to the task\'s agent exactly as written, and wait until the agent took it'
 complete -c mux -n 'not __mux_command' -a queue -d 'List the prompts queued with `mux send --when-idle`, in the order they go out, or cancel one'
 complete -c mux -n 'not __mux_command' -a wait -d 'Block until every named task (with --any: the first of them) is in the state; print those that are'
+complete -c mux -n 'not __mux_command' -a inbox -d 'What the task\'s sub-tasks reached (idle, waiting, exited), oldest first; `*` marks entries not shown before'
 complete -c mux -n 'not __mux_command' -a restart -d 'Relaunch an exited or missing agent in its worktree, resuming its conversation'
 complete -c mux -n 'not __mux_command' -a peek -d 'Print the agent\'s current screen'
 complete -c mux -n 'not __mux_command' -a diff -d 'Show the task\'s changes against its base, committed and uncommitted'
@@ -114,6 +115,12 @@ complete -c mux -n '__mux_using wait' -l any -d 'Return as soon as one of them i
 complete -c mux -n '__mux_using wait' -l json -d 'Print a JSON object'
 complete -c mux -n '__mux_using wait' -l help -d 'Show the help and exit'
 complete -c mux -n '__mux_arg wait ge 0 --for --timeout' -a '(__mux_tasks)'
+
+complete -c mux -n '__mux_using inbox' -l json -d 'Print a JSON array (with --follow, one JSON object a line)'
+complete -c mux -n '__mux_using inbox' -l since -x -d 'Only the entries after this id'
+complete -c mux -n '__mux_using inbox' -l follow -d 'Then print new entries as they come, to Ctrl-C'
+complete -c mux -n '__mux_using inbox' -l help -d 'Show the help and exit'
+complete -c mux -n '__mux_arg inbox eq 0 --since' -a '(__mux_tasks)'
 
 complete -c mux -n '__mux_using restart' -l all -d 'Every exited or missing task'
 complete -c mux -n '__mux_using restart' -l help -d 'Show the help and exit'

@@ -21,6 +21,7 @@ from muxagent.commands import (
     doctor,
     gc,
     guide,
+    inbox,
     interact,
     merge,
     recovery,
@@ -275,6 +276,35 @@ def wait_for(
         return
     for item in result.reached:
         _say(f"{item.task.name}: {item.status.state.value} ({item.status.reason})")
+
+
+@app.command("inbox")
+def read_inbox(
+    name: Annotated[
+        str | None,
+        typer.Argument(metavar="NAME", help="Parent task (default: the one whose pane runs this).", show_default=False),
+    ] = None,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print a JSON array (with --follow, one JSON object a line).")
+    ] = False,
+    since: Annotated[int, typer.Option("--since", help="Only the entries after this id.", min=0, metavar="ID")] = 0,
+    follow: Annotated[bool, typer.Option("--follow", help="Then print new entries as they come, to Ctrl-C.")] = False,
+) -> None:
+    """What the task's sub-tasks reached (idle, waiting, exited), oldest first; `*` marks entries not shown before."""
+    with _repo() as ctx:
+        if not follow:
+            view = inbox.read(ctx, name, since)
+            if as_json:
+                _print_json(view.to_json())
+            else:
+                print(view.text())
+            return
+        try:
+            for view in inbox.follow(ctx, name, since):
+                for line in [json.dumps(row) for row in view.to_json()] if as_json else view.lines():
+                    print(line, flush=True)
+        except KeyboardInterrupt:
+            return  # how --follow ends: exit 0
 
 
 @app.command("restart")

@@ -119,6 +119,8 @@ class TaskReport:
     conflicts: tuple[Mapping[str, object], ...] = ()
     # When the monitor last saw files change in the worktree, if it is running.
     last_change: float | None = None
+    # Entries in the task's inbox (its sub-tasks' states) that no `mux inbox` has shown yet.
+    inbox_unread: int = 0
 
     def to_json(self) -> dict[str, Any]:
         """One row of `mux ls --json` (a contract: shared/DESIGN.md)."""
@@ -145,6 +147,7 @@ class TaskReport:
             "exit_status": st.exit_status if st.state is State.EXITED else None,
             "conflicts": [dict(c) for c in self.conflicts],
             "prompt": task.prompt,
+            "inbox_unread": self.inbox_unread,
         }
 
 

@@ -123,6 +123,11 @@ def _commits_cell(ch: Changes | None) -> str:
     return f"↑{ch.ahead} ↓{ch.behind}"
 
 
+def _unread_mark(item: TaskReport) -> str:
+    """` ✉2` after a parent's name: its sub-tasks' entries that `mux inbox` has not shown yet."""
+    return f" ✉{item.inbox_unread}" if item.inbox_unread else ""
+
+
 def _conflicts_note(item: TaskReport) -> str:
     """`; conflicts: main (2 files), api (1 file)`, or nothing."""
     parts = []
@@ -144,7 +149,7 @@ def table(reports: Sequence[TaskReport], colour: bool) -> str:
         tuple(
             clean_line(cell)  # a REASON quotes a repo's pattern, an agent's hook; a conflict names a branch
             for cell in (
-                _INDENT * depth + item.task.name,  # a sub-task under its parent
+                _INDENT * depth + item.task.name + _unread_mark(item),  # a sub-task under its parent
                 item.task.agent,
                 item.status.state.value,
                 _changes_cell(item.changes),

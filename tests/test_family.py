@@ -118,7 +118,8 @@ def test_ls_shows_each_child_under_its_parent(repo: Path) -> None:
     run_mux("new", "f-top", "-a", "fake", cwd=repo)
 
     lines = run_mux("ls", cwd=repo).stdout.splitlines()
-    assert [line.split("  fake", 1)[0].rstrip() for line in lines[1:]] == [
+    # The NAME cell, without the mark of unread inbox entries (` ✉2`: the children are idle at once).
+    assert [line.split("  fake", 1)[0].split(" ✉", 1)[0].rstrip() for line in lines[1:]] == [
         "a-parent",
         "  c-child",
         "    d-grandchild",
@@ -144,7 +145,9 @@ def family(repo: Path) -> tuple[Path, Path]:
     """A parent task with a committed file and a child of it started from its worktree: (parent, child)."""
     parent = start(repo, "parent")
     commit_file(parent, "shared.txt", "base\n")
-    return parent, child_of(parent, "child")
+    # Told only when it exits, which it does not: a notice makes the parent's agent `working` a moment, and a merge
+    # from outside its pane is refused then.
+    return parent, child_of(parent, "child", "--notify", "exited")
 
 
 def subjects(cwd: Path, *args: str) -> list[str]:
@@ -435,7 +438,7 @@ def test_restore_brings_the_parent_link_back_and_an_orphan_merges_as_today(repo:
     rows = mux_ls(repo)
     assert (rows["child"]["parent"], rows["child"]["base"]) == (None, "mux/parent")
     assert registry(repo)["child"]["parent"] == "parent"
-    assert registry(repo)["child"]["notify"] == ["idle", "exited", "waiting"]
+    assert registry(repo)["child"]["notify"] == ["exited"]
     proc = run_mux("merge", "child", cwd=repo, check=False)  # its base branch went with the parent
     assert proc.returncode == 1
     assert proc.stderr == "mux: 'mux/parent' is not a local branch: merge into a branch with --into BRANCH\n"

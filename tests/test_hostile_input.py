@@ -51,6 +51,7 @@ NAME_COMMANDS = {
     "restore": ("restore", "--", "{}"),
     "restart": ("restart", "--", "{}"),
     "logs": ("logs", "--", "{}"),
+    "inbox": ("inbox", "--", "{}"),
 }
 
 

@@ -14,7 +14,7 @@ from muxagent.commands.context import Context, get_task, load_tasks, settings_or
 from muxagent.errors import MuxError, TmuxError, UnknownTaskError
 from muxagent.git import repository, worktrees
 from muxagent.model import PaneInfo, State, StatusRules, Task, TaskReport, TaskStatus, iso_epoch
-from muxagent.state import monitor_state
+from muxagent.state import inbox, monitor_state
 from muxagent.status import changes, classifier, events, radar
 from muxagent.tmux.client import ScreenCache
 
@@ -116,6 +116,8 @@ def list_reports(ctx: Context, with_changes: bool = True, screens: ScreenCache |
     rules: dict[str, StatusRules] = {}
     watched = monitor_state.read(ctx.store.root)
     last_change = watched.last_change if watched is not None else {}
+    # With the changes, for what `ls` shows: the monitor's tick (without them) reads no inbox file.
+    unread = inbox.unread_counts(ctx.store.root, {task.name: task.created for task in tasks}) if with_changes else {}
     reports = []
     for task in tasks:
         pane = pane_by_task[task.name]
@@ -142,6 +144,7 @@ def list_reports(ctx: Context, with_changes: bool = True, screens: ScreenCache |
                 found.changes if found is not None else None,
                 conflicts.get(task.name, ()),
                 last_change.get(task.name),
+                unread.get(task.name, 0),
             )
         )
     return reports

@@ -4,7 +4,8 @@
 with the tmux server that runs the agents; a file lock makes sure one monitor per repository runs. Each tick it
 takes one batched snapshot of every task, and on a change of state it updates the window name's mark, rings
 the bell and sends a desktop notification when a task starts waiting or goes idle, and delivers prompts queued
-with `mux send --when-idle`. It exits when the repository has no tasks left.
+with `mux send --when-idle`; a sub-task that gets idle, waiting or exited goes into its parent's inbox, and the
+parent's agent is told once it is idle (family.py). It exits when the repository has no tasks left.
 """
 
 from __future__ import annotations
@@ -24,7 +25,8 @@ from muxagent import config, naming, render
 from muxagent.commands import context, interact, recovery, report
 from muxagent.errors import MuxError, StoreError, UnknownTaskError
 from muxagent.git import worktrees
-from muxagent.model import State, TaskReport
+from muxagent.model import State, Task, TaskReport
+from muxagent.monitor.family import Family
 from muxagent.monitor.watch import ChangeWatcher, in_git_dir
 from muxagent.state import files, monitor_state, prompt_queue
 from muxagent.state.monitor_state import MonitorState
@@ -116,18 +118,25 @@ class Monitor:
     last_change: dict[str, float] = field(default_factory=dict)
     written: MonitorState | None = None
     screens: ScreenCache = field(default_factory=ScreenCache)
+    family: Family = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.family = Family.load(self.ctx)
 
     def tick(self) -> int:
         """One look at every task; returns how many tasks there are."""
         reports = report.list_reports(self.ctx, with_changes=False, screens=self.screens)
         if self.watcher is not None:
             self._watch_worktrees(self.watcher, reports)
+        # Before anything is typed: a parent told of its children in this tick hears of all of them at once.
+        self.family.observe(reports)
+        tasks = {item.task.name: item.task for item in reports}
         for item in reports:
             seen = self.seen.setdefault(item.task.name, _Seen())
             if item.status.state is not seen.state:
                 self._transition(item, seen.state)
                 seen.state = item.status.state
-            self._deliver(item, seen)
+            self._type_into(item, seen, tasks)
             self._auto_trust(item, seen)
         for gone in set(self.seen) - {item.task.name for item in reports}:
             del self.seen[gone]
@@ -205,8 +214,9 @@ class Monitor:
         self.ctx.store.journal("auto-trust", name=item.task.name, reason=item.status.reason)
         choose_menu_entry(self.ctx.tmux, item.task.window, profile.trust_choice)
 
-    def _deliver(self, item: TaskReport, seen: _Seen) -> None:
-        if item.status.state is not State.IDLE or not prompt_queue.pending(self.ctx.store.root, item.task.name):
+    def _type_into(self, item: TaskReport, seen: _Seen, tasks: dict[str, Task]) -> None:
+        """Into an idle agent: the next queued prompt, else the notice of its sub-tasks; one of them a turn."""
+        if item.status.state is not State.IDLE:
             return
         # Right after a delivery the agent may still look idle: wait until it has shown output since (activity
         # has one-second resolution) or long enough that a quiet turn has surely been taken.
@@ -214,21 +224,43 @@ class Monitor:
         since = time.time() - seen.delivered_at
         if seen.delivered_at and last <= seen.delivered_at + 1 and since < DELIVERY_GAP:
             return
+        if self._deliver(item) or self._notify_parent(item, tasks):
+            seen.delivered_at = time.time()
+
+    def _deliver(self, item: TaskReport) -> bool:
+        if not prompt_queue.pending(self.ctx.store.root, item.task.name):
+            return False
         text = prompt_queue.pop(self.ctx.store.root, item.task.name)
         if text is None:
-            return
+            return False
         self.ctx.store.journal("deliver", name=item.task.name, chars=len(text))
         try:
             interact.send(self.ctx, item.task.name, text)
         except UnknownTaskError:
-            return
+            return False
         except MuxError as exc:
             # Off the queue but not delivered (a queue file edited by hand, tmux refusing it): the journal keeps
             # the whole text, and this window says so, rather than the monitor dying with the prompt dropped.
             self.ctx.store.journal("undelivered", name=item.task.name, text=text, error=str(exc))
             print(f"mux monitor: could not deliver a queued prompt to {item.task.name}: {exc} (kept in the journal)")
-            return
-        seen.delivered_at = time.time()
+            return False
+        return True
+
+    def _notify_parent(self, item: TaskReport, tasks: dict[str, Task]) -> bool:
+        name = item.task.name
+        notice = self.family.notice(name, tasks)
+        if notice is None:
+            return False
+        try:
+            interact.send(self.ctx, name, notice.text)
+        except MuxError as exc:
+            # Its entries stay in the inbox, untold: the parent hears of them with the next entry that comes.
+            print(f"mux monitor: could not tell {name} of its sub-tasks: {render.clean_line(str(exc))}", flush=True)
+            self.family.told(name, 0)
+            return False
+        self.ctx.store.journal("notice", name=name, upto=notice.upto, chars=len(notice.text))
+        self.family.told(name, notice.upto)
+        return True
 
 
 def run(cwd: Path) -> int:

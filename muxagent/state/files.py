@@ -15,6 +15,8 @@ import threading
 from collections.abc import Iterator
 from pathlib import Path
 
+from muxagent.errors import StoreError
+
 # A state file mux creates is readable by its user only: it may hold prompts, paths and approvals.
 NEW_FILE_MODE = 0o600
 
@@ -90,3 +92,19 @@ def locked(path: Path, *, wait: bool = True) -> Iterator[None]:
         yield
     finally:
         os.close(fd)
+
+
+@contextlib.contextmanager
+def locked_folder(folder: Path, what: str) -> Iterator[Path]:
+    """Hold the lock of a folder of per-task files (its `.lock`; the folder is made if missing) for the block.
+
+    StoreError naming `what` when either cannot be made: a read-only state dir is one line, not a traceback. An
+    OSError raised inside the block is left alone.
+    """
+    with contextlib.ExitStack() as lock:
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            lock.enter_context(locked(folder / ".lock"))
+        except OSError as exc:
+            raise StoreError(f"cannot open {what} in {folder}: {exc.strerror}") from exc
+        yield folder

@@ -13,8 +13,7 @@ import hashlib
 import json
 import secrets
 import time
-from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -36,17 +35,9 @@ def _dir(state_dir: Path) -> Path:
     return state_dir / "queue"
 
 
-@contextmanager
-def _locked(state_dir: Path) -> Iterator[Path]:
-    directory = _dir(state_dir)
-    with ExitStack() as lock:
-        try:
-            directory.mkdir(parents=True, exist_ok=True)
-            lock.enter_context(files.locked(directory / ".lock"))
-        except OSError as exc:
-            # A read-only state dir: `send --when-idle` refuses with one line, nothing queued.
-            raise StoreError(f"cannot open the prompt queue in {directory}: {exc.strerror}") from exc
-        yield directory
+def _locked(state_dir: Path) -> AbstractContextManager[Path]:
+    # A read-only state dir: `send --when-idle` refuses with one line, nothing queued.
+    return files.locked_folder(_dir(state_dir), "the prompt queue")
 
 
 def _legacy_id(text: str, seen: int) -> str:

@@ -46,8 +46,14 @@ def _base_commit(repo: RepoPaths, base: str, tips: Mapping[str, str]) -> str:
     return repository.resolve_commit(repo, base)
 
 
-def read_many(repo: RepoPaths, root: Path, tasks: Sequence[Task], tips: Mapping[str, str]) -> dict[str, Work]:
-    """Task name -> its Work, for the tasks whose worktree and branch git could read, in parallel."""
+def read_many(
+    repo: RepoPaths, root: Path, tasks: Sequence[Task], tips: Mapping[str, str], *, prune: bool = True
+) -> dict[str, Work]:
+    """Task name -> its Work, for the tasks whose worktree and branch git could read, in parallel.
+
+    `tasks` is every task unless `prune` is False: then the cache keeps the entries of the tasks not asked about
+    (the monitor reads the few sub-tasks that just finished, and `mux ls` must not lose the others' line counts).
+    """
     if not tasks:
         return {}
     cache_path = root / CACHE_FILE
@@ -75,6 +81,8 @@ def read_many(repo: RepoPaths, root: Path, tasks: Sequence[Task], tips: Mapping[
         results = dict(zip([t.name for t in tasks], pool.map(one, tasks), strict=True))
     found = {name: result[0] for name, result in results.items() if result is not None}
     entries = {name: result[1] for name, result in results.items() if result is not None}
+    if not prune:
+        entries = {**cached, **entries}
     if entries != cached:  # entries of removed tasks go too
         store.save_cache(cache_path, _CACHE_VERSION, {"tasks": entries})
     return found
