@@ -153,7 +153,7 @@ def install_stand_ins(tmp_path: Path) -> dict[str, str]:
 def test_the_worked_example_runs(repo: Path, tmp_path: Path) -> None:
     env = install_stand_ins(tmp_path)
     steps = of_kind("run")
-    assert len(steps) == 3
+    assert len(steps) == 4
     for step in steps:
         argv = ["bash", "-euo", "pipefail", "-c", step.body]
         proc = subprocess.run(argv, cwd=repo, env=env, capture_output=True, text=True, timeout=300)
@@ -162,6 +162,9 @@ def test_the_worked_example_runs(repo: Path, tmp_path: Path) -> None:
     assert "Keep the email on login errors" in git(repo, "log", "--format=%s")
     assert (repo / "notes" / "login-fix.md").read_text().startswith("the login form loses the email")
     assert (repo / "notes" / "api-docs.md").is_file()
+    # The architect's family came home through the architect's branch.
+    for name in ("architect", "login-tests", "login-docs"):
+        assert (repo / "notes" / f"{name}.md").is_file(), name
     assert list(mux_ls(repo)) == ["cleanup"]
     restored = repo.parent / "proj.worktrees" / "cleanup"
     assert "remove the dead code in utils/" in (restored / "notes" / "cleanup.md").read_text()
