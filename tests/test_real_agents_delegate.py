@@ -134,7 +134,7 @@ def test_codex_delegates_a_sub_task_hears_it_is_done_and_merges_it(
     use_env(monkeypatch, env)
     agents = Path(os.environ["XDG_CONFIG_HOME"]) / "mux" / "agents"
     agents.mkdir(parents=True, exist_ok=True)
-    (agents / "codex.toml").write_text("auto_trust = true\n")
+    write_toml(agents / "codex.toml", {"auto_trust": True})
     stand_in_profile()
     # Codex runs commands in a login shell, whose /etc/profile resets PATH: the model names mux by its path.
     mux = shutil.which("mux")
