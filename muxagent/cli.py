@@ -179,6 +179,7 @@ def ls(
         return
     with _repo() as ctx:
         tasks = report.task_list(ctx)
+        daemon.revive(ctx)
     if as_json:
         _print_json(tasks.to_json())
     else:
@@ -292,6 +293,7 @@ def read_inbox(
 ) -> None:
     """What the task's sub-tasks reached (idle, waiting, exited), oldest first; `*` marks entries not shown before."""
     with _repo() as ctx:
+        daemon.revive(ctx)  # the monitor is what writes the entries
         if not follow:
             view = inbox.read(ctx, name, since)
             if as_json:

@@ -121,6 +121,10 @@ class TaskReport:
     last_change: float | None = None
     # Entries in the task's inbox (its sub-tasks' states) that no `mux inbox` has shown yet.
     inbox_unread: int = 0
+    # When the newest hook event that means a state was written, if it means the state shown (else None). A turn
+    # shorter than a monitor tick leaves the state as the tick before saw it; this moves, so the monitor still tells
+    # a parent of its sub-task's turn (and not of a Codex side thread's event while a dialog is open).
+    hook_ts: float | None = None
 
     def to_json(self) -> dict[str, Any]:
         """One row of `mux ls --json` (a contract: shared/DESIGN.md)."""

@@ -171,7 +171,10 @@ def test_a_child_finishing_while_its_parent_works_is_told_after_the_turn(repo: P
 
 
 @pytest.mark.usefixtures("fake_profile")
-def test_entries_survive_the_monitor_killed_and_the_tmux_server_killed(repo: Path, server: libtmux.Server) -> None:
+@pytest.mark.parametrize("reviver", [("ls",), ("inbox", "boss")])
+def test_entries_survive_the_monitor_killed_and_the_tmux_server_killed(
+    repo: Path, server: libtmux.Server, reviver: tuple[str, ...]
+) -> None:
     new_task(repo, "boss", "-a", "fake")
     start_child(repo, "boss", "kid", "busy 1")
     wait_until(lambda: recorded(repo, "boss") == [("kid", "idle")], timeout=30)
@@ -180,9 +183,9 @@ def test_entries_survive_the_monitor_killed_and_the_tmux_server_killed(repo: Pat
     monitor = monitor_state.read(state_dir(repo))
     assert monitor is not None
     os.kill(monitor.pid, signal.SIGKILL)
-    wait_until(lambda: state(repo, "kid") == "idle", timeout=20)  # finished while no monitor ran
+    run_mux("wait", "kid", "--for", "idle", "--timeout", "20", cwd=repo)  # finished while no monitor ran
     assert recorded(repo, "boss") == [("kid", "idle")]
-    run_mux("new", "other", "-a", "fake", cwd=repo)  # which starts a monitor again
+    run_mux(*reviver, cwd=repo)  # which starts a monitor again
     wait_until(lambda: recorded(repo, "boss") == [("kid", "idle"), ("kid", "idle")], timeout=20)
 
     server.kill()
@@ -193,6 +196,34 @@ def test_entries_survive_the_monitor_killed_and_the_tmux_server_killed(repo: Pat
     assert recorded(repo, "boss") == [("kid", "idle"), ("kid", "idle")]
     shown = json.loads(run_mux("inbox", "boss", "--json", cwd=repo).stdout)
     assert [(e["id"], e["child"], e["state"]) for e in shown] == [(1, "kid", "idle"), (2, "kid", "idle")]
+
+
+def hook_events(repo: Path, task: str, name: str) -> int:
+    path = state_dir(repo) / "events" / f"{task}.jsonl"
+    return sum(json.loads(line)["name"] == name for line in path.read_text().splitlines()) if path.exists() else 0
+
+
+def test_a_turn_shorter_than_a_tick_still_reaches_the_parents_inbox(repo: Path, fake_profile: Path) -> None:
+    """A sub-task idle at one tick and idle again at the next, with a whole turn between them, was never recorded."""
+    profile_with(fake_profile, fake_profile.parent / "fakehook.toml", hooks="claude")  # fires Stop, as Claude does
+    new_task(repo, "boss", "-a", "fake")
+    start_child(repo, "boss", "kid", "write one.txt 1", agent="fakehook")
+    wait_until(lambda: recorded(repo, "boss") == [("kid", "idle")], timeout=30)
+    monitor = monitor_state.read(state_dir(repo))
+    assert monitor is not None
+    os.kill(monitor.pid, signal.SIGTERM)  # the ticks are the test's own from here
+    ctx = recovery.open_and_recover(repo)
+    wait_until(lambda: not daemon.is_running(ctx), timeout=10)
+    watcher = daemon.Monitor(ctx)
+    watcher.tick()
+    assert recorded(repo, "boss") == [("kid", "idle")]
+
+    run_mux("send", "kid", "write two.txt 2", cwd=repo)
+    wait_until(lambda: hook_events(repo, "kid", "Stop") == 2)  # the whole turn, between two ticks
+    watcher.tick()
+    assert recorded(repo, "boss") == [("kid", "idle"), ("kid", "idle")]
+    watcher.tick()  # and only once
+    assert recorded(repo, "boss") == [("kid", "idle"), ("kid", "idle")]
 
 
 def quiet_for(row: dict[str, Any], seconds: float) -> bool:

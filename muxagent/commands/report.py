@@ -130,6 +130,7 @@ def list_reports(ctx: Context, with_changes: bool = True, screens: ScreenCache |
             now=now,
             events=events.read_current_run(events.events_path(ctx.store.root, task.name)),
         )
+        hook = classifier.latest_hook(observation.events)
         settings = settings_or_none(ctx)
         task_status = classifier.classify(observation, _rules_for(task.agent, settings, rules))
         if task.name in pending:
@@ -145,6 +146,7 @@ def list_reports(ctx: Context, with_changes: bool = True, screens: ScreenCache |
                 conflicts.get(task.name, ()),
                 last_change.get(task.name),
                 unread.get(task.name, 0),
+                hook.ts if hook is not None and hook.state is task_status.state else None,
             )
         )
     return reports

@@ -16,7 +16,7 @@ from muxagent import naming, render
 from muxagent.commands.context import Context
 from muxagent.errors import MuxError
 from muxagent.git import repository
-from muxagent.model import State, Task, TaskReport, utc_iso
+from muxagent.model import State, Task, TaskReport, iso_epoch, utc_iso
 from muxagent.state import inbox
 from muxagent.state.inbox import Entry, EntryChanges, Recorded
 from muxagent.status import changes
@@ -76,7 +76,11 @@ class Family:
         if item.task.parent is None or item.status.state not in _FOLLOWED or not _is_name(item.task.parent):
             return False
         known = self._remembered(item.task)
-        return known is None or known.state != item.status.state.value
+        if known is None or known.state != item.status.state.value:
+            return True
+        # The same state as last tick, but a hook event since: a whole turn (prompt, work, Stop) fell between two
+        # ticks, and the parent hears of it as of any other.
+        return item.status.state in INBOX_STATES and _newer(item.hook_ts, known.hook_ts)
 
     def _remembered(self, task: Task) -> Recorded | None:
         assert task.parent is not None
@@ -93,7 +97,11 @@ class Family:
             if entry.child == task.name and entry.time >= task.created
         ]
         if later:
-            known = Recorded(task.parent, task.created, later[-1].state, later[-1].id)
+            # The entry's time, to the second, rounded up: no hook event it was written after counts as newer.
+            seen = iso_epoch(later[-1].time)
+            known = Recorded(
+                task.parent, task.created, later[-1].state, later[-1].id, seen + 1 if seen is not None else None
+            )
             self.recorded[task.name] = known
         return known
 
@@ -126,7 +134,7 @@ class Family:
             entry_id = entry.id
             if state.value in task.notify:
                 self.due[task.parent] = time.monotonic()
-        self.recorded[task.name] = Recorded(task.parent, task.created, state.value, entry_id)
+        self.recorded[task.name] = Recorded(task.parent, task.created, state.value, entry_id, item.hook_ts)
 
     def notice(self, parent: str, tasks: Mapping[str, Task]) -> Notice | None:
         """The notice for the parent's agent, if one is due and has settled; None otherwise."""
@@ -149,6 +157,11 @@ class Family:
         self.due.pop(parent, None)
         if upto:
             inbox.mark_noticed(self.ctx.store.root, parent, upto)
+
+
+def _newer(seen: float | None, remembered: float | None) -> bool:
+    # Unknown on either side (no hooks, or a memory from before they were kept) is no evidence of a turn.
+    return seen is not None and remembered is not None and seen > remembered
 
 
 def _is_name(parent: str) -> bool:

@@ -69,13 +69,14 @@ class Entry:
 
 @dataclass(frozen=True)
 class Recorded:
-    """The monitor's memory of one sub-task: its parent, which incarnation (`created`), its last state, and the id
-    of the last entry it wrote for it (0: none yet)."""
+    """The monitor's memory of one sub-task: its parent, which incarnation (`created`), its last state, the id
+    of the last entry it wrote for it (0: none yet), and the time of the hook event it had seen then (None: none)."""
 
     parent: str
     created: str
     state: str
     entry: int = 0
+    hook_ts: float | None = None
 
 
 def _dir(state_dir: Path) -> Path:
