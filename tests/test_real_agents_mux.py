@@ -33,7 +33,7 @@ def screens_on_failure(short_repo: Path) -> Iterator[None]:
     for item in json.loads(proc.stdout or "[]"):
         print(f"--- {item['name']}: {item['state']} ({item['reason']})")
         for event in hook_events(short_repo, item["name"]):
-            print(f"    {event['ts']:.3f} {event['source']} {event['name']}")
+            print(f"    {event['ts']:.3f} {event['source']} {event['name']} {event.get('session', '')}")
         print(run_mux("peek", item["name"], cwd=short_repo, check=False).stdout)
 
 

@@ -8,8 +8,10 @@ Codex are in tests/test_real_agents_mux.py.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import sqlite3
 import subprocess
 import sys
 import uuid
@@ -139,3 +141,27 @@ def test_a_session_id_that_is_no_id_is_never_put_on_the_command_line(session: st
 )
 def test_the_hook_takes_each_agents_own_session_id(source: str, payload: object, session: str) -> None:
     assert session_of(source, payload) == session
+
+
+def test_an_opencode_session_is_resumed_only_when_its_database_places_it_in_the_worktree(tmp_path: Path) -> None:
+    # The `session` table as OpenCode 1.18.33 keeps it in $XDG_DATA_HOME/opencode/opencode.db (its other columns
+    # left out); a sub-agent's session has a parent.
+    worktree, elsewhere = tmp_path / "wt", tmp_path / "other"
+    database = tmp_path / "data" / "opencode" / "opencode.db"
+    database.parent.mkdir(parents=True)
+    with contextlib.closing(sqlite3.connect(database)) as db, db:
+        db.execute("CREATE TABLE session (id TEXT PRIMARY KEY, directory TEXT NOT NULL, parent_id TEXT)")
+        rows = [
+            ("ses_own", str(worktree), None),
+            ("ses_child", str(worktree), "ses_own"),
+            ("ses_far", str(elsewhere), None),
+        ]
+        db.executemany("INSERT INTO session VALUES (?, ?, ?)", rows)
+    env = {"HOME": str(tmp_path), "XDG_DATA_HOME": str(tmp_path / "data")}
+    fallback = ("--continue",)
+    assert resume("opencode", ["ses_child", "ses_own"], worktree, env, fallback).args == ("--session", "ses_own")
+    refused = resume("opencode", ["ses_far", "ses_own"], worktree, env, fallback)
+    assert (
+        refused.args == fallback
+        and refused.note == f"session ses_far is of {elsewhere}: resuming with `--continue` instead"
+    )

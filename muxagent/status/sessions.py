@@ -7,6 +7,7 @@ of another worktree would put this task's agent into another task's conversation
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 from collections.abc import Mapping
@@ -94,4 +95,21 @@ def _codex_cwd(session: str, env: Mapping[str, str]) -> str | None:
     return None
 
 
-_READERS = {"claude": _claude_cwd, "codex": _codex_cwd}
+def _opencode_cwd(session: str, env: Mapping[str, str]) -> str | None:
+    # `$XDG_DATA_HOME/opencode/opencode.db`, table `session` (`id`, `directory`, `parent_id`), OpenCode 1.18. A
+    # sub-agent's session (one with a parent) reports events too: it is not the conversation to resume.
+    import sqlite3  # only `mux restart` of an OpenCode task reads it
+
+    data_home = Path(env["XDG_DATA_HOME"]) if env.get("XDG_DATA_HOME") else _home(env) / ".local" / "share"
+    database = data_home / "opencode" / "opencode.db"
+    if not database.is_file():
+        return None
+    try:
+        with contextlib.closing(sqlite3.connect(f"{database.as_uri()}?mode=ro", uri=True)) as db:
+            found = db.execute("SELECT directory, parent_id FROM session WHERE id = ?", (session,)).fetchone()
+    except sqlite3.Error:
+        return None
+    return str(found[0]) if found is not None and found[1] is None else None
+
+
+_READERS = {"claude": _claude_cwd, "codex": _codex_cwd, "opencode": _opencode_cwd}
