@@ -30,6 +30,8 @@ _FOLLOWED = INBOX_STATES | {State.WORKING}
 NOTICE_SETTLE = 0.4
 # A reason quoted in a notice is cut here: the notice is a prompt, one short line.
 _MAX_REASON = 80
+# The key of `Family.failing` for the memory file: no task has a name starting with a dot.
+_MEMORY = ".memory"
 
 
 @dataclass(frozen=True)
@@ -46,6 +48,9 @@ class Family:
     due: dict[str, float]
     # Sub-tasks whose memory was checked against their parent's inbox in this monitor's life.
     checked: set[str] = field(default_factory=set)
+    # What failed and was said, by what it was about: a read-only or full state dir filled the monitor's window with
+    # the same line twice a second. Said again only once it changes, forgotten once it works.
+    failing: dict[str, str] = field(default_factory=dict)
 
     @classmethod
     def load(cls, ctx: Context) -> Family:
@@ -65,12 +70,27 @@ class Family:
         finished = [item.task for item in moved if item.status.state in INBOX_STATES]
         counts = self._changes(finished) if finished else {}
         for item in moved:
+            name = item.task.name
             try:
-                self._record(item, counts.get(item.task.name))
+                self._record(item, counts.get(name))
             except MuxError as exc:
                 # Tried again next tick; the other children, and the queued prompts of this tick, go on.
-                print(f"mux monitor: could not record {item.task.name} in its parent's inbox: {exc}", flush=True)
-        inbox.save_recorded(self.ctx.store.root, self.recorded)
+                self._failed(name, f"could not record {name} in its parent's inbox: {exc} (trying again)")
+            else:
+                self.failing.pop(name, None)
+        try:
+            inbox.save_recorded(self.ctx.store.root, self.recorded)
+        except MuxError as exc:
+            # The entries are on disk, and a monitor started later rebuilds its memory from them (`_remembered`):
+            # the tick goes on, window marks and queued prompts with it.
+            self._failed(_MEMORY, f"could not save its memory of sub-tasks: {exc}")
+        else:
+            self.failing.pop(_MEMORY, None)
+
+    def _failed(self, about: str, message: str) -> None:
+        if self.failing.get(about) != message:
+            self.failing[about] = message
+            print(f"mux monitor: {render.clean_line(message)}", flush=True)
 
     def _moved(self, item: TaskReport) -> bool:
         if item.task.parent is None or item.status.state not in _FOLLOWED or not _is_name(item.task.parent):

@@ -13,6 +13,7 @@ starts a new line after it, so a torn line never hides an entry before or after 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 from collections.abc import Mapping
@@ -152,16 +153,31 @@ def append(
             line = b"\n" + line
         try:
             fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, files.NEW_FILE_MODE)
-            try:
-                written = os.write(fd, line)
-                os.fsync(fd)
-            finally:
-                os.close(fd)
         except OSError as exc:
             raise StoreError(f"cannot append to {path}: {exc.strerror}") from exc
-        if written != len(line):
-            raise StoreError(f"short write to {path} (disk full?)")
+        try:
+            _write_line(fd, line, path)
+        except StoreError:
+            # A full disk once took all of the line but its newline: read back, that was a whole entry, and the
+            # monitor's retry wrote it again under the next id. Whatever got written goes: the entry is on disk
+            # whole or not at all (a kill mid-write still tears it, and a torn line is skipped).
+            with contextlib.suppress(OSError):
+                os.ftruncate(fd, len(data))
+            raise
+        finally:
+            os.close(fd)
     return entry
+
+
+def _write_line(fd: int, line: bytes, path: Path) -> None:
+    try:
+        written = os.write(fd, line)
+        if written == len(line):
+            os.fsync(fd)
+    except OSError as exc:
+        raise StoreError(f"cannot append to {path}: {exc.strerror}") from exc
+    if written != len(line):
+        raise StoreError(f"cannot append to {path}: the disk took {written} of {len(line)} bytes (full?)")
 
 
 def _cursor(path: Path) -> int:

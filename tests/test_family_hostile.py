@@ -1,0 +1,181 @@
+"""Sub-tasks under attack: two repositories on one tmux server, a state dir that turns read-only or fills up, a
+worktree path that is not UTF-8, Ctrl-C and SIGKILL inside `mux rm --recursive`, notices bent by a repository's
+config, and what `mux gc` keeps of an inbox."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import libtmux
+import pytest
+from conftest import mux_ls, new_task, run_mux, wait_until, window_task
+from hostile_helpers import read_only
+
+from muxagent.errors import StoreError
+from muxagent.model import utc_iso
+from muxagent.state import inbox
+
+pytestmark = pytest.mark.usefixtures("fake_profile")
+
+
+def state_dir(repo: Path) -> Path:
+    return repo / ".git" / "mux"
+
+
+def recorded(repo: Path, parent: str) -> list[tuple[str, str]]:
+    return [(entry.child, entry.state) for entry in inbox.entries(state_dir(repo), parent)]
+
+
+def screen(repo: Path, name: str) -> str:
+    # Joined: a notice is longer than the pane is wide.
+    return run_mux("peek", name, cwd=repo).stdout.replace("\n", "")
+
+
+def start_child(repo: Path, parent: str, child: str, prompt: str, *args: str) -> None:
+    run_mux("new", child, "-a", "fake", "-p", prompt, "--parent", parent, *args, cwd=repo)
+
+
+def monitor_output(server: libtmux.Server) -> str:
+    """What the repository's monitor printed in its own window (the one window that is no task's)."""
+    found = [
+        "\n".join(window.active_pane.capture_pane(start=-1000))
+        for window in server.windows
+        if not window_task(window) and str(window.session_name).endswith("-monitor") and window.active_pane
+    ]
+    return "\n".join(found)
+
+
+# ------------------------------------------------------------------------------ a state dir that stops taking writes
+
+
+@contextmanager
+def tiny_disk(folder: Path, size_kb: int = 64) -> Iterator[Path]:
+    """A tmpfs of `size_kb` mounted on `folder` (made empty), unmounted afterwards; skips where mounting is refused."""
+    folder.mkdir(parents=True, exist_ok=True)
+    proc = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size_kb}k", "tmpfs", str(folder)], capture_output=True)
+    if proc.returncode != 0:
+        pytest.skip(f"cannot mount a small tmpfs here (needs root and mount rights): {proc.stderr.decode().strip()}")
+    try:
+        yield folder
+    finally:
+        subprocess.run(["umount", "-l", str(folder)], check=True)
+
+
+def fill(folder: Path) -> Path:
+    """Write a file in `folder` until its file system is full; returns it (delete it to make room)."""
+    filler = folder / ".filler"
+    fd = os.open(filler, os.O_WRONLY | os.O_CREAT)
+    try:
+        while os.write(fd, b"\0" * 512):
+            pass
+    except OSError:
+        pass  # ENOSPC: full
+    finally:
+        os.close(fd)
+    return filler
+
+
+def children_memory(repo: Path) -> dict[str, str]:
+    return {name: item.state for name, item in inbox.load_recorded(state_dir(repo)).items()}
+
+
+def boss_and_busy_kid(repo: Path) -> None:
+    """`boss` idle, and its sub-task `kid` working for a few seconds, seen working by the monitor."""
+    new_task(repo, "boss", "-a", "fake")
+    start_child(repo, "boss", "kid", "busy 4")
+    wait_until(lambda: children_memory(repo).get("kid") == "working", timeout=20)
+
+
+def says_once(server: libtmux.Server, words: str) -> str:
+    """The monitor's one line naming `words`, once it printed it; fails if it printed it more than once."""
+    wait_until(lambda: words in monitor_output(server), timeout=20)
+    lines = [line for line in monitor_output(server).splitlines() if words in line]
+    assert len(lines) == 1, lines
+    return lines[0]
+
+
+def test_a_read_only_inbox_holds_the_signal_until_it_is_writable_and_the_monitor_says_so_once(
+    repo: Path, server: libtmux.Server
+) -> None:
+    boss_and_busy_kid(repo)
+    with read_only(state_dir(repo) / "inbox"):
+        wait_until(lambda: mux_ls(repo)["kid"]["state"] == "idle", timeout=20)
+        line = says_once(server, "could not record kid")
+        assert line.startswith("mux monitor: ") and "Traceback" not in monitor_output(server)
+        for _ in range(4):  # more ticks, still one line
+            wait_until(lambda: run_mux("ls", cwd=repo).returncode == 0)
+        says_once(server, "could not record kid")
+        assert run_mux("inbox", "boss", cwd=repo).stdout == "nothing in the inbox of boss\n"
+        assert recorded(repo, "boss") == []
+    wait_until(lambda: recorded(repo, "boss") == [("kid", "idle")], timeout=20)
+    wait_until(lambda: "got: [mux] sub-task kid is idle" in screen(repo, "boss"), timeout=20)
+    assert recorded(repo, "boss") == [("kid", "idle")]  # once, not once per failed tick
+    assert "internal error" not in monitor_output(server)
+
+
+def test_a_full_disk_tears_no_entry_and_the_signal_is_recorded_once_there_is_room(
+    repo: Path, server: libtmux.Server
+) -> None:
+    new_task(repo, "boss", "-a", "fake")
+    with tiny_disk(state_dir(repo) / "inbox") as folder:
+        start_child(repo, "boss", "kid", "busy 4")
+        wait_until(lambda: children_memory(repo).get("kid") == "working", timeout=20)
+        filler = fill(folder)
+        wait_until(lambda: mux_ls(repo)["kid"]["state"] == "idle", timeout=20)
+        says_once(server, "could not record kid")
+        for _ in range(4):  # more ticks, still one line
+            wait_until(lambda: run_mux("ls", cwd=repo).returncode == 0)
+        says_once(server, "could not record kid")
+        assert run_mux("inbox", "boss", cwd=repo).stdout == "nothing in the inbox of boss\n"
+        assert not (folder / "boss.jsonl").exists() or (folder / "boss.jsonl").read_bytes() == b""
+        filler.unlink()
+        wait_until(lambda: recorded(repo, "boss") == [("kid", "idle")], timeout=20)
+        wait_until(lambda: "got: [mux] sub-task kid is idle" in screen(repo, "boss"), timeout=20)
+        assert (folder / "boss.jsonl").read_bytes().count(b"\n") == 1  # one whole line, nothing torn before it
+    assert "internal error" not in monitor_output(server)
+
+
+def test_ls_and_inbox_answer_over_a_read_only_state_dir(repo: Path) -> None:
+    new_task(repo, "boss", "-a", "fake")
+    inbox.append(state_dir(repo), "boss", time=utc_iso(time.time()), child="kid", state="idle", reason="hook: Stop",
+                 exit_status=None, changes=None)  # fmt: skip
+    with read_only(state_dir(repo)):
+        rows = json.loads(run_mux("ls", "--json", cwd=repo).stdout)
+        assert [row["name"] for row in rows] == ["boss"] and rows[0]["inbox_unread"] == 1
+        proc = run_mux("inbox", "boss", cwd=repo, check=False)
+        assert proc.returncode == 0 and "kid idle" in proc.stdout, proc
+        assert len(proc.stderr.splitlines()) == 1 and "cannot" in proc.stderr and "Traceback" not in proc.stderr
+    assert inbox.read_upto(state_dir(repo), "boss") == 0  # still unread: nothing was marked
+
+
+def put(folder: Path, child: str, reason: str = "hook: Stop") -> inbox.Entry:
+    return inbox.append(folder, "boss", time="2026-01-01T00:00:00Z", child=child, state="idle", reason=reason,
+                        exit_status=None, changes=None)  # fmt: skip
+
+
+def test_an_append_the_disk_cut_short_leaves_nothing_that_reads_as_an_entry(tmp_path: Path) -> None:
+    """The write that fills the disk took all of the line but its newline: read back, it was a whole entry, and
+    the monitor's retry wrote it a second time."""
+    scratch = tmp_path / "scratch"
+    put(scratch, "first")
+    line = len((scratch / "inbox" / "boss.jsonl").read_bytes().splitlines(keepends=True)[0])
+    put(scratch, "kid")
+    second = len((scratch / "inbox" / "boss.jsonl").read_bytes().splitlines(keepends=True)[1])
+    root = tmp_path / "state"
+    with tiny_disk(root / "inbox") as folder:
+        # The first line ends where the disk's last free page holds all of the second line but its newline.
+        put(root, "first", reason="x" * (4096 - (second - 1) - line + len("hook: Stop")))
+        assert (folder / "boss.jsonl").stat().st_size == 4096 - (second - 1)
+        filler = fill(folder)
+        with pytest.raises(StoreError):
+            put(root, "kid")
+        assert [entry.child for entry in inbox.entries(root, "boss")] == ["first"]
+        filler.unlink()
+        put(root, "kid")  # the monitor trying again
+        assert [(entry.id, entry.child) for entry in inbox.entries(root, "boss")] == [(1, "first"), (2, "kid")]
