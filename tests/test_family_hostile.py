@@ -4,9 +4,11 @@ config, and what `mux gc` keeps of an inbox."""
 
 from __future__ import annotations
 
+import ast
 import json
 import os
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -14,11 +16,14 @@ from pathlib import Path
 
 import libtmux
 import pytest
-from conftest import mux_ls, new_task, run_mux, wait_until, window_task
+from conftest import git, mux_ls, new_task, profile_with, run_mux, wait_until, window_task, write_toml
 from hostile_helpers import read_only
+from test_inbox import RECORDER
 
+from muxagent import naming
 from muxagent.errors import StoreError
 from muxagent.model import utc_iso
+from muxagent.monitor import family
 from muxagent.state import inbox
 
 pytestmark = pytest.mark.usefixtures("fake_profile")
@@ -179,3 +184,49 @@ def test_an_append_the_disk_cut_short_leaves_nothing_that_reads_as_an_entry(tmp_
         filler.unlink()
         put(root, "kid")  # the monitor trying again
         assert [(entry.id, entry.child) for entry in inbox.entries(root, "boss")] == [(1, "first"), (2, "kid")]
+
+
+# ------------------------------------------------------------------------------------------ notices bent out of shape
+
+LONGEST_NAME = "a" * 40 + "-limit.x"  # 48 characters, the most a task name may have
+
+
+def test_a_repo_pattern_and_a_name_at_the_limit_make_one_short_plain_notice(
+    repo: Path, tmp_path: Path, fake_profile: Path
+) -> None:
+    """A `.mux.toml` (read untrusted: screen patterns are no code) picks the waiting reason, `screen: PATTERN`:
+    huge, with a newline, an OSC 52, a CSI and a Unicode line break in it."""
+    script, received = tmp_path / "recorder.py", tmp_path / "received.log"
+    script.write_text(RECORDER)
+    profile_with(
+        fake_profile, fake_profile.parent / "recorder.toml", command=[sys.executable, str(script), str(received)]
+    )
+    bent = "(?:\n|\x1b]52;c;aGk=\x07|\x1b\\[2J|\u2028|" + "[" + "x" * 5000 + "])?\\(y/n\\)\\s*\\Z"
+    write_toml(repo / ".mux.toml", {"agents": {"fake": {"status": {"waiting": [bent]}}}})
+    git(repo, "add", ".mux.toml")
+    git(repo, "commit", "-q", "-m", "a hostile config")
+    new_task(repo, "boss", "-a", "recorder")
+    start_child(repo, "boss", LONGEST_NAME, "ask")
+    wait_until(lambda: received.exists() and received.read_text(), timeout=30)
+    wait_until(lambda: inbox.noticed_upto(state_dir(repo), "boss") == 1)
+    [line] = received.read_text().splitlines()  # one Enter: nothing submitted early
+    notice = ast.literal_eval(line)
+    assert notice.startswith(f"[mux] sub-task {LONGEST_NAME} is waiting (screen: (?: |")
+    assert notice.endswith(f"Answer: mux send {LONGEST_NAME} TEXT. All: mux inbox")
+    assert len(notice) <= 400 and notice.isprintable(), notice
+
+
+def test_a_notice_of_many_sub_tasks_or_of_a_hand_edited_inbox_stays_one_short_plain_line() -> None:
+    reason = "screen: \u2028\x1b]52;c;aGk=\x07" + "x" * 3000 + "\n\r\x9b31m"
+    many = [
+        inbox.Entry(n, "2026-01-01T00:00:00Z", f"{LONGEST_NAME[:-2]}{n:02d}", "waiting", reason, None, None)
+        for n in range(12)
+    ]
+    text = family.notice_text(many)
+    assert text.startswith(f"[mux] 12 sub-tasks: {many[0].child} is waiting (screen:  xxx")
+    assert "; and " in text and text.endswith(" more. Review: mux diff NAME. Merge: mux merge NAME. All: mux inbox")
+    assert len(text) <= 400 and text.isprintable(), text
+    # A name and a reason no mux wrote: far too long, and not UTF-8 (`mux send` refused it: never told).
+    edited = inbox.Entry(1, "2026-01-01T00:00:00Z", "x" * 900 + "\udcff", "idle", "\udcfe", None, None)
+    text = family.notice_text([edited])
+    assert len(text) <= 400 and text.isprintable() and naming.validate_prompt(text) == text

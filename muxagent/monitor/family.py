@@ -8,6 +8,7 @@ only for a sub-task whose state changed: a quiet tick reads nothing, from git, t
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -30,6 +31,9 @@ _FOLLOWED = INBOX_STATES | {State.WORKING}
 NOTICE_SETTLE = 0.4
 # A reason quoted in a notice is cut here: the notice is a prompt, one short line.
 _MAX_REASON = 80
+# A notice at most: one with a sub-task's name at the length limit and a reason cut to _MAX_REASON fits.
+_MAX_NOTICE = 400
+_UNICODE_BREAKS = re.compile("[\u2028\u2029]")
 # The key of `Family.failing` for the memory file: no task has a name starting with a dot.
 _MEMORY = ".memory"
 
@@ -213,7 +217,8 @@ def _what(entry: Entry) -> str:
 
 
 def notice_text(entries: Sequence[Entry]) -> str:
-    """One plain line for the parent's agent: what its sub-tasks reached, and the commands that follow."""
+    """One plain line for the parent's agent, at most _MAX_NOTICE characters: what its sub-tasks reached, and the
+    commands that follow."""
     if len(entries) == 1:
         entry = entries[0]
         name = entry.child
@@ -223,7 +228,31 @@ def notice_text(entries: Sequence[Entry]) -> str:
             then = f"Review: mux diff {name}. Merge: mux merge {name}"
         line = f"[mux] sub-task {name} {_what(entry)}: {entry.changes_summary()}. {then}. All: mux inbox"
     else:
-        parts = "; ".join(f"{e.child} {_what(e)}: {e.changes_summary()}" for e in entries)
-        line = f"[mux] {len(entries)} sub-tasks: {parts}. Review: mux diff NAME. Merge: mux merge NAME. All: mux inbox"
-    # Names are task names and reasons were cleaned when recorded; an inbox edited by hand is cleaned here too.
-    return render.clean_line(line)
+        line = _coalesced(entries)
+    return _plain(line)
+
+
+def _coalesced(entries: Sequence[Entry]) -> str:
+    """`[mux] 3 sub-tasks: a is idle: ...; b ...`, with as many of them as fit (`and 9 more`): twelve sub-tasks with
+    long names, waiting with long reasons, made a notice of 2,200 characters."""
+    head, tail = f"[mux] {len(entries)} sub-tasks: ", ". Review: mux diff NAME. Merge: mux merge NAME. All: mux inbox"
+    parts = [f"{e.child} {_what(e)}: {e.changes_summary()}" for e in entries]
+    shown = len(parts)
+    while shown > 1 and len(head + _listed(parts, shown) + tail) > _MAX_NOTICE:
+        shown -= 1
+    return head + _listed(parts, shown) + tail
+
+
+def _listed(parts: Sequence[str], shown: int) -> str:
+    more = len(parts) - shown
+    return "; ".join([*parts[:shown], *([f"and {more} more"] if more else [])])
+
+
+def _plain(line: str) -> str:
+    """The notice as the parent's agent may take it: typed as a prompt, one line that submits once, at Enter.
+
+    Names are task names and reasons were cleaned when recorded; an inbox edited by hand is cleaned here too, and
+    what clean_line leaves is made plain: Unicode's own line breaks (an editor or a TUI may break the prompt there),
+    a lone surrogate (not UTF-8: `mux send` refuses it, and the notice was then never told), and any length."""
+    text = _UNICODE_BREAKS.sub(" ", render.clean_line(line)).encode("utf-8", "replace").decode("utf-8")
+    return text if len(text) <= _MAX_NOTICE else text[: _MAX_NOTICE - 1] + "…"
