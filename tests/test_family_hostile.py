@@ -12,6 +12,7 @@ import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
 
 import libtmux
@@ -25,6 +26,7 @@ from muxagent.errors import StoreError
 from muxagent.model import utc_iso
 from muxagent.monitor import family
 from muxagent.state import inbox
+from muxagent.state.store import Store
 
 pytestmark = pytest.mark.usefixtures("fake_profile")
 
@@ -159,9 +161,11 @@ def test_ls_and_inbox_answer_over_a_read_only_state_dir(repo: Path) -> None:
     assert inbox.read_upto(state_dir(repo), "boss") == 0  # still unread: nothing was marked
 
 
-def put(folder: Path, child: str, reason: str = "hook: Stop") -> inbox.Entry:
-    return inbox.append(folder, "boss", time="2026-01-01T00:00:00Z", child=child, state="idle", reason=reason,
-                        exit_status=None, changes=None)  # fmt: skip
+def put(folder: Path, child: str, reason: str = "hook: Stop", parent: str = "boss") -> inbox.Entry:
+    return inbox.append(
+        folder, parent, time="2026-01-01T00:00:00Z", child=child, state="idle", reason=reason, exit_status=None,
+        changes=None,
+    )  # fmt: skip
 
 
 def test_an_append_the_disk_cut_short_leaves_nothing_that_reads_as_an_entry(tmp_path: Path) -> None:
@@ -230,3 +234,52 @@ def test_a_notice_of_many_sub_tasks_or_of_a_hand_edited_inbox_stays_one_short_pl
     edited = inbox.Entry(1, "2026-01-01T00:00:00Z", "x" * 900 + "\udcff", "idle", "\udcfe", None, None)
     text = family.notice_text([edited])
     assert len(text) <= 400 and text.isprintable() and naming.validate_prompt(text) == text
+
+
+# ------------------------------------------------------------------------------------------------- gc of inboxes
+
+
+def inbox_files(repo: Path) -> list[str]:
+    folder = state_dir(repo) / "inbox"
+    return sorted(path.name for path in folder.iterdir() if not path.name.startswith(".")) if folder.is_dir() else []
+
+
+def test_gc_keeps_the_inbox_of_a_restorable_parent_and_drops_those_gone_for_good(repo: Path) -> None:
+    new_task(repo, "boss", "-a", "fake")
+    start_child(repo, "boss", "kid", "write out.txt hi")
+    wait_until(lambda: recorded(repo, "boss") == [("kid", "idle")], timeout=30)
+    wait_until(lambda: inbox.noticed_upto(state_dir(repo), "boss") == 1, timeout=20)
+    run_mux("inbox", "boss", cwd=repo)  # its read cursor too
+    put(state_dir(repo), "a", parent="ghost")  # a parent no task or recovery ref will ever bring back
+    put(state_dir(repo), "orphan", parent="ghost-kid-parent")  # no task, but a restored sub-task reports to it
+    run_mux("new", "orphan", "-a", "fake", cwd=repo)
+    with Store(state_dir(repo)).transaction() as registry:
+        orphan = registry.get("orphan")
+        assert orphan is not None
+        registry.replace(replace(orphan, parent="ghost-kid-parent"))
+    run_mux("rm", "boss", "--recursive", "--force", cwd=repo)
+    assert inbox_files(repo) == ["boss.jsonl", "boss.noticed", "boss.read", "ghost-kid-parent.jsonl", "ghost.jsonl"]
+
+    assert run_mux("gc", "--older-than", "30", "--dry-run", cwd=repo).stdout == "would drop the inbox of ghost\n"
+    assert "ghost.jsonl" in inbox_files(repo)
+    assert run_mux("gc", "--older-than", "30", cwd=repo).stdout == "dropped the inbox of ghost\n"
+    assert inbox_files(repo) == ["boss.jsonl", "boss.noticed", "boss.read", "ghost-kid-parent.jsonl"]
+
+    run_mux("restore", "boss", cwd=repo)  # its recovery ref kept its inbox: the sub-task's report is there
+    [entry] = json.loads(run_mux("inbox", "boss", "--json", cwd=repo).stdout)
+    assert (entry["child"], entry["state"], entry["unread"]) == ("kid", "idle", False)
+    run_mux("rm", "boss", "--force", cwd=repo)
+    out = run_mux("gc", "--older-than", "0", cwd=repo).stdout.splitlines()
+    assert out[-1] == "dropped the inbox of boss" and all(line.startswith("dropped refs/mux/") for line in out[:-1])
+    assert inbox_files(repo) == ["ghost-kid-parent.jsonl"]
+    assert "kid" not in inbox.load_recorded(state_dir(repo))  # nor the monitor's memory of its sub-task
+
+
+def test_gc_over_a_read_only_inbox_still_answers_and_drops_nothing_it_cannot(repo: Path) -> None:
+    put(state_dir(repo), "a", parent="ghost")
+    with read_only(state_dir(repo) / "inbox"):
+        proc = run_mux("gc", "--older-than", "30", cwd=repo)
+    assert proc.stdout == "no recovery ref is older than 30 days\n"
+    assert proc.stderr.startswith("mux: cannot open the inbox in ") and proc.stderr.endswith(": no inbox was dropped\n")
+    assert inbox_files(repo) == ["ghost.jsonl"]
+    assert run_mux("gc", "--older-than", "30", cwd=repo).stdout == "dropped the inbox of ghost\n"

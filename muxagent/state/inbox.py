@@ -16,7 +16,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from contextlib import AbstractContextManager
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -27,6 +27,8 @@ from muxagent.state import files
 from muxagent.state.store import dumps
 
 _CHILDREN = ".children.json"
+# The files of one parent's inbox: the entries and the two cursors.
+_SUFFIXES = (".jsonl", ".read", ".noticed")
 _CHILDREN_VERSION = 1
 _CHANGE_KEYS = ("files", "added", "removed", "ahead")
 
@@ -261,3 +263,28 @@ def save_recorded(state_dir: Path, recorded: Mapping[str, Recorded]) -> None:
         files.atomic_write(path, dumps(doc).encode())
     except OSError as exc:
         raise StoreError(f"cannot write {path}: {exc.strerror}") from exc
+
+
+def forget(state_dir: Path, keep: Iterable[str], *, dry_run: bool = False) -> list[str]:
+    """Drop the inbox and cursors of every parent not in `keep`, and the monitor's memory of every sub-task not in
+    it; returns the parents whose inbox went (or, with `dry_run`, would go), sorted. Which names to keep is the
+    caller's rule (`mux gc`); under the inbox lock, so no append is lost between the look and the unlink."""
+    kept = set(keep)
+    folder = _dir(state_dir)
+    if not folder.is_dir():
+        return []
+    with _locked(state_dir):
+        owned = {
+            path: parent
+            for path in folder.iterdir()
+            for suffix in _SUFFIXES
+            if path.name.endswith(suffix) and not path.name.startswith(".")
+            if (parent := path.name.removesuffix(suffix)) not in kept
+        }
+        if not dry_run:
+            for path in owned:
+                path.unlink(missing_ok=True)
+            recorded = load_recorded(state_dir)
+            if any(child not in kept for child in recorded):
+                save_recorded(state_dir, {child: item for child, item in recorded.items() if child in kept})
+    return sorted({parent for path, parent in owned.items() if path.name.endswith(".jsonl")})
