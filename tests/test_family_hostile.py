@@ -7,6 +7,7 @@ from __future__ import annotations
 import ast
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -283,3 +284,114 @@ def test_gc_over_a_read_only_inbox_still_answers_and_drops_nothing_it_cannot(rep
     assert proc.stderr.startswith("mux: cannot open the inbox in ") and proc.stderr.endswith(": no inbox was dropped\n")
     assert inbox_files(repo) == ["ghost.jsonl"]
     assert run_mux("gc", "--older-than", "30", cwd=repo).stdout == "dropped the inbox of ghost\n"
+
+
+# ------------------------------------------------------------------------- Ctrl-C and SIGKILL in `rm --recursive`
+
+MEMBERS = ("grandchild", "child", "parent")  # the order `rm --recursive parent` removes them in
+
+
+def checked_out(repo: Path, name: str) -> Path:
+    return Path(wait_until(lambda: (row := mux_ls(repo)[name])["reason"] != "checking out" and row)["worktree"])
+
+
+def three_generations_with_work(repo: Path) -> dict[str, Path]:
+    """parent -> child -> grandchild, each with an untracked file that exists nowhere else; name -> worktree."""
+    worktrees = {"parent": new_task(repo, "parent", "-a", "fake")}
+    for name, above in (("child", "parent"), ("grandchild", "child")):
+        run_mux("new", name, "-a", "fake", "--parent", above, "--notify", "none", cwd=repo)
+        worktrees[name] = checked_out(repo, name)
+    for name, worktree in worktrees.items():
+        (worktree / f"{name}.txt").write_text(f"only copy of {name}'s work\n")
+    return worktrees
+
+
+def saved_work(repo: Path, name: str) -> str | None:
+    """The work file in the newest recovery ref of `name`, or None when it has none."""
+    refs = git(repo, "for-each-ref", "--sort=refname", "--format=%(refname)", f"refs/mux/recovery/{name}/").split()
+    if not refs:
+        return None
+    return subprocess.run(["git", "show", f"{refs[-1]}:{name}.txt"], cwd=repo, capture_output=True, text=True).stdout
+
+
+def assert_each_intact_or_removed_with_its_work_saved(repo: Path, worktrees: dict[str, Path]) -> None:
+    rows = mux_ls(repo)  # the next mux finishes or rolls back what was cut short
+    branches = git(repo, "branch", "--format=%(refname:short)").split()
+    for name in MEMBERS:
+        work = f"only copy of {name}'s work\n"
+        if name in rows:
+            assert worktrees[name].is_dir() and (worktrees[name] / f"{name}.txt").read_text() == work, name
+            assert f"mux/{name}" in branches and rows[name]["state"] != "missing", (name, rows[name]["reason"])
+        else:
+            assert not worktrees[name].exists() and f"mux/{name}" not in branches, name
+            assert saved_work(repo, name) == work, name
+    # A family stays whole: no member is left while the one it reports to is gone.
+    for name in rows:
+        parent = rows[name]["parent"]
+        assert parent is None or parent in rows, rows
+
+
+def finish_and_check_nothing_lost(repo: Path, worktrees: dict[str, Path]) -> None:
+    assert_each_intact_or_removed_with_its_work_saved(repo, worktrees)
+    if "parent" in mux_ls(repo):
+        run_mux("rm", "parent", "--recursive", "--force", cwd=repo)  # run again: it finishes
+    assert mux_ls(repo) == {} and not any(path.exists() for path in worktrees.values())
+    for name in MEMBERS:
+        assert saved_work(repo, name) == f"only copy of {name}'s work\n", name
+    assert git(repo, "worktree", "list", "--porcelain").count("worktree ") == 1
+
+
+@pytest.mark.parametrize(
+    "step",
+    ["rm:while-checking", "rm:after-recovery-ref", "rm:after-window", "rm:after-worktree", "rm:after-branch",
+     "rm:after-record", "rm-recursive:after-member"],
+)  # fmt: skip
+def test_rm_recursive_killed_at_each_step_loses_nothing_and_runs_again(
+    repo: Path, monkeypatch: pytest.MonkeyPatch, step: str
+) -> None:
+    worktrees = three_generations_with_work(repo)
+    with monkeypatch.context() as crashing:
+        crashing.setenv("MUX_CRASH_AT", step)
+        proc = run_mux("rm", "parent", "--recursive", "--force", cwd=repo, check=False)
+    assert proc.returncode == 99, proc  # killed there, as by SIGKILL or a power cut
+    finish_and_check_nothing_lost(repo, worktrees)
+
+
+def interrupting_git(bin_dir: Path, words: str, member: str, armed: Path) -> None:
+    """`git` first on PATH: the first call for `member` (in its worktree, or naming its branch, ref or worktree)
+    whose arguments hold `words`, while `armed` exists, is hit by Ctrl-C, which reaches mux and the git it started
+    (that git dies doing nothing); every other call runs the real git."""
+    bin_dir.mkdir()
+    real = shutil.which("git")
+    (bin_dir / "git").write_text(
+        "#!/bin/sh\n"
+        f'case " $* $PWD " in *" {words} "*"/{member}"[/\\ ]*)\n'
+        f'  if rm "{armed}" 2>/dev/null; then kill -INT $PPID; exit 130; fi;;\n'
+        "esac\n"
+        f'exec "{real}" "$@"\n'
+    )
+    (bin_dir / "git").chmod(0o755)
+
+
+@pytest.mark.parametrize(
+    ("member", "words"),
+    [("child", "ls-files"), ("child", "commit-tree"), ("child", "worktree remove"), ("child", "branch -D"),
+     ("parent", "update-ref")],
+)  # fmt: skip
+def test_ctrl_c_in_rm_recursive_loses_nothing_says_what_went_and_runs_again(
+    repo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, member: str, words: str
+) -> None:
+    worktrees = three_generations_with_work(repo)
+    armed = tmp_path / "armed"
+    interrupting_git(tmp_path / "bin", words, member, armed)
+    armed.touch()
+    with monkeypatch.context() as interrupting:
+        interrupting.setenv("PATH", f"{tmp_path / 'bin'}{os.pathsep}{os.environ['PATH']}")
+        proc = run_mux("rm", "parent", "--recursive", "--force", cwd=repo, check=False)
+    assert not armed.exists(), "no such git call"
+    assert proc.returncode == 130 and "Traceback" not in proc.stderr, proc
+    assert proc.stderr.splitlines()[-1] == "mux: interrupted"
+    before = MEMBERS[: MEMBERS.index(member)]
+    for name in before:  # each member removed before Ctrl-C is named, with its way back
+        assert f"mux: removed {name} before that (restore with `mux restore {name} --at " in proc.stderr, proc.stderr
+    finish_and_check_nothing_lost(repo, worktrees)
