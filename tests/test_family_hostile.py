@@ -18,8 +18,8 @@ from pathlib import Path
 
 import libtmux
 import pytest
-from conftest import git, mux_ls, new_task, profile_with, run_mux, wait_until, window_task, write_toml
-from hostile_helpers import read_only
+from conftest import git, make_repo, mux_ls, new_task, profile_with, run_mux, wait_until, window_task, write_toml
+from hostile_helpers import read_only, run_raw
 from test_inbox import RECORDER
 
 from muxagent import naming
@@ -395,3 +395,74 @@ def test_ctrl_c_in_rm_recursive_loses_nothing_says_what_went_and_runs_again(
     for name in before:  # each member removed before Ctrl-C is named, with its way back
         assert f"mux: removed {name} before that (restore with `mux restore {name} --at " in proc.stderr, proc.stderr
     finish_and_check_nothing_lost(repo, worktrees)
+
+
+# ------------------------------------------------------------------------------- two repositories, one tmux server
+
+
+def own_part(repo: Path) -> tuple[object, ...]:
+    """What another repository's commands must leave alone: refs, worktrees, rows (with their windows), inboxes."""
+    rows = {name: (row["worktree"], row["window"], row["parent"]) for name, row in mux_ls(repo).items()}
+    folder = state_dir(repo) / "inbox"
+    inboxes = {path.name: path.read_bytes() for path in folder.iterdir() if path.suffix in (".jsonl", ".read")}
+    return git(repo, "for-each-ref"), git(repo, "worktree", "list", "--porcelain"), rows, inboxes
+
+
+def test_two_repositories_with_the_same_task_names_keep_their_families_apart(tmp_path: Path) -> None:
+    first, second = make_repo(tmp_path / "one" / "proj"), make_repo(tmp_path / "two" / "proj")  # same basename
+    for repo, prompt in ((first, "write a.txt from one"), (second, "commit b.txt from two")):
+        new_task(repo, "boss", "-a", "fake")
+        start_child(repo, "boss", "kid", prompt)
+    told = {
+        first: "got: [mux] sub-task kid is idle: +1 -0 in 1 file, 0 commits ahead.",
+        second: "got: [mux] sub-task kid is idle: +1 -0 in 1 file, 1 commit ahead.",
+    }
+    for repo, notice in told.items():
+        wait_until(lambda: recorded(repo, "boss") == [("kid", "idle")], timeout=30)  # noqa: B023
+        wait_until(lambda: notice in screen(repo, "boss"), timeout=30)  # noqa: B023
+    for repo in told:
+        wait_until(lambda: inbox.noticed_upto(state_dir(repo), "boss") == 1)  # noqa: B023
+        # Its own child's notice, once: not the other's.
+        assert screen(repo, "boss").count("got: [mux]") == 1, screen(repo, "boss")
+        rows = mux_ls(repo)
+        assert {name: row["parent"] for name, row in rows.items()} == {"boss": None, "kid": "boss"}
+        assert all(Path(row["worktree"]).is_relative_to(repo.parent) for row in rows.values())
+        [entry] = json.loads(run_mux("inbox", "boss", "--json", cwd=repo).stdout)
+        assert entry["changes"]["ahead"] == (0 if repo == first else 1)
+    untouched = own_part(second)
+
+    run_mux("rm", "boss", "--recursive", "--force", cwd=first)
+
+    assert mux_ls(first) == {} and own_part(second) == untouched
+    assert (Path(mux_ls(second)["kid"]["worktree"]) / "b.txt").exists()
+
+
+# ------------------------------------------------------------------------------------ a path that is not UTF-8
+
+
+def raw(*args: str, cwd: Path) -> str:
+    """`mux ARGS` whose output holds a path that is not UTF-8 (printed as its bytes); its stdout, checked."""
+    proc = run_raw(*args, cwd=cwd)
+    assert proc.returncode == 0 and proc.stderr == "", proc
+    return proc.stdout
+
+
+def test_a_family_under_a_folder_whose_name_is_not_utf8_reports_and_merges(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    repo = make_repo(tmp_path / os.fsdecode(b"caf\xe9-\xff") / "proj")  # latin-1 bytes, as an old archive has
+    raw("new", "boss", "-a", "fake", cwd=repo)
+    parent = checked_out(repo, "boss")
+    raw("new", "kid", "-a", "fake", "-p", "commit k.txt from the kid", cwd=parent)  # from inside the parent
+    wait_until(lambda: recorded(repo, "boss") == [("kid", "idle")], timeout=30)
+    notice = "got: [mux] sub-task kid is idle: +1 -0 in 1 file, 1 commit ahead."
+    wait_until(lambda: notice in raw("peek", "boss", cwd=repo).replace("\n", ""), timeout=20)
+    rows = mux_ls(repo)
+    assert rows["kid"]["parent"] == "boss" and Path(rows["kid"]["worktree"]).parent == parent.parent
+    [line] = raw("inbox", "boss", cwd=parent).splitlines()
+    assert line.startswith("* #1 ") and " kid idle: +1 -0 in 1 file, 1 commit ahead (screen: " in line, line
+    wait_until(lambda: mux_ls(repo)["boss"]["state"] == "idle", timeout=20)
+    monkeypatch.setenv("MUX_TASK", "boss")  # the parent's agent merges its sub-task
+    raw("merge", "kid", cwd=parent)
+    assert (parent / "k.txt").read_text() == "from the kid\n" and "kid" not in mux_ls(repo)
+    assert git(parent, "status", "--porcelain") == ""
