@@ -8,7 +8,8 @@ with a dot are no task's, so none of these files can be a task's inbox.
 
 Appends take the inbox lock, so two writers never give out one id, and are fsynced: a signal is on disk once the
 monitor goes on. A line torn by a crash (SIGKILL mid-write, a power cut) is skipped on reading, and the next append
-starts a new line after it, so a torn line never hides an entry before or after it.
+starts a new line after it, so a torn line never hides an entry before or after it. An append the disk refused
+part of (full) is cut back off, so a retry never writes one entry twice. `forget` drops what `mux gc` says is gone.
 """
 
 from __future__ import annotations
