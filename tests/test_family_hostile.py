@@ -23,6 +23,7 @@ from hostile_helpers import read_only, run_raw
 from test_inbox import RECORDER
 
 from muxagent import naming
+from muxagent.commands import recovery
 from muxagent.errors import StoreError
 from muxagent.model import utc_iso
 from muxagent.monitor import family
@@ -466,3 +467,18 @@ def test_a_family_under_a_folder_whose_name_is_not_utf8_reports_and_merges(
     raw("merge", "kid", cwd=parent)
     assert (parent / "k.txt").read_text() == "from the kid\n" and "kid" not in mux_ls(repo)
     assert git(parent, "status", "--porcelain") == ""
+
+
+def test_a_notice_cursor_that_cannot_move_ends_no_tick(repo: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The notice was typed, then its cursor met a read-only inbox: the error ended the monitor's tick there, before
+    the other tasks' queued prompts, every time."""
+    new_task(repo, "boss", "-a", "fake")
+    put(state_dir(repo), "kid")
+    told = family.Family(recovery.open_and_recover(repo), {}, {})
+    with read_only(state_dir(repo) / "inbox"):
+        told.told("boss", 1)
+        told.told("boss", 1)
+    [line] = capsys.readouterr().out.splitlines()
+    assert line.startswith("mux monitor: could not note that boss was told: cannot open the inbox in ")
+    told.told("boss", 1)
+    assert inbox.noticed_upto(state_dir(repo), "boss") == 1

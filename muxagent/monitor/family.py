@@ -34,7 +34,8 @@ _MAX_REASON = 80
 # A notice at most: one with a sub-task's name at the length limit and a reason cut to _MAX_REASON fits.
 _MAX_NOTICE = 400
 _UNICODE_BREAKS = re.compile("[\u2028\u2029]")
-# The key of `Family.failing` for the memory file: no task has a name starting with a dot.
+# The key of `Family.failing` for the memory file: no task has a name starting with a dot (nor a `/`, as the keys
+# of the notice cursors have).
 _MEMORY = ".memory"
 
 
@@ -171,8 +172,16 @@ class Family:
     def told(self, parent: str, upto: int) -> None:
         """The parent's agent has been told of its entries up to `upto` (or, after a failure, will be by the next)."""
         self.due.pop(parent, None)
-        if upto:
+        if not upto:
+            return
+        try:
             inbox.mark_noticed(self.ctx.store.root, parent, upto)
+        except MuxError as exc:
+            # The notice was typed: a cursor that cannot move (a read-only state dir) at worst tells these entries
+            # again with the next one, rather than ending the tick before the other tasks' queued prompts.
+            self._failed(f"{parent}/noticed", f"could not note that {parent} was told: {exc}")
+        else:
+            self.failing.pop(f"{parent}/noticed", None)
 
 
 def _is_name(parent: str) -> bool:
