@@ -1,12 +1,13 @@
-"""`mux gc`: old recovery refs dropped, the only way they go."""
+"""`mux gc`: old recovery refs dropped, the only way they go, and with them the inboxes of tasks gone for good."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from muxagent.commands.context import Context
-from muxagent.errors import UsageError
+from muxagent.commands.context import Context, load_tasks
+from muxagent.errors import StoreError, UsageError
 from muxagent.git import recovery_refs
+from muxagent.state import inbox, intents
 
 STAMP_FORMAT = "%Y%m%dT%H%M%SZ"
 # `mux gc --older-than` at most: a century, far older than any recovery ref, and a date that always exists.
@@ -14,7 +15,8 @@ MAX_GC_DAYS = 36525
 
 
 def gc(ctx: Context, older_than_days: float, dry_run: bool = False) -> list[str]:
-    """Drop recovery refs older than the given age (by the UTC time in their name): the only way they go."""
+    """Drop recovery refs older than the given age (by the UTC time in their name): the only way they go. Then the
+    inboxes of tasks gone for good (see `_inboxes_to_keep`). Returns what went: refs, and `the inbox of NAME`."""
     # nan passed `< 0` and then failed in timedelta, inf and 1e10 overflowed it: all tracebacks.
     if not 0 <= older_than_days <= MAX_GC_DAYS:
         raise UsageError(f"--older-than must be a number of days from 0 to {MAX_GC_DAYS}")
@@ -35,4 +37,24 @@ def gc(ctx: Context, older_than_days: float, dry_run: bool = False) -> list[str]
             recovery_refs.delete_recovery_ref(ctx.repo, ref, commit)
             ctx.store.journal("gc", ref=ref, commit=commit)
         dropped.append(ref)
-    return dropped
+    try:
+        forgotten = inbox.forget(ctx.store.root, _inboxes_to_keep(ctx, set(dropped)), dry_run=dry_run)
+    except StoreError as exc:
+        # A read-only state dir: the refs went (git's own files), the inboxes wait for the next gc.
+        ctx.notes.append(f"{exc}: no inbox was dropped")
+        forgotten = []
+    for name in [] if dry_run else forgotten:
+        ctx.store.journal("gc-inbox", name=name)
+    return dropped + [f"the inbox of {name}" for name in forgotten]
+
+
+def _inboxes_to_keep(ctx: Context, dropped: set[str]) -> set[str]:
+    """The names whose inbox stays: a task's; the parent a task still names (a restored sub-task reports to it
+    before it is back); one a command in progress is about (a `mux restore`); and one a recovery ref that stays
+    can bring back, so that `mux restore PARENT` finds what its sub-tasks reported. An inbox goes with the last way
+    to restore its task: kept, an inbox of a name no task will have again grew forever; dropped at `mux rm`, a
+    restored parent had lost its sub-tasks' history."""
+    tasks = load_tasks(ctx)
+    named = {task.name for task in tasks} | {task.parent for task in tasks if task.parent}
+    restorable = {ref.split("/")[3] for ref, _ in recovery_refs.list_recovery_refs(ctx.repo) if ref not in dropped}
+    return named | restorable | intents.names(ctx.store.root)

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 from muxagent import render
 from muxagent.commands.context import Context, get_task
-from muxagent.errors import UsageError
+from muxagent.errors import StoreError, UsageError
 from muxagent.model import Task
 from muxagent.state import inbox
 from muxagent.state.inbox import Entry
@@ -63,7 +63,14 @@ def _read(ctx: Context, parent: Task, since: int) -> InboxView:
     # Entries from before the task was created were left by a removed task of the same name: kept, not shown.
     found = tuple(inbox.entries(root, parent.name, since=since, from_time=parent.created))
     if found:
-        inbox.mark_read(root, parent.name, found[-1].id)
+        try:
+            inbox.mark_read(root, parent.name, found[-1].id)
+        except StoreError as exc:
+            # A read-only or full state dir: the entries are shown all the same and stay unread, with one line
+            # saying why (it refused to show them at all, the moment they were wanted most).
+            note = f"{exc}: the entries shown stay unread"
+            if note not in ctx.notes:
+                ctx.notes.append(note)
     return InboxView(parent.name, found, before)
 
 

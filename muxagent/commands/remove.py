@@ -76,8 +76,10 @@ def remove_family(ctx: Context, name: str, force: bool = False) -> list[Removal]
     try:
         for task in family:
             done.append(remove(ctx, task.name, force=force))
-    except MuxError:
-        # A member changed since the check (its agent wrote a file): the ones removed before it are said so.
+            intents.crash_point("rm-recursive:after-member")
+    except (MuxError, KeyboardInterrupt):
+        # A member changed since the check (its agent wrote a file), or Ctrl-C: the ones removed before are said
+        # so, with how to bring them back (after Ctrl-C only `interrupted` was said, whatever had gone).
         for removal in done:
             ctx.notes.append(f"removed {removal.task.name} before that" + _hint_note(removal))
         raise

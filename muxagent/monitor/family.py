@@ -8,6 +8,7 @@ only for a sub-task whose state changed: a quiet tick reads nothing, from git, t
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -30,6 +31,12 @@ _FOLLOWED = INBOX_STATES | {State.WORKING}
 NOTICE_SETTLE = 0.4
 # A reason quoted in a notice is cut here: the notice is a prompt, one short line.
 _MAX_REASON = 80
+# A notice at most: one with a sub-task's name at the length limit and a reason cut to _MAX_REASON fits.
+_MAX_NOTICE = 400
+_UNICODE_BREAKS = re.compile("[\u2028\u2029]")
+# The key of `Family.failing` for the memory file: no task has a name starting with a dot (nor a `/`, as the keys
+# of the notice cursors have).
+_MEMORY = ".memory"
 
 
 @dataclass(frozen=True)
@@ -46,6 +53,9 @@ class Family:
     due: dict[str, float]
     # Sub-tasks whose memory was checked against their parent's inbox in this monitor's life.
     checked: set[str] = field(default_factory=set)
+    # What failed and was said, by what it was about: a read-only or full state dir filled the monitor's window with
+    # the same line twice a second. Said again only once it changes, forgotten once it works.
+    failing: dict[str, str] = field(default_factory=dict)
 
     @classmethod
     def load(cls, ctx: Context) -> Family:
@@ -65,12 +75,27 @@ class Family:
         finished = [item.task for item in moved if item.status.state in INBOX_STATES]
         counts = self._changes(finished) if finished else {}
         for item in moved:
+            name = item.task.name
             try:
-                self._record(item, counts.get(item.task.name))
+                self._record(item, counts.get(name))
             except MuxError as exc:
                 # Tried again next tick; the other children, and the queued prompts of this tick, go on.
-                print(f"mux monitor: could not record {item.task.name} in its parent's inbox: {exc}", flush=True)
-        inbox.save_recorded(self.ctx.store.root, self.recorded)
+                self._failed(name, f"could not record {name} in its parent's inbox: {exc} (trying again)")
+            else:
+                self.failing.pop(name, None)
+        try:
+            inbox.save_recorded(self.ctx.store.root, self.recorded)
+        except MuxError as exc:
+            # The entries are on disk, and a monitor started later rebuilds its memory from them (`_remembered`):
+            # the tick goes on, window marks and queued prompts with it.
+            self._failed(_MEMORY, f"could not save its memory of sub-tasks: {exc}")
+        else:
+            self.failing.pop(_MEMORY, None)
+
+    def _failed(self, about: str, message: str) -> None:
+        if self.failing.get(about) != message:
+            self.failing[about] = message
+            print(f"mux monitor: {render.clean_line(message)}", flush=True)
 
     def _moved(self, item: TaskReport) -> bool:
         if item.task.parent is None or item.status.state not in _FOLLOWED or not _is_name(item.task.parent):
@@ -155,8 +180,16 @@ class Family:
     def told(self, parent: str, upto: int) -> None:
         """The parent's agent has been told of its entries up to `upto` (or, after a failure, will be by the next)."""
         self.due.pop(parent, None)
-        if upto:
+        if not upto:
+            return
+        try:
             inbox.mark_noticed(self.ctx.store.root, parent, upto)
+        except MuxError as exc:
+            # The notice was typed: a cursor that cannot move (a read-only state dir) at worst tells these entries
+            # again with the next one, rather than ending the tick before the other tasks' queued prompts.
+            self._failed(f"{parent}/noticed", f"could not note that {parent} was told: {exc}")
+        else:
+            self.failing.pop(f"{parent}/noticed", None)
 
 
 def _newer(seen: float | None, remembered: float | None) -> bool:
@@ -206,7 +239,8 @@ def _what(entry: Entry) -> str:
 
 
 def notice_text(entries: Sequence[Entry]) -> str:
-    """One plain line for the parent's agent: what its sub-tasks reached, and the commands that follow."""
+    """One plain line for the parent's agent, at most _MAX_NOTICE characters: what its sub-tasks reached, and the
+    commands that follow."""
     if len(entries) == 1:
         entry = entries[0]
         name = entry.child
@@ -216,7 +250,31 @@ def notice_text(entries: Sequence[Entry]) -> str:
             then = f"Review: mux diff {name}. Merge: mux merge {name}"
         line = f"[mux] sub-task {name} {_what(entry)}: {entry.changes_summary()}. {then}. All: mux inbox"
     else:
-        parts = "; ".join(f"{e.child} {_what(e)}: {e.changes_summary()}" for e in entries)
-        line = f"[mux] {len(entries)} sub-tasks: {parts}. Review: mux diff NAME. Merge: mux merge NAME. All: mux inbox"
-    # Names are task names and reasons were cleaned when recorded; an inbox edited by hand is cleaned here too.
-    return render.clean_line(line)
+        line = _coalesced(entries)
+    return _plain(line)
+
+
+def _coalesced(entries: Sequence[Entry]) -> str:
+    """`[mux] 3 sub-tasks: a is idle: ...; b ...`, with as many of them as fit (`and 9 more`): twelve sub-tasks with
+    long names, waiting with long reasons, made a notice of 2,200 characters."""
+    head, tail = f"[mux] {len(entries)} sub-tasks: ", ". Review: mux diff NAME. Merge: mux merge NAME. All: mux inbox"
+    parts = [f"{e.child} {_what(e)}: {e.changes_summary()}" for e in entries]
+    shown = len(parts)
+    while shown > 1 and len(head + _listed(parts, shown) + tail) > _MAX_NOTICE:
+        shown -= 1
+    return head + _listed(parts, shown) + tail
+
+
+def _listed(parts: Sequence[str], shown: int) -> str:
+    more = len(parts) - shown
+    return "; ".join([*parts[:shown], *([f"and {more} more"] if more else [])])
+
+
+def _plain(line: str) -> str:
+    """The notice as the parent's agent may take it: typed as a prompt, one line that submits once, at Enter.
+
+    Names are task names and reasons were cleaned when recorded; an inbox edited by hand is cleaned here too, and
+    what clean_line leaves is made plain: Unicode's own line breaks (an editor or a TUI may break the prompt there),
+    a lone surrogate (not UTF-8: `mux send` refuses it, and the notice was then never told), and any length."""
+    text = _UNICODE_BREAKS.sub(" ", render.clean_line(line)).encode("utf-8", "replace").decode("utf-8")
+    return text if len(text) <= _MAX_NOTICE else text[: _MAX_NOTICE - 1] + "…"

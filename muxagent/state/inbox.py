@@ -8,14 +8,16 @@ with a dot are no task's, so none of these files can be a task's inbox.
 
 Appends take the inbox lock, so two writers never give out one id, and are fsynced: a signal is on disk once the
 monitor goes on. A line torn by a crash (SIGKILL mid-write, a power cut) is skipped on reading, and the next append
-starts a new line after it, so a torn line never hides an entry before or after it.
+starts a new line after it, so a torn line never hides an entry before or after it. An append the disk refused
+part of (full) is cut back off, so a retry never writes one entry twice. `forget` drops what `mux gc` says is gone.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from contextlib import AbstractContextManager
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -26,6 +28,8 @@ from muxagent.state import files
 from muxagent.state.store import dumps
 
 _CHILDREN = ".children.json"
+# The files of one parent's inbox: the entries and the two cursors.
+_SUFFIXES = (".jsonl", ".read", ".noticed")
 _CHILDREN_VERSION = 1
 _CHANGE_KEYS = ("files", "added", "removed", "ahead")
 
@@ -153,16 +157,31 @@ def append(
             line = b"\n" + line
         try:
             fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, files.NEW_FILE_MODE)
-            try:
-                written = os.write(fd, line)
-                os.fsync(fd)
-            finally:
-                os.close(fd)
         except OSError as exc:
             raise StoreError(f"cannot append to {path}: {exc.strerror}") from exc
-        if written != len(line):
-            raise StoreError(f"short write to {path} (disk full?)")
+        try:
+            _write_line(fd, line, path)
+        except StoreError:
+            # A full disk once took all of the line but its newline: read back, that was a whole entry, and the
+            # monitor's retry wrote it again under the next id. Whatever got written goes: the entry is on disk
+            # whole or not at all (a kill mid-write still tears it, and a torn line is skipped).
+            with contextlib.suppress(OSError):
+                os.ftruncate(fd, len(data))
+            raise
+        finally:
+            os.close(fd)
     return entry
+
+
+def _write_line(fd: int, line: bytes, path: Path) -> None:
+    try:
+        written = os.write(fd, line)
+        if written == len(line):
+            os.fsync(fd)
+    except OSError as exc:
+        raise StoreError(f"cannot append to {path}: {exc.strerror}") from exc
+    if written != len(line):
+        raise StoreError(f"cannot append to {path}: the disk took {written} of {len(line)} bytes (full?)")
 
 
 def _cursor(path: Path) -> int:
@@ -246,3 +265,28 @@ def save_recorded(state_dir: Path, recorded: Mapping[str, Recorded]) -> None:
         files.atomic_write(path, dumps(doc).encode())
     except OSError as exc:
         raise StoreError(f"cannot write {path}: {exc.strerror}") from exc
+
+
+def forget(state_dir: Path, keep: Iterable[str], *, dry_run: bool = False) -> list[str]:
+    """Drop the inbox and cursors of every parent not in `keep`, and the monitor's memory of every sub-task not in
+    it; returns the parents whose inbox went (or, with `dry_run`, would go), sorted. Which names to keep is the
+    caller's rule (`mux gc`); under the inbox lock, so no append is lost between the look and the unlink."""
+    kept = set(keep)
+    folder = _dir(state_dir)
+    if not folder.is_dir():
+        return []
+    with _locked(state_dir):
+        owned = {
+            path: parent
+            for path in folder.iterdir()
+            for suffix in _SUFFIXES
+            if path.name.endswith(suffix) and not path.name.startswith(".")
+            if (parent := path.name.removesuffix(suffix)) not in kept
+        }
+        if not dry_run:
+            for path in owned:
+                path.unlink(missing_ok=True)
+            recorded = load_recorded(state_dir)
+            if any(child not in kept for child in recorded):
+                save_recorded(state_dir, {child: item for child, item in recorded.items() if child in kept})
+    return sorted({parent for path, parent in owned.items() if path.name.endswith(".jsonl")})
