@@ -49,6 +49,19 @@ def test_hook_events_decide_the_state_and_say_so(repo: Path, hooked_profile: str
     wait_until(lambda: mux_ls(repo)["h"]["reason"] == "hook: Stop")
 
 
+def test_a_turn_ended_without_a_hook_stays_idle_while_its_prompt_redraws(repo: Path, hooked_profile: str) -> None:
+    """As Claude Code after Esc: no Stop, an idle prompt that keeps redrawing; the old hook must not come back."""
+    run_mux("new", "i", "-a", hooked_profile, "-p", "interrupted 30", cwd=repo)
+    wait_until(lambda: mux_ls(repo)["i"]["state"] == "idle", timeout=20)
+    start = time.monotonic()
+    seen = set()
+    while time.monotonic() - start < 6:
+        row = mux_ls(repo)["i"]
+        seen.add((row["state"], row["reason"].partition(" (hook")[0]))
+        time.sleep(0.25)
+    assert seen == {("idle", r"screen: fake>\s*\Z")}
+
+
 def test_wait_returns_when_idle_and_times_out_with_exit_4(repo: Path) -> None:
     run_mux("new", "w", "-a", "fake", "-p", "busy 3", cwd=repo)
     wait_until(lambda: state(repo, "w") == "working")
