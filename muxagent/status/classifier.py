@@ -6,20 +6,21 @@ the pane printed something.
 
 The rule for conflicting evidence (a hook says one thing, the screen another):
 - A hook decides until the screen contradicts it. No state flips back and forth on unchanged evidence: each test
-  below depends on the hook's age, the screen's markers and whether the pane printed since the hook, so the
-  same screen gives the same state however often it redraws.
+  below depends on the hook's age, the screen's markers and whether the pane printed since the hook, so a
+  screen showing one of the profile's markers gives the same state however often it redraws (only a screen
+  with no marker at all is judged by how recently it printed).
 - working (UserPromptSubmit, PreToolUse, ...): holds while the screen shows a busy marker, and for a gate of
   `idle_after` seconds after the event (the agent may not have drawn its busy screen yet). Past the gate, a screen
   without a busy marker decides: idle on the idle prompt, reason `screen: ... (hook UserPromptSubmit 12s old)`.
   The same old event never takes the state back; only a busy marker or a newer event does. (A profile without
   busy markers can only tell by quiet: then the hook holds until the pane is quiet for `idle_after`.)
-- waiting (PermissionRequest, ...): holds until the question is off the screen and the pane printed since; then
-  the screen decides (a permission granted: the busy marker, working; denied: the idle prompt).
+- waiting (PermissionRequest, ...): holds until the question is off the screen and the busy marker shows or the
+  pane printed since; then the screen decides (a permission granted: working; denied: the idle prompt).
 - idle (Stop, StopFailure, ...): holds until a busy marker shows with output since (a turn started without a hook).
 - A question on screen beats a working or idle hook: a dialog shows before its hook arrives and outlives a
   Stop that raced it.
-So a turn that ends with no hook (Esc or Ctrl-C in Claude Code, a crashed tool) is idle within `idle_after`
-of its last event, and a failed request ends in idle through StopFailure or the idle prompt.
+So a turn that ends with no hook (Esc or Ctrl-C in Claude Code, a model server gone) is idle within
+`idle_after` of its last event, and a failed request ends in idle through StopFailure or the idle prompt.
 """
 
 from __future__ import annotations
