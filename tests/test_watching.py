@@ -82,7 +82,7 @@ def test_wait_for_idle_on_an_exited_task_fails_at_once(repo: Path) -> None:
 
 
 def test_queued_prompts_are_delivered_in_order_exactly_once(repo: Path) -> None:
-    run_mux("new", "q", "-a", "fake", "-p", "busy 3", cwd=repo)
+    run_mux("new", "q", "-a", "fake", "-p", "busy 8", cwd=repo)  # outlasts the two sends below on a loaded machine
     worktree = repo.parent / "proj.worktrees" / "q"
     wait_until(lambda: state(repo, "q") == "working")
     assert "#1" in run_mux("send", "q", "--when-idle", "write first.txt one", cwd=repo).stderr
