@@ -58,7 +58,9 @@ def interpret(source: str, payload: Any) -> tuple[str, State | None, str]:
             kind = str(payload.get("notification_type", ""))
             return (f"Notification:{kind}", _CLAUDE_NOTIFICATIONS.get(kind), "")
         if name == "PostToolUseFailure" and payload.get("is_interrupt") is True:
-            return (f"{name}:interrupt", State.IDLE, "")  # Esc while a tool ran ends the turn, with no Stop
+            # The turn was interrupted, and no Stop follows. (2.1.330 sends none for Esc in a running Bash tool:
+            # the screen rule ends that turn.)
+            return (f"{name}:interrupt", State.IDLE, "")
         error = payload.get("error")
         if name == "StopFailure" and isinstance(error, str) and _CLAUDE_ERROR.match(error):
             return (f"{name}:{error}", State.IDLE, "")  # the reason says why the turn failed
