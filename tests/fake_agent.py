@@ -6,6 +6,8 @@ Commands it understands (one per line):
   commit PATH TEXT  the same, then commit PATH on the current branch
   ask               ask a yes/no question and wait for the answer
   busy SECONDS      print a line every 0.1 s for that long
+  interrupted SECONDS  a turn cut short, as Esc does in Claude Code: no Stop hook, then the prompt redrawn every
+                    0.5 s for that long
   exit CODE         exit with that status
 anything else is echoed back as "got: ..." (so tests can check text arrives verbatim).
   resume ID         switch to the conversation ID, as Claude Code's /resume does
@@ -125,10 +127,24 @@ def handle(line: str) -> None:
         print(f"got: {line}")
 
 
+def interrupted(seconds: float) -> None:
+    print("working... 1")
+    print("Interrupted")
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        sys.stdout.write("\rfake> ")
+        sys.stdout.flush()
+        time.sleep(0.5)
+
+
 def turn(line: str) -> None:
     fire("UserPromptSubmit")
     if HOOKS:  # a conversation is kept the way Claude Code keeps it, for the Claude-like profiles
         remember(line)
+    word, _, rest = line.partition(" ")
+    if word == "interrupted":
+        interrupted(float(rest or "1"))
+        return
     handle(line)
     fire("Stop")
 

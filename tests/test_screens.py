@@ -13,6 +13,7 @@ import pytest
 from muxagent.config import load_profile
 from muxagent.model import PaneInfo, State
 from muxagent.status.classifier import Observation, classify
+from muxagent.status.events import HookEvent
 
 SCREENS = Path(__file__).parent / "fixtures" / "screens"
 NOW = 1_000_000.0
@@ -45,3 +46,14 @@ def test_shipped_profile_classifies_the_real_screen(fixture: Path) -> None:
     assert result.state is EXPECTED[kind], result.reason
     if kind == "trust":
         assert result.reason.startswith("trust dialog: ")
+
+
+@pytest.mark.parametrize("agent", ["claude", "codex"])
+def test_an_interrupted_turn_is_idle_though_its_last_hook_said_working(agent: str) -> None:
+    """Esc ends the turn with no hook: the idle prompt on the real screen, redrawn just now, outweighs the old one."""
+    pane = PaneInfo("%1", "@1", "s", False, None, NOW, agent, "t")
+    screen = (SCREENS / f"{agent}-idle-interrupted.txt").read_text()
+    events = [HookEvent(NOW - 10, agent, "UserPromptSubmit", State.WORKING)]
+    result = classify(Observation(pane, screen, True, True, NOW - 300, NOW, events), load_profile(agent).status)
+    assert result.state is State.IDLE, result.reason
+    assert result.reason.endswith("(hook UserPromptSubmit 10s old)")

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from muxagent.model import PaneInfo, State, StatusRules
 from muxagent.status.classifier import Observation, classify
 from muxagent.status.events import HookEvent
+from muxagent.status.hooks import interpret
 
 RULES = StatusRules(
     idle_after=3.0,
@@ -128,7 +129,7 @@ def test_working_hook_does_not_stick_when_the_turn_died_without_a_hook() -> None
     died = classify(
         observe("API Error: connection refused\n? for shortcuts", pane(activity=NOW - 30), events=events), RULES
     )
-    assert (died.state, died.reason) == (State.IDLE, r"screen: \? for shortcuts")
+    assert (died.state, died.reason) == (State.IDLE, r"screen: \? for shortcuts (hook PreToolUse 30s old)")
 
 
 def test_codex_title_thread_completion_does_not_hide_its_open_approval() -> None:
@@ -153,3 +154,85 @@ def test_trust_and_login_screens_are_waiting_and_say_so() -> None:
     assert (trust.state, trust.reason) == (State.WAITING, r"trust dialog: Trust this folder\?")
     login = classify(observe("Sign in with ChatGPT\nPress enter to continue"), rules)
     assert (login.state, login.reason) == (State.WAITING, "login: Sign in with ChatGPT")
+
+
+CLAUDE_IDLE = (
+    "● Let me think\n  ⎿  Interrupted · What should Claude do instead?\n❯\n  ⏸ manual mode on · ? for shortcuts"
+)
+
+
+def test_an_interrupted_turn_is_idle_however_often_its_screen_redraws() -> None:
+    """Claude Code fires no hook when Esc ends its turn, and its idle screen redraws now and then: each redraw
+    once brought the old UserPromptSubmit back (working, idle, working... for as long as one watched)."""
+    events = [hook(NOW - 12, State.WORKING, "UserPromptSubmit")]
+    for redrawn in (NOW, NOW - 1, NOW - 2, NOW - 5):
+        result = classify(observe(CLAUDE_IDLE, pane(activity=redrawn), events=events), RULES)
+        assert (result.state, result.reason) == (
+            State.IDLE,
+            r"screen: \? for shortcuts (hook UserPromptSubmit 12s old)",
+        )
+
+
+def test_a_fresh_working_hook_holds_until_the_agent_draws_its_busy_screen() -> None:
+    events = [hook(NOW - 1, State.WORKING, "UserPromptSubmit")]
+    result = classify(observe(CLAUDE_IDLE, pane(activity=NOW), events=events), RULES)
+    assert (result.state, result.reason) == (State.WORKING, "hook: UserPromptSubmit")
+    gate_passed = classify(observe(CLAUDE_IDLE, pane(activity=NOW), events=[hook(NOW - 3, State.WORKING)]), RULES)
+    assert gate_passed.state is State.IDLE
+
+
+def test_an_old_working_hook_holds_while_the_busy_marker_shows() -> None:
+    events = [hook(NOW - 300, State.WORKING, "PreToolUse")]
+    result = classify(
+        observe("● Bash(sleep 300)\n✽ Waiting… (esc to interrupt)", pane(activity=NOW), events=events), RULES
+    )
+    assert (result.state, result.reason) == (State.WORKING, "hook: PreToolUse")
+
+
+def test_without_markers_an_old_working_hook_gives_way_to_pane_activity() -> None:
+    events = [hook(NOW - 30, State.WORKING, "PreToolUse")]
+    printing = classify(observe("compiling...", pane(activity=NOW), events=events), RULES)
+    assert (printing.state, printing.reason) == (State.WORKING, "pane output 0s ago (hook PreToolUse 30s old)")
+    quiet = classify(observe("compiling...", pane(activity=NOW - 5), events=events), RULES)
+    assert quiet.state is State.IDLE
+    # A profile with no busy marker cannot tell a redraw from work: its hook holds until the pane is quiet.
+    bare = StatusRules(idle_after=3.0)
+    assert classify(observe("compiling...", pane(activity=NOW), events=events), bare).reason == "hook: PreToolUse"
+    assert classify(observe("compiling...", pane(activity=NOW - 5), events=events), bare).state is State.IDLE
+
+
+def test_unchanged_evidence_never_flips_the_state() -> None:
+    """A watcher sampling at 4 Hz for 20 s after an interrupt, the idle screen redrawn every 2.5 s: one state."""
+    start = NOW - 20
+    events = [hook(start - 8, State.WORKING, "UserPromptSubmit")]
+    seen = []
+    for tick in range(80):
+        now = start + tick / 4
+        activity = float(int(start + 2.5 * int((now - start) / 2.5)))  # whole seconds, as tmux reports them
+        obs = Observation(pane(activity=activity), CLAUDE_IDLE, True, True, start - 100, now, events)
+        seen.append(classify(obs, RULES).state)
+    assert set(seen) == {State.IDLE}
+
+
+def test_turns_that_fail_or_are_interrupted_map_to_idle() -> None:
+    assert interpret("claude", {"hook_event_name": "StopFailure", "error": "rate_limit"}) == (
+        "StopFailure:rate_limit",
+        State.IDLE,
+        "",
+    )
+    assert interpret("claude", {"hook_event_name": "StopFailure", "error": "\x1b[2J"})[:2] == (
+        "StopFailure",
+        State.IDLE,
+    )
+    interrupted = {"hook_event_name": "PostToolUseFailure", "is_interrupt": True, "error": "Interrupted"}
+    assert interpret("claude", interrupted) == ("PostToolUseFailure:interrupt", State.IDLE, "")
+    failed = {"hook_event_name": "PostToolUseFailure", "is_interrupt": False, "error": "exit 1"}
+    assert interpret("claude", failed)[:2] == ("PostToolUseFailure", State.WORKING)  # the model gets the error
+    assert interpret("claude", {"hook_event_name": "PermissionDenied"})[:2] == ("PermissionDenied", State.WORKING)
+
+
+def test_a_granted_permission_is_working_as_soon_as_the_busy_screen_shows() -> None:
+    """Without waiting for tmux's one-second activity clock to pass the hook (it cost up to 2 s)."""
+    events = [hook(NOW - 0.5, State.WAITING, "PermissionRequest")]
+    result = classify(observe("● Bash(make)\n✽ Running… (esc to interrupt)", pane(activity=NOW), events=events), RULES)
+    assert (result.state, result.reason) == (State.WORKING, "screen: esc to interrupt")

@@ -49,6 +49,19 @@ def test_hook_events_decide_the_state_and_say_so(repo: Path, hooked_profile: str
     wait_until(lambda: mux_ls(repo)["h"]["reason"] == "hook: Stop")
 
 
+def test_a_turn_ended_without_a_hook_stays_idle_while_its_prompt_redraws(repo: Path, hooked_profile: str) -> None:
+    """As Claude Code after Esc: no Stop, an idle prompt that keeps redrawing; the old hook must not come back."""
+    run_mux("new", "i", "-a", hooked_profile, "-p", "interrupted 30", cwd=repo)
+    wait_until(lambda: mux_ls(repo)["i"]["state"] == "idle", timeout=20)
+    start = time.monotonic()
+    seen = set()
+    while time.monotonic() - start < 6:
+        row = mux_ls(repo)["i"]
+        seen.add((row["state"], row["reason"].partition(" (hook")[0]))
+        time.sleep(0.25)
+    assert seen == {("idle", r"screen: fake>\s*\Z")}
+
+
 def test_wait_returns_when_idle_and_times_out_with_exit_4(repo: Path) -> None:
     run_mux("new", "w", "-a", "fake", "-p", "busy 3", cwd=repo)
     wait_until(lambda: state(repo, "w") == "working")
@@ -69,7 +82,7 @@ def test_wait_for_idle_on_an_exited_task_fails_at_once(repo: Path) -> None:
 
 
 def test_queued_prompts_are_delivered_in_order_exactly_once(repo: Path) -> None:
-    run_mux("new", "q", "-a", "fake", "-p", "busy 3", cwd=repo)
+    run_mux("new", "q", "-a", "fake", "-p", "busy 8", cwd=repo)  # outlasts the two sends below on a loaded machine
     worktree = repo.parent / "proj.worktrees" / "q"
     wait_until(lambda: state(repo, "q") == "working")
     assert "#1" in run_mux("send", "q", "--when-idle", "write first.txt one", cwd=repo).stderr

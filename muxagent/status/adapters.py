@@ -19,10 +19,10 @@ from muxagent.errors import StoreError
 from muxagent.state import files
 
 _CLAUDE_EVENTS = (
-    "SessionStart", "UserPromptSubmit", "PreToolUse", "PostToolUse", "PermissionRequest", "Notification",
-    "Stop", "StopFailure", "SessionEnd",
+    "SessionStart", "UserPromptSubmit", "PreToolUse", "PostToolUse", "PostToolUseFailure", "PermissionRequest",
+    "PermissionDenied", "Notification", "Stop", "StopFailure", "SessionEnd",
 )  # fmt: skip
-_TOOL_EVENTS = ("PreToolUse", "PostToolUse", "PermissionRequest")
+_TOOL_EVENTS = ("PreToolUse", "PostToolUse", "PostToolUseFailure", "PermissionRequest", "PermissionDenied")
 
 
 @dataclass(frozen=True)

@@ -1,14 +1,32 @@
 """Pure classification of a task's state from hook events, the screen and what tmux says about the pane.
 
 Signals, strongest first: a missing window or worktree, a dead pane, the latest hook event (checked against the
-screen, see `_from_hook`), the profile's screen rules (waiting beats working beats idle), then how recently
+screen, see `_from_hook`), the profile's screen patterns (waiting beats working beats idle), then how recently
 the pane printed something.
+
+The rule for conflicting evidence (a hook says one thing, the screen another):
+- A hook decides until the screen contradicts it. No state flips back and forth on unchanged evidence: each test
+  below depends on the hook's age, the screen's markers and whether the pane printed since the hook, so a
+  screen showing one of the profile's markers gives the same state however often it redraws (only a screen
+  with no marker at all is judged by how recently it printed).
+- working (UserPromptSubmit, PreToolUse, ...): holds while the screen shows a busy marker, and for a gate of
+  `idle_after` seconds after the event (the agent may not have drawn its busy screen yet). Past the gate, a screen
+  without a busy marker decides: idle on the idle prompt, reason `screen: ... (hook UserPromptSubmit 12s old)`.
+  The same old event never takes the state back; only a busy marker or a newer event does. (A profile without
+  busy markers can only tell by quiet: then the hook holds until the pane is quiet for `idle_after`.)
+- waiting (PermissionRequest, ...): holds until the question is off the screen and the busy marker shows or the
+  pane printed since; then the screen decides (a permission granted: working; denied: the idle prompt).
+- idle (Stop, StopFailure, ...): holds until a busy marker shows with output since (a turn started without a hook).
+- A question on screen beats a working or idle hook: a dialog shows before its hook arrives and outlives a
+  Stop that raced it.
+So a turn that ends with no hook (Esc or Ctrl-C in Claude Code, a model server gone) is idle within
+`idle_after` of its last event, and a failed request ends in idle through StopFailure or the idle prompt.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from muxagent.model import PaneInfo, State, StatusRules, TaskStatus
 from muxagent.status.events import HookEvent
@@ -82,16 +100,16 @@ def question_on_screen(rules: StatusRules, screen: str) -> str | None:
 
 
 def _from_hook(hook: HookEvent, pane: PaneInfo, screen: str, rules: StatusRules, now: float) -> TaskStatus | None:
-    """The hook's state unless the screen has moved on since; None hands over to the screen rules."""
+    """The hook's state unless the screen has moved on since; None hands over to the screen rules (see the
+    module's docstring for the rule and why each branch is there)."""
     waiting = question_on_screen(rules, screen)
     working = first_match(rules.working, screen)
     # window_activity has one-second resolution: only output a full second after the event is newer for sure.
     output_since = pane.activity > hook.ts + 1
-    quiet = now - pane.activity
     reason = f"hook: {hook.name}"
     if hook.state is State.WAITING:
-        if waiting is None and output_since:
-            return None  # the question was answered: the agent has moved on
+        if waiting is None and (working is not None or output_since):
+            return None  # the question was answered (a busy screen says so at once): the agent has moved on
         return TaskStatus(State.WAITING, reason, last_activity=pane.activity)
     if waiting is not None:
         # A dialog on screen outlives a Stop that raced it, and shows before its own hook arrives.
@@ -101,10 +119,26 @@ def _from_hook(hook: HookEvent, pane: PaneInfo, screen: str, rules: StatusRules,
             return None  # a new turn the agent has no hook for (a prompt typed in its window)
         return TaskStatus(State.IDLE, reason, last_activity=pane.activity)
     if hook.state is State.WORKING:
-        if working is None and quiet >= rules.idle_after:
-            return None  # no busy marker and no output: the turn ended without a hook (crash, lost server)
+        if working is None and _turn_over_without_hook(hook, pane, rules, now):
+            status = _from_screen(pane, screen, rules, now)
+            age = max(0.0, now - hook.ts)
+            return replace(status, reason=f"{status.reason} (hook {hook.name} {age:.0f}s old)")
         return TaskStatus(State.WORKING, reason, last_activity=pane.activity)
     return None  # an exit hook with a live pane: the pane decides
+
+
+def _turn_over_without_hook(hook: HookEvent, pane: PaneInfo, rules: StatusRules, now: float) -> bool:
+    """Whether a working hook no longer speaks for the pane, whose screen shows no busy marker.
+
+    Only after the gate (`idle_after` since the hook): the agent may not have drawn its busy screen yet. Then a
+    profile with busy markers is believed at once, and for good: Claude Code fires no hook when Esc interrupts
+    its turn, and its idle screen keeps redrawing now and then; judging by quiet alone, each redraw brought the
+    old UserPromptSubmit back (`mux ls` flapped between idle and working forever). Without busy markers,
+    only quiet for `idle_after` can say so.
+    """
+    if now - hook.ts < rules.idle_after:
+        return False
+    return bool(rules.working) or now - pane.activity >= rules.idle_after
 
 
 def _from_screen(pane: PaneInfo, screen: str, rules: StatusRules, now: float) -> TaskStatus:

@@ -29,7 +29,9 @@ _CLAUDE = {
     "UserPromptSubmit": State.WORKING,
     "PreToolUse": State.WORKING,
     "PostToolUse": State.WORKING,
+    "PostToolUseFailure": State.WORKING,  # the model gets the tool's error and goes on (an interrupt: below)
     "PermissionRequest": State.WAITING,
+    "PermissionDenied": State.WORKING,  # the dialog is answered; if that ended the turn, the screen says idle
     "Stop": State.IDLE,
     "StopFailure": State.IDLE,
     "SubagentStop": None,
@@ -41,6 +43,7 @@ _CLAUDE_NOTIFICATIONS = {
     "elicitation_dialog": State.WAITING,
     "idle_prompt": State.IDLE,
 }
+_CLAUDE_ERROR = re.compile(r"[a-z_]{1,40}\Z")  # StopFailure's `error`: rate_limit, server_error, overloaded, ...
 _OPENCODE_STATUS = {"busy": State.WORKING, "retry": State.WORKING, "idle": State.IDLE}
 _GEMINI = {"BeforeAgent": State.WORKING, "AfterAgent": State.IDLE, "Notification": State.WAITING}
 
@@ -54,6 +57,13 @@ def interpret(source: str, payload: Any) -> tuple[str, State | None, str]:
         if name == "Notification":
             kind = str(payload.get("notification_type", ""))
             return (f"Notification:{kind}", _CLAUDE_NOTIFICATIONS.get(kind), "")
+        if name == "PostToolUseFailure" and payload.get("is_interrupt") is True:
+            # The turn was interrupted, and no Stop follows. (2.1.330 sends none for Esc in a running Bash tool:
+            # the screen rule ends that turn.)
+            return (f"{name}:interrupt", State.IDLE, "")
+        error = payload.get("error")
+        if name == "StopFailure" and isinstance(error, str) and _CLAUDE_ERROR.match(error):
+            return (f"{name}:{error}", State.IDLE, "")  # the reason says why the turn failed
         return (name, _CLAUDE.get(name), "")
     if source == "codex":
         kind = str(payload.get("type", "unknown"))

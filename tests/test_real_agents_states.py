@@ -1,0 +1,162 @@
+"""States that hold: the real agents interrupted mid-turn settle in idle and stay there, a granted permission is
+working again. Offline against the fake model servers (see tests/realagents/); `mux ls --json` sampled at 4 Hz
+as a watching user (or the monitor) would see it.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import run_mux, wait_until
+from realagents import Turn
+from realagents.fake_anthropic import FakeAnthropic
+from realagents.fake_openai import FakeOpenAI
+from realagents.homes import claude_env, codex_env, opencode_env
+from realagents.plugin import RealAgents
+from test_real_agents_mux import press, row, screens_on_failure, use_env
+
+__all__ = ["screens_on_failure"]  # the autouse fixture that prints every task's screen after a failed test
+
+# The shipped profiles' idle_after, plus one second: the issue's bound for a turn that ends without a hook.
+SETTLE = 3.0 + 1.0
+# One `mux ls` and one tmux key on a busy two-core machine: what a poll may add to the bound.
+POLL_SLACK = 1.5
+HOLD = 20.0
+# OpenCode reports its interrupted turn itself (session.idle), once its request is aborted: 7-9 s here.
+OPENCODE_ABORT = 15.0
+
+
+def states_over(repo: Path, name: str, seconds: float) -> list[tuple[float, str, str]]:
+    """(time, state, reason) of `name` sampled at 4 Hz for `seconds`."""
+    start = time.monotonic()
+    samples = []
+    while (now := time.monotonic() - start) < seconds:
+        found = row(repo, name)
+        samples.append((round(now, 2), found["state"], found["reason"]))
+        time.sleep(max(0.0, 0.25 - (time.monotonic() - start - now)))
+    return samples
+
+
+def holds(repo: Path, name: str, state: str, seconds: float = HOLD) -> None:
+    samples = states_over(repo, name, seconds)
+    assert {s for _, s, _ in samples} == {state}, [sample for sample in samples if sample[1] != state]
+
+
+def settles_and_holds(repo: Path, name: str, state: str, what: str, within: float = SETTLE) -> dict[str, Any]:
+    """Wait for `state` (printing how long it took, for the report), then check it holds for HOLD seconds."""
+    start = time.monotonic()
+    found: dict[str, Any] = wait_until(
+        lambda: (r := row(repo, name))["state"] == state and r, timeout=within + POLL_SLACK
+    )
+    print(f"{what} -> {state} in {time.monotonic() - start:.2f} s ({found['reason']})")
+    holds(repo, name, state)
+    return found
+
+
+def use_codex(monkeypatch: pytest.MonkeyPatch, repo: Path, server: FakeOpenAI, agents: RealAgents) -> None:
+    """Codex against `server`, mux answering its trust screen for the worktree of the trusted repo."""
+    use_env(monkeypatch, codex_env(Path(os.environ["HOME"]), repo, server.url), agents)
+    profiles = Path(os.environ["XDG_CONFIG_HOME"]) / "mux" / "agents"
+    profiles.mkdir(parents=True, exist_ok=True)
+    (profiles / "codex.toml").write_text("auto_trust = true\n")
+
+
+def test_claude_turn_interrupted_by_esc_stays_idle(
+    real_agents: RealAgents, fake_anthropic: FakeAnthropic, short_repo: Path, tmux_socket: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:  # fmt: skip
+    """Claude fires no hook when Esc stops its turn: its old UserPromptSubmit once came back on every redraw."""
+    repo = short_repo
+    use_env(monkeypatch, claude_env(Path(os.environ["HOME"]), repo, fake_anthropic.url), real_agents)
+    fake_anthropic.script = [Turn.hang("Let me think")]
+    run_mux("new", "esc", "-a", "claude", "-p", "think hard", cwd=repo)
+    wait_until(lambda: fake_anthropic.hanging, timeout=30)
+    working = wait_until(lambda: (r := row(repo, "esc"))["reason"] == "hook: UserPromptSubmit" and r, timeout=10)
+    # Past the hook's gate first: the Esc itself must be what is seen, not the hook growing old.
+    holds(repo, "esc", "working", SETTLE)
+    press(tmux_socket, working["window"], "Escape")
+    idle = settles_and_holds(repo, "esc", "idle", "Esc")
+    assert idle["reason"].startswith(r"screen: \? for shortcuts (hook UserPromptSubmit ")
+
+
+def test_claude_permission_granted_is_working_then_esc_in_the_tool_is_idle(
+    real_agents: RealAgents, fake_anthropic: FakeAnthropic, short_repo: Path, tmux_socket: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:  # fmt: skip
+    repo = short_repo
+    use_env(monkeypatch, claude_env(Path(os.environ["HOME"]), repo, fake_anthropic.url), real_agents)
+    # (Claude refuses a plain long `sleep` before asking.)
+    fake_anthropic.script = [Turn.tool_use("Bash", {"command": "tail -f /dev/null", "description": "Wait a while"})]
+    run_mux("new", "tool", "-a", "claude", "-p", "wait a while", cwd=repo)
+    waiting = wait_until(lambda: (r := row(repo, "tool"))["reason"] == "hook: PermissionRequest" and r, timeout=30)
+    press(tmux_socket, waiting["window"], "Enter")  # "❯ 1. Yes" has the focus
+    # The tool then runs with no hook at all: the busy screen keeps it working, long past the hook's gate.
+    settles_and_holds(repo, "tool", "working", "permission granted")
+    press(tmux_socket, waiting["window"], "Escape")
+    settles_and_holds(repo, "tool", "idle", "Esc in a tool")
+
+
+def test_codex_turn_interrupted_by_esc_stays_idle(
+    real_agents: RealAgents, fake_openai: FakeOpenAI, short_repo: Path, tmux_socket: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:  # fmt: skip
+    repo = short_repo
+    use_codex(monkeypatch, repo, fake_openai, real_agents)
+    # A reply held back before its first byte: Codex drops a stream that stalls midway ("error decoding response").
+    fake_openai.script = [Turn.text("Thought it over.", delay=120)]
+    run_mux("new", "cx", "-a", "codex", "-p", "think hard", cwd=repo)
+    working = wait_until(lambda: (r := row(repo, "cx"))["reason"] == "screen: esc to interrupt" and r, timeout=60)
+    holds(repo, "cx", "working", SETTLE)
+    press(tmux_socket, working["window"], "Escape")
+    settles_and_holds(repo, "cx", "idle", "Esc")
+
+
+def test_opencode_turn_interrupted_by_esc_stays_idle(
+    real_agents: RealAgents, fake_openai: FakeOpenAI, short_repo: Path, tmux_socket: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:  # fmt: skip
+    repo = short_repo
+    env = opencode_env(Path(os.environ["HOME"]), repo, fake_openai.url, seed=real_agents.opencode_config_seed)
+    use_env(monkeypatch, env, real_agents)
+    fake_openai.script = [Turn.text("Thought it over.", delay=120)]
+    run_mux("new", "oc", "-a", "opencode", cwd=repo)
+    wait_until(lambda: row(repo, "oc")["state"] == "idle", timeout=90)
+    run_mux("send", "oc", "think hard", cwd=repo)
+    working = wait_until(lambda: (r := row(repo, "oc"))["state"] == "working" and r, timeout=30)
+    holds(repo, "oc", "working", SETTLE)
+    # OpenCode asks for a second Esc to confirm the interrupt.
+    press(tmux_socket, working["window"], "Escape")
+    wait_until(lambda: "again" in run_mux("peek", "oc", cwd=repo).stdout, timeout=5)
+    press(tmux_socket, working["window"], "Escape")
+    settles_and_holds(repo, "oc", "idle", "Esc Esc", within=OPENCODE_ABORT)
+
+
+@pytest.mark.parametrize(("status", "error"), [(429, "rate_limit"), (500, "server_error")])
+def test_claude_failed_request_ends_the_turn_in_idle_saying_why(
+    real_agents: RealAgents, fake_anthropic: FakeAnthropic, short_repo: Path, monkeypatch: pytest.MonkeyPatch,
+    status: int, error: str,
+) -> None:  # fmt: skip
+    repo = short_repo
+    use_env(monkeypatch, claude_env(Path(os.environ["HOME"]), repo, fake_anthropic.url), real_agents)
+    fake_anthropic.script = [Turn.error(status, "fake failure")]
+    run_mux("new", "fail", "-a", "claude", "-p", "try", cwd=repo)
+    wait_until(lambda: fake_anthropic.model_requests(), timeout=30)
+    settles_and_holds(repo, "fail", "idle", f"HTTP {status}")
+    assert row(repo, "fail")["reason"] == f"hook: StopFailure:{error}"
+
+
+@pytest.mark.parametrize("status", [429, 500])
+def test_codex_failed_request_ends_the_turn_in_idle(
+    real_agents: RealAgents, fake_openai: FakeOpenAI, short_repo: Path, monkeypatch: pytest.MonkeyPatch, status: int,
+) -> None:  # fmt: skip
+    """Codex reports no failed turn to its notify program: its idle composer ends it."""
+    repo = short_repo
+    use_codex(monkeypatch, repo, fake_openai, real_agents)
+    fake_openai.script = [Turn.error(status, "fake failure")]
+    run_mux("new", "cxfail", "-a", "codex", "-p", "try", cwd=repo)
+    wait_until(lambda: fake_openai.model_requests(), timeout=60)
+    settles_and_holds(repo, "cxfail", "idle", f"HTTP {status}")
