@@ -7,6 +7,8 @@ Commands it understands (one per line):
   ask               ask a yes/no question and wait for the answer
   busy SECONDS      print a line every 0.1 s for that long
   exit CODE         exit with that status
+  interrupted       a turn cut short as Claude Code's Esc does: UserPromptSubmit and no Stop, its status file
+                    (`~/.claude/sessions/<pid>.json`, as Claude 2.1.330 keeps it) busy, then idle
 anything else is echoed back as "got: ..." (so tests can check text arrives verbatim).
   resume ID         switch to the conversation ID, as Claude Code's /resume does
 Arguments on its own command line are treated as a first prompt. With `--settings FILE` (what mux passes Claude
@@ -84,6 +86,18 @@ def load_settings(args: list[str]) -> list[str]:
     return args[2:]
 
 
+def claude_status(status: str) -> None:
+    """Claude Code's own status file: what mux reads beside the hooks (muxagent/status/claude_status_file.py)."""
+    with open(f"/proc/{os.getpid()}/stat", encoding="ascii") as f:
+        start = f.read().rsplit(")", 1)[1].split()[19]
+    folder = os.path.join(os.environ.get("CLAUDE_CONFIG_DIR") or os.path.expanduser("~/.claude"), "sessions")
+    os.makedirs(folder, exist_ok=True)
+    record = {"pid": os.getpid(), "procStart": start, "status": status, "statusUpdatedAt": int(time.time() * 1000)}
+    with open(os.path.join(folder, f".{os.getpid()}.tmp"), "w", encoding="utf-8") as f:
+        json.dump(record, f)
+    os.replace(os.path.join(folder, f".{os.getpid()}.tmp"), os.path.join(folder, f"{os.getpid()}.json"))
+
+
 def prompt() -> None:
     sys.stdout.write("fake> ")
     sys.stdout.flush()
@@ -121,6 +135,12 @@ def handle(line: str) -> None:
         print(f"resumed session {rest}")
     elif word == "exit":
         sys.exit(int(rest or "0"))
+    elif word == "interrupted":
+        claude_status("busy")
+        print("working... 1", flush=True)
+        time.sleep(0.3)
+        claude_status("idle")
+        print("Interrupted")
     else:
         print(f"got: {line}")
 
@@ -130,7 +150,8 @@ def turn(line: str) -> None:
     if HOOKS:  # a conversation is kept the way Claude Code keeps it, for the Claude-like profiles
         remember(line)
     handle(line)
-    fire("Stop")
+    if line != "interrupted":
+        fire("Stop")
 
 
 def main() -> None:
