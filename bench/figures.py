@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, NotRequired, TypedDict
 
-from harness import Summary
+from harness import Spread, Summary
 
 
 class Churn(TypedDict):
@@ -56,6 +56,13 @@ class ScreenFigures(Summary):
     relapses: list[str]
 
 
+class FamilyFigures(TypedDict):
+    """From a sub-task's Stop hook: to its entry in the parent's inbox, and to the notice typed into the parent."""
+
+    entry: Spread
+    notice: Spread
+
+
 class MonitorFigures(TypedDict):
     seconds: float
     cpu_pct: float
@@ -96,6 +103,7 @@ class Results(TypedDict):
     new: NewFigures
     monitor_quiet: dict[str, MonitorFigures]
     screen_latency: ScreenFigures
+    family: NotRequired[FamilyFigures]  # runs from before issue 12 have none
     monitor_busy: BusyFigures
     ls_growth: dict[str, Any]  # "counts", then one entry per series (see run.GROWTH_SERIES)
     elapsed_s: float

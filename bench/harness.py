@@ -30,7 +30,8 @@ PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
 
 # A stand-in for a coding agent, in sh so that fifty of them cost next to nothing: it draws a prompt and waits.
 # `busy S` prints a line every 0.1 s for S seconds (an agent at work), then draws the prompt again and writes the
-# time of its last output to MARKERS/$MUX_TASK (for the screen-only idle latency).
+# time of its last output to MARKERS/$MUX_TASK (for the screen-only idle latency). A line from mux (`[mux] ...`, a
+# notice of a sub-task) writes the time it arrived to MARKERS/$MUX_TASK.heard (for the sub-task latency).
 AGENT_SCRIPT = r"""#!/bin/sh
 markers=$1
 printf 'bench> '
@@ -46,6 +47,10 @@ while IFS= read -r line; do
             done
             printf 'done\nbench> '
             date +%s.%N > "$markers/$MUX_TASK.tmp" && mv "$markers/$MUX_TASK.tmp" "$markers/$MUX_TASK"
+            ;;
+        \[mux\]*)
+            date +%s.%N > "$markers/$MUX_TASK.tmp" && mv "$markers/$MUX_TASK.tmp" "$markers/$MUX_TASK.heard"
+            printf 'bench> '
             ;;
         *)
             printf 'bench> '
@@ -93,6 +98,15 @@ class Summary(TypedDict):
     max_ms: float
     n: int
     samples_ms: list[float]
+
+
+class Spread(Summary):
+    p95_ms: float
+
+
+def spread(samples_s: Sequence[float]) -> Spread:
+    """The summary with its p95, for the figures whose target is a p95 (noisy at fewer than 20 samples)."""
+    return {**summary(samples_s), "p95_ms": round(percentile([s * 1000.0 for s in samples_s], 0.95), 2)}
 
 
 def summary(samples_s: Sequence[float]) -> Summary:

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from figures import BusyFigures, MonitorFigures, Results
-from harness import Summary
+from harness import Spread, Summary
 
 CHECKOUT = Path(__file__).resolve().parent.parent
 # Where the committed figures live, and the two files whose generated blocks are made from it and from TARGETS.
@@ -69,6 +69,9 @@ TARGETS: tuple[Target, ...] = (
     Target("screen_latency_s", "a screen-only transition (last output to idle)", 1.0, "s", above="idle_after"),
     Target("screen_relapses", "`ls` runs that saw a quiet agent busy again afterwards", 0.0, "relapses", "<="),
     Target("monitor_cpu_pct", "the monitor's CPU (with its tmux and git children), quiet or busy agents", 3.0, "%"),
+    # Issue 12, on p95s.
+    Target("family_entry_s", "a sub-task's state change -> the entry in its parent's inbox (p95)", 1.0, "s"),
+    Target("family_notice_s", "a sub-task idle -> the notice typed into its idle parent (p95)", 2.0, "s"),
 )
 
 
@@ -132,6 +135,10 @@ SCREEN_LABEL = "last output -> ls shows idle"
 RELAPSE_LABEL = "  quiet agent stays idle afterwards"
 
 
+FAMILY_ENTRY_LABEL = "sub-task hook -> parent's inbox entry"
+FAMILY_NOTICE_LABEL = "sub-task Stop -> notice typed into idle parent"
+
+
 def latency_label(n: str) -> str:
     return f"hook event -> ls shows it, N={n}"
 
@@ -173,6 +180,10 @@ def checks(results: Results) -> list[Check]:
         found += checks_of("monitor_cpu_pct", quiet_label(n), quiet["cpu_pct_with_children"], int(n))
     busy = results["monitor_busy"]
     found += checks_of("monitor_cpu_pct", busy_label(busy), busy["cpu_pct_with_children"])
+    if "family" in results:
+        family = results["family"]
+        found += checks_of("family_entry_s", FAMILY_ENTRY_LABEL, family["entry"]["p95_ms"] / 1000)
+        found += checks_of("family_notice_s", FAMILY_NOTICE_LABEL, family["notice"]["p95_ms"] / 1000)
     return found
 
 
@@ -271,6 +282,17 @@ def monitor_rows(r: Results) -> Iterator[Row]:
     yield "  monitor RSS start -> end (max)", f"{rss} ({busy['rss_max_kib'] / 1024:.1f})", "", ""
 
 
+def p95(s: Spread) -> str:
+    return f"p95 {s['p95_ms']:.1f} ms of {s['n']}"
+
+
+def family_rows(r: Results) -> Iterator[Row]:
+    if "family" in r:
+        family = r["family"]
+        yield FAMILY_ENTRY_LABEL, ms(family["entry"]), p95(family["entry"]), ""
+        yield FAMILY_NOTICE_LABEL, ms(family["notice"]), p95(family["notice"]), ""
+
+
 TABLE_SECTIONS: tuple[Callable[[Results], Iterator[Row]], ...] = (
     ls_rows,
     churn_rows,
@@ -281,6 +303,7 @@ TABLE_SECTIONS: tuple[Callable[[Results], Iterator[Row]], ...] = (
     latency_rows,
     screen_rows,
     monitor_rows,
+    family_rows,
 )
 
 
@@ -447,6 +470,18 @@ def monitor_md(r: Results, judge: Judge) -> Iterator[Row]:
     )
 
 
+def family_md(r: Results, judge: Judge) -> Iterator[Row]:
+    if "family" not in r:
+        return
+    for label, item in ((FAMILY_ENTRY_LABEL, r["family"]["entry"]), (FAMILY_NOTICE_LABEL, r["family"]["notice"])):
+        yield (
+            label,
+            f"{medians([item], 1000, 2)} s (p95 {item['p95_ms'] / 1000:.2f} s, {item['n']} signals)",
+            "",
+            judge([label]),
+        )
+
+
 README_SECTIONS: tuple[Callable[[Results, Judge], Iterator[Row]], ...] = (
     ls_md,
     growth_md,
@@ -455,6 +490,7 @@ README_SECTIONS: tuple[Callable[[Results, Judge], Iterator[Row]], ...] = (
     hook_md,
     screen_md,
     monitor_md,
+    family_md,
 )
 
 
@@ -498,12 +534,12 @@ def targets_markdown() -> str:
     return "\n".join(lines) + "\n"
 
 
-def with_block(text: str, name: str, body: str) -> str:
+def with_block(text: str, name: str, body: str, generator: str = GENERATOR) -> str:
     """`text` with its generated block `name` holding `body`; ValueError when the text has no such block."""
     pattern = re.compile(rf"<!-- bench:{name}:begin[^\n]*-->\n.*?<!-- bench:{name}:end -->", re.S)
     if not pattern.search(text):
         raise ValueError(f"no <!-- bench:{name}:begin --> ... <!-- bench:{name}:end --> block")
-    block = BLOCK.format(name=name, generator=GENERATOR, body=body)
+    block = BLOCK.format(name=name, generator=generator, body=body)
     return pattern.sub(lambda _: block, text, count=1)
 
 

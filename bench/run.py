@@ -36,6 +36,7 @@ from figures import (
     BusyFigures,
     Churn,
     CompletionFigures,
+    FamilyFigures,
     HookFigures,
     LatencyFigures,
     LsFigures,
@@ -56,6 +57,7 @@ from harness import (
     interleaved,
     ratio,
     read_cpu,
+    spread,
     summary,
     timed_run,
 )
@@ -69,6 +71,7 @@ class Options:
     monitor_seconds: float
     quiet_seconds: float
     screen_repeat: int
+    family_repeat: int
     churn_repeat: int
     files: int
     json_path: Path | None
@@ -88,6 +91,7 @@ def parse_args(argv: list[str] | None = None) -> Options:
     parser.add_argument("--monitor-seconds", type=float, help="busy agents' printing time (default 30; quick 10)")
     parser.add_argument("--quiet-seconds", type=float, help="monitor CPU window with quiet agents (default 10)")
     parser.add_argument("--screen-repeat", type=int, help="screen-only idle transitions timed (default 3; quick 1)")
+    parser.add_argument("--family-repeat", type=int, help="sub-task signals timed (default 20; quick 5)")
     parser.add_argument("--churn-repeat", type=int, help="timed ls runs after edits (default min(repeat, 5))")
     parser.add_argument("--files", type=int, help="tracked files in the generated repo (default 3000)")
     parser.add_argument("--json", dest="json_path", type=Path, help="also write the figures to this file")
@@ -117,6 +121,7 @@ def parse_args(argv: list[str] | None = None) -> Options:
         monitor_seconds=max(1.0, monitor_seconds),
         quiet_seconds=max(1.0, args.quiet_seconds if args.quiet_seconds is not None else quiet_default),
         screen_repeat=max(1, args.screen_repeat if args.screen_repeat is not None else (1 if quick else 3)),
+        family_repeat=max(1, args.family_repeat if args.family_repeat is not None else (5 if quick else 20)),
         churn_repeat=max(1, args.churn_repeat if args.churn_repeat is not None else min(repeat, 5)),
         files=max(50, args.files if args.files is not None else 3000),
         json_path=args.json_path,
@@ -603,6 +608,48 @@ done
         )
         return result
 
+    # -- a sub-task's signal to its parent (issue 12) -------------------------------------------------------
+
+    def family(self) -> FamilyFigures:
+        """A sub-task's hooks, waiting (PermissionRequest) then idle (Stop): the time from each to its entry in the
+        parent's inbox (polled), and from the Stop to the notice typed into the parent's idle agent (which notes
+        when the line arrived). Both tasks are removed afterwards, so the next N is N tasks again."""
+        parent, child = "fam-parent", "fam-child"
+        self.box.mux("new", parent, "-a", self.box.agent_command, "--no-parent")
+        self.box.mux("new", child, "-a", self.box.agent_command, "--parent", parent, "--notify", "idle")
+        for name in (parent, child):
+            self.wait_for(f"{name}'s files", checked_out(self.worktree(name)), timeout=60, interval=0.01)
+        entries_file = self.box.state_dir / "inbox" / f"{parent}.jsonl"
+        heard = self.box.markers / f"{parent}.heard"
+
+        def entries() -> int:
+            return len(entries_file.read_bytes().splitlines()) if entries_file.exists() else 0
+
+        def signal(event: str) -> tuple[float, float]:
+            """The hook `event` run for the sub-task at a random phase of the monitor's tick: (its start, seconds
+            to the inbox entry)."""
+            before = entries()
+            time.sleep(random.uniform(0.0, 0.5))
+            start = time.time()
+            self.run_hook(child, event)
+            self.wait_for(f"the inbox entry of {event}", lambda: entries() > before, timeout=10, interval=0.005)
+            return start, time.time() - start
+
+        to_entry: list[float] = []
+        to_notice: list[float] = []
+        for index in range(self.opt.warmup + self.opt.family_repeat):
+            # The notice goes only to an idle agent; each one makes the parent print, so it is busy a while.
+            self.wait_for(f"{parent} to be idle", lambda: self.ls_rows()[parent]["state"] == "idle", timeout=60)
+            heard.unlink(missing_ok=True)
+            _, waiting_s = signal("PermissionRequest")  # recorded, not told: the sub-task asked for idle only
+            stopped, idle_s = signal("Stop")
+            self.wait_for("the notice", heard.exists, timeout=10, interval=0.01)
+            if index >= self.opt.warmup:
+                to_entry += [waiting_s, idle_s]
+                to_notice.append(float(heard.read_text().strip()) - stopped)
+        self.box.mux("rm", parent, "--recursive")
+        return {"entry": spread(to_entry), "notice": spread(to_notice)}
+
     # -- mux new against git worktree add + tmux new-window ------------------------------------------------
 
     def measure_new(self) -> NewFigures:
@@ -669,6 +716,7 @@ done
             "monitor_seconds": opt.monitor_seconds,
             "quiet_seconds": opt.quiet_seconds,
             "screen_repeat": opt.screen_repeat,
+            "family_repeat": opt.family_repeat,
             "churn_repeat": opt.churn_repeat,
             "files": opt.files,
             "quick": opt.quick,
@@ -736,6 +784,7 @@ SECTIONS: tuple[Section, ...] = (
     Section("monitor_quiet", "monitor CPU with quiet agents", "every", lambda bench, _: bench.monitor_quiet()),
     Section("screen_latency", "screen-only transition latency", "monitor", lambda bench, _: bench.screen_latency()),
     Section("monitor_busy", "monitor CPU with up to 10 agents printing", "monitor", Bench.monitor_busy),
+    Section("family", "a sub-task's signal -> its parent's inbox and agent", "first", lambda bench, _: bench.family()),
 )  # fmt: skip
 
 

@@ -9,6 +9,8 @@ Commands it understands (one per line):
   interrupted SECONDS  a turn cut short, as Esc does in Claude Code: no Stop hook, then the prompt redrawn every
                     0.5 s for that long
   exit CODE         exit with that status
+  interrupted       a turn cut short as Claude Code's Esc does: UserPromptSubmit and no Stop, its status file
+                    (`~/.claude/sessions/<pid>.json`, as Claude 2.1.330 keeps it) busy, then idle
 anything else is echoed back as "got: ..." (so tests can check text arrives verbatim).
   resume ID         switch to the conversation ID, as Claude Code's /resume does
 Arguments on its own command line are treated as a first prompt. With `--settings FILE` (what mux passes Claude
@@ -86,6 +88,18 @@ def load_settings(args: list[str]) -> list[str]:
     return args[2:]
 
 
+def claude_status(status: str) -> None:
+    """Claude Code's own status file: what mux reads beside the hooks (muxagent/status/claude_status_file.py)."""
+    with open(f"/proc/{os.getpid()}/stat", encoding="ascii") as f:
+        start = f.read().rsplit(")", 1)[1].split()[19]
+    folder = os.path.join(os.environ.get("CLAUDE_CONFIG_DIR") or os.path.expanduser("~/.claude"), "sessions")
+    os.makedirs(folder, exist_ok=True)
+    record = {"pid": os.getpid(), "procStart": start, "status": status, "statusUpdatedAt": int(time.time() * 1000)}
+    with open(os.path.join(folder, f".{os.getpid()}.tmp"), "w", encoding="utf-8") as f:
+        json.dump(record, f)
+    os.replace(os.path.join(folder, f".{os.getpid()}.tmp"), os.path.join(folder, f"{os.getpid()}.json"))
+
+
 def prompt() -> None:
     sys.stdout.write("fake> ")
     sys.stdout.flush()
@@ -123,6 +137,12 @@ def handle(line: str) -> None:
         print(f"resumed session {rest}")
     elif word == "exit":
         sys.exit(int(rest or "0"))
+    elif word == "interrupted":
+        claude_status("busy")
+        print("working... 1", flush=True)
+        time.sleep(0.3)
+        claude_status("idle")
+        print("Interrupted")
     else:
         print(f"got: {line}")
 
@@ -146,7 +166,8 @@ def turn(line: str) -> None:
         interrupted(float(rest or "1"))
         return
     handle(line)
-    fire("Stop")
+    if line != "interrupted":
+        fire("Stop")
 
 
 def main() -> None:

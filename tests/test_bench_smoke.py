@@ -31,7 +31,8 @@ def test_quick_benchmark_run(tmp_path: Path) -> None:
     out = tmp_path / "bench.json"
     proc = subprocess.run(
         [sys.executable, str(BENCH), "--quick", "--tasks", "2", "--repeat", "2", "--warmup", "0", "--churn-repeat", "1",
-         "--monitor-seconds", "2", "--quiet-seconds", "1", "--files", "300", "--json", str(out)],
+         "--monitor-seconds", "2", "--quiet-seconds", "1", "--family-repeat", "2", "--files", "300",
+         "--json", str(out)],
         capture_output=True, text=True, timeout=280, cwd=tmp_path,
     )  # fmt: skip
     assert proc.returncode == 0, f"stdout:\n{proc.stdout}\nstderr:\n{proc.stderr}"
@@ -39,12 +40,12 @@ def test_quick_benchmark_run(tmp_path: Path) -> None:
     # The table names every figure.
     for label in ("mux ls --json, N=2", "every task edited", "mux new", "TAB: bash `mux attach <TAB>`",
                   "mux _tasks", "hook command", "hook event -> ls shows it", "last output -> ls shows idle",
-                  "monitor CPU", "monitor RSS"):  # fmt: skip
+                  "monitor CPU", "monitor RSS", "parent's inbox entry", "notice typed into idle parent"):  # fmt: skip
         assert label in proc.stdout, f"{label!r} missing from the table:\n{proc.stdout}"
 
     data = json.loads(out.read_text())
     for key in ("date", "machine", "options", "repo", "ls", "ls_growth", "new", "completion", "hook",
-                "hook_latency", "screen_latency", "monitor_quiet", "monitor_busy"):  # fmt: skip
+                "hook_latency", "screen_latency", "monitor_quiet", "monitor_busy", "family"):  # fmt: skip
         assert key in data, f"no {key} in the JSON"
     assert data["complete"] is True
     assert re.match(r"\d{4}-\d\d-\d\dT", data["date"])
@@ -85,6 +86,11 @@ def test_quick_benchmark_run(tmp_path: Path) -> None:
     assert latency["timeouts"] == 0
     _summary(data["screen_latency"], "screen_latency")
     assert data["screen_latency"]["idle_after_s"] > 0
+    family = data["family"]
+    _summary(family["entry"], "family.entry")
+    _summary(family["notice"], "family.notice")
+    assert (family["entry"]["n"], family["notice"]["n"]) == (4, 2)  # two rounds: waiting and idle, one notice each
+    assert family["entry"]["p95_ms"] <= family["entry"]["max_ms"]
 
     for monitor in (data["monitor_quiet"]["2"], data["monitor_busy"]):
         for key in ("cpu_pct", "cpu_pct_with_children", "tmux_server_cpu_pct", "rss_start_kib", "rss_end_kib"):
