@@ -8,11 +8,11 @@ Commands it understands (one per line):
   busy SECONDS      print a line every 0.1 s for that long
   interrupted SECONDS  a turn cut short, as Esc does in Claude Code: no Stop hook, then the prompt redrawn every
                     0.5 s for that long
+  cut-short         a turn cut short too (no Stop hook), told as Claude Code 2.1.330 also tells it: its status
+                    file (`~/.claude/sessions/<pid>.json`) says busy, then idle
   exit CODE         exit with that status
-  interrupted       a turn cut short as Claude Code's Esc does: UserPromptSubmit and no Stop, its status file
-                    (`~/.claude/sessions/<pid>.json`, as Claude 2.1.330 keeps it) busy, then idle
-anything else is echoed back as "got: ..." (so tests can check text arrives verbatim).
   resume ID         switch to the conversation ID, as Claude Code's /resume does
+anything else is echoed back as "got: ..." (so tests can check text arrives verbatim).
 Arguments on its own command line are treated as a first prompt. With `--settings FILE` (what mux passes Claude
 Code) it runs the hook commands found there, as Claude does: UserPromptSubmit when a prompt arrives,
 PermissionRequest before asking, Stop when the turn is over, with the event as JSON on stdin, naming its
@@ -137,7 +137,7 @@ def handle(line: str) -> None:
         print(f"resumed session {rest}")
     elif word == "exit":
         sys.exit(int(rest or "0"))
-    elif word == "interrupted":
+    elif word == "cut-short":
         claude_status("busy")
         print("working... 1", flush=True)
         time.sleep(0.3)
@@ -166,7 +166,7 @@ def turn(line: str) -> None:
         interrupted(float(rest or "1"))
         return
     handle(line)
-    if line != "interrupted":
+    if line != "cut-short":
         fire("Stop")
 
 

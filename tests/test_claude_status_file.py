@@ -104,6 +104,6 @@ def test_a_turn_cut_short_without_a_stop_hook_is_idle_from_the_status_file(repo:
     profile_with(fake_profile, fake_profile.parent / "fakeclaude.toml", hooks="claude")
     new_task(repo, "cut", "-a", "fakeclaude", "-p", "hello")
     wait_until(lambda: mux_ls(repo)["cut"]["reason"] == "hook: Stop", timeout=30)
-    run_mux("send", "cut", "interrupted", cwd=repo)
+    run_mux("send", "cut", "cut-short", cwd=repo)
     row = wait_until(lambda: (r := mux_ls(repo)["cut"])["reason"] != "hook: Stop" and r["state"] == "idle" and r)
     assert row["reason"] == "hook: session status idle"

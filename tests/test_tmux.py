@@ -283,6 +283,8 @@ def test_capture_reads_many_panes_in_one_call_without_escape_sequences(
     red = tmux.new_window("s", "red", tmp_path, colour, {}, task="red")
     count = tmux.new_window("s", "count", tmp_path, counting, {}, task="count")
     red_pane = wait_until(lambda: pane_of(tmux, red)).pane_id
+    # Both have drawn (on a loaded machine the red one's interpreter may still be starting).
+    wait_until(lambda: "plain" in tmux.capture([red_pane]).get(red_pane, ""))
     wait_until(lambda: "line 79" in tmux.capture([count]).get(count, ""))
 
     calls: list[tuple[object, ...]] = []
