@@ -77,7 +77,7 @@ _mux() {
                 status-line) opts='--tmux-styles --json --help' valued=' ' args='' rest='' ;;
                 next-waiting) opts='--from --help' valued=' --from=none ' args='' rest='' ;;
                 merge) opts='--merge --squash --rebase -m --message --keep --into --while-busy --help' valued=' -m=none --message=none --into=none ' args='task' rest='' ;;
-                sync) opts='--rebase --ask --help' valued=' ' args='task' rest='' ;;
+                sync) opts='--rebase --ask --all --dry-run --json --help' valued=' ' args='task' rest='' ;;
                 restore) opts='--at --help' valued=' --at=none ' args='none' rest='' ;;
                 gc) opts='--older-than --dry-run --help' valued=' --older-than=none ' args='' rest='' ;;
                 *) return 0 ;;

@@ -186,6 +186,9 @@ complete -c mux -n '__mux_arg merge eq 0 -m --message --into' -a '(__mux_tasks)'
 
 complete -c mux -n '__mux_using sync' -l rebase -d 'Rebase the task\'s commits instead of merging'
 complete -c mux -n '__mux_using sync' -l ask -d 'On a conflict, ask the agent to resolve it'
+complete -c mux -n '__mux_using sync' -l all -d 'Sync every idle task behind its base whose sync is clean'
+complete -c mux -n '__mux_using sync' -l dry-run -d 'With --all: say what would be synced'
+complete -c mux -n '__mux_using sync' -l json -d 'With --all: machine-readable output'
 complete -c mux -n '__mux_using sync' -l help -d 'Show the help and exit'
 complete -c mux -n '__mux_arg sync eq 0' -a '(__mux_tasks)'
 

@@ -607,20 +607,40 @@ def merge_cmd(
         print(f"removed {name}")
         if result.removal.restore_hint:
             _say(f"restore with: {result.removal.restore_hint}")
+    if result.synced is not None and not result.synced.empty:
+        sys.stdout.write(result.synced.text())
     if result.behind:
         _say(f"behind {result.target} now: {', '.join(result.behind)} (update one with `mux sync NAME`)")
 
 
 @app.command("sync")
 def sync_task(
-    name: NameArg,
+    name: Annotated[str | None, typer.Argument(help="Task name.", metavar="[NAME]", show_default=False)] = None,
     rebase: Annotated[bool, typer.Option("--rebase", help="Rebase the task's commits instead of merging.")] = False,
     ask: Annotated[bool, typer.Option("--ask", help="On a conflict, ask the agent to resolve it.")] = False,
+    every: Annotated[
+        bool, typer.Option("--all", help="Sync every idle task behind its base whose sync is clean.")
+    ] = False,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="With --all: say what would be synced.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="With --all: machine-readable output.")] = False,
 ) -> None:
     """Bring the base's new commits into the task's branch, in the task's worktree.
 
-    A conflict stays in the task's worktree (never in yours) and the task shows as waiting: exit 3.
+    A conflict stays in the task's worktree (never in yours) and the task shows as waiting: exit 3. With --all,
+    every task that is idle and behind is synced if its merge is clean; the others are listed, untouched.
     """
+    if every:
+        if name is not None or rebase or ask:
+            raise UsageError("--all syncs every task by a merge: give no NAME, --rebase or --ask with it")
+        with _repo() as ctx, _progress() as progress:
+            summary = sync.sync_all(ctx, dry_run=dry_run, progress=progress)
+        if as_json:
+            _print_json(summary.to_json())
+        else:
+            sys.stdout.write(summary.text())
+        return
+    if name is None or dry_run or as_json:
+        raise UsageError("give a task NAME, or --all (--dry-run and --json go with --all)")
     with _repo() as ctx, _progress() as progress:
         result = sync.sync(ctx, name, rebase=rebase, ask=ask, progress=progress)
     if result.up_to_date:

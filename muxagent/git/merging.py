@@ -167,6 +167,11 @@ def unmerged_paths(worktree: Path) -> list[str]:
     return sorted({p for p in out.split("\0") if p})
 
 
+def abort_merge(worktree: Path) -> None:
+    """Take back a merge `sync_in_worktree` left conflicting: the worktree as it was before it started."""
+    run_git(worktree, *NO_HOOKS, "merge", "--abort")
+
+
 def sync_in_worktree(worktree: Path, onto: str, label: str, rebase: bool) -> list[str]:
     """Merge (or rebase onto) `onto` inside the task's worktree; [] when clean, else the paths left conflicting.
 
