@@ -28,6 +28,7 @@ from muxagent.commands import (
     remove,
     repo_config,
     report,
+    resolve,
     restart,
     restore,
     sync,
@@ -577,13 +578,20 @@ def merge_cmd(
     while_busy: Annotated[
         bool, typer.Option("--while-busy", help="Merge into a task whose agent is working (its files change).")
     ] = False,
+    resolve_conflicts: Annotated[
+        bool, typer.Option("--resolve", help="On a conflict, merge the base into the task for its agent to resolve.")
+    ] = False,
+    abort_resolve: Annotated[
+        bool, typer.Option("--abort-resolve", help="Give up a --resolve: the task back as it was before.")
+    ] = False,
 ) -> None:
     """Bring a task's work home into its base: commit its uncommitted work, merge, then remove the task.
 
     Refuses, changing nothing, on a conflict (exit 3: `mux sync NAME` hands it to the agent) or when the main
-    checkout has local edits where the merge writes. A sub-task merges into its parent's branch, in the parent's
-    worktree: the same checks there, and refused while the parent's agent is working unless it asked (run from
-    its pane) or with --while-busy.
+    checkout has local edits where the merge writes. With --resolve a conflict is merged in the task's worktree and
+    handed to its agent (`ls`: resolving); `mux merge NAME` once it is idle completes the merge. A sub-task merges
+    into its parent's branch, in the parent's worktree: the same checks there, and refused while the parent's agent
+    is working unless it asked (run from its pane) or with --while-busy.
     """
     if message is not None:
         naming.validate_prompt(message, what="message")
@@ -591,14 +599,30 @@ def merge_cmd(
     if len(chosen) > 1:
         raise UsageError("give only one of --merge, --squash, --rebase")
     request = merge.MergeRequest(name, chosen[0] if chosen else merge.Strategy.MERGE, message, keep, into, while_busy)
+    if resolve_conflicts and (abort_resolve or rebase):
+        raise UsageError("--resolve merges the base into the task: give it without --abort-resolve or --rebase")
+    if abort_resolve:
+        with _repo() as ctx:
+            attempt = resolve.abort_resolve(ctx, name)
+        _say(f"{name} is back as it was before --resolve; the attempt is kept in {attempt}")
+        return
     with _repo() as ctx:
         try:
             with _progress() as progress:
-                result = merge.merge(ctx, request, progress)
+                outcome = resolve.merge_or_resolve(ctx, request, resolve_conflicts, progress)
         except MergeConflictError as exc:
             for path in exc.paths:
                 print(render.clean_line(path))
             raise
+    if isinstance(outcome, resolve.Resolving):
+        for path in outcome.conflicts:
+            print(render.clean_line(path))
+        _say(
+            f"{name}: {len(outcome.conflicts)} conflicting file(s) handed to its agent in {outcome.task.worktree};"
+            f" `mux merge {name}` once it is idle (or `mux merge {name} --abort-resolve`)"
+        )
+        return
+    result = outcome
     if result.new == result.old:
         _say(f"nothing of {name} to merge: {result.target} already has all of it")
     else:

@@ -76,3 +76,95 @@ def test_a_bad_sync_after_merge_refuses_the_merge_in_one_line(repo: Path) -> Non
     assert "sync_after_merge: must be true or false" in proc.stderr
     assert git(repo, "rev-parse", "HEAD") == before
 
+
+def conflicting_task(repo: Path, name: str) -> Path:
+    """A task whose committed README.md conflicts with main's, idle, with uncommitted work: an edit and a new file."""
+    worktree = start(repo, name)
+    idle(repo, name)
+    commit_file(worktree, "other.txt", "committed\n")
+    (worktree / "other.txt").write_text("edited, not committed\n")
+    commit_file(worktree, "README.md", "task version\n", "Say what the task does")
+    commit_file(repo, "README.md", "main version\n", "Say what main does")
+    (worktree / "notes.txt").write_text("the agent's uncommitted notes\n")
+    return worktree
+
+
+def resolve(repo: Path, name: str) -> str:
+    """`mux merge NAME --resolve`, checked to leave the main checkout alone; returns what the agent was told."""
+    main_before = checkout_state(repo)[:4]
+    proc = run_mux("merge", name, "--resolve", cwd=repo)
+    assert proc.stdout.splitlines()[0] == "README.md"
+    assert checkout_state(repo)[:4] == main_before  # files, index, HEAD: the merge happens in the task's worktree
+    assert mux_ls(repo)[name]["reason"] == "resolving"
+    return wait_until(lambda: (screen := run_mux("peek", name, cwd=repo).stdout).count("got: ") > 5 and screen)
+
+
+def test_merge_resolve_hands_the_conflict_to_the_agent_and_merge_completes_once_resolved(repo: Path) -> None:
+    worktree = conflicting_task(repo, "c")
+    told = resolve(repo, "c")
+    for words in ("- README.md", "Say what the task does", "Say what main does", "git commit --no-edit"):
+        assert words in told
+    refused = run_mux("merge", "c", cwd=repo, check=False)  # not resolved yet: nothing changes
+    assert refused.returncode == 3 and "still conflict" in refused.stderr
+    run_mux("send", "c", "commit README.md resolved", cwd=repo)
+    resolved = " M other.txt\n?? notes.txt\n"  # only the uncommitted work left: the merge is committed
+    wait_until(lambda: git(worktree, "status", "--porcelain") == resolved and mux_ls(repo)["c"]["state"] == "idle")
+    run_mux("merge", "c", cwd=repo)
+    assert (repo / "README.md").read_text() == "resolved\n"
+    assert (repo / "notes.txt").read_text() == "the agent's uncommitted notes\n"
+    assert (repo / "other.txt").read_text() == "edited, not committed\n"
+
+
+def task_state(worktree: Path) -> tuple[str, ...]:
+    """checkout_state but the refs (the attempt adds one) and the index file's bytes (stat data): its entries."""
+    state = checkout_state(worktree)
+    return (state[0], *state[2:4], *state[5:], git(worktree, "ls-files", "--stage"))
+
+
+def attempt_refs(repo: Path) -> list[str]:
+    return git(repo, "for-each-ref", "--format=%(refname)", "refs/mux/recovery/c/").split()
+
+
+def test_a_resolver_that_gives_up_leaves_the_task_as_before_and_keeps_the_attempt(repo: Path) -> None:
+    worktree = conflicting_task(repo, "c")
+    before = task_state(worktree)
+    resolve(repo, "c")
+    run_mux("send", "c", "commit README.md a wrong resolution", cwd=repo)  # committed, then given up on
+    wait_until(lambda: git(worktree, "status", "--porcelain", "README.md") == "")
+    run_mux("send", "c", "write extra.txt scratch", cwd=repo)
+    wait_until(lambda: (worktree / "extra.txt").exists())
+    out = run_mux("merge", "c", "--abort-resolve", cwd=repo).stdout
+    assert "back as it was" in out
+    assert task_state(worktree) == before
+    attempt = attempt_refs(repo)[-1]
+    assert attempt in out
+    assert git(repo, "show", f"{attempt}:README.md") == "a wrong resolution\n"
+    assert git(repo, "show", f"{attempt}:extra.txt") == "scratch\n"
+    assert mux_ls(repo)["c"]["reason"] != "resolving"
+    assert run_mux("merge", "c", cwd=repo, check=False).returncode == 3  # the plain conflict again, changing nothing
+    assert task_state(worktree) == before
+
+
+def test_a_resolver_killed_half_way_loses_nothing_and_the_task_goes_back(repo: Path) -> None:
+    worktree = conflicting_task(repo, "c")
+    before = task_state(worktree)
+    resolve(repo, "c")
+    run_mux("send", "c", "write README.md half of it", cwd=repo)
+    wait_until(lambda: (worktree / "README.md").read_text() == "half of it\n")
+    run_mux("send", "c", "exit 9", cwd=repo)
+    wait_until(lambda: mux_ls(repo)["c"]["state"] == "exited")
+    refused = run_mux("merge", "c", cwd=repo, check=False)
+    assert refused.returncode == 3 and "--abort-resolve" in refused.stderr
+    run_mux("merge", "c", "--abort-resolve", cwd=repo)
+    assert task_state(worktree) == before
+    assert git(repo, "show", f"{attempt_refs(repo)[-1]}:README.md") == "half of it\n"
+
+
+def test_merge_resolve_refuses_while_the_agent_works_changing_nothing(repo: Path) -> None:
+    worktree = conflicting_task(repo, "c")
+    run_mux("send", "c", "busy 60", cwd=repo)
+    wait_until(lambda: mux_ls(repo)["c"]["state"] == "working", timeout=20)
+    before = task_state(worktree)
+    proc = run_mux("merge", "c", "--resolve", cwd=repo, check=False)
+    assert proc.returncode == 3 and "its agent, which is working" in proc.stderr
+    assert task_state(worktree) == before and mux_ls(repo)["c"]["reason"] != "resolving"

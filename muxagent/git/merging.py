@@ -10,7 +10,7 @@ from contextlib import contextmanager, suppress
 from pathlib import Path
 
 from muxagent.errors import GitError, MergeConflictError
-from muxagent.git.recovery_refs import MUX_IDENTITY, snapshot_tree, submodule_paths
+from muxagent.git.recovery_refs import MUX_IDENTITY, apply_snapshot, snapshot_tree, submodule_paths
 from muxagent.git.repository import RepoPaths, in_progress
 from muxagent.git.runner import NO_HOOKS, error_line, run_git
 from muxagent.git.worktree_status import read_status
@@ -170,6 +170,30 @@ def unmerged_paths(worktree: Path) -> list[str]:
 def abort_merge(worktree: Path) -> None:
     """Take back a merge `sync_in_worktree` left conflicting: the worktree as it was before it started."""
     run_git(worktree, *NO_HOOKS, "merge", "--abort")
+
+
+def commit_messages(repo: RepoPaths, since: str, tip: str, limit: int) -> list[str]:
+    """The messages of the newest `limit` commits on `tip` that `since` lacks, merges left out, newest first."""
+    args = ["log", "--no-merges", "-z", f"--max-count={limit}", "--format=%h %B", f"{since}..{tip}"]
+    return [text.strip() for text in run_git(repo.main, *args).stdout.split("\0") if text.strip()]
+
+
+def merge_base(repo: RepoPaths, a: str, b: str) -> str | None:
+    proc = run_git(repo.main, "merge-base", a, b, ok=(0, 1))
+    return proc.stdout.strip() or None
+
+
+def put_back(worktree: Path, head: str, snapshot: str | None) -> None:
+    """Put the worktree back as it was when a recovery ref took `snapshot` (None: it was clean) at `head`: the
+    branch at `head`, no merge in progress, its uncommitted files back, files added since then deleted."""
+    run_git(worktree, *NO_HOOKS, "reset", "-q", "--hard", head)
+    before = snapshot or head
+    kept = set(run_git(worktree, "ls-tree", "-r", "-z", "--name-only", before).stdout.split("\0"))
+    for path in read_status(worktree).untracked:
+        if path not in kept and not path.endswith("/"):
+            (worktree / path).unlink(missing_ok=True)
+    if snapshot is not None:
+        apply_snapshot(worktree, snapshot, since=head)
 
 
 def sync_in_worktree(worktree: Path, onto: str, label: str, rebase: bool) -> list[str]:
