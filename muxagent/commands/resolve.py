@@ -147,15 +147,19 @@ def abort_resolve(ctx: Context, name: str) -> str:
     worktree = Path(task.worktree)
     if not worktree.is_dir():
         raise MuxError(f"the worktree of {name!r} is gone ({task.worktree}): nothing to put back")
+    if repository.head_of(worktree)[1] != task.branch:
+        raise MuxError(f"the worktree of {name!r} is not on its branch '{task.branch}': check it out there first")
+    return _put_back(ctx, task, doc)
+
+
+def _put_back(ctx: Context, task: Task, doc: dict[str, str]) -> str:
+    """The task as before the attempt, the attempt saved first in a recovery ref, which is returned."""
     ctx.store.require_writable()
-    attempt = recovery_refs.write_recovery_ref(ctx.repo, name, task.branch, worktree)
-    ctx.store.journal("recovery", name=name, ref=attempt, lost=["resolve attempt"], record=task_to_dict(task))
-    _put_back(ctx, task, doc)
-    return attempt
-
-
-def _put_back(ctx: Context, task: Task, doc: dict[str, str]) -> None:
-    snapshot = recovery_refs.recovery_parts(ctx.repo, doc["ref"])[1]
-    merging.put_back(Path(task.worktree), doc["head"], snapshot)
-    ctx.store.journal("resolve-abort", name=task.name, head=doc["head"])
+    attempt = recovery_refs.write_recovery_ref(ctx.repo, task.name, task.branch, Path(task.worktree))
+    lost = ["resolve attempt"]
+    ctx.store.journal("recovery", name=task.name, ref=attempt, lost=lost, record=task_to_dict(task))
+    before, now = (repository.resolve_commit(ctx.repo, ref) for ref in (doc["ref"], attempt))
+    merging.put_back(Path(task.worktree), task.branch, doc["head"], before, now)
+    ctx.store.journal("resolve-abort", name=task.name, head=doc["head"], attempt=attempt)
     radar.resolve_marker(ctx.store.root, task.name).unlink(missing_ok=True)
+    return attempt

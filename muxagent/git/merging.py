@@ -183,17 +183,17 @@ def merge_base(repo: RepoPaths, a: str, b: str) -> str | None:
     return proc.stdout.strip() or None
 
 
-def put_back(worktree: Path, head: str, snapshot: str | None) -> None:
-    """Put the worktree back as it was when a recovery ref took `snapshot` (None: it was clean) at `head`: the
-    branch at `head`, no merge in progress, its uncommitted files back, files added since then deleted."""
-    run_git(worktree, *NO_HOOKS, "reset", "-q", "--hard", head)
-    before = snapshot or head
-    kept = set(run_git(worktree, "ls-tree", "-r", "-z", "--name-only", before).stdout.split("\0"))
-    for path in read_status(worktree).untracked:
-        if path not in kept and not path.endswith("/"):
-            (worktree / path).unlink(missing_ok=True)
-    if snapshot is not None:
-        apply_snapshot(worktree, snapshot, since=head)
+def put_back(worktree: Path, branch: str, head: str, before: str, now: str) -> None:
+    """Put a worktree back as recovery commit `before` saved it, the branch at `head`, from the state recovery
+    commit `now` saved a moment ago: no merge in progress, every file as it was (those added since deleted),
+    the index at `head` as a recovery ref leaves it. No `reset --hard`: only the files that differ are written.
+    """
+    run_git(worktree, *NO_HOOKS, "merge", "--quit", ok=(0, 128))  # forget MERGE_HEAD; files and index stay
+    apply_snapshot(worktree, before, since=now)
+    tip = run_git(worktree, "rev-parse", "HEAD").stdout.strip()
+    if tip != head:  # the resolver committed: take the branch back, compare-and-swap
+        run_git(worktree, "update-ref", "-m", "mux merge --abort-resolve", f"refs/heads/{branch}", head, tip)
+    run_git(worktree, "read-tree", head)
 
 
 def sync_in_worktree(worktree: Path, onto: str, label: str, rebase: bool) -> list[str]:
