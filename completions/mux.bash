@@ -76,8 +76,8 @@ _mux() {
                 logs) opts='--json --help' valued=' ' args='task' rest='' ;;
                 status-line) opts='--tmux-styles --json --help' valued=' ' args='' rest='' ;;
                 next-waiting) opts='--from --help' valued=' --from=none ' args='' rest='' ;;
-                merge) opts='--merge --squash --rebase -m --message --keep --into --while-busy --help' valued=' -m=none --message=none --into=none ' args='task' rest='' ;;
-                sync) opts='--rebase --ask --help' valued=' ' args='task' rest='' ;;
+                merge) opts='--merge --squash --rebase -m --message --keep --into --while-busy --resolve --abort-resolve --help' valued=' -m=none --message=none --into=none ' args='task' rest='' ;;
+                sync) opts='--rebase --ask --all --dry-run --json --help' valued=' ' args='task' rest='' ;;
                 restore) opts='--at --help' valued=' --at=none ' args='none' rest='' ;;
                 gc) opts='--older-than --dry-run --help' valued=' --older-than=none ' args='' rest='' ;;
                 *) return 0 ;;

@@ -181,11 +181,16 @@ complete -c mux -n '__mux_using merge' -s m -l message -x -d 'Message for mux\'s
 complete -c mux -n '__mux_using merge' -l keep -d 'Keep the task (window, worktree, branch) afterwards'
 complete -c mux -n '__mux_using merge' -l into -x -d 'Merge into this branch, not the task\'s base'
 complete -c mux -n '__mux_using merge' -l while-busy -d 'Merge into a task whose agent is working (its files change)'
+complete -c mux -n '__mux_using merge' -l resolve -d 'On a conflict, merge the base into the task for its agent to resolve'
+complete -c mux -n '__mux_using merge' -l abort-resolve -d 'Give up a --resolve: the task back as it was before'
 complete -c mux -n '__mux_using merge' -l help -d 'Show the help and exit'
 complete -c mux -n '__mux_arg merge eq 0 -m --message --into' -a '(__mux_tasks)'
 
 complete -c mux -n '__mux_using sync' -l rebase -d 'Rebase the task\'s commits instead of merging'
 complete -c mux -n '__mux_using sync' -l ask -d 'On a conflict, ask the agent to resolve it'
+complete -c mux -n '__mux_using sync' -l all -d 'Sync every idle task behind its base whose sync is clean'
+complete -c mux -n '__mux_using sync' -l dry-run -d 'With --all: say what would be synced'
+complete -c mux -n '__mux_using sync' -l json -d 'With --all: machine-readable output'
 complete -c mux -n '__mux_using sync' -l help -d 'Show the help and exit'
 complete -c mux -n '__mux_arg sync eq 0' -a '(__mux_tasks)'
 

@@ -28,6 +28,7 @@ from muxagent.commands import (
     remove,
     repo_config,
     report,
+    resolve,
     restart,
     restore,
     sync,
@@ -577,13 +578,20 @@ def merge_cmd(
     while_busy: Annotated[
         bool, typer.Option("--while-busy", help="Merge into a task whose agent is working (its files change).")
     ] = False,
+    resolve_conflicts: Annotated[
+        bool, typer.Option("--resolve", help="On a conflict, merge the base into the task for its agent to resolve.")
+    ] = False,
+    abort_resolve: Annotated[
+        bool, typer.Option("--abort-resolve", help="Give up a --resolve: the task back as it was before.")
+    ] = False,
 ) -> None:
     """Bring a task's work home into its base: commit its uncommitted work, merge, then remove the task.
 
     Refuses, changing nothing, on a conflict (exit 3: `mux sync NAME` hands it to the agent) or when the main
-    checkout has local edits where the merge writes. A sub-task merges into its parent's branch, in the parent's
-    worktree: the same checks there, and refused while the parent's agent is working unless it asked (run from
-    its pane) or with --while-busy.
+    checkout has local edits where the merge writes. With --resolve a conflict is merged in the task's worktree and
+    handed to its agent (`ls`: resolving); `mux merge NAME` once it is idle completes the merge. A sub-task merges
+    into its parent's branch, in the parent's worktree: the same checks there, and refused while the parent's agent
+    is working unless it asked (run from its pane) or with --while-busy.
     """
     if message is not None:
         naming.validate_prompt(message, what="message")
@@ -591,14 +599,30 @@ def merge_cmd(
     if len(chosen) > 1:
         raise UsageError("give only one of --merge, --squash, --rebase")
     request = merge.MergeRequest(name, chosen[0] if chosen else merge.Strategy.MERGE, message, keep, into, while_busy)
+    if resolve_conflicts and (abort_resolve or rebase):
+        raise UsageError("--resolve merges the base into the task: give it without --abort-resolve or --rebase")
+    if abort_resolve:
+        with _repo() as ctx:
+            attempt = resolve.abort_resolve(ctx, name)
+        _say(f"{name} is back as it was before --resolve; the attempt is kept in {attempt}")
+        return
     with _repo() as ctx:
         try:
             with _progress() as progress:
-                result = merge.merge(ctx, request, progress)
+                outcome = resolve.merge_or_resolve(ctx, request, resolve_conflicts, progress)
         except MergeConflictError as exc:
             for path in exc.paths:
                 print(render.clean_line(path))
             raise
+    if isinstance(outcome, resolve.Resolving):
+        for path in outcome.conflicts:
+            print(render.clean_line(path))
+        _say(
+            f"{name}: {len(outcome.conflicts)} conflicting file(s) handed to its agent in {outcome.task.worktree};"
+            f" `mux merge {name}` once it is idle (or `mux merge {name} --abort-resolve`)"
+        )
+        return
+    result = outcome
     if result.new == result.old:
         _say(f"nothing of {name} to merge: {result.target} already has all of it")
     else:
@@ -607,20 +631,40 @@ def merge_cmd(
         print(f"removed {name}")
         if result.removal.restore_hint:
             _say(f"restore with: {result.removal.restore_hint}")
+    if result.synced is not None and not result.synced.empty:
+        sys.stdout.write(result.synced.text())
     if result.behind:
         _say(f"behind {result.target} now: {', '.join(result.behind)} (update one with `mux sync NAME`)")
 
 
 @app.command("sync")
 def sync_task(
-    name: NameArg,
+    name: Annotated[str | None, typer.Argument(help="Task name.", metavar="[NAME]", show_default=False)] = None,
     rebase: Annotated[bool, typer.Option("--rebase", help="Rebase the task's commits instead of merging.")] = False,
     ask: Annotated[bool, typer.Option("--ask", help="On a conflict, ask the agent to resolve it.")] = False,
+    every: Annotated[
+        bool, typer.Option("--all", help="Sync every idle task behind its base whose sync is clean.")
+    ] = False,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="With --all: say what would be synced.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="With --all: machine-readable output.")] = False,
 ) -> None:
     """Bring the base's new commits into the task's branch, in the task's worktree.
 
-    A conflict stays in the task's worktree (never in yours) and the task shows as waiting: exit 3.
+    A conflict stays in the task's worktree (never in yours) and the task shows as waiting: exit 3. With --all,
+    every task that is idle and behind is synced if its merge is clean; the others are listed, untouched.
     """
+    if every:
+        if name is not None or rebase or ask:
+            raise UsageError("--all syncs every task by a merge: give no NAME, --rebase or --ask with it")
+        with _repo() as ctx, _progress() as progress:
+            summary = sync.sync_all(ctx, dry_run=dry_run, progress=progress)
+        if as_json:
+            _print_json(summary.to_json())
+        else:
+            sys.stdout.write(summary.text())
+        return
+    if name is None or dry_run or as_json:
+        raise UsageError("give a task NAME, or --all (--dry-run and --json go with --all)")
     with _repo() as ctx, _progress() as progress:
         result = sync.sync(ctx, name, rebase=rebase, ask=ask, progress=progress)
     if result.up_to_date:

@@ -36,7 +36,17 @@ GENERIC_WAITING: tuple[str, ...] = (
 
 _PROFILE_KEYS = ("command", "prompt_args", "resume_args", "env", "hooks", "status", "auto_trust", "trust_choice")
 _STATUS_KEYS = ("idle_after", "waiting", "working", "idle", "trust", "login")
-_SETTINGS_KEYS = ("agent", "base", "worktree_dir", "copy", "symlink", "setup", "setup_timeout", "agents")
+_SETTINGS_KEYS = (
+    "agent",
+    "base",
+    "worktree_dir",
+    "copy",
+    "symlink",
+    "setup",
+    "setup_timeout",
+    "sync_after_merge",
+    "agents",
+)
 # Profile names become file names: no separators, no leading dot.
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*\Z")
 
@@ -74,6 +84,9 @@ INIT_TEMPLATE = """\
 # Seconds each set-up command may take before it is stopped.
 # setup_timeout = 600
 
+# After each `mux merge`, bring every other idle task on the same base up to date (`mux sync --all`).
+# sync_after_merge = true
+
 # Per-repo agent profile overrides: the same keys as a profile file (see `mux agents`).
 # [agents.claude]
 # env = { DISABLE_AUTOUPDATER = "1" }
@@ -104,6 +117,7 @@ class Settings:
     setup: tuple[str, ...] = ()
     # Seconds each set-up command may run before it is stopped (a hung `npm ci` must not hold a task forever).
     setup_timeout: float = 600.0
+    sync_after_merge: bool = False
     # Per-profile overrides from [agents.NAME], user config then repo config merged key by key.
     agents: Mapping[str, Mapping[str, object]] = field(default_factory=dict)
     # Where the repo's part came from, for the trust check: `setup` and agent overrides (command, env, ...)
@@ -180,6 +194,7 @@ def load_settings(main_checkout: Path, is_trusted: Callable[[Path, str], bool] |
         symlink=tuple(_list(values, "symlink")),
         setup=tuple(_list(values, "setup")),
         setup_timeout=_number(values, "setup_timeout", Settings.setup_timeout),
+        sync_after_merge=values.get("sync_after_merge") is True,
         agents=agents,
         repo_config=repo_config,
         repo_config_sha256=digest,
@@ -430,6 +445,9 @@ def _check_settings(table: Mapping[str, object], where: str) -> None:
         elif key == "setup_timeout":
             if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
                 raise _fail(where, key, f"must be a positive number of seconds, not {_show(value)}")
+        elif key == "sync_after_merge":
+            if not isinstance(value, bool):
+                raise _fail(where, key, f"must be true or false, not {_show(value)}")
         elif key == "agents":
             if not isinstance(value, dict):
                 raise _fail(where, key, "must be a table of [agents.NAME] tables")

@@ -25,6 +25,7 @@ from muxagent.commands.context import Context, get_task, load_tasks
 from muxagent.commands.create import calling_task
 from muxagent.commands.remove import Removal, journal_removal, remove_locked, sub_tasks, unsaved_work_of
 from muxagent.commands.report import list_reports
+from muxagent.commands.sync import SyncAllResult, sync_all
 from muxagent.errors import MergeConflictError, MuxError, UnknownTaskError, WouldLoseWorkError
 from muxagent.git import diffs, merging, repository, worktree_status, worktrees
 from muxagent.model import Progress, State, Task, no_progress
@@ -70,6 +71,7 @@ class MergeResult:
     committed: str | None  # the commit holding the task's uncommitted work, if there was any
     removal: Removal | None
     behind: list[str]
+    synced: SyncAllResult | None = None  # what `sync_after_merge` did to the other tasks on the target
 
 
 def merge(ctx: Context, request: MergeRequest, progress: Progress = no_progress) -> MergeResult:
@@ -77,6 +79,8 @@ def merge(ctx: Context, request: MergeRequest, progress: Progress = no_progress)
     found = get_task(ctx, name)  # outside the lock: it may adopt tasks, which takes the lock itself
     # Outside the lock too: reading the agents' states reads the registry.
     _refuse_while_owner_busy(ctx, found, request)
+    # Read first: a bad .mux.toml must refuse the merge, not fail after it.
+    sync_after = ctx.settings.sync_after_merge
     root = ctx.store.root
     with intents.intent(root, intents.MergeRecord(op="merge", name=name, keep=request.keep)) as intent:
         with ctx.store.transaction() as registry:
@@ -87,7 +91,10 @@ def merge(ctx: Context, request: MergeRequest, progress: Progress = no_progress)
             if result.removal is not None:
                 journal_removal(ctx, result.removal)
         intents.crash_point("merge:after-record")
-    return replace(result, behind=_behind(ctx, result.target, result.new, exclude=name))
+    synced = None
+    if sync_after and result.new != result.old:
+        synced = sync_all(ctx, base=result.target, exclude=name, progress=progress)
+    return replace(result, behind=_behind(ctx, result.target, result.new, exclude=name), synced=synced)
 
 
 @dataclass(frozen=True)

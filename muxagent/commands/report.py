@@ -153,6 +153,7 @@ def list_reports(ctx: Context, with_changes: bool = True, screens: ScreenCache |
             task_status = _while_checking_out(task_status)
         task_status = _with_setup(ctx, task, pane, task_status)
         task_status = radar.sync_override(ctx.store.root, Path(task.worktree), task.name, task_status)
+        task_status = radar.resolve_override(ctx.store.root, task, task_status)
         found = works.get(task.name)
         reports.append(
             TaskReport(

@@ -10,7 +10,7 @@ from contextlib import contextmanager, suppress
 from pathlib import Path
 
 from muxagent.errors import GitError, MergeConflictError
-from muxagent.git.recovery_refs import MUX_IDENTITY, snapshot_tree, submodule_paths
+from muxagent.git.recovery_refs import MUX_IDENTITY, apply_snapshot, snapshot_tree, submodule_paths
 from muxagent.git.repository import RepoPaths, in_progress
 from muxagent.git.runner import NO_HOOKS, error_line, run_git
 from muxagent.git.worktree_status import read_status
@@ -165,6 +165,35 @@ def discard_scratch(repo: RepoPaths, scratch: Path) -> None:
 def unmerged_paths(worktree: Path) -> list[str]:
     out = run_git(worktree, "diff", "--name-only", "--diff-filter=U", "-z").stdout
     return sorted({p for p in out.split("\0") if p})
+
+
+def abort_merge(worktree: Path) -> None:
+    """Take back a merge `sync_in_worktree` left conflicting: the worktree as it was before it started."""
+    run_git(worktree, *NO_HOOKS, "merge", "--abort")
+
+
+def commit_messages(repo: RepoPaths, since: str, tip: str, limit: int) -> list[str]:
+    """The messages of the newest `limit` commits on `tip` that `since` lacks, merges left out, newest first."""
+    args = ["log", "--no-merges", "-z", f"--max-count={limit}", "--format=%h %B", f"{since}..{tip}"]
+    return [text.strip() for text in run_git(repo.main, *args).stdout.split("\0") if text.strip()]
+
+
+def merge_base(repo: RepoPaths, a: str, b: str) -> str | None:
+    proc = run_git(repo.main, "merge-base", a, b, ok=(0, 1))
+    return proc.stdout.strip() or None
+
+
+def put_back(worktree: Path, branch: str, head: str, before: str, now: str) -> None:
+    """Put a worktree back as recovery commit `before` saved it, the branch at `head`, from the state recovery
+    commit `now` saved a moment ago: no merge in progress, every file as it was (those added since deleted),
+    the index at `head` as a recovery ref leaves it. No `reset --hard`: only the files that differ are written.
+    """
+    run_git(worktree, *NO_HOOKS, "merge", "--quit", ok=(0, 128))  # forget MERGE_HEAD; files and index stay
+    apply_snapshot(worktree, before, since=now)
+    tip = run_git(worktree, "rev-parse", "HEAD").stdout.strip()
+    if tip != head:  # the resolver committed: take the branch back, compare-and-swap
+        run_git(worktree, "update-ref", "-m", "mux merge --abort-resolve", f"refs/heads/{branch}", head, tip)
+    run_git(worktree, "read-tree", head)
 
 
 def sync_in_worktree(worktree: Path, onto: str, label: str, rebase: bool) -> list[str]:

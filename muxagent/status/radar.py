@@ -6,11 +6,13 @@ same commit id, and results are cached by the pair of commit ids in `<git-common
 runs `git merge-tree` only for pairs that can conflict (see for_tasks) and whose commits moved.
 
 Also here, because `mux ls` needs it without importing the merge verbs: the "waiting: conflict" state of a task
-whose `mux sync` stopped on a conflict.
+whose `mux sync` stopped on a conflict, and the "resolving" reason of one whose `mux merge --resolve` handed a
+merge to its agent.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
@@ -27,6 +29,7 @@ from muxagent.status.changes import Work
 
 CACHE_FILE = "radar.json"
 SYNC_DIR = "sync"
+RESOLVE_DIR = "resolve"
 _CACHE_VERSION = 1
 # Enough for dozens of tasks; older pairs are dropped first (dicts keep insertion order).
 _CACHE_LIMIT = 2000
@@ -48,6 +51,31 @@ def sync_override(root: Path, worktree: Path, name: str, status: TaskStatus) -> 
     if repository.in_progress(worktree) is None:
         return status
     return replace(status, state=State.WAITING, reason="conflict", exit_status=None)
+
+
+def resolve_marker(root: Path, name: str) -> Path:
+    """Written by `mux merge --resolve` while the task's agent resolves the merge of its base: what to undo."""
+    return root / RESOLVE_DIR / name
+
+
+def read_resolve_marker(root: Path, task: Task) -> dict[str, str] | None:
+    """The marker of the task's resolve attempt, or None (none, unreadable, or left by an earlier task of its name)."""
+    try:
+        doc = json.loads(resolve_marker(root, task.name).read_bytes())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(doc, dict) or doc.get("created") != task.created:
+        return None
+    return {key: value for key, value in doc.items() if isinstance(value, str)}
+
+
+def resolve_override(root: Path, task: Task, status: TaskStatus) -> TaskStatus:
+    """Reason "resolving" while the task's agent resolves a merge `mux merge --resolve` prepared."""
+    if status.state is State.MISSING or not resolve_marker(root, task.name).exists():
+        return status
+    if read_resolve_marker(root, task) is None:
+        return status
+    return replace(status, reason="resolving")
 
 
 def for_tasks(repo: RepoPaths, root: Path, tasks: Sequence[Task], works: Mapping[str, Work]) -> Found:

@@ -1,0 +1,170 @@
+"""`mux sync --all`, `sync_after_merge`, and `mux merge --resolve`: bringing tasks up to date, conflicts to an agent."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from conftest import git, mux_ls, run_mux, wait_until
+from merge_helpers import checkout_state, commit_file, start
+
+pytestmark = pytest.mark.usefixtures("fake_profile")
+
+
+def idle(repo: Path, *names: str) -> None:
+    wait_until(lambda: all(mux_ls(repo)[name]["state"] == "idle" for name in names), timeout=20)
+
+
+def test_sync_all_syncs_the_clean_task_and_lists_the_conflicting_one_untouched(repo: Path) -> None:
+    clean, clash = start(repo, "clean"), start(repo, "clash")
+    idle(repo, "clean", "clash")
+    commit_file(clean, "clean.txt", "mine\n")
+    commit_file(clash, "README.md", "task version\n")
+    commit_file(repo, "README.md", "main version\n")
+    main_tip = git(repo, "rev-parse", "HEAD").strip()
+    clash_before = checkout_state(clash)
+    dry = json.loads(run_mux("sync", "--all", "--dry-run", "--json", cwd=repo).stdout)
+    assert dry == {
+        "dry_run": True,
+        "synced": ["clean"],
+        "conflicting": [{"name": "clash", "paths": ["README.md"]}],
+        "skipped": [],
+    }
+    assert main_tip not in git(clean, "log", "--format=%H")  # a dry run changes nothing
+    out = run_mux("sync", "--all", cwd=repo).stdout.splitlines()
+    assert out[0] == "synced clean"
+    assert out[1].startswith("not synced clash: conflicts in README.md")
+    assert main_tip in git(clean, "log", "--format=%H")
+    assert (clean / "README.md").read_text() == "main version\n"
+    assert checkout_state(clash)[:3] == clash_before[:3]  # files, index and HEAD as they were
+    assert git(clash, "status", "--porcelain") == ""  # never left mid-merge
+    assert run_mux("sync", "--all", "--dry-run", cwd=repo).stdout.startswith("not synced clash")
+
+
+def test_sync_all_refuses_a_name_and_dry_run_alone(repo: Path) -> None:
+    start(repo, "t")
+    for args in (("sync", "t", "--all"), ("sync", "--dry-run"), ("sync",)):
+        proc = run_mux(*args, cwd=repo, check=False)
+        assert proc.returncode == 2 and len(proc.stderr.splitlines()) == 1, args
+
+
+def test_sync_after_merge_syncs_the_idle_task_and_skips_the_working_one(repo: Path) -> None:
+    (repo / ".mux.toml").write_text("sync_after_merge = true\n")
+    git(repo, "add", ".mux.toml")
+    git(repo, "commit", "-q", "-m", "config")
+    done, calm, busy = start(repo, "done"), start(repo, "calm"), start(repo, "busy")
+    idle(repo, "done", "calm", "busy")
+    commit_file(done, "done.txt", "finished\n")
+    run_mux("send", "busy", "busy 60", cwd=repo)
+    wait_until(lambda: mux_ls(repo)["busy"]["state"] == "working", timeout=20)
+    busy_head = git(busy, "rev-parse", "HEAD")
+    out = run_mux("merge", "done", cwd=repo).stdout
+    assert "synced calm" in out.splitlines()
+    assert "not synced busy: its agent is working" in out.splitlines()
+    assert (calm / "done.txt").read_text() == "finished\n"
+    assert git(busy, "rev-parse", "HEAD") == busy_head and not (busy / "done.txt").exists()
+
+
+def test_a_bad_sync_after_merge_refuses_the_merge_in_one_line(repo: Path) -> None:
+    worktree = start(repo, "t")
+    (repo / ".mux.toml").write_text('sync_after_merge = "yes"\n')
+    commit_file(worktree, "t.txt", "t\n")
+    before = git(repo, "rev-parse", "HEAD")
+    proc = run_mux("merge", "t", cwd=repo, check=False)
+    assert proc.returncode != 0 and proc.stderr.count("\n") == 1
+    assert "sync_after_merge: must be true or false" in proc.stderr
+    assert git(repo, "rev-parse", "HEAD") == before
+
+
+def conflicting_task(repo: Path, name: str) -> Path:
+    """A task whose committed README.md conflicts with main's, idle, with uncommitted work: an edit and a new file."""
+    worktree = start(repo, name)
+    idle(repo, name)
+    commit_file(worktree, "other.txt", "committed\n")
+    (worktree / "other.txt").write_text("edited, not committed\n")
+    commit_file(worktree, "README.md", "task version\n", "Say what the task does")
+    commit_file(repo, "README.md", "main version\n", "Say what main does")
+    (worktree / "notes.txt").write_text("the agent's uncommitted notes\n")
+    return worktree
+
+
+def resolve(repo: Path, name: str) -> str:
+    """`mux merge NAME --resolve`, checked to leave the main checkout alone; returns what the agent was told."""
+    main_before = checkout_state(repo)[:4]
+    proc = run_mux("merge", name, "--resolve", cwd=repo)
+    assert proc.stdout.splitlines()[0] == "README.md"
+    assert checkout_state(repo)[:4] == main_before  # files, index, HEAD: the merge happens in the task's worktree
+    assert mux_ls(repo)[name]["reason"] == "resolving"
+    return wait_until(lambda: (screen := run_mux("peek", name, cwd=repo).stdout).count("got: ") > 5 and screen)
+
+
+def test_merge_resolve_hands_the_conflict_to_the_agent_and_merge_completes_once_resolved(repo: Path) -> None:
+    worktree = conflicting_task(repo, "c")
+    told = resolve(repo, "c")
+    for words in ("- README.md", "Say what the task does", "Say what main does", "git commit --no-edit"):
+        assert words in told
+    refused = run_mux("merge", "c", cwd=repo, check=False)  # not resolved yet: nothing changes
+    assert refused.returncode == 3 and "still conflict" in refused.stderr
+    run_mux("send", "c", "commit README.md resolved", cwd=repo)
+    resolved = " M other.txt\n?? notes.txt\n"  # only the uncommitted work left: the merge is committed
+    wait_until(lambda: git(worktree, "status", "--porcelain") == resolved and mux_ls(repo)["c"]["state"] == "idle")
+    run_mux("merge", "c", cwd=repo)
+    assert (repo / "README.md").read_text() == "resolved\n"
+    assert (repo / "notes.txt").read_text() == "the agent's uncommitted notes\n"
+    assert (repo / "other.txt").read_text() == "edited, not committed\n"
+
+
+def task_state(worktree: Path) -> tuple[str, ...]:
+    """checkout_state but the refs (the attempt adds one) and the index file's bytes (stat data): its entries."""
+    state = checkout_state(worktree)
+    return (state[0], *state[2:4], *state[5:], git(worktree, "ls-files", "--stage"))
+
+
+def attempt_refs(repo: Path) -> list[str]:
+    return git(repo, "for-each-ref", "--format=%(refname)", "refs/mux/recovery/c/").split()
+
+
+def test_a_resolver_that_gives_up_leaves_the_task_as_before_and_keeps_the_attempt(repo: Path) -> None:
+    worktree = conflicting_task(repo, "c")
+    before = task_state(worktree)
+    resolve(repo, "c")
+    run_mux("send", "c", "commit README.md a wrong resolution", cwd=repo)  # committed, then given up on
+    wait_until(lambda: git(worktree, "status", "--porcelain", "README.md") == "")
+    run_mux("send", "c", "write extra.txt scratch", cwd=repo)
+    wait_until(lambda: (worktree / "extra.txt").exists())
+    out = run_mux("merge", "c", "--abort-resolve", cwd=repo).stdout
+    assert "back as it was" in out
+    assert task_state(worktree) == before
+    attempt = attempt_refs(repo)[-1]
+    assert attempt in out
+    assert git(repo, "show", f"{attempt}:README.md") == "a wrong resolution\n"
+    assert git(repo, "show", f"{attempt}:extra.txt") == "scratch\n"
+    assert mux_ls(repo)["c"]["reason"] != "resolving"
+    assert run_mux("merge", "c", cwd=repo, check=False).returncode == 3  # the plain conflict again, changing nothing
+    assert task_state(worktree) == before
+
+
+def test_a_resolver_killed_half_way_loses_nothing_and_the_task_goes_back(repo: Path) -> None:
+    worktree = conflicting_task(repo, "c")
+    before = task_state(worktree)
+    resolve(repo, "c")
+    run_mux("send", "c", "write README.md half of it", cwd=repo)
+    wait_until(lambda: (worktree / "README.md").read_text() == "half of it\n")
+    run_mux("send", "c", "exit 9", cwd=repo)
+    wait_until(lambda: mux_ls(repo)["c"]["state"] == "exited")
+    refused = run_mux("merge", "c", cwd=repo, check=False)
+    assert refused.returncode == 3 and "--abort-resolve" in refused.stderr
+    run_mux("merge", "c", "--abort-resolve", cwd=repo)
+    assert task_state(worktree) == before
+    assert git(repo, "show", f"{attempt_refs(repo)[-1]}:README.md") == "half of it\n"
+
+
+def test_merge_resolve_refuses_while_the_agent_works_changing_nothing(repo: Path) -> None:
+    worktree = conflicting_task(repo, "c")
+    run_mux("send", "c", "busy 60", cwd=repo)
+    wait_until(lambda: mux_ls(repo)["c"]["state"] == "working", timeout=20)
+    before = task_state(worktree)
+    proc = run_mux("merge", "c", "--resolve", cwd=repo, check=False)
+    assert proc.returncode == 3 and "its agent, which is working" in proc.stderr
+    assert task_state(worktree) == before and mux_ls(repo)["c"]["reason"] != "resolving"
