@@ -36,7 +36,7 @@ GENERIC_WAITING: tuple[str, ...] = (
 
 _PROFILE_KEYS = ("command", "prompt_args", "resume_args", "env", "hooks", "status", "auto_trust", "trust_choice")
 _STATUS_KEYS = ("idle_after", "waiting", "working", "idle", "trust", "login")
-_SETTINGS_KEYS = ("agent", "base", "worktree_dir", "copy", "symlink", "setup", "setup_timeout", "agents")
+_SETTINGS_KEYS = ("agent", "base", "worktree_dir", "copy", "symlink", "setup", "setup_timeout", "check", "agents")
 # Profile names become file names: no separators, no leading dot.
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*\Z")
 
@@ -48,7 +48,7 @@ INIT_TEMPLATE = """\
 # Read from the main checkout only, never from a task's worktree. Every key is optional; the same keys in
 # ~/.config/mux/config.toml apply to all your repositories, and this file overrides them key by key.
 #
-# Keys that run code (setup; an agent's command, env, prompt_args, resume_args, hooks; an `agent` that is a
+# Keys that run code (setup, check; an agent's command, env, prompt_args, resume_args, hooks; an `agent` that is a
 # command line; any worktree_dir other than the default or a folder below it) apply only once `mux trust`
 # approved this exact content. After any change to this file (an edit, a pull, a merge) run `mux trust` again.
 
@@ -73,6 +73,9 @@ INIT_TEMPLATE = """\
 # setup = ["npm ci", "make dev-db"]
 # Seconds each set-up command may take before it is stopped.
 # setup_timeout = 600
+
+# The repository's check (its tests), run by `sh -c` in each member's worktree by `mux compare NAME --check`.
+# check = "pytest -q"
 
 # Per-repo agent profile overrides: the same keys as a profile file (see `mux agents`).
 # [agents.claude]
@@ -104,6 +107,8 @@ class Settings:
     setup: tuple[str, ...] = ()
     # Seconds each set-up command may run before it is stopped (a hung `npm ci` must not hold a task forever).
     setup_timeout: float = 600.0
+    # The repository's own test command (`mux compare --check` runs it in each member's worktree), like `setup`.
+    check: str | None = None
     # Per-profile overrides from [agents.NAME], user config then repo config merged key by key.
     agents: Mapping[str, Mapping[str, object]] = field(default_factory=dict)
     # Where the repo's part came from, for the trust check: `setup` and agent overrides (command, env, ...)
@@ -180,6 +185,7 @@ def load_settings(main_checkout: Path, is_trusted: Callable[[Path, str], bool] |
         symlink=tuple(_list(values, "symlink")),
         setup=tuple(_list(values, "setup")),
         setup_timeout=_number(values, "setup_timeout", Settings.setup_timeout),
+        check=_opt_str(values, "check"),
         agents=agents,
         repo_config=repo_config,
         repo_config_sha256=digest,
@@ -238,7 +244,7 @@ def _untrusted_part(
 
 
 def _unsafe(key: str, value: object, main_checkout: Path, defined: Mapping[str, Mapping[str, object]]) -> bool:
-    if key == "setup":
+    if key in ("setup", "check"):
         return True
     if key == "agent" and isinstance(value, str):
         return not (_profile_files(value) or value in defined)
@@ -415,7 +421,7 @@ def _show(value: object) -> str:
 
 def _check_settings(table: Mapping[str, object], where: str) -> None:
     for key, value in table.items():
-        if key in ("agent", "base", "worktree_dir"):
+        if key in ("agent", "base", "worktree_dir", "check"):
             if not isinstance(value, str) or not value.strip():
                 raise _fail(where, key, f"must be a non-empty string, not {_show(value)}")
             if key == "worktree_dir" and "{task}" not in value:

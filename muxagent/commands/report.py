@@ -137,6 +137,8 @@ def list_reports(ctx: Context, with_changes: bool = True, screens: ScreenCache |
             task_status = _while_checking_out(task_status)
         task_status = _with_setup(ctx, task, pane, task_status)
         task_status = radar.sync_override(ctx.store.root, Path(task.worktree), task.name, task_status)
+        if task.queued:  # no window yet, by design: not `missing`
+            task_status = TaskStatus(State.STARTING, f"queued: starts when a member of {task.group} goes idle")
         found = works.get(task.name)
         reports.append(
             TaskReport(
