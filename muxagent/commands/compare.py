@@ -176,7 +176,7 @@ def compare(ctx: Context, group: str, run_checks: bool = False) -> Comparison:
     members = group_members(ctx, group)
     command = _check_command(ctx) if run_checks else None
     names = {task.name for task in members}
-    reports = {item.task.name: item for item in list_reports(ctx) if item.task.name in names}
+    reports = {item.task.name: item for item in list_reports(ctx, only=names)}
     with ThreadPoolExecutor(PARALLEL) as pool:
         patches = list(pool.map(_patch, members))
         checks = list(pool.map(lambda task: _check(ctx, task, command), members)) if command else [None] * len(members)

@@ -92,10 +92,12 @@ def status_summary(ctx: Context) -> StatusSummary:
     return StatusSummary(tuple(list_reports(ctx, with_changes=False)))
 
 
-def list_reports(ctx: Context, with_changes: bool = True, screens: ScreenCache | None = None) -> list[TaskReport]:
+def list_reports(
+    ctx: Context, with_changes: bool = True, screens: ScreenCache | None = None, only: set[str] | None = None
+) -> list[TaskReport]:
     """Every task's state (and, unless asked not to, its changes): two tmux calls and parallel git reads. With
-    `screens`, the panes that have not drawn since its last read are not read again."""
-    tasks = load_tasks(ctx)
+    `screens`, the panes that have not drawn since its last read are not read again; with `only`, those tasks'."""
+    tasks = [task for task in load_tasks(ctx) if only is None or task.name in only]
     if not tasks:
         return []
     try:
