@@ -100,8 +100,8 @@ def family_order(reports: Sequence[TaskReport]) -> list[tuple[int, TaskReport]]:
 
 
 def group_order(reports: Sequence[TaskReport]) -> list[TaskReport]:
-    """`reports` with each group's members together, where its first member is: a member restored later, or
-    started after other tasks, is still shown with its group."""
+    """`reports` with each group's members together, where its first member is, in the order of their numbers
+    (NAME-2 before NAME-10): a member restored later is still shown with its group."""
     members: dict[str, list[TaskReport]] = {}
     for item in reports:
         if item.task.group is not None:
@@ -112,8 +112,13 @@ def group_order(reports: Sequence[TaskReport]) -> list[TaskReport]:
         if group is None:
             order.append(item)
         elif members[group][0] is item:
-            order.extend(members[group])
+            order.extend(sorted(members[group], key=lambda member: _natural(member.task.name)))
     return order
+
+
+def _natural(name: str) -> list[tuple[int, str]]:
+    """A sort key that reads the numbers in a name as numbers: NAME-2 before NAME-10."""
+    return [(int(part), "") if part.isdigit() else (-1, part) for part in re.split(r"(\d+)", name)]
 
 
 def columns(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:

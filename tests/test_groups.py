@@ -154,5 +154,18 @@ def test_keep_merges_the_winner_and_the_losers_come_back_with_restore(repo: Path
     back = settled(repo, ["c-2"])["c-2"]
     assert (Path(back["worktree"]) / "two.txt").read_text() == "second\n"
     assert git(Path(back["worktree"]), "log", "-1", "--format=%s") == "fake agent: two.txt\n"
-    refused = run_mux("keep", "c-2", cwd=repo, check=False)
+    assert back["group"] == "c"  # a member of its group again
+
+
+def test_a_restored_member_is_listed_with_its_group(repo: Path) -> None:
+    run_mux("new", "g", "-n", "2", "-a", "fake", cwd=repo)
+    run_mux("new", "lone", "-a", "fake", cwd=repo)
+    settled(repo, ["g-1", "g-2", "lone"])
+    run_mux("rm", "g-1", "--force", cwd=repo)
+    run_mux("restore", "g-1", cwd=repo)
+    assert mux_ls(repo)["g-1"]["group"] == "g"
+    run_mux("new", "h", "-n", "10", "-a", "fake", "--max-running", "1", cwd=repo)
+    shown = [line.split()[0] for line in run_mux("ls", cwd=repo).stdout.splitlines()[1:]]
+    assert shown == ["g-1", "g-2", "lone", *(f"h-{i}" for i in range(1, 11))]  # h-2 before h-10
+    refused = run_mux("keep", "lone", cwd=repo, check=False)
     assert refused.returncode != 0 and "no member of a group" in refused.stderr

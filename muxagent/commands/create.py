@@ -208,6 +208,8 @@ def _create(
     """Make the members' branches, worktrees and windows and add their records in one transaction: a failure
     undoes every member made so far, and a crash leaves intents that roll each one back (recovery.py)."""
     ctx.tmux.require()
+    # One creation time for every member: `ls` orders tasks by it, and a group must not be split by a second.
+    created = now_iso()
     with contextlib.ExitStack() as stack:
         for member in members:
             record = intents.NewRecord(op="new", name=member.name, worktree=str(worktree_path(ctx, member.name)),
@@ -217,7 +219,7 @@ def _create(
         registry = stack.enter_context(ctx.store.transaction())
         made = []
         for member in members:
-            task, pane_argv = _make(ctx, registry, undo, request, start, member, progress)
+            task, pane_argv = _make(ctx, registry, undo, request, start, member, created, progress)
             made.append((task, member, pane_argv))
     intents.crash_point("new:after-record")
     for task, member, pane_argv in made:
@@ -230,7 +232,7 @@ def _create(
 
 def _make(
     ctx: Context, registry: Registry, undo: Undo, request: NewRequest, start: _Start, member: _Member,
-    progress: Progress,
+    created: str, progress: Progress,
 ) -> tuple[Task, list[str]]:  # fmt: skip
     """One member inside `_create`'s transaction: its record (added) and what its window runs."""
     name = member.name
@@ -249,7 +251,7 @@ def _make(
     task = Task(
         name=name, agent=member.profile.name, command=tuple(member.argv), base=start.base,
         branch=naming.branch_for(name), worktree=str(worktree), session=naming.session_for(ctx.repo.main),
-        window="", created=now_iso(), port=port, prompt=request.prompt,
+        window="", created=created, port=port, prompt=request.prompt,
         parent=start.parent.name if start.parent is not None else None, notify=start.notify,
         group=start.group, queued=member.queued, max_running=start.max_running,
     )  # fmt: skip
@@ -417,7 +419,7 @@ def reserve_worktree(
 def open_task(
     ctx: Context, undo: Undo, name: str, profile: AgentProfile, argv: list[str], worktree: Path, port: int,
     env: dict[str, str], window_argv: list[str], base: str, created: str, prompt: str | None,
-    parent: str | None = None, notify: tuple[str, ...] = (),
+    parent: str | None = None, notify: tuple[str, ...] = (), group: str | None = None,
 ) -> Task:  # fmt: skip
     """Open the task's window running `window_argv` (the agent's command, or the set-up runner that starts it)
     and return the task's record, for the caller to add to the registry."""
@@ -436,6 +438,7 @@ def open_task(
         prompt=prompt,
         parent=parent,
         notify=notify,
+        group=group,
     )
 
 
