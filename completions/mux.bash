@@ -55,7 +55,7 @@ _mux() {
         elif [[ -z $cmd ]]; then
             cmd=$word
             case $cmd in
-                new) opts='-a --agent -p --prompt --prompt-file --base --attach --parent --no-parent --notify --help' valued=' -a=none --agent=none -p=none --prompt=none --prompt-file=file --base=none --parent=none --notify=none ' args='none' rest='' ;;
+                new) opts='-a --agent -p --prompt --prompt-file --base --attach --parent --no-parent --notify -n --count --max-running --help' valued=' -a=none --agent=none -p=none --prompt=none --prompt-file=file --base=none --parent=none --notify=none -n=none --count=none --max-running=none ' args='none' rest='' ;;
                 ls) opts='--json --watch --help' valued=' ' args='' rest='' ;;
                 attach) opts='--help' valued=' ' args='task' rest='' ;;
                 send) opts='--when-idle --now --timeout --json --help' valued=' --timeout=none ' args='task none' rest='' ;;
@@ -77,6 +77,8 @@ _mux() {
                 status-line) opts='--tmux-styles --json --help' valued=' ' args='' rest='' ;;
                 next-waiting) opts='--from --help' valued=' --from=none ' args='' rest='' ;;
                 merge) opts='--merge --squash --rebase -m --message --keep --into --while-busy --resolve --abort-resolve --help' valued=' -m=none --message=none --into=none ' args='task' rest='' ;;
+                compare) opts='--json --check --diff --help' valued=' --diff=none ' args='task' rest='' ;;
+                keep) opts='--merge --squash --rebase -m --message --help' valued=' -m=none --message=none ' args='task' rest='' ;;
                 sync) opts='--rebase --ask --all --dry-run --json --help' valued=' ' args='task' rest='' ;;
                 restore) opts='--at --help' valued=' --at=none ' args='none' rest='' ;;
                 gc) opts='--older-than --dry-run --help' valued=' --older-than=none ' args='' rest='' ;;
@@ -106,7 +108,7 @@ _mux() {
         fi
     fi
     if [[ -z $cmd ]]; then
-        COMPREPLY=($(compgen -W 'new ls attach send queue wait inbox restart peek diff rm clean agents doctor guide completion trust init logs status-line next-waiting merge sync restore gc' -- "$cur"))
+        COMPREPLY=($(compgen -W 'new ls attach send queue wait inbox restart peek diff rm clean agents doctor guide completion trust init logs status-line next-waiting merge compare keep sync restore gc' -- "$cur"))
         return 0
     fi
     local kinds=($args)

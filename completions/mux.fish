@@ -76,11 +76,13 @@ complete -c mux -n 'not __mux_command' -a logs -d 'Show the task\'s set-up log: 
 complete -c mux -n 'not __mux_command' -a status-line -d 'One line for tmux\'s status-right: tasks per state and the names of those that wait'
 complete -c mux -n 'not __mux_command' -a next-waiting -d 'Focus the next task that waits for you (bind it to a key: see the README)'
 complete -c mux -n 'not __mux_command' -a merge -d 'Bring a task\'s work home into its base: commit its uncommitted work, merge, then remove the task'
+complete -c mux -n 'not __mux_command' -a compare -d 'Compare the members of a group (`mux new NAME -n N`): state, time to first idle, commits, files, lines,'
+complete -c mux -n 'not __mux_command' -a keep -d 'Keep the winner of a group: merge it as `mux merge` does (exit 3 on a conflict, nothing changed), then'
 complete -c mux -n 'not __mux_command' -a sync -d 'Bring the base\'s new commits into the task\'s branch, in the task\'s worktree'
 complete -c mux -n 'not __mux_command' -a restore -d 'Recreate a removed task from its recovery ref: branch, worktree with its uncommitted files, window'
 complete -c mux -n 'not __mux_command' -a gc -d 'Drop old recovery refs: the only command that does'
 
-complete -c mux -n '__mux_using new' -s a -l agent -x -d 'Profile name or a command line'
+complete -c mux -n '__mux_using new' -s a -l agent -x -d 'Profile name or a command line; several make a group, one task each'
 complete -c mux -n '__mux_using new' -s p -l prompt -x -d 'First prompt for the agent'
 complete -c mux -n '__mux_using new' -l prompt-file -r -F -d 'Read the first prompt from a file'
 complete -c mux -n '__mux_using new' -l base -x -d 'Branch or commit to start from'
@@ -88,6 +90,8 @@ complete -c mux -n '__mux_using new' -l attach -d 'Focus the task\'s window afte
 complete -c mux -n '__mux_using new' -l parent -x -d 'Make it a sub-task of this task (default: the task mux runs in)'
 complete -c mux -n '__mux_using new' -l no-parent -d 'A top-level task, even when run from inside a task'
 complete -c mux -n '__mux_using new' -l notify -x -d 'States told to the parent\'s agent: idle,exited,waiting (default) or none'
+complete -c mux -n '__mux_using new' -s n -l count -x -d 'Start a group of this many tasks, NAME-1..NAME-N, one prompt'
+complete -c mux -n '__mux_using new' -l max-running -x -d 'In a group, start this many at once, the rest as earlier ones go idle'
 complete -c mux -n '__mux_using new' -l help -d 'Show the help and exit'
 
 complete -c mux -n '__mux_using ls' -l json -d 'Print a JSON array'
@@ -185,6 +189,19 @@ complete -c mux -n '__mux_using merge' -l resolve -d 'On a conflict, merge the b
 complete -c mux -n '__mux_using merge' -l abort-resolve -d 'Give up a --resolve: the task back as it was before'
 complete -c mux -n '__mux_using merge' -l help -d 'Show the help and exit'
 complete -c mux -n '__mux_arg merge eq 0 -m --message --into' -a '(__mux_tasks)'
+
+complete -c mux -n '__mux_using compare' -l json -d 'Print a JSON object'
+complete -c mux -n '__mux_using compare' -l check -d 'Run the repository\'s `check` command (.mux.toml) in each member'
+complete -c mux -n '__mux_using compare' -l diff -x -d 'Show the diff from member A to member B'
+complete -c mux -n '__mux_using compare' -l help -d 'Show the help and exit'
+complete -c mux -n '__mux_arg compare eq 0 --diff' -a '(__mux_tasks)'
+
+complete -c mux -n '__mux_using keep' -l merge -d 'A merge commit (the default)'
+complete -c mux -n '__mux_using keep' -l squash -d 'One commit with all of the task\'s changes'
+complete -c mux -n '__mux_using keep' -l rebase -d 'The task\'s commits replayed on the base (linear)'
+complete -c mux -n '__mux_using keep' -s m -l message -x -d 'Message for mux\'s commits (default: the task\'s prompt)'
+complete -c mux -n '__mux_using keep' -l help -d 'Show the help and exit'
+complete -c mux -n '__mux_arg keep eq 0 -m --message' -a '(__mux_tasks)'
 
 complete -c mux -n '__mux_using sync' -l rebase -d 'Rebase the task\'s commits instead of merging'
 complete -c mux -n '__mux_using sync' -l ask -d 'On a conflict, ask the agent to resolve it'

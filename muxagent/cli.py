@@ -16,6 +16,7 @@ import typer
 from muxagent import live, naming, render
 from muxagent.commands import (
     agents,
+    compare,
     context,
     create,
     doctor,
@@ -23,6 +24,7 @@ from muxagent.commands import (
     guide,
     inbox,
     interact,
+    keep,
     merge,
     recovery,
     remove,
@@ -118,7 +120,10 @@ def _say(line: str) -> None:
 @app.command()
 def new(
     name: NameArg,
-    agent: Annotated[str | None, typer.Option("-a", "--agent", help="Profile name or a command line.")] = None,
+    agent: Annotated[
+        list[str] | None,
+        typer.Option("-a", "--agent", help="Profile name or a command line; several make a group, one task each."),
+    ] = None,
     prompt: Annotated[str | None, typer.Option("-p", "--prompt", help="First prompt for the agent.")] = None,
     prompt_file: Annotated[
         Path | None, typer.Option("--prompt-file", help="Read the first prompt from a file.", dir_okay=False)
@@ -135,23 +140,42 @@ def new(
         str | None,
         typer.Option("--notify", help="States told to the parent's agent: idle,exited,waiting (default) or none."),
     ] = None,
+    count: Annotated[
+        int, typer.Option("-n", "--count", help="Start a group of this many tasks, NAME-1..NAME-N, one prompt.")
+    ] = 1,
+    max_running: Annotated[
+        int | None,
+        typer.Option("--max-running", help="In a group, start this many at once, the rest as earlier ones go idle."),
+    ] = None,
 ) -> None:
     """Start a task: worktree and branch mux/NAME, a tmux window, the agent running in it.
 
     Run from inside a task (its pane or worktree), the new task is its sub-task: it starts from the parent's
-    branch and merges back into it."""
+    branch and merges back into it. With -n N or several -a, a group of tasks on one base and prompt, all or
+    none (see `mux compare`, `mux keep`)."""
     if prompt is not None and prompt_file is not None:
         raise UsageError("give either --prompt or --prompt-file, not both")
     if prompt_file is not None:
         prompt = _read_prompt_file(prompt_file)
+    agents = tuple(agent or ())
+    grouped = count != 1 or len(agents) > 1
+    if max_running is not None and not grouped:
+        raise UsageError("--max-running is for a group: give -n N or several -a")
     with _repo() as ctx:
         with _progress() as progress:
-            request = create.NewRequest(name, agent, prompt, base, parent=parent, no_parent=no_parent, notify=notify)
-            task = create.new_task(ctx, request, progress)
-        _say(f"{task.name}: {task.agent} in {task.worktree} (branch {task.branch}, window {task.window})")
+            request = create.NewRequest(
+                name, agents[0] if agents else None, prompt, base, parent=parent, no_parent=no_parent, notify=notify
+            )
+            if grouped:
+                tasks = create.new_group(ctx, create.GroupRequest(request, agents, count, max_running), progress)
+            else:
+                tasks = [create.new_task(ctx, request, progress)]
+        for task in tasks:
+            where = "queued" if task.queued else f"window {task.window}"
+            _say(f"{task.name}: {task.agent} in {task.worktree} (branch {task.branch}, {where})")
         daemon.ensure_running(ctx)
         if attach:
-            interact.attach(ctx, task.name)
+            interact.attach(ctx, tasks[0].name)
 
 
 def _read_prompt_file(path: Path) -> str:
@@ -564,15 +588,22 @@ def next_waiting(
         interact.attach(ctx, task.name)
 
 
+# The options `mux merge` and `mux keep` share: how the task's commits land, and the message of mux's commits.
+MergeFlag = Annotated[bool, typer.Option("--merge", help="A merge commit (the default).")]
+SquashFlag = Annotated[bool, typer.Option("--squash", help="One commit with all of the task's changes.")]
+RebaseFlag = Annotated[bool, typer.Option("--rebase", help="The task's commits replayed on the base (linear).")]
+MessageOption = Annotated[
+    str | None, typer.Option("-m", "--message", help="Message for mux's commits (default: the task's prompt).")
+]
+
+
 @app.command("merge")
 def merge_cmd(
     name: NameArg,
-    use_merge: Annotated[bool, typer.Option("--merge", help="A merge commit (the default).")] = False,
-    squash: Annotated[bool, typer.Option("--squash", help="One commit with all of the task's changes.")] = False,
-    rebase: Annotated[bool, typer.Option("--rebase", help="The task's commits replayed on the base (linear).")] = False,
-    message: Annotated[
-        str | None, typer.Option("-m", "--message", help="Message for mux's commits (default: the task's prompt).")
-    ] = None,
+    use_merge: MergeFlag = False,
+    squash: SquashFlag = False,
+    rebase: RebaseFlag = False,
+    message: MessageOption = None,
     keep: Annotated[bool, typer.Option("--keep", help="Keep the task (window, worktree, branch) afterwards.")] = False,
     into: Annotated[str | None, typer.Option("--into", help="Merge into this branch, not the task's base.")] = None,
     while_busy: Annotated[
@@ -593,12 +624,7 @@ def merge_cmd(
     into its parent's branch, in the parent's worktree: the same checks there, and refused while the parent's agent
     is working unless it asked (run from its pane) or with --while-busy.
     """
-    if message is not None:
-        naming.validate_prompt(message, what="message")
-    chosen = [how for how, on in zip(merge.Strategy, (use_merge, squash, rebase), strict=True) if on]
-    if len(chosen) > 1:
-        raise UsageError("give only one of --merge, --squash, --rebase")
-    request = merge.MergeRequest(name, chosen[0] if chosen else merge.Strategy.MERGE, message, keep, into, while_busy)
+    request = merge.MergeRequest(name, _strategy(use_merge, squash, rebase, message), message, keep, into, while_busy)
     if resolve_conflicts and (abort_resolve or rebase):
         raise UsageError("--resolve merges the base into the task: give it without --abort-resolve or --rebase")
     if abort_resolve:
@@ -606,14 +632,8 @@ def merge_cmd(
             attempt = resolve.abort_resolve(ctx, name)
         _say(f"{name} is back as it was before --resolve; the attempt is kept in {attempt}")
         return
-    with _repo() as ctx:
-        try:
-            with _progress() as progress:
-                outcome = resolve.merge_or_resolve(ctx, request, resolve_conflicts, progress)
-        except MergeConflictError as exc:
-            for path in exc.paths:
-                print(render.clean_line(path))
-            raise
+    with _repo() as ctx, _conflicts_listed(), _progress() as progress:
+        outcome = resolve.merge_or_resolve(ctx, request, resolve_conflicts, progress)
     if isinstance(outcome, resolve.Resolving):
         for path in outcome.conflicts:
             print(render.clean_line(path))
@@ -622,7 +642,31 @@ def merge_cmd(
             f" `mux merge {name}` once it is idle (or `mux merge {name} --abort-resolve`)"
         )
         return
-    result = outcome
+    _say_merged(name, outcome)
+
+
+def _strategy(use_merge: bool, squash: bool, rebase: bool, message: str | None) -> merge.Strategy:
+    """The one strategy the flags choose (and the message checked): `mux merge` and `mux keep` take the same."""
+    if message is not None:
+        naming.validate_prompt(message, what="message")
+    chosen = [how for how, on in zip(merge.Strategy, (use_merge, squash, rebase), strict=True) if on]
+    if len(chosen) > 1:
+        raise UsageError("give only one of --merge, --squash, --rebase")
+    return chosen[0] if chosen else merge.Strategy.MERGE
+
+
+@contextmanager
+def _conflicts_listed() -> Iterator[None]:
+    """A refused merge's conflicting paths on stdout, one a line, before its message (exit 3)."""
+    try:
+        yield
+    except MergeConflictError as exc:
+        for path in exc.paths:
+            print(render.clean_line(path))
+        raise
+
+
+def _say_merged(name: str, result: merge.MergeResult) -> None:
     if result.new == result.old:
         _say(f"nothing of {name} to merge: {result.target} already has all of it")
     else:
@@ -635,6 +679,59 @@ def merge_cmd(
         sys.stdout.write(result.synced.text())
     if result.behind:
         _say(f"behind {result.target} now: {', '.join(result.behind)} (update one with `mux sync NAME`)")
+
+
+@app.command("compare")
+def compare_group(
+    name: NameArg,
+    as_json: Annotated[bool, typer.Option("--json", help="Print a JSON object.")] = False,
+    check: Annotated[
+        bool, typer.Option("--check", help="Run the repository's `check` command (.mux.toml) in each member.")
+    ] = False,
+    diff_pair: Annotated[
+        tuple[str, str] | None,
+        typer.Option("--diff", help="Show the diff from member A to member B.", metavar="A B"),
+    ] = None,
+) -> None:
+    """Compare the members of a group (`mux new NAME -n N`): state, time to first idle, commits, files, lines,
+    the files only one touched, how alike their changes are, and with --check the repository's check."""
+    with _repo() as ctx:
+        if diff_pair is not None:
+            changes = compare.diff_between(ctx, name, *diff_pair)
+            if as_json:
+                _print_json(changes.to_json())
+            else:
+                sys.stdout.write(changes.text(terminal=sys.stdout.isatty()))
+            return
+        with _progress() as progress:
+            if check:
+                progress(f"running the check in each member of {name}")
+            result = compare.compare(ctx, name, run_checks=check)
+    if as_json:
+        _print_json(result.to_json())
+    else:
+        print(result.text())
+
+
+@app.command("keep")
+def keep_member(
+    name: NameArg,
+    use_merge: MergeFlag = False,
+    squash: SquashFlag = False,
+    rebase: RebaseFlag = False,
+    message: MessageOption = None,
+) -> None:
+    """Keep the winner of a group: merge it as `mux merge` does (exit 3 on a conflict, nothing changed), then
+    remove the other members, each with a recovery ref first (`mux restore NAME` brings one back)."""
+    strategy = _strategy(use_merge, squash, rebase, message)
+    with _repo() as ctx, _conflicts_listed(), _progress() as progress:
+        result = keep.keep(ctx, name, strategy, message, progress)
+    _say_merged(name, result.merged)
+    for removal in result.removed:
+        hint = f" (restore with: {removal.restore_hint})" if removal.restore_hint else ""
+        print(f"removed {removal.task.name}{hint}")
+    for other, why in result.kept.items():
+        _say(f"kept {other}: {why}")
 
 
 @app.command("sync")

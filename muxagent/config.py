@@ -45,6 +45,7 @@ _SETTINGS_KEYS = (
     "setup",
     "setup_timeout",
     "sync_after_merge",
+    "check",
     "agents",
 )
 # Profile names become file names: no separators, no leading dot.
@@ -58,7 +59,7 @@ INIT_TEMPLATE = """\
 # Read from the main checkout only, never from a task's worktree. Every key is optional; the same keys in
 # ~/.config/mux/config.toml apply to all your repositories, and this file overrides them key by key.
 #
-# Keys that run code (setup; an agent's command, env, prompt_args, resume_args, hooks; an `agent` that is a
+# Keys that run code (setup, check; an agent's command, env, prompt_args, resume_args, hooks; an `agent` that is a
 # command line; any worktree_dir other than the default or a folder below it) apply only once `mux trust`
 # approved this exact content. After any change to this file (an edit, a pull, a merge) run `mux trust` again.
 
@@ -86,6 +87,9 @@ INIT_TEMPLATE = """\
 
 # After each `mux merge`, bring every other idle task on the same base up to date (`mux sync --all`).
 # sync_after_merge = true
+
+# The repository's check (its tests), run by `sh -c` in each member's worktree by `mux compare NAME --check`.
+# check = "pytest -q"
 
 # Per-repo agent profile overrides: the same keys as a profile file (see `mux agents`).
 # [agents.claude]
@@ -118,6 +122,8 @@ class Settings:
     # Seconds each set-up command may run before it is stopped (a hung `npm ci` must not hold a task forever).
     setup_timeout: float = 600.0
     sync_after_merge: bool = False
+    # The repository's own test command (`mux compare --check` runs it in each member's worktree), like `setup`.
+    check: str | None = None
     # Per-profile overrides from [agents.NAME], user config then repo config merged key by key.
     agents: Mapping[str, Mapping[str, object]] = field(default_factory=dict)
     # Where the repo's part came from, for the trust check: `setup` and agent overrides (command, env, ...)
@@ -195,6 +201,7 @@ def load_settings(main_checkout: Path, is_trusted: Callable[[Path, str], bool] |
         setup=tuple(_list(values, "setup")),
         setup_timeout=_number(values, "setup_timeout", Settings.setup_timeout),
         sync_after_merge=values.get("sync_after_merge") is True,
+        check=_opt_str(values, "check"),
         agents=agents,
         repo_config=repo_config,
         repo_config_sha256=digest,
@@ -253,7 +260,7 @@ def _untrusted_part(
 
 
 def _unsafe(key: str, value: object, main_checkout: Path, defined: Mapping[str, Mapping[str, object]]) -> bool:
-    if key == "setup":
+    if key in ("setup", "check"):
         return True
     if key == "agent" and isinstance(value, str):
         return not (_profile_files(value) or value in defined)
@@ -430,7 +437,7 @@ def _show(value: object) -> str:
 
 def _check_settings(table: Mapping[str, object], where: str) -> None:
     for key, value in table.items():
-        if key in ("agent", "base", "worktree_dir"):
+        if key in ("agent", "base", "worktree_dir", "check"):
             if not isinstance(value, str) or not value.strip():
                 raise _fail(where, key, f"must be a non-empty string, not {_show(value)}")
             if key == "worktree_dir" and "{task}" not in value:

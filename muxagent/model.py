@@ -74,6 +74,12 @@ class Task:
     parent: str | None = None
     # The states whose reaching is told to the parent's agent as a notice (inbox entries are kept for every one).
     notify: tuple[str, ...] = ()
+    # The group this task is a member of (`mux new NAME -n 3`, or several `-a`: NAME); None for a lone task.
+    group: str | None = None
+    # A member held back by `--max-running`: its branch, worktree and record exist, and the monitor starts its
+    # agent once fewer than `max_running` members of its group are starting, working or waiting.
+    queued: bool = False
+    max_running: int = 0
 
 
 @dataclass(frozen=True)
@@ -153,6 +159,7 @@ class TaskReport:
             "conflicts": [dict(c) for c in self.conflicts],
             "prompt": task.prompt,
             "inbox_unread": self.inbox_unread,
+            "group": task.group,
         }
 
 

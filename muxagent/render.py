@@ -99,6 +99,35 @@ def family_order(reports: Sequence[TaskReport]) -> list[tuple[int, TaskReport]]:
     return order
 
 
+def group_order(reports: Sequence[TaskReport]) -> list[TaskReport]:
+    """`reports` with each group's members together, where its first member is, in the order of their numbers
+    (NAME-2 before NAME-10): a member restored later is still shown with its group."""
+    members: dict[str, list[TaskReport]] = {}
+    for item in reports:
+        if item.task.group is not None:
+            members.setdefault(item.task.group, []).append(item)
+    order: list[TaskReport] = []
+    for item in reports:
+        group = item.task.group
+        if group is None:
+            order.append(item)
+        elif members[group][0] is item:
+            order.extend(sorted(members[group], key=lambda member: _natural(member.task.name)))
+    return order
+
+
+def _natural(name: str) -> list[tuple[int, str]]:
+    """A sort key that reads the numbers in a name as numbers: NAME-2 before NAME-10."""
+    return [(int(part), "") if part.isdigit() else (-1, part) for part in re.split(r"(\d+)", name)]
+
+
+def columns(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
+    """A plain table: the header and each row, cells made one line and padded to their column's width."""
+    cells = [[clean_line(cell) for cell in row] for row in [header, *rows]]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(header))]
+    return ["  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip() for row in cells]
+
+
 def age(epoch: float | None, now: float | None = None) -> str:
     if epoch is None:
         return "-"
@@ -144,7 +173,7 @@ _INDENT = "  "
 def table(reports: Sequence[TaskReport], colour: bool) -> str:
     header = ("NAME", "AGENT", "STATE", "CHANGES", "COMMITS", "AGE", "ACTIVE", "REASON")
     now = time.time()
-    ordered = family_order(reports)
+    ordered = family_order(group_order(reports))
     rows = [
         tuple(
             clean_line(cell)  # a REASON quotes a repo's pattern, an agent's hook; a conflict names a branch

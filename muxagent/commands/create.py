@@ -8,7 +8,7 @@ import os
 import socket
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from muxagent import config, naming
@@ -26,8 +26,8 @@ from muxagent.errors import (
     UsageError,
 )
 from muxagent.git import repository, worktree_status, worktrees
-from muxagent.model import AgentProfile, Progress, State, Task, no_progress
-from muxagent.state import intents
+from muxagent.model import AgentProfile, Progress, State, Task, TaskReport, no_progress
+from muxagent.state import intents, prompt_queue
 from muxagent.state.store import Registry, task_to_dict
 from muxagent.status import adapters, classifier, events, patterns
 
@@ -79,8 +79,93 @@ class Undo:
                 step()
 
 
+@dataclass(frozen=True)
+class GroupRequest:
+    """`mux new NAME` with `-n COUNT` or several `-a`: one member per agent and count, all of one prompt and base."""
+
+    request: NewRequest  # the group's name, prompt, base, parent; its `agent` is unused
+    agents: tuple[str, ...] = ()  # `-a`, in the order given; () for the configured agent
+    count: int = 1
+    max_running: int | None = None  # `--max-running K`: the others are queued until earlier ones go idle
+
+
+@dataclass(frozen=True)
+class _Member:
+    """One task to create, everything about it checked before anything is made."""
+
+    name: str
+    profile: AgentProfile
+    adapter: adapters.Adapter
+    argv: list[str]
+    prompt_on_command_line: bool
+    queued: bool = False
+
+
+@dataclass(frozen=True)
+class _Start:
+    """What every member shares: the base, resolved once, and the parent."""
+
+    base: str
+    commit: str
+    parent: Task | None
+    notify: tuple[str, ...]
+    group: str | None = None
+    max_running: int = 0
+
+
 def new_task(ctx: Context, request: NewRequest, progress: Progress = no_progress) -> Task:
     name = naming.validate_name(request.name)
+    start = _shared_start(ctx, request)
+    member = _member(ctx, name, request.agent, request.prompt)
+    if start.parent is not None and start.base == start.parent.branch:
+        _warn_unseen_edits(ctx, start.parent, name)
+    (task,) = _create(ctx, request, start, [member], progress)
+    return task
+
+
+def new_group(ctx: Context, group: GroupRequest, progress: Progress = no_progress) -> list[Task]:
+    """Start every member of the group, or none: a member that cannot be made takes the others back with it."""
+    request = group.request
+    name = naming.validate_name(request.name)
+    if group.count < 1:
+        raise UsageError(f"-n takes a number of tasks of 1 or more, not {group.count}")
+    if group.max_running is not None and group.max_running < 1:
+        raise UsageError(f"--max-running takes 1 or more, not {group.max_running}")
+    labels = _member_labels(ctx, group)
+    if len(labels) < 2:
+        raise UsageError("a group needs two members or more: give -n 2 or more, or several -a")
+    start = _shared_start(ctx, request)
+    running = group.max_running or len(labels)
+    start = _Start(start.base, start.commit, start.parent, start.notify, group=name, max_running=running)
+    members = [
+        replace(_member(ctx, naming.validate_name(f"{name}-{label}"), agent, request.prompt), queued=i >= running)
+        for i, (label, agent) in enumerate(labels)
+    ]
+    if start.parent is not None and start.base == start.parent.branch:
+        _warn_unseen_edits(ctx, start.parent, name)
+    return _create(ctx, request, start, members, progress)
+
+
+def _member_labels(ctx: Context, group: GroupRequest) -> list[tuple[str, str | None]]:
+    """(name suffix, agent) of each member: `claude`, `codex` for several `-a`, `1`..`n` for `-n`, `claude-1`
+    for both."""
+    agents: list[str | None] = list(group.agents) or [None]
+    named = len(agents) > 1
+    labels = []
+    for agent in agents:
+        label = config.resolve_agent(agent, ctx.settings).name if named and agent is not None else ""
+        for i in range(1, group.count + 1):
+            number = str(i) if group.count > 1 else ""
+            labels.append(("-".join(part for part in (label, number) if part), agent))
+    suffixes = [label for label, _agent in labels]
+    twice = sorted({label for label in suffixes if suffixes.count(label) > 1})
+    if twice:
+        raise UsageError(f"-a {twice[0]} is given twice: give it once with -n COUNT")
+    return labels
+
+
+def _shared_start(ctx: Context, request: NewRequest) -> _Start:
+    """The checks of the options every member shares, and the base commit, resolved once."""
     if request.prompt is not None:
         naming.validate_prompt(request.prompt)
     if request.base is not None and not request.base.strip():
@@ -91,64 +176,144 @@ def new_task(ctx: Context, request: NewRequest, progress: Progress = no_progress
     _warn_untrusted(ctx)
     parent = _parent_for(ctx, request)
     notify = _notify_for(wanted, parent)
-    profile = config.resolve_agent(request.agent or ctx.settings.agent, ctx.settings)
-    if config.command_available(profile) is None:
-        raise AgentNotFoundError(
-            f"agent {profile.name!r} is not installed: {profile.command[0]!r} was not found on PATH"
-        )
     base = request.base or (parent.branch if parent else None) or ctx.settings.base
     base = base or repository.current_branch(ctx.repo.main)
     if base is None:
         raise GitError("the main checkout is on a detached HEAD: pass --base REF")
-    start = repository.resolve_commit(ctx.repo, base)
-    if parent is not None and base == parent.branch:
-        _warn_unseen_edits(ctx, parent, name)
-    ctx.tmux.require()
-    worktree = worktree_path(ctx, name)
-    branch = naming.branch_for(name)
+    return _Start(base, repository.resolve_commit(ctx.repo, base), parent, notify)
+
+
+def _member(ctx: Context, name: str, agent: str | None, prompt: str | None) -> _Member:
+    profile = config.resolve_agent(agent or ctx.settings.agent, ctx.settings)
+    if config.command_available(profile) is None:
+        raise AgentNotFoundError(
+            f"agent {profile.name!r} is not installed: {profile.command[0]!r} was not found on PATH"
+        )
     adapter = adapters.install(profile.hooks, ctx.store.root)
     argv = [*profile.command, *adapter.args]
-    prompt_on_command_line = False
-    if (
-        request.prompt is not None
-        and profile.prompt_args is not None
-        and len(request.prompt.encode()) <= PROMPT_ARG_MAX
-    ):
-        argv += config.expand_args(profile.prompt_args, request.prompt)
-        prompt_on_command_line = True
+    on_command_line = _prompt_fits(profile, prompt)
+    if prompt is not None and on_command_line:
+        argv += config.expand_args(profile.prompt_args or (), prompt)
+    return _Member(name, profile, adapter, argv, on_command_line)
 
-    intent = intents.intent(ctx.store.root, intents.NewRecord(op="new", name=name, worktree=str(worktree), base=base))
-    with intent, Undo() as undo, ctx.store.transaction() as registry:
-        if name in registry:
-            raise TaskExistsError(f"task {name!r} already exists")
-        if parent is not None and parent.name not in registry:
-            raise UnknownTaskError(f"parent task {parent.name!r} was removed meanwhile: nothing was created")
-        progress(f"creating {branch} from {base} at {worktree}")
-        # The files are checked out in the task's window, before the agent: `mux new` does not wait for a big
-        # checkout, and the window shows it (`mux ls` says `starting`; a failure leaves the task inspectable).
-        port = reserve_worktree(
-            ctx, registry, undo, name, worktree, start, if_taken="pick another task name", checkout=False
-        )
-        intents.crash_point("new:after-worktree")
-        pane_argv = _prepare_worktree(ctx, name, worktree, argv)
-        env = agent_env(ctx, name, worktree, port, profile, adapter)
-        # Claude fires no hook for a prompt given on its command line: the turn it starts is marked here.
-        busy = prompt_on_command_line and profile.hooks != "none"
-        mark_spawn(ctx, name, State.WORKING if busy else None, env)
-        created = now_iso()
-        task = open_task(
-            ctx, undo, name, profile, argv, worktree, port, env, pane_argv, base, created, request.prompt,
-            parent=parent.name if parent is not None else None, notify=notify,
-        )  # fmt: skip
-        intents.crash_point("new:after-window")
-        registry.add(task)
-        journal_creation(ctx, undo, task)
+
+def _prompt_fits(profile: AgentProfile, prompt: str | None) -> bool:
+    """Whether the prompt goes on the agent's command line (else it is pasted once the agent is ready)."""
+    return prompt is not None and profile.prompt_args is not None and len(prompt.encode()) <= PROMPT_ARG_MAX
+
+
+def _create(
+    ctx: Context, request: NewRequest, start: _Start, members: list[_Member], progress: Progress
+) -> list[Task]:
+    """Make the members' branches, worktrees and windows and add their records in one transaction: a failure
+    undoes every member made so far, and a crash leaves intents that roll each one back (recovery.py)."""
+    ctx.tmux.require()
+    # One creation time for every member: `ls` orders tasks by it, and a group must not be split by a second.
+    created = now_iso()
+    with contextlib.ExitStack() as stack:
+        for member in members:
+            record = intents.NewRecord(op="new", name=member.name, worktree=str(worktree_path(ctx, member.name)),
+                                       base=start.base)  # fmt: skip
+            stack.enter_context(intents.intent(ctx.store.root, record))
+        undo = stack.enter_context(Undo())
+        registry = stack.enter_context(ctx.store.transaction())
+        made = []
+        for member in members:
+            task, pane_argv = _make(ctx, registry, undo, request, start, member, created, progress)
+            made.append((task, member, pane_argv))
     intents.crash_point("new:after-record")
-    if pane_argv != argv:
-        _await_setup(ctx, task, progress)
-    if request.prompt is not None and not prompt_on_command_line:
-        _paste_when_ready(ctx, task, profile, request.prompt)
-    return task
+    for task, member, pane_argv in made:
+        if pane_argv != member.argv:
+            _await_setup(ctx, task, progress)
+        if request.prompt is not None and not member.prompt_on_command_line and not member.queued:
+            _paste_when_ready(ctx, task, member.profile, request.prompt)
+    return [task for task, _member, _argv in made]
+
+
+def _make(
+    ctx: Context, registry: Registry, undo: Undo, request: NewRequest, start: _Start, member: _Member,
+    created: str, progress: Progress,
+) -> tuple[Task, list[str]]:  # fmt: skip
+    """One member inside `_create`'s transaction: its record (added) and what its window runs."""
+    name = member.name
+    if name in registry:
+        raise TaskExistsError(f"task {name!r} already exists")
+    if start.parent is not None and start.parent.name not in registry:
+        raise UnknownTaskError(f"parent task {start.parent.name!r} was removed meanwhile: nothing was created")
+    worktree = worktree_path(ctx, name)
+    progress(f"creating {naming.branch_for(name)} from {start.base} at {worktree}")
+    # The files are checked out in the task's window, before the agent: `mux new` does not wait for a big
+    # checkout, and the window shows it (`mux ls` says `starting`; a failure leaves the task inspectable).
+    port = reserve_worktree(
+        ctx, registry, undo, name, worktree, start.commit, if_taken="pick another task name", checkout=False
+    )
+    intents.crash_point("new:after-worktree")
+    task = Task(
+        name=name, agent=member.profile.name, command=tuple(member.argv), base=start.base,
+        branch=naming.branch_for(name), worktree=str(worktree), session=naming.session_for(ctx.repo.main),
+        window="", created=created, port=port, prompt=request.prompt,
+        parent=start.parent.name if start.parent is not None else None, notify=start.notify,
+        group=start.group, queued=member.queued, max_running=start.max_running,
+    )  # fmt: skip
+    pane_argv = member.argv
+    if not member.queued:
+        task, pane_argv = _open_agent(ctx, undo, task, member.profile, member.adapter, member.prompt_on_command_line)
+    intents.crash_point("new:after-window")
+    registry.add(task)
+    journal_creation(ctx, undo, task)
+    return task, pane_argv
+
+
+def _open_agent(
+    ctx: Context, undo: Undo, task: Task, profile: AgentProfile, adapter: adapters.Adapter, busy_prompt: bool
+) -> tuple[Task, list[str]]:
+    """Place the configured files in the task's worktree and open its window running the agent (after the
+    set-up commands, if any): the task with its window, and what the window runs."""
+    worktree = Path(task.worktree)
+    pane_argv = _prepare_worktree(ctx, task.name, worktree, list(task.command))
+    env = agent_env(ctx, task.name, worktree, task.port, profile, adapter)
+    # Claude fires no hook for a prompt given on its command line: the turn it starts is marked here.
+    busy = busy_prompt and profile.hooks != "none"
+    mark_spawn(ctx, task.name, State.WORKING if busy else None, env)
+    session, window = open_window(ctx, undo, task.name, worktree, pane_argv, env)
+    return replace(task, session=session, window=window), pane_argv
+
+
+# Members that count against their group's --max-running: the others are done for now (idle) or gone.
+RUNNING_STATES = frozenset({State.STARTING, State.WORKING, State.WAITING})
+
+
+def start_queued(ctx: Context, reports: list[TaskReport]) -> list[str]:
+    """Start the agents of queued group members while fewer than the group's `max_running` run (the monitor calls
+    this each tick); the names started."""
+    groups: dict[str, list[TaskReport]] = {}
+    for item in reports:
+        if item.task.group is not None:
+            groups.setdefault(item.task.group, []).append(item)
+    started = []
+    for members in groups.values():
+        queued = [item.task for item in members if item.task.queued]
+        running = sum(1 for item in members if not item.task.queued and item.status.state in RUNNING_STATES)
+        for task in queued[: max(0, queued[0].max_running - running) if queued else 0]:
+            _start_member(ctx, task)
+            started.append(task.name)
+    return started
+
+
+def _start_member(ctx: Context, task: Task) -> None:
+    """Open a queued member's window with its agent; its prompt is queued for it when it cannot go on the agent's
+    command line (the monitor delivers it once the agent is idle)."""
+    profile = config.resolve_agent(task.agent, ctx.settings)
+    adapter = adapters.install(profile.hooks, ctx.store.root)
+    on_command_line = _prompt_fits(profile, task.prompt)
+    with Undo() as undo, ctx.store.transaction() as registry:
+        if registry.get(task.name) != task:
+            return  # removed or started meanwhile
+        started, _argv = _open_agent(ctx, undo, replace(task, queued=False), profile, adapter, on_command_line)
+        registry.replace(started)
+        ctx.store.journal("restart", task=task_to_dict(started))
+    if task.prompt is not None and not on_command_line:
+        prompt_queue.enqueue(ctx.store.root, task.name, task.prompt)
 
 
 def calling_task(ctx: Context) -> str | None:
@@ -254,7 +419,7 @@ def reserve_worktree(
 def open_task(
     ctx: Context, undo: Undo, name: str, profile: AgentProfile, argv: list[str], worktree: Path, port: int,
     env: dict[str, str], window_argv: list[str], base: str, created: str, prompt: str | None,
-    parent: str | None = None, notify: tuple[str, ...] = (),
+    parent: str | None = None, notify: tuple[str, ...] = (), group: str | None = None,
 ) -> Task:  # fmt: skip
     """Open the task's window running `window_argv` (the agent's command, or the set-up runner that starts it)
     and return the task's record, for the caller to add to the registry."""
@@ -273,6 +438,7 @@ def open_task(
         prompt=prompt,
         parent=parent,
         notify=notify,
+        group=group,
     )
 
 

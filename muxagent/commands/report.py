@@ -107,10 +107,12 @@ def status_summary(ctx: Context) -> StatusSummary:
     return StatusSummary(tuple(list_reports(ctx, with_changes=False)))
 
 
-def list_reports(ctx: Context, with_changes: bool = True, screens: ScreenCache | None = None) -> list[TaskReport]:
+def list_reports(
+    ctx: Context, with_changes: bool = True, screens: ScreenCache | None = None, only: set[str] | None = None
+) -> list[TaskReport]:
     """Every task's state (and, unless asked not to, its changes): two tmux calls and parallel git reads. With
-    `screens`, the panes that have not drawn since its last read are not read again."""
-    tasks = load_tasks(ctx)
+    `screens`, the panes that have not drawn since its last read are not read again; with `only`, those tasks'."""
+    tasks = [task for task in load_tasks(ctx) if only is None or task.name in only]
     if not tasks:
         return []
     try:
@@ -154,6 +156,8 @@ def list_reports(ctx: Context, with_changes: bool = True, screens: ScreenCache |
         task_status = _with_setup(ctx, task, pane, task_status)
         task_status = radar.sync_override(ctx.store.root, Path(task.worktree), task.name, task_status)
         task_status = radar.resolve_override(ctx.store.root, task, task_status)
+        if task.queued:  # no window yet, by design: not `missing`
+            task_status = TaskStatus(State.STARTING, f"queued: starts when a member of {task.group} goes idle")
         found = works.get(task.name)
         reports.append(
             TaskReport(

@@ -88,6 +88,8 @@ def restore(ctx: Context, name: str, at: str | None = None, progress: Progress =
             # A restored sub-task is its parent's again (a parent restored after it finds it back the same way).
             parent=record.parent if record is not None else None,
             notify=record.notify if record is not None else (),
+            # A losing candidate `mux keep` removed is a member of its group again (`mux compare` shows it).
+            group=record.group if record is not None else None,
         )
         intents.crash_point("restore:after-window")
         registry.add(task)

@@ -24,7 +24,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -281,11 +281,50 @@ def _emit(log: Any, data: bytes) -> None:
 
 
 def _run_one(command: str, spec: Spec, log: Any) -> tuple[int, bool]:
+    """One set-up command, its output to the pane and the log; (exit status, timed out)."""
+    return _run_shell(command, Path(spec.worktree), spec.timeout, lambda data: _emit(log, data))
+
+
+# What `mux compare --check` keeps of a check's output: its end, where test runners put their summary.
+CHECK_OUTPUT_KEPT = 65536
+
+
+@dataclass(frozen=True)
+class CheckRun:
+    """The repository's `check` command, run in one worktree."""
+
+    status: int
+    timed_out: bool
+    seconds: float
+    output: str  # its last CHECK_OUTPUT_KEPT bytes
+
+    def last_lines(self, count: int = 5) -> list[str]:
+        return self.output.rstrip("\n").splitlines()[-count:]
+
+
+def run_check(command: str, worktree: Path, env: Mapping[str, str], timeout: float) -> CheckRun:
+    """Run `command` by `sh -c` in `worktree` with `env` added to mux's own environment."""
+    kept = bytearray()
+
+    def keep(data: bytes) -> None:
+        kept.extend(data)
+        del kept[:-CHECK_OUTPUT_KEPT]
+
+    started = time.monotonic()
+    status, timed_out = _run_shell(command, worktree, timeout, keep, {**os.environ, **env})
+    text = kept.decode("utf-8", "replace")
+    return CheckRun(status, timed_out, time.monotonic() - started, text)
+
+
+def _run_shell(
+    command: str, cwd: Path, timeout: float, emit: Callable[[bytes], None], env: Mapping[str, str] | None = None
+) -> tuple[int, bool]:
     """One command by `sh -c`; (exit status, timed out). stdin is /dev/null: a command that asks a question
     fails at once instead of waiting for an answer nobody sees."""
     proc = subprocess.Popen(
         ["sh", "-c", command],
-        cwd=spec.worktree,
+        cwd=cwd,
+        env=env,
         stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
@@ -294,14 +333,14 @@ def _run_one(command: str, spec: Spec, log: Any) -> tuple[int, bool]:
     )
     assert proc.stdout is not None
     fd = proc.stdout.fileno()
-    deadline = time.monotonic() + spec.timeout
+    deadline = time.monotonic() + timeout
     try:
         while True:
             ready, _, _ = select.select([fd], [], [], 0.1)
             if ready:
                 chunk = os.read(fd, 65536)
                 if chunk:
-                    _emit(log, chunk)
+                    emit(chunk)
                     continue
                 break  # every writer closed the pipe
             if proc.poll() is not None:

@@ -28,3 +28,9 @@ def changed_paths(repo: RepoPaths, old: str, new: str) -> list[str]:
     """Paths that differ between two commits (renames as a delete plus an add)."""
     out = run_git(repo.main, "diff", "--name-only", "--no-renames", "-z", old, new).stdout
     return [p for p in out.split("\0") if p]
+
+
+def between(repo: RepoPaths, old: str, new: str, color: bool = False) -> str:
+    """The patch from commit `old` to commit `new`."""
+    args = ["diff", "--patch", f"--color={'always' if color else 'never'}", "--end-of-options", old, new]
+    return run_git(repo.main, *args).stdout

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from muxagent import config, naming, render
-from muxagent.commands import context, interact, recovery, report
+from muxagent.commands import context, create, interact, recovery, report
 from muxagent.errors import MuxError, StoreError, UnknownTaskError
 from muxagent.git import worktrees
 from muxagent.model import State, Task, TaskReport
@@ -148,6 +148,8 @@ class Monitor:
             self._auto_trust(item, seen)
         for gone in set(self.seen) - {item.task.name for item in reports}:
             del self.seen[gone]
+        for name in create.start_queued(self.ctx, reports):  # `mux new -n N --max-running K`'s next members
+            print(f"mux monitor: started queued {name}", flush=True)
         return len(reports)
 
     def _watch_worktrees(self, watcher: ChangeWatcher, reports: list[TaskReport]) -> None:
