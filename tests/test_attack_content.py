@@ -219,8 +219,10 @@ def test_a_full_disk_is_quoted_by_gits_error_not_its_progress_line(repo: Path, t
             "Please commit your changes or stash them before you merge.\nAborting\n",
             "error: Your local changes to the following files would be overwritten by merge: f, g",
         ),
-        ("Preparing worktree (new branch 'x')\nfatal: could not create directory: No space left on device\n",
-         "fatal: could not create directory: No space left on device"),
+        (
+            "Preparing worktree (new branch 'x')\nfatal: could not create directory: No space left on device\n",
+            "fatal: could not create directory: No space left on device",
+        ),
         ("", "no error message"),
     ],
     ids=["wrapped-sentence-and-list", "indented-list", "progress-line-first", "silent"],

@@ -47,9 +47,7 @@ def test_a_lost_registry_never_adopts_another_repositorys_window(tmp_path: Path,
     assert mux_ls(aaa)["fix"]["state"] != "missing"
 
 
-def test_a_recorded_window_id_that_is_now_another_repositorys_is_never_killed(
-    tmp_path: Path, tmux_socket: str
-) -> None:
+def test_a_recorded_window_id_that_is_now_another_repositorys_is_never_killed(tmp_path: Path, tmux_socket: str) -> None:
     aaa, bbb = make_repo(tmp_path / "aaa"), make_repo(tmp_path / "bbb")
     start(aaa, "fix")
     start(bbb, "fix")
@@ -78,7 +76,6 @@ def test_an_interrupted_plain_rm_is_rolled_back_not_finished_as_force(repo: Path
     assert refused.returncode == 1 and "untracked" in refused.stderr
 
 
-
 def test_an_interrupted_clean_is_named_as_what_the_user_ran(repo: Path) -> None:
     dot_git = start(repo, "done") / ".git"
     crash(repo, "clean", at="rm:after-recovery-ref")
@@ -105,7 +102,6 @@ def test_a_crash_after_rm_then_a_lost_registry_does_not_resurrect_the_task(
     (repo / ".git" / "mux" / "tasks.json").unlink()  # and then the registry is lost
     assert set(mux_ls(repo)) == {"kept"}  # rebuilt from the journal (by this `ls` or by the monitor)
     assert '"action":"rebuild"' in (repo / ".git" / "mux" / "journal.jsonl").read_text()
-
 
 
 def test_a_crash_after_new_then_a_lost_registry_keeps_the_tasks_agent_and_prompt(repo: Path) -> None:
@@ -144,7 +140,6 @@ def test_clean_never_deletes_a_worktree_mux_did_not_create(repo: Path) -> None:
     assert (elsewhere / "f.txt").read_text() == "feature\n"
     assert "mux/feature" in git(repo, "branch", "--list")
     assert f"worktree {elsewhere} has no task record" in run_mux("doctor", cwd=repo).stdout
-
 
 
 def test_a_failing_worktree_add_leaves_no_branch_and_the_name_usable(repo: Path) -> None:

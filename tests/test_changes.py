@@ -82,9 +82,7 @@ def test_a_rename_counts_only_its_edit(rp: RepoPaths, root: Path, repo: Path, tm
     assert read(rp, root, task)["r"].paths == {"old.txt", "new.txt"}
 
 
-def test_reading_changes_leaves_the_worktree_and_its_index_alone(
-    rp: RepoPaths, root: Path, tmp_path: Path
-) -> None:
+def test_reading_changes_leaves_the_worktree_and_its_index_alone(rp: RepoPaths, root: Path, tmp_path: Path) -> None:
     task = start(rp, tmp_path, "t")
     wt = Path(task.worktree)
     make_work(wt)

@@ -122,9 +122,7 @@ def test_add_and_remove_worktree_with_awkward_path(rp: RepoPaths, repo: Path, tm
     assert repository.branch_exists(rp, "mux/odd")  # the branch is the caller's to delete
 
 
-def test_add_worktree_refuses_existing_branch_path_or_missing_base(
-    rp: RepoPaths, wt: Path, tmp_path: Path
-) -> None:
+def test_add_worktree_refuses_existing_branch_path_or_missing_base(rp: RepoPaths, wt: Path, tmp_path: Path) -> None:
     with pytest.raises(GitError, match="branch 'mux/t' already exists"):
         worktrees.add_worktree(rp, tmp_path / "other", "mux/t", "main")
     with pytest.raises(GitError, match="path already exists"):
@@ -243,9 +241,7 @@ def test_squash_merged_branch_counts_as_merged(rp: RepoPaths, repo: Path, wt: Pa
     assert safety.unsaved_work(rp, wt, "mux/t", "main") == []
 
 
-def test_cherry_picked_commit_counts_as_merged_after_base_rewrote_it(
-    rp: RepoPaths, repo: Path, wt: Path
-) -> None:
+def test_cherry_picked_commit_counts_as_merged_after_base_rewrote_it(rp: RepoPaths, repo: Path, wt: Path) -> None:
     picked = commit_file(wt, "README.md", "hello from task\n")
     commit_file(wt, "extra.txt", "not picked\n")
     git(repo, "cherry-pick", picked)
@@ -261,9 +257,7 @@ def test_unsaved_work_sees_commits_on_a_detached_head(rp: RepoPaths, wt: Path) -
     assert safety.unsaved_work(rp, wt, "mux/t", "main") == ["1 commit on a detached HEAD, not on any branch"]
 
 
-def test_unsaved_work_with_a_missing_base_counts_the_commits_no_other_branch_has(
-    rp: RepoPaths, wt: Path
-) -> None:
+def test_unsaved_work_with_a_missing_base_counts_the_commits_no_other_branch_has(rp: RepoPaths, wt: Path) -> None:
     assert safety.unsaved_work(rp, None, "mux/t", "gone") == []  # all of it is in main
     commit_file(wt, "t.txt", "t\n")
     assert safety.unsaved_work(rp, None, "mux/t", "gone") == ["1 commit on no other branch (its base gone is gone)"]
@@ -272,9 +266,7 @@ def test_unsaved_work_with_a_missing_base_counts_the_commits_no_other_branch_has
 # --- recovery refs ---------------------------------------------------------------------------------------
 
 
-def test_recovery_ref_captures_everything_without_touching_the_checkout(
-    rp: RepoPaths, repo: Path, wt: Path
-) -> None:
+def test_recovery_ref_captures_everything_without_touching_the_checkout(rp: RepoPaths, repo: Path, wt: Path) -> None:
     (repo / "stashed.txt").write_text("user's stash\n")
     git(repo, "stash", "push", "-q", "-u")
     tip = commit_file(wt, "committed.txt", "committed\n")

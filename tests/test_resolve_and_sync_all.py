@@ -168,3 +168,27 @@ def test_merge_resolve_refuses_while_the_agent_works_changing_nothing(repo: Path
     proc = run_mux("merge", "c", "--resolve", cwd=repo, check=False)
     assert proc.returncode == 3 and "its agent, which is working" in proc.stderr
     assert task_state(worktree) == before and mux_ls(repo)["c"]["reason"] != "resolving"
+
+
+def test_a_resolution_that_fails_the_repos_check_is_not_merged(repo: Path) -> None:
+    """With a trusted `check` in .mux.toml, a resolved merge lands only once the check passes in the worktree."""
+    (repo / ".mux.toml").write_text('check = "test -f checked.txt"\n')
+    git(repo, "add", ".mux.toml")
+    git(repo, "commit", "-q", "-m", "The repo's check")
+    run_mux("trust", "--yes", cwd=repo)
+    worktree = conflicting_task(repo, "c")
+    resolve(repo, "c")
+    run_mux("send", "c", "commit README.md resolved", cwd=repo)
+    wait_until(
+        lambda: "README.md" not in git(worktree, "status", "--porcelain") and mux_ls(repo)["c"]["state"] == "idle"
+    )
+    main_before = checkout_state(repo)
+    refused = run_mux("merge", "c", cwd=repo, check=False)
+    assert refused.returncode == 1 and refused.stderr.splitlines() == [
+        "mux: 'c' resolved its merge but the check (test -f checked.txt) exited 1: let its agent fix it, or give up"
+        " with `mux merge c --abort-resolve`; nothing was changed"
+    ]
+    assert checkout_state(repo) == main_before
+    (worktree / "checked.txt").write_text("ok\n")
+    run_mux("merge", "c", cwd=repo)
+    assert (repo / "README.md").read_text() == "resolved\n"

@@ -179,7 +179,9 @@ def compare(ctx: Context, group: str, run_checks: bool = False) -> Comparison:
     reports = {item.task.name: item for item in list_reports(ctx, only=names)}
     with ThreadPoolExecutor(PARALLEL) as pool:
         patches = list(pool.map(_patch, members))
-        checks = list(pool.map(lambda task: _check(ctx, task, command), members)) if command else [None] * len(members)
+        checks = (
+            list(pool.map(lambda task: check_task(ctx, task, command), members)) if command else [None] * len(members)
+        )
     found = [
         Member(
             task,
@@ -214,7 +216,8 @@ def _check_command(ctx: Context) -> str:
     return ctx.settings.check
 
 
-def _check(ctx: Context, task: Task, command: str | None) -> CheckRun | None:
+def check_task(ctx: Context, task: Task, command: str | None) -> CheckRun | None:
+    """The repository's check run in the task's worktree (None without a command or a worktree)."""
     worktree = Path(task.worktree)
     if command is None or not worktree.is_dir():
         return None

@@ -202,9 +202,7 @@ def _prompt_fits(profile: AgentProfile, prompt: str | None) -> bool:
     return prompt is not None and profile.prompt_args is not None and len(prompt.encode()) <= PROMPT_ARG_MAX
 
 
-def _create(
-    ctx: Context, request: NewRequest, start: _Start, members: list[_Member], progress: Progress
-) -> list[Task]:
+def _create(ctx: Context, request: NewRequest, start: _Start, members: list[_Member], progress: Progress) -> list[Task]:
     """Make the members' branches, worktrees and windows and add their records in one transaction: a failure
     undoes every member made so far, and a crash leaves intents that roll each one back (recovery.py)."""
     ctx.tmux.require()

@@ -49,8 +49,7 @@ def _sendable_pane(ctx: Context, task: Task) -> PaneInfo:
         raise MuxError(f"the agent of {task.name!r} has exited (status {pane.dead_status}): nothing to send to")
     if worktrees.checkout_pending(Path(task.worktree)):
         raise MuxError(
-            f"{task.name!r} is still checking out its files, its agent not started: `mux send --when-idle` waits"
-            " for it"
+            f"{task.name!r} is still checking out its files, its agent not started: `mux send --when-idle` waits for it"
         )
     return pane
 

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from muxagent import render
+from muxagent.commands.compare import check_task
 from muxagent.commands.context import Context, get_task
 from muxagent.commands.interact import send
 from muxagent.commands.merge import MergeRequest, MergeResult, merge
@@ -86,6 +87,24 @@ def _require_resolved(ctx: Context, task: Task) -> None:
             f" up with `mux merge {task.name} --abort-resolve`; nothing was changed",
             left,
         )
+    _require_check_passes(ctx, task)
+
+
+def _require_check_passes(ctx: Context, task: Task) -> None:
+    """The repository's `check`, once trusted, run in the resolved worktree: a resolution that breaks the tests is
+    no resolution, and its merge would land them broken in the base."""
+    settings = ctx.settings
+    if settings.check is None or "check" in settings.ignored_keys:
+        return
+    run = check_task(ctx, task, settings.check)
+    if run is None or (run.status == 0 and not run.timed_out):
+        return
+    how = f"timed out after {run.seconds:.0f}s" if run.timed_out else f"exited {run.status}"
+    last = render.clean_line(run.last_lines(1)[0]) if run.last_lines(1) else ""
+    raise MuxError(
+        f"{task.name!r} resolved its merge but the check ({settings.check}) {how}{': ' + last if last else ''}:"
+        f" let its agent fix it, or give up with `mux merge {task.name} --abort-resolve`; nothing was changed"
+    )
 
 
 def _start(ctx: Context, task: Task, target: str, paths: list[str], progress: Progress) -> Resolving:

@@ -222,9 +222,7 @@ def _told_upto(ctx: Context, parent: str) -> int:
 def _wants(child: Task | None, parent: str, entry: Entry) -> bool:
     """Whether the sub-task (still there, still the parent's, the one the entry is about and not an earlier task of
     its name) asked for its parent's agent to hear of the entry's state."""
-    return (
-        child is not None and child.parent == parent and entry.time >= child.created and entry.state in child.notify
-    )
+    return child is not None and child.parent == parent and entry.time >= child.created and entry.state in child.notify
 
 
 def _what(entry: Entry) -> str:

@@ -95,4 +95,3 @@ def _children(pid: int) -> list[int]:
     except OSError:
         return []
     return [int(part) for part in text.split() if part.isdigit()]
-
