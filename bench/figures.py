@@ -63,6 +63,14 @@ class FamilyFigures(TypedDict):
     notice: Spread
 
 
+class GroupFigures(TypedDict):
+    """`mux new NAME -n size` until every window exists, and `mux compare NAME` of that group."""
+
+    size: int
+    new: Summary
+    compare: Summary
+
+
 class MonitorFigures(TypedDict):
     seconds: float
     cpu_pct: float
@@ -104,6 +112,7 @@ class Results(TypedDict):
     monitor_quiet: dict[str, MonitorFigures]
     screen_latency: ScreenFigures
     family: NotRequired[FamilyFigures]  # runs from before issue 12 have none
+    group: NotRequired[GroupFigures]  # nor from before issue 15
     monitor_busy: BusyFigures
     ls_growth: dict[str, Any]  # "counts", then one entry per series (see run.GROWTH_SERIES)
     elapsed_s: float

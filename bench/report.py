@@ -72,6 +72,9 @@ TARGETS: tuple[Target, ...] = (
     # Issue 12, on p95s.
     Target("family_entry_s", "a sub-task's state change -> the entry in its parent's inbox (p95)", 1.0, "s"),
     Target("family_notice_s", "a sub-task idle -> the notice typed into its idle parent (p95)", 2.0, "s"),
+    # Issue 15, on medians.
+    Target("group_new_s", "`mux new NAME -n 10` until its ten windows exist", 1.5, "s"),
+    Target("group_compare_s", "`mux compare NAME` of ten members, without --check", 1.0, "s"),
 )
 
 
@@ -139,6 +142,10 @@ FAMILY_ENTRY_LABEL = "sub-task hook -> parent's inbox entry"
 FAMILY_NOTICE_LABEL = "sub-task Stop -> notice typed into idle parent"
 
 
+def group_labels(size: int) -> tuple[str, str]:
+    return f"mux new -n {size} until its windows exist", f"mux compare of {size} members"
+
+
 def latency_label(n: str) -> str:
     return f"hook event -> ls shows it, N={n}"
 
@@ -184,6 +191,11 @@ def checks(results: Results) -> list[Check]:
         family = results["family"]
         found += checks_of("family_entry_s", FAMILY_ENTRY_LABEL, family["entry"]["p95_ms"] / 1000)
         found += checks_of("family_notice_s", FAMILY_NOTICE_LABEL, family["notice"]["p95_ms"] / 1000)
+    if "group" in results:
+        group = results["group"]
+        new_label, compare_label = group_labels(group["size"])
+        found += checks_of("group_new_s", new_label, group["new"]["median_ms"] / 1000)
+        found += checks_of("group_compare_s", compare_label, group["compare"]["median_ms"] / 1000)
     return found
 
 
@@ -293,6 +305,14 @@ def family_rows(r: Results) -> Iterator[Row]:
         yield FAMILY_NOTICE_LABEL, ms(family["notice"]), p95(family["notice"]), ""
 
 
+def group_rows(r: Results) -> Iterator[Row]:
+    if "group" in r:
+        group = r["group"]
+        new_label, compare_label = group_labels(group["size"])
+        yield new_label, ms(group["new"]), "", ""
+        yield compare_label, ms(group["compare"]), "", ""
+
+
 TABLE_SECTIONS: tuple[Callable[[Results], Iterator[Row]], ...] = (
     ls_rows,
     churn_rows,
@@ -304,6 +324,7 @@ TABLE_SECTIONS: tuple[Callable[[Results], Iterator[Row]], ...] = (
     screen_rows,
     monitor_rows,
     family_rows,
+    group_rows,
 )
 
 
@@ -482,6 +503,14 @@ def family_md(r: Results, judge: Judge) -> Iterator[Row]:
         )
 
 
+def group_md(r: Results, judge: Judge) -> Iterator[Row]:
+    if "group" not in r:
+        return
+    group = r["group"]
+    for label, item in zip(group_labels(group["size"]), (group["new"], group["compare"]), strict=True):
+        yield f"`{label}`", f"{medians([item], 1000, 2)} s", "", judge([label])
+
+
 README_SECTIONS: tuple[Callable[[Results, Judge], Iterator[Row]], ...] = (
     ls_md,
     growth_md,
@@ -491,6 +520,7 @@ README_SECTIONS: tuple[Callable[[Results, Judge], Iterator[Row]], ...] = (
     screen_md,
     monitor_md,
     family_md,
+    group_md,
 )
 
 

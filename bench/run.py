@@ -37,6 +37,7 @@ from figures import (
     Churn,
     CompletionFigures,
     FamilyFigures,
+    GroupFigures,
     HookFigures,
     LatencyFigures,
     LsFigures,
@@ -61,6 +62,9 @@ from harness import (
     summary,
     timed_run,
 )
+
+# The group `mux new -n` starts in the best-of-N figures (issue 15's targets are for ten).
+GROUP_SIZE = 10
 
 
 @dataclass(frozen=True)
@@ -608,6 +612,36 @@ done
         )
         return result
 
+    # -- best of N (issue 15) -------------------------------------------------------------------------------
+
+    def group(self) -> GroupFigures:
+        """`mux new g -n 10` until all ten windows exist (their files are checked out in the windows, as for one
+        task), then `mux compare g` of those ten; the group is removed afterwards (untimed)."""
+        box = self.box
+        size = GROUP_SIZE
+        news: list[float] = []
+        compares: list[float] = []
+        for index in range(self.opt.warmup + max(1, self.opt.repeat // 2)):
+            name = f"grp{index:02d}"
+            start = time.perf_counter()
+            box.mux("new", name, "-n", str(size), "-a", box.agent_command)
+            windows = {f"{name}-{n}" for n in range(1, size + 1)}
+            self.wait_for(f"the windows of {name}", self.windows_exist(windows), timeout=60, interval=0.01)
+            elapsed = time.perf_counter() - start
+            for member in sorted(windows):
+                self.wait_for(f"{member}'s files", checked_out(self.worktree(member)), timeout=60, interval=0.01)
+            compared, _ = box.mux("compare", name)
+            if index >= self.opt.warmup:
+                news.append(elapsed)
+                compares.append(compared)
+            for member in sorted(windows):
+                box.mux("rm", member, "--force")
+        return {"size": size, "new": summary(news), "compare": summary(compares)}
+
+    def windows_exist(self, names: set[str]) -> Callable[[], bool]:
+        # The monitor may have marked a name already ("grp00-1 ✓"): its first word is the task's.
+        return lambda: names <= set(self.box.tmux("list-windows", "-a", "-F", "#{window_name}").split())
+
     # -- a sub-task's signal to its parent (issue 12) -------------------------------------------------------
 
     def family(self) -> FamilyFigures:
@@ -785,6 +819,7 @@ SECTIONS: tuple[Section, ...] = (
     Section("screen_latency", "screen-only transition latency", "monitor", lambda bench, _: bench.screen_latency()),
     Section("monitor_busy", "monitor CPU with up to 10 agents printing", "monitor", Bench.monitor_busy),
     Section("family", "a sub-task's signal -> its parent's inbox and agent", "first", lambda bench, _: bench.family()),
+    Section("group", "mux new -n 10 and mux compare of its ten", "first", lambda bench, _: bench.group()),
 )  # fmt: skip
 
 

@@ -40,12 +40,13 @@ def test_quick_benchmark_run(tmp_path: Path) -> None:
     # The table names every figure.
     for label in ("mux ls --json, N=2", "every task edited", "mux new", "TAB: bash `mux attach <TAB>`",
                   "mux _tasks", "hook command", "hook event -> ls shows it", "last output -> ls shows idle",
-                  "monitor CPU", "monitor RSS", "parent's inbox entry", "notice typed into idle parent"):  # fmt: skip
+                  "monitor CPU", "monitor RSS", "parent's inbox entry", "notice typed into idle parent",
+                  "mux new -n 10 until its windows exist", "mux compare of 10 members"):  # fmt: skip
         assert label in proc.stdout, f"{label!r} missing from the table:\n{proc.stdout}"
 
     data = json.loads(out.read_text())
     for key in ("date", "machine", "options", "repo", "ls", "ls_growth", "new", "completion", "hook",
-                "hook_latency", "screen_latency", "monitor_quiet", "monitor_busy", "family"):  # fmt: skip
+                "hook_latency", "screen_latency", "monitor_quiet", "monitor_busy", "family", "group"):  # fmt: skip
         assert key in data, f"no {key} in the JSON"
     assert data["complete"] is True
     assert re.match(r"\d{4}-\d\d-\d\dT", data["date"])
@@ -91,6 +92,9 @@ def test_quick_benchmark_run(tmp_path: Path) -> None:
     _summary(family["notice"], "family.notice")
     assert (family["entry"]["n"], family["notice"]["n"]) == (4, 2)  # two rounds: waiting and idle, one notice each
     assert family["entry"]["p95_ms"] <= family["entry"]["max_ms"]
+    assert data["group"]["size"] == 10
+    _summary(data["group"]["new"], "group.new")
+    _summary(data["group"]["compare"], "group.compare")
 
     for monitor in (data["monitor_quiet"]["2"], data["monitor_busy"]):
         for key in ("cpu_pct", "cpu_pct_with_children", "tmux_server_cpu_pct", "rss_start_kib", "rss_end_kib"):
