@@ -96,13 +96,16 @@ def shown_reports(ctx: Context, with_changes: bool = True) -> list[TaskReport]:
     """What to show the user: the monitor's live view when it can be trusted (state/view.py), else the full work of
     `list_reports`; the same reports either way, so what is printed does not say which. Never for deciding: what
     changes or deletes anything reads tmux and git itself."""
-    found = view_reports(ctx, with_changes)
-    return found if found is not None else list_reports(ctx, with_changes)
-
-
-def view_reports(ctx: Context, with_changes: bool = True) -> list[TaskReport] | None:
-    """Every task's report from the live view, or None when the view may not be shown."""
     tasks = load_tasks(ctx)
+    found = view_reports(ctx, with_changes, tasks)
+    return found if found is not None else list_reports(ctx, with_changes, tasks=tasks)
+
+
+def view_reports(ctx: Context, with_changes: bool = True, tasks: list[Task] | None = None) -> list[TaskReport] | None:
+    """Every task's report from the live view, or None when the view may not be shown. `tasks`: the registry's, if
+    the caller has just loaded it."""
+    if tasks is None:
+        tasks = load_tasks(ctx)
     if not tasks:
         return []
     found = view.usable(ctx.store.root, ctx.store.generation, time.time())
@@ -130,11 +133,13 @@ def list_reports(
     with_changes: bool = True,
     screens: ScreenCache | None = None,
     hook_events: events.EventsCache | None = None,
+    tasks: list[Task] | None = None,
 ) -> list[TaskReport]:
     """Every task's state (and, unless asked not to, its changes): two tmux calls and parallel git reads. With
     `screens`, the panes that have not drawn since its last read are not read again; with `hook_events`, the events
-    files that did not change are not read again."""
-    tasks = load_tasks(ctx)
+    files that did not change are not read again; `tasks`: the registry's, if the caller has just loaded it."""
+    if tasks is None:
+        tasks = load_tasks(ctx)
     if not tasks:
         return []
     found = _statuses(ctx, tasks, screens, hook_events or events.EventsCache())
