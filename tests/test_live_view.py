@@ -4,6 +4,7 @@ tick it comes from recent. A dead monitor's, a torn or a foreign view is never s
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
@@ -16,11 +17,13 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import libtmux
 import pytest
 from conftest import git, mux_ls, new_task, run_mux, wait_until
 
 from muxagent.commands import context, report
 from muxagent.model import State, TaskReport
+from muxagent.monitor.daemon import window_title
 from muxagent.state import view
 from muxagent.status import events
 
@@ -263,3 +266,25 @@ def test_the_view_agrees_with_a_full_recomputation_after_random_steps(repo: Path
     assert report.view_reports(ctx) is not None
     by_cli = [{**row, "last_activity": None} for row in json.loads(run_mux("ls", "--json", cwd=repo).stdout)]
     assert by_cli == comparable(report.list_reports(ctx))[0]
+
+
+def test_a_view_the_state_dir_refuses_costs_the_monitor_nothing_else(
+    repo: Path, quiet_task: Path, server: libtmux.Server
+) -> None:
+    path = state_dir(repo) / view.VIEW_FILE
+
+    def block() -> bool:
+        # A folder where the file goes: every publish fails, as on a full or read-only disk.
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()
+        try:
+            path.mkdir()
+        except FileExistsError:
+            return False
+        return True
+
+    wait_until(block)
+    append_hook(repo, "quiet", "PermissionRequest", State.WAITING)
+    marked = window_title("quiet", State.WAITING)
+    wait_until(lambda: marked in [str(window.window_name) for window in server.windows], timeout=10)
+    assert mux_ls(repo)["quiet"]["state"] == "waiting"

@@ -9,6 +9,7 @@ tasks starts no git process at all.
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
@@ -61,7 +62,10 @@ class ViewKeeper:
             for item in report.with_work(self.ctx, reports, self.works, self.conflicts)
         }
         self.generation += 1
-        view.publish(self.ctx.store.root, view.View(self.generation, registry, looked_at, os.getpid(), entries))
+        # A state dir that refuses the file (full, read-only) must not cost the tick its deliveries: the view left
+        # there ages past view.MAX_AGE within a second, and readers do the full work.
+        with contextlib.suppress(OSError):
+            view.publish(self.ctx.store.root, view.View(self.generation, registry, looked_at, os.getpid(), entries))
 
     def _update_works(self, present: list[Task], touched: Collection[str], looked_at: float) -> None:
         # The stamp before the tips: a ref that moves in between is in these tips, and moves the next stamp too.
