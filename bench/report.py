@@ -534,12 +534,12 @@ def targets_markdown() -> str:
     return "\n".join(lines) + "\n"
 
 
-def with_block(text: str, name: str, body: str) -> str:
+def with_block(text: str, name: str, body: str, generator: str = GENERATOR) -> str:
     """`text` with its generated block `name` holding `body`; ValueError when the text has no such block."""
     pattern = re.compile(rf"<!-- bench:{name}:begin[^\n]*-->\n.*?<!-- bench:{name}:end -->", re.S)
     if not pattern.search(text):
         raise ValueError(f"no <!-- bench:{name}:begin --> ... <!-- bench:{name}:end --> block")
-    block = BLOCK.format(name=name, generator=GENERATOR, body=body)
+    block = BLOCK.format(name=name, generator=generator, body=body)
     return pattern.sub(lambda _: block, text, count=1)
 
 

@@ -88,6 +88,7 @@ class PaneInfo:
     activity: float
     current_command: str
     task: str
+    pid: int = 0  # the process tmux started in the pane (0: not known)
 
 
 @dataclass(frozen=True)

@@ -7,26 +7,73 @@ Commands it understands (one per line):
   ask               ask a yes/no question and wait for the answer
   busy SECONDS      print a line every 0.1 s for that long
   exit CODE         exit with that status
+  interrupted       a turn cut short as Claude Code's Esc does: UserPromptSubmit and no Stop, its status file
+                    (`~/.claude/sessions/<pid>.json`, as Claude 2.1.330 keeps it) busy, then idle
 anything else is echoed back as "got: ..." (so tests can check text arrives verbatim).
+  resume ID         switch to the conversation ID, as Claude Code's /resume does
 Arguments on its own command line are treated as a first prompt. With `--settings FILE` (what mux passes Claude
 Code) it runs the hook commands found there, as Claude does: UserPromptSubmit when a prompt arrives,
-PermissionRequest before asking, Stop when the turn is over, with the event as JSON on stdin.
+PermissionRequest before asking, Stop when the turn is over, with the event as JSON on stdin, naming its
+conversation (`session_id`). Like Claude it keeps each conversation under `~/.claude/projects/<cwd>/<id>.jsonl`
+(a line per turn, with the `cwd`), takes `--resume ID` (refused, exit 1, for a conversation of another directory)
+or `--continue` (the latest of this directory), and shows the turns of the conversation it resumed.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import time
+import uuid
+from pathlib import Path
 
 HOOKS: dict[str, list[str]] = {}
+SESSION = {"id": str(uuid.uuid4())}
 
 
 def fire(event: str) -> None:
+    payload = {"hook_event_name": event, "session_id": SESSION["id"], "cwd": os.getcwd()}
     for command in HOOKS.get(event, []):
-        subprocess.run(command, shell=True, input=json.dumps({"hook_event_name": event}).encode(), check=False)
+        subprocess.run(command, shell=True, input=json.dumps(payload).encode(), check=False)
+
+
+def conversations() -> Path:
+    config = Path(os.environ.get("CLAUDE_CONFIG_DIR") or Path.home() / ".claude")
+    return config / "projects" / re.sub(r"[^A-Za-z0-9]", "-", os.getcwd())
+
+
+def resume(args: list[str]) -> list[str]:
+    """Take `--resume ID` or `--continue` off the arguments and show the conversation's earlier turns."""
+    if args[:1] == ["--continue"]:
+        found = sorted(conversations().glob("*.jsonl"), key=lambda p: p.stat().st_mtime)
+        if found:
+            SESSION["id"] = found[-1].stem
+            print(f"continued session {SESSION['id']}")
+        args = args[1:]
+    elif args[:1] == ["--resume"]:
+        if not (conversations() / f"{args[1]}.jsonl").exists():
+            print(f"No conversation found with session ID: {args[1]}", flush=True)
+            sys.exit(1)
+        SESSION["id"] = args[1]
+        print(f"resumed session {SESSION['id']}")
+        args = args[2:]
+    transcript = conversations() / f"{SESSION['id']}.jsonl"
+    if transcript.exists():
+        for line in transcript.read_text().splitlines():
+            print(f"earlier: {json.loads(line)['text']}")
+    return args
+
+
+def remember(line: str) -> None:
+    # A conversation switched to from another directory stays in that directory's folder, as Claude's does.
+    kept = list(conversations().parent.glob(f"*/{SESSION['id']}.jsonl"))
+    path = kept[0] if kept else conversations() / f"{SESSION['id']}.jsonl"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a", encoding="utf-8") as f:
+        f.write(json.dumps({"cwd": os.getcwd(), "text": line}) + "\n")
 
 
 def load_settings(args: list[str]) -> list[str]:
@@ -37,6 +84,18 @@ def load_settings(args: list[str]) -> list[str]:
     for event, entries in settings.get("hooks", {}).items():
         HOOKS[event] = [hook["command"] for entry in entries for hook in entry["hooks"]]
     return args[2:]
+
+
+def claude_status(status: str) -> None:
+    """Claude Code's own status file: what mux reads beside the hooks (muxagent/status/claude_status_file.py)."""
+    with open(f"/proc/{os.getpid()}/stat", encoding="ascii") as f:
+        start = f.read().rsplit(")", 1)[1].split()[19]
+    folder = os.path.join(os.environ.get("CLAUDE_CONFIG_DIR") or os.path.expanduser("~/.claude"), "sessions")
+    os.makedirs(folder, exist_ok=True)
+    record = {"pid": os.getpid(), "procStart": start, "status": status, "statusUpdatedAt": int(time.time() * 1000)}
+    with open(os.path.join(folder, f".{os.getpid()}.tmp"), "w", encoding="utf-8") as f:
+        json.dump(record, f)
+    os.replace(os.path.join(folder, f".{os.getpid()}.tmp"), os.path.join(folder, f"{os.getpid()}.json"))
 
 
 def prompt() -> None:
@@ -71,20 +130,34 @@ def handle(line: str) -> None:
             print(f"working... {n}", flush=True)
             time.sleep(0.1)
         print("done")
+    elif word == "resume":
+        SESSION["id"] = rest
+        print(f"resumed session {rest}")
     elif word == "exit":
         sys.exit(int(rest or "0"))
+    elif word == "interrupted":
+        claude_status("busy")
+        print("working... 1", flush=True)
+        time.sleep(0.3)
+        claude_status("idle")
+        print("Interrupted")
     else:
         print(f"got: {line}")
 
 
 def turn(line: str) -> None:
     fire("UserPromptSubmit")
+    if HOOKS:  # a conversation is kept the way Claude Code keeps it, for the Claude-like profiles
+        remember(line)
     handle(line)
-    fire("Stop")
+    if line != "interrupted":
+        fire("Stop")
 
 
 def main() -> None:
     args = load_settings(sys.argv[1:])
+    if HOOKS:
+        args = resume(args)
     print(f"fake agent ready in {os.getcwd()} task={os.environ.get('MUX_TASK')} port={os.environ.get('MUX_PORT')}")
     if args:
         turn(" ".join(args))

@@ -33,13 +33,13 @@ pytestmark = pytest.mark.usefixtures("fake_profile")
 # real monitor left, doctored as `mode` says. What the real monitor publishes is the truth, so only a doctored view
 # tells whether a reader showed the view.
 FAKE_MONITOR = """
-import dataclasses, json, sys, time
+import dataclasses, json, os, sys, time
 from pathlib import Path
-from muxagent.state import files, view
+from muxagent.state import files, monitor_state, view
 
 root, mode = Path(sys.argv[1]), sys.argv[2]
-with files.locked(root / view.MONITOR_LOCK, wait=False):
-    base = view.read(root)
+with files.locked(root / monitor_state.LOCK_FILE, wait=False):
+    base = dataclasses.replace(view.read(root), pid=os.getpid())
     forged = {
         name: dataclasses.replace(entry, status=dataclasses.replace(entry.status, reason="forged"))
         for name, entry in base.tasks.items()
@@ -82,7 +82,7 @@ def kill_real_monitor(repo: Path) -> None:
     found = view.read(state_dir(repo))
     assert found is not None
     os.kill(found.pid, signal.SIGKILL)
-    wait_until(lambda: not view.monitor_alive(state_dir(repo)))
+    wait_until(lambda: not view.writer_alive(state_dir(repo), found))
 
 
 @pytest.fixture

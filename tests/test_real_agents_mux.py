@@ -9,7 +9,9 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-from collections.abc import Iterator
+import sys
+from collections.abc import Callable, Iterator
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +21,7 @@ from realagents import Turn
 from realagents.fake_anthropic import FakeAnthropic
 from realagents.fake_openai import FakeOpenAI, codex_writes_hello
 from realagents.homes import claude_env, codex_env, opencode_env
-from realagents.plugin import RealAgents, press_until
+from realagents.plugin import AgentTmux, RealAgents, press_until
 
 
 @pytest.fixture(autouse=True)
@@ -31,7 +33,7 @@ def screens_on_failure(short_repo: Path) -> Iterator[None]:
     for item in json.loads(proc.stdout or "[]"):
         print(f"--- {item['name']}: {item['state']} ({item['reason']})")
         for event in hook_events(short_repo, item["name"]):
-            print(f"    {event['ts']:.3f} {event['source']} {event['name']}")
+            print(f"    {event['ts']:.3f} {event['source']} {event['name']} {event.get('session', '')}")
         print(run_mux("peek", item["name"], cwd=short_repo, check=False).stdout)
 
 
@@ -162,3 +164,118 @@ def test_opencode_reaches_idle_through_its_plugin(
     idle = wait_until(lambda: (r := row(repo, "oc"))["reason"] in idle_hooks and r, timeout=90)
     assert idle["state"] == "idle"
     assert (repo.parent / "proj.worktrees" / "oc" / "hello.txt").exists()
+
+
+def current_launch(repo: Path, name: str) -> str:
+    return str(next(e["launch"] for e in reversed(hook_events(repo, name)) if e["name"] == "spawn"))
+
+
+def session_of(repo: Path, name: str) -> str:
+    return str(next((e["session"] for e in reversed(hook_events(repo, name)) if e.get("session")), ""))
+
+
+def report_session(repo: Path, name: str, source: str, payload: dict[str, Any], argv_payload: bool = False) -> None:
+    """A hook of the task's current launch naming `payload`'s session, as if its agent had moved into that one."""
+    env = {**os.environ, "MUX_TASK": name, "MUX_STATE_DIR": str(repo / ".git" / "mux")}
+    env["MUX_LAUNCH"] = current_launch(repo, name)
+    text = json.dumps(payload)
+    argv = [sys.executable, "-m", "muxagent", "_hook", source, *([text] if argv_payload else [])]
+    subprocess.run(argv, input=None if argv_payload else text, text=True, env=env, check=True)
+
+
+def converse_aside(agent_tmux: AgentTmux, argv: list[str], worktree: Path, server: FakeAnthropic | FakeOpenAI) -> None:
+    """The user runs the agent by hand in the task's worktree for a turn: that directory's latest conversation is
+    then not the task's."""
+    seen = len(server.model_requests())
+    pane = agent_tmux.start(argv, worktree, dict(os.environ))
+    wait_until(lambda: any("zebra" in r.text() for r in server.model_requests()[seen:]), timeout=60)
+    agent_tmux.tmux("kill-pane", "-t", pane)
+
+
+def quit_restart_and_ask(
+    repo: Path, server: FakeAnthropic | FakeOpenAI, quit: str, question: str, meanwhile: Callable[[], object]
+) -> tuple[str, str]:
+    """Quit task `keep`'s agent, run `meanwhile`, `mux restart` it and ask `question`: (what restart said on
+    stderr, what the agent then sent the model)."""
+    run_mux("send", "keep", quit, cwd=repo)
+    wait_until(lambda: row(repo, "keep")["state"] == "exited", timeout=30)
+    meanwhile()
+    asked = len(server.model_requests())
+    proc = run_mux("restart", "keep", cwd=repo)
+    wait_until(lambda: row(repo, "keep")["state"] == "idle", timeout=90)
+    run_mux("send", "keep", question, cwd=repo)
+    return proc.stderr, asked_after(server, asked)
+
+
+def asked_after(server: FakeAnthropic | FakeOpenAI, count: int) -> str:
+    """The text of the first conversation request after the first `count`: what the agent sent the model."""
+    return wait_until(lambda: len(r := server.model_requests()) > count and r[count].text(), timeout=60)
+
+
+def test_claude_restart_resumes_its_own_conversation_never_another_worktrees(
+    real_agents: RealAgents, fake_anthropic: FakeAnthropic, short_repo: Path, agent_tmux: AgentTmux,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:  # fmt: skip
+    repo = short_repo
+    use_env(monkeypatch, claude_env(Path(os.environ["HOME"]), repo, fake_anthropic.url), real_agents)
+    fake_anthropic.script = [Turn.text("Noted: walrus."), Turn.text("Noted: narwhal.")]
+    run_mux("new", "keep", "-a", "claude", "-p", "remember the word walrus", cwd=repo)
+    wait_until(lambda: row(repo, "keep")["reason"] == "hook: Stop", timeout=60)
+    run_mux("new", "other", "-a", "claude", "-p", "remember the word narwhal", cwd=repo)
+    wait_until(lambda: row(repo, "other")["reason"] == "hook: Stop", timeout=60)
+    mine, theirs = session_of(repo, "keep"), session_of(repo, "other")
+    assert mine and theirs and mine != theirs
+    # Once the agent quit, a newer conversation in its worktree, had outside mux: the one `--continue` would take.
+    worktree = repo.parent / "proj.worktrees" / "keep"
+    fake_anthropic.script = [Turn.text("It was walrus.")]
+    by_hand = [str(real_agents.claude), "say zebra"]
+    aside = partial(converse_aside, agent_tmux, by_hand, worktree, fake_anthropic)
+    said, sent = quit_restart_and_ask(repo, fake_anthropic, "/exit", "which word was it?", aside)
+    # The same conversation: the earlier turn goes to the model with the new question.
+    assert said == "" and "remember the word walrus" in sent and "which word was it?" in sent
+    assert "zebra" not in sent and session_of(repo, "keep") == mine
+    # Its last hook named the other task's conversation (as if Claude's /resume had switched to another project's).
+    payload = {"hook_event_name": "SessionEnd", "session_id": theirs}
+    fake_anthropic.script = [Turn.text("Still walrus.")]
+    moved = partial(report_session, repo, "keep", "claude", payload)
+    said, sent = quit_restart_and_ask(repo, fake_anthropic, "/exit", "and now?", moved)
+    other_worktree = repo.parent / "proj.worktrees" / "other"
+    assert said == f"mux: keep: session {theirs} is of {other_worktree}: resuming with `--continue` instead\n"
+    assert "narwhal" not in sent and "remember the word walrus" in sent
+
+
+def test_codex_restart_resumes_its_own_conversation_never_another_worktrees(
+    real_agents: RealAgents, fake_openai: FakeOpenAI, short_repo: Path, agent_tmux: AgentTmux,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:  # fmt: skip
+    repo = short_repo
+    use_env(monkeypatch, codex_env(Path(os.environ["HOME"]), repo, fake_openai.url), real_agents)
+    agents = Path(os.environ["XDG_CONFIG_HOME"]) / "mux" / "agents"
+    agents.mkdir(parents=True, exist_ok=True)
+    (agents / "codex.toml").write_text("auto_trust = true\n")
+    fake_openai.script = [Turn.text("Noted: walrus."), Turn.text("Noted: narwhal.")]
+    idle = "hook: agent-turn-complete"
+    run_mux("new", "keep", "-a", "codex", "-p", "remember the word walrus", cwd=repo)
+    wait_until(lambda: (r := row(repo, "keep"))["reason"] == idle and r["state"] == "idle", timeout=90)
+    run_mux("new", "other", "-a", "codex", "-p", "remember the word narwhal", cwd=repo)
+    wait_until(lambda: (r := row(repo, "other"))["reason"] == idle and r["state"] == "idle", timeout=90)
+    # Its turn and its title thread's both notify, in either order; only the conversation has a rollout file.
+    sessions = Path(os.environ["HOME"], ".codex", "sessions")
+    theirs = next(e["session"] for e in hook_events(repo, "other") if any(sessions.rglob(f"*{e.get('session')}.jsonl")))
+    # Once the agent quit, a newer conversation in its worktree, had outside mux: the one `resume --last` would take.
+    worktree = repo.parent / "proj.worktrees" / "keep"
+    with (Path(os.environ["CODEX_HOME"]) / "config.toml").open("a") as config:  # trusted, as by the user by hand
+        config.write(f'\n[projects."{worktree}"]\ntrust_level = "trusted"\n')
+    fake_openai.script = [Turn.text("It was walrus.")]
+    by_hand = [str(real_agents.codex), "say zebra"]
+    aside = partial(converse_aside, agent_tmux, by_hand, worktree, fake_openai)
+    said, sent = quit_restart_and_ask(repo, fake_openai, "/quit", "which word was it?", aside)
+    assert said == "" and "remember the word walrus" in sent and "which word was it?" in sent
+    assert "zebra" not in sent
+    payload = {"type": "agent-turn-complete", "thread-id": theirs}
+    fake_openai.script = [Turn.text("Still walrus.")]
+    moved = partial(report_session, repo, "keep", "codex", payload, argv_payload=True)
+    said, sent = quit_restart_and_ask(repo, fake_openai, "/quit", "and now?", moved)
+    other_worktree = repo.parent / "proj.worktrees" / "other"
+    assert said == f"mux: keep: session {theirs} is of {other_worktree}: resuming with `resume --last` instead\n"
+    assert "narwhal" not in sent and "remember the word walrus" in sent

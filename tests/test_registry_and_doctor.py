@@ -13,6 +13,8 @@ from pathlib import Path
 import pytest
 from conftest import git, mux_ls, run_mux, wait_until
 
+from muxagent.state import monitor_state
+
 pytestmark = pytest.mark.usefixtures("fake_profile")
 
 
@@ -37,6 +39,7 @@ def test_corrupt_registry_is_rebuilt_from_the_journal_not_emptied(repo: Path) ->
 def test_lost_state_dir_is_rebuilt_from_worktrees_and_windows(repo: Path) -> None:
     run_mux("new", "kept", "-a", "fake", cwd=repo)
     window = mux_ls(repo)["kept"]["window"]
+
     def deleted() -> bool:
         shutil.rmtree(state_dir(repo), ignore_errors=True)
         return not state_dir(repo).exists()
@@ -113,3 +116,34 @@ def test_attach_outside_tmux_attaches_a_client_to_the_task_window(repo: Path, tm
         subprocess.run(["tmux", "-L", tmux_socket, "detach-client"], capture_output=True)
         os.close(fd)
         os.waitpid(pid, 0)
+
+
+def test_doctor_after_the_tmux_server_died_names_the_dead_monitor_and_the_missing_tasks(
+    repo: Path, tmux_socket: str
+) -> None:
+    run_mux("new", "lost", "-a", "fake", cwd=repo)
+    monitor = wait_until(lambda: monitor_state.read(state_dir(repo)))
+    assert "ok    monitor: running" in run_mux("doctor", cwd=repo).stdout
+    # The monitor lives in a window of the server: it dies with it, and its file stays behind.
+    subprocess.run(["tmux", "-L", tmux_socket, "kill-server"], check=True)
+    wait_until(lambda: not Path(f"/proc/{monitor.pid}").exists())
+    assert monitor_state.read(state_dir(repo)) is not None
+    report = run_mux("doctor", cwd=repo).stdout
+    assert f"warn  monitor: not running (pid {monitor.pid} of its last record is gone)" in report
+    assert "warn  task windows: 1 task(s) without their window ('lost'): start their agents again with" in report
+    assert "`mux restart --all`" in report
+
+
+def test_doctor_does_not_take_a_process_given_the_monitors_pid_again_for_the_monitor(repo: Path) -> None:
+    run_mux("new", "kept", "-a", "fake", cwd=repo)
+    wait_until(lambda: monitor_state.read(state_dir(repo)))
+    stranger = subprocess.Popen(["sleep", "600"])
+    try:
+        # A live process that is not the monitor, named by the monitor's file while the real monitor holds the lock.
+        monitor_state.write(state_dir(repo), monitor_state.MonitorState(pid=stranger.pid))
+        report = run_mux("doctor", cwd=repo).stdout
+        assert f"warn  monitor: not running (pid {stranger.pid} of its last record is gone)" in report
+        assert "ok    task windows: every task has its window" in report
+    finally:
+        stranger.kill()
+        stranger.wait()

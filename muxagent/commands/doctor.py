@@ -8,9 +8,10 @@ from pathlib import Path
 from typing import Any
 
 from muxagent import naming, render
-from muxagent.commands import context, recovery, repo_config
+from muxagent.commands import context, recovery, repo_config, report
 from muxagent.errors import MuxError, TmuxError
 from muxagent.git import runner, worktrees
+from muxagent.model import State
 from muxagent.state import intents, monitor_state
 from muxagent.tmux.client import Tmux
 
@@ -59,6 +60,7 @@ def _checks(cwd: Path | None) -> list[Check]:
     checks.append(_check_server(ctx))
     checks.append(_check_monitor(ctx))
     checks.extend(_check_store(ctx))
+    checks.append(_check_windows(ctx))
     checks.append(_check_interrupted(ctx))
     ok, detail, fatal = repo_config.config_health(ctx)
     checks.append(Check("repo config", ok, detail, fatal))
@@ -140,7 +142,29 @@ def _check_monitor(ctx: context.Context) -> Check:
     state = monitor_state.read(ctx.store.root)
     if state is None:
         return Check("monitor", True, "not running (it starts with the next task)", fatal=False)
+    if not monitor_state.alive(ctx.store.root, state):
+        # Its file outlives it when it is killed (the tmux server that ran it died): the file is no proof.
+        detail = f"not running (pid {state.pid} of its last record is gone); `mux new` or `mux restart` starts it"
+        return Check("monitor", False, detail, fatal=False)
     if state.polling:
         why = "; ".join(f"{name}: {reason}" for name, reason in sorted(state.polling.items()))
         return Check("monitor", False, f"cannot watch some worktrees, polling git instead ({why})", fatal=False)
     return Check("monitor", True, f"running (pid {state.pid}), watching {len(state.watching)} worktree(s)")
+
+
+def _check_windows(ctx: context.Context) -> Check:
+    """Tasks whose agent window is gone (the tmux server died or was restarted): their work is in their worktrees,
+    and one command starts their agents again."""
+    try:
+        missing = [
+            item.task.name
+            for item in report.list_reports(ctx, with_changes=False)
+            if item.status.state is State.MISSING
+        ]
+    except MuxError as exc:
+        return Check("task windows", False, str(exc), fatal=False)
+    if not missing:
+        return Check("task windows", True, "every task has its window")
+    names = ", ".join(f"'{name}'" for name in missing)
+    detail = f"{len(missing)} task(s) without their window ({names}): start their agents again with `mux restart --all`"
+    return Check("task windows", False, detail, fatal=False)

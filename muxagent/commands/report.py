@@ -13,9 +13,9 @@ from muxagent.commands import worktree_setup
 from muxagent.commands.context import Context, get_task, load_tasks, settings_or_none
 from muxagent.errors import MuxError, TmuxError, UnknownTaskError
 from muxagent.git import repository, worktrees
-from muxagent.model import PaneInfo, State, StatusRules, Task, TaskReport, TaskStatus, iso_epoch
+from muxagent.model import AgentProfile, PaneInfo, State, Task, TaskReport, TaskStatus, iso_epoch
 from muxagent.state import inbox, monitor_state, view
-from muxagent.status import changes, classifier, events, radar
+from muxagent.status import changes, classifier, claude_status_file, events, radar
 from muxagent.tmux.client import ScreenCache
 
 
@@ -28,13 +28,30 @@ def pane_of(panes: list[PaneInfo], task: Task) -> PaneInfo | None:
     return None
 
 
-def _rules_for(agent: str, settings: config.Settings | None, cache: dict[str, StatusRules]) -> StatusRules:
+def _profile_for(agent: str, settings: config.Settings | None, cache: dict[str, AgentProfile]) -> AgentProfile:
     if agent not in cache:
         try:
-            cache[agent] = config.resolve_agent(agent, settings).status
+            cache[agent] = config.resolve_agent(agent, settings)
         except MuxError:
-            cache[agent] = config.resolve_agent("shell", None).status
+            cache[agent] = config.resolve_agent("shell", None)
     return cache[agent]
+
+
+def _task_events(
+    ctx: Context, task: Task, pane: PaneInfo | None, hooks: str, hook_events: events.EventsCache
+) -> list[events.HookEvent]:
+    """The task's hook events of its current launch, and for Claude Code the state its own status file gives when
+    that differs from the hooks', in the order they happened: the newest is the agent's latest word (see
+    status/classifier.py). A status file that agrees adds nothing: the hook's name is the better reason."""
+    found = hook_events.read(events.events_path(ctx.store.root, task.name))
+    if hooks != "claude" or pane is None or pane.dead:
+        return found
+    launch = found[0].launch if found and found[0].name == events.SPAWN else ""
+    own = claude_status_file.event(pane.pid, launch)
+    latest = classifier.latest_hook(found)
+    if own is None or (latest is not None and latest.state is own.state):
+        return found
+    return sorted([*found, own], key=lambda event: event.ts)
 
 
 @dataclass(frozen=True)
@@ -190,12 +207,14 @@ def _statuses(
     exists = {task.name: Path(task.worktree).is_dir() for task in tasks}
     pending = {task.name for task in tasks if exists[task.name] and worktrees.checkout_pending(Path(task.worktree))}
     now = time.time()
-    rules: dict[str, StatusRules] = {}
+    profiles: dict[str, AgentProfile] = {}
     watched = monitor_state.read(ctx.store.root)
     last_change = watched.last_change if watched is not None else {}
     reports = []
+    settings = settings_or_none(ctx)
     for task in tasks:
         pane = pane_by_task[task.name]
+        profile = _profile_for(task.agent, settings, profiles)
         observation = classifier.Observation(
             pane=pane,
             screen=screen_of.get(pane.pane_id) if pane is not None else None,
@@ -203,11 +222,10 @@ def _statuses(
             server_running=server_running,
             created=iso_epoch(task.created) or 0.0,
             now=now,
-            events=hook_events.read(events.events_path(ctx.store.root, task.name)),
+            events=_task_events(ctx, task, pane, profile.hooks, hook_events),
         )
         hook = classifier.latest_hook(observation.events)
-        settings = settings_or_none(ctx)
-        task_status = classifier.classify(observation, _rules_for(task.agent, settings, rules))
+        task_status = classifier.classify(observation, profile.status)
         if task.name in pending:
             task_status = _while_checking_out(task_status)
         task_status = _with_setup(ctx, task, pane, task_status)

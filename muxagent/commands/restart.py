@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import replace
 from pathlib import Path
 
@@ -9,9 +10,9 @@ from muxagent import config, naming
 from muxagent.commands import context, create, report
 from muxagent.errors import MuxError
 from muxagent.git import worktrees
-from muxagent.model import State, Task
+from muxagent.model import AgentProfile, State, Task
 from muxagent.state.store import task_to_dict
-from muxagent.status import adapters
+from muxagent.status import adapters, events, sessions
 
 RESTARTABLE = frozenset({State.EXITED, State.MISSING})
 
@@ -34,7 +35,8 @@ def restart(ctx: context.Context, name: str) -> Task:
         # The checkout failed or was cut short: the agent never ran, so it starts afresh, with its prompt.
         argv = list(task.command)
     else:
-        argv = [*profile.command, *adapter.args, *profile.resume_args]
+        resumed = _resume(ctx, task, profile)
+        argv = [*profile.command, *adapter.args, *resumed.args]
     env = create.agent_env(ctx, name, worktree, task.port, profile, adapter)
     create.mark_spawn(ctx, name, None, env)
     pane = report.pane_of(ctx.tmux.snapshot(), task)
@@ -52,6 +54,18 @@ def restart(ctx: context.Context, name: str) -> Task:
             registry.replace(restarted)
             ctx.store.journal("restart", task=task_to_dict(restarted))
     return restarted
+
+
+def _resume(ctx: context.Context, task: Task, profile: AgentProfile) -> sessions.Resume:
+    """The conversation the agent had: the session its hooks recorded, if the agent's records place it in this
+    task's worktree; else the profile's `resume_args` (which resume the latest conversation of the directory),
+    and a note saying so."""
+    recorded = events.sessions(events.events_path(ctx.store.root, task.name))
+    env = {**os.environ, **profile.env}
+    found = sessions.resume(profile.hooks, recorded, Path(task.worktree), env, profile.resume_args)
+    if found.note:
+        ctx.notes.append(f"{task.name}: {found.note}")
+    return found
 
 
 def restart_all(ctx: context.Context) -> tuple[list[str], dict[str, str]]:

@@ -35,7 +35,6 @@ from muxagent.status import adapters, events, patterns
 from muxagent.tmux.client import ScreenCache, Tmux
 
 TICK = 0.5
-LOCK_FILE = view.MONITOR_LOCK
 WINDOW_NAME = "monitor"
 ALERT_STATES = frozenset({State.WAITING, State.IDLE})
 DELIVERY_GAP = 3.0
@@ -55,12 +54,12 @@ def _sole_monitor(state_dir: Path) -> Iterator[bool]:
     with contextlib.ExitStack() as lock:
         try:
             state_dir.mkdir(parents=True, exist_ok=True)
-            lock.enter_context(files.locked(state_dir / LOCK_FILE, wait=False))
+            lock.enter_context(files.locked(state_dir / monitor_state.LOCK_FILE, wait=False))
             sole = True
         except BlockingIOError:
             sole = False  # another monitor holds it
         except OSError as exc:
-            raise StoreError(f"cannot open {state_dir / LOCK_FILE}: {exc.strerror}") from exc
+            raise StoreError(f"cannot open {state_dir / monitor_state.LOCK_FILE}: {exc.strerror}") from exc
         yield sole
 
 

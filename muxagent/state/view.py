@@ -1,12 +1,12 @@
 """The live view: every task's report as the monitor last computed it, in `<state dir>/view.json`.
 
-The monitor keeps each task's report current by working only on what changed (monitor/daemon.py) and publishes
+The monitor keeps each task's report current by working only on what changed (monitor/keeper.py) and publishes
 it here whole, atomically, once a tick. `mux ls`, `status-line`, `next-waiting` and `wait` show it instead of
-asking tmux and git again, but only when it can be trusted (`usable`): its monitor still holds the monitor lock
-(a monitor killed with SIGKILL loses it at once), it covers the registry as it is now (the generation in
-tasks.json), and the tick it comes from looked at the tasks less than MAX_AGE ago. Anything else, a file torn or
-written by hand included, and the reader does the full work. The view is for showing: no command decides what is
-safe to change or delete from it.
+asking tmux and git again, but only when it can be trusted (`usable`): the monitor that wrote it still holds the
+monitor lock (by pid: a monitor killed with SIGKILL loses it at once, and no other holder will do), it covers the
+registry as it is now (the generation in tasks.json), and the tick it comes from looked at the tasks less than
+MAX_AGE ago. Anything else, a file torn or written by hand included, and the reader does the full work. The view
+is for showing: no command decides what is safe to change or delete from it.
 
 Pure data and files: no tmux, no git.
 """
@@ -22,12 +22,9 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from muxagent.model import Changes, State, TaskStatus
-from muxagent.state import files
+from muxagent.state import files, monitor_state
 
 VIEW_FILE = "view.json"
-# Held by the running monitor for its whole life (monitor/daemon.py takes it): the reader's proof that the monitor
-# that wrote the view is alive.
-MONITOR_LOCK = "monitor.lock"
 FORMAT_VERSION = 1
 # Issue 14's bound: a reader never shows a state older than 1 s after a hook event (2 s after a file change). The
 # monitor reads hook events, screens and changed worktrees at the start of a tick (`looked_at`), so a view
@@ -91,18 +88,12 @@ def usable(state_dir: Path, registry: str | None, now: float) -> View | None:
     if found is None or found.registry != registry or not 0 <= now - found.looked_at < MAX_AGE:
         return None
     # Checked after the read: the monitor that wrote what was read was alive after it was read.
-    return found if monitor_alive(state_dir) else None
+    return found if writer_alive(state_dir, found) else None
 
 
-def monitor_alive(state_dir: Path) -> bool:
-    """Whether a monitor holds the monitor lock. Probing takes the lock for an instant when none does."""
-    try:
-        with files.locked(state_dir / MONITOR_LOCK, wait=False):
-            return False
-    except BlockingIOError:
-        return True
-    except OSError:
-        return False
+def writer_alive(state_dir: Path, found: View) -> bool:
+    """Whether the monitor that published `found` still runs and holds the monitor lock (a SIGKILL lets go of it)."""
+    return monitor_state.alive(state_dir, monitor_state.MonitorState(pid=found.pid))
 
 
 def remove(state_dir: Path) -> None:

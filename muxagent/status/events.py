@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,6 +21,9 @@ SPAWN = "spawn"
 LAUNCH_ENV = "MUX_LAUNCH"
 # Enough for a few hundred events: classification only needs the latest few.
 TAIL_BYTES = 64 * 1024
+# The agents' conversation ids are UUIDs (Claude, Codex) or `ses_...` (OpenCode); anything else is recorded as
+# none, so that no payload can put a path, a glob or an option into what `mux restart` reads and runs.
+SESSION_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,127}\Z")
 
 
 @dataclass(frozen=True)
@@ -30,6 +34,7 @@ class HookEvent:
     state: State | None = None
     detail: str = ""
     launch: str = ""
+    session: str = ""  # the agent's conversation id, when its hook names one (status/hooks.py, session_of)
 
 
 def new_launch() -> str:
@@ -46,6 +51,8 @@ def append(path: Path, event: HookEvent) -> None:
         record["state"] = event.state.value
     if event.launch:
         record["launch"] = event.launch
+    if event.session:
+        record["session"] = event.session
     line = (json.dumps(record, separators=(",", ":")) + "\n").encode()
     try:
         fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
@@ -58,9 +65,8 @@ def append(path: Path, event: HookEvent) -> None:
         os.close(fd)
 
 
-def read_current_run(path: Path) -> list[HookEvent]:
-    """Events of the current launch since its spawn, oldest first by their own timestamps (hooks may land out of
-    order). A spawn an earlier mux wrote names no launch: the events with none, its agent's, are kept then."""
+def _tail(path: Path) -> list[HookEvent]:
+    """The events at the end of the file, oldest first by their own timestamps (hooks may land out of order)."""
     try:
         with open(path, "rb") as f:
             size = f.seek(0, os.SEEK_END)
@@ -70,6 +76,13 @@ def read_current_run(path: Path) -> list[HookEvent]:
         return []
     found = [event for line in data.splitlines() if (event := _parse(line)) is not None]
     found.sort(key=lambda e: e.ts)
+    return found
+
+
+def read_current_run(path: Path) -> list[HookEvent]:
+    """Events of the current launch since its spawn, oldest first by their own timestamps (hooks may land out of
+    order). A spawn an earlier mux wrote names no launch: the events with none, its agent's, are kept then."""
+    found = _tail(path)
     for index in range(len(found) - 1, -1, -1):
         if found[index].name == SPAWN:
             launch = found[index].launch
@@ -105,6 +118,20 @@ class EventsCache:
             del self._runs[path]
 
 
+def sessions(path: Path) -> list[str]:
+    """The agent's conversation ids the task's hooks recorded, newest first, each once. Only from events of the
+    launch their run's spawn names: a late hook of a replaced agent, or of one started by hand in the pane, names
+    a conversation that is not the task's."""
+    launch: str | None = None  # before the first spawn in the tail: whose run it is cannot be told
+    found: list[str] = []
+    for event in _tail(path):
+        if event.name == SPAWN:
+            launch = event.launch
+        elif event.session and event.launch == launch:
+            found.append(event.session)
+    return list(dict.fromkeys(reversed(found)))
+
+
 def current_launch(path: Path) -> str:
     """The launch id the latest spawn names ("" if none does): what a hook must carry for its event to count."""
     run = read_current_run(path)
@@ -122,6 +149,7 @@ def _parse(line: bytes) -> HookEvent | None:
             state=State(state) if state else None,
             detail=str(raw.get("detail", "")),
             launch=str(raw.get("launch", "")),
+            session=str(raw.get("session", "")),
         )
     except (ValueError, KeyError, TypeError, AttributeError):
         return None  # a torn or foreign line: skip it, never fail a reader

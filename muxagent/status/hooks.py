@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from muxagent.model import State
-from muxagent.status.events import LAUNCH_ENV, HookEvent, append, events_path
+from muxagent.status.events import LAUNCH_ENV, SESSION_ID, HookEvent, append, events_path
 
 MAX_PAYLOAD = 1 << 20
 MAX_LAUNCH = 64  # mux writes 16 hex digits; anything longer is not one of its ids
@@ -80,6 +80,23 @@ def interpret(source: str, payload: Any) -> tuple[str, State | None, str]:
     return ("unknown-source", None, "")
 
 
+def session_of(source: str, payload: Any) -> str:
+    """The agent's own id of the conversation the event belongs to ("" if it names none): what `mux restart`
+    resumes. Claude Code's `session_id`, Codex's `thread-id`, OpenCode's `sessionID` in the event's properties."""
+    if not isinstance(payload, dict):
+        return ""
+    if source == "claude":
+        found = payload.get("session_id")
+    elif source == "codex":
+        found = payload.get("thread-id")
+    elif source == "opencode":
+        props = payload.get("properties")
+        found = props.get("sessionID") if isinstance(props, dict) else None
+    else:
+        return ""
+    return found if isinstance(found, str) and SESSION_ID.match(found) else ""
+
+
 def _payload(args: list[str]) -> Any:
     if args:
         text = args[-1][:MAX_PAYLOAD]
@@ -114,9 +131,10 @@ def main(argv: list[str]) -> int:
         if not argv or not _TASK.match(task) or not state_dir or not os.path.isdir(state_dir):
             return 0
         source, args = argv[0], argv[1:]
-        name, state, detail = interpret(source, _payload(args))
+        payload = _payload(args)
+        name, state, detail = interpret(source, payload)
         launch = os.environ.get(LAUNCH_ENV, "")[:MAX_LAUNCH]
-        event = HookEvent(_event_time(), source, name, state, detail, launch)
+        event = HookEvent(_event_time(), source, name, state, detail, launch, session=session_of(source, payload))
         append(events_path(Path(state_dir), task), event)
     except Exception:  # a hook must never break or slow the agent
         pass

@@ -45,6 +45,7 @@ _SNAPSHOT_FORMAT = "\t".join(
         "#{pane_dead_status}",
         "#{pane_dead_signal}",
         "#{window_activity}",
+        "#{pane_pid}",
         "#{@mux_task}",
         # Last, so a stray tab in a command name cannot shift the other fields.
         "#{pane_current_command}",
@@ -98,10 +99,10 @@ def _parse_snapshot(stdout: str) -> list[PaneInfo]:
     panes: list[PaneInfo] = []
     # Split on newlines only: str.splitlines() would also cut at \x1c, \x0b and the like inside a field.
     for line in stdout.split("\n"):
-        fields = line.split("\t", 8)
-        if len(fields) != 9:
+        fields = line.split("\t", 9)
+        if len(fields) != 10:
             continue
-        pane_id, window_id, session, dead, status, signal, activity, task, command = fields
+        pane_id, window_id, session, dead, status, signal, activity, pid, task, command = fields
         dead_status: int | None = None
         if status.isdigit():
             dead_status = int(status)
@@ -117,6 +118,7 @@ def _parse_snapshot(stdout: str) -> list[PaneInfo]:
                 activity=float(activity) if activity else 0.0,
                 current_command=command,
                 task=task,
+                pid=int(pid) if pid.isdigit() else 0,
             )
         )
     return panes
