@@ -38,26 +38,31 @@ from pathlib import Path
 from muxagent.state import files, monitor_state, view
 
 root, mode = Path(sys.argv[1]), sys.argv[2]
+scratch = root.parent / "fake-monitor"
 with files.locked(root / monitor_state.LOCK_FILE, wait=False):
     base = dataclasses.replace(view.read(root), pid=os.getpid())
     forged = {
         name: dataclasses.replace(entry, status=dataclasses.replace(entry.status, reason="forged"))
         for name, entry in base.tasks.items()
     }
-    print("holding", flush=True)
+    told = False
     while True:
         fresh = dataclasses.replace(base, tasks=forged, looked_at=time.time())
         if mode == "forged":
             view.publish(root, fresh)
-        else:
-            view.publish(root, fresh)
-            whole = (root / view.VIEW_FILE).read_bytes()
+        else:  # made aside: the state dir never holds a whole view
+            scratch.mkdir(exist_ok=True)
+            view.publish(scratch, fresh)
+            whole = (scratch / view.VIEW_FILE).read_bytes()
             doctored = {
                 "torn": whole[: len(whole) // 2],
                 "garbage": b"\\x00\\xff not a view at all",
                 "other-registry": whole.replace(base.registry.encode(), b"0123456789abcdef"),
             }[mode]
             files.atomic_write(root / view.VIEW_FILE, doctored, durable=False)
+        if not told:  # once its first view is there
+            print("holding", flush=True)
+            told = True
         time.sleep(0.05)
 """
 
