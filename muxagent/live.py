@@ -20,7 +20,7 @@ def watch_table(ctx: context.Context, out: TextIO) -> None:
         with ChangeWatcher() as watcher:
             watcher.watch("state", ctx.store.root)
             while True:
-                reports = report.list_reports(ctx)
+                reports = report.shown_reports(ctx)
                 body = render.table(reports, colour) if reports else "no tasks"
                 stamp = time.strftime("%H:%M:%S")
                 if out.isatty():

@@ -14,7 +14,7 @@ from muxagent.commands.context import Context, get_task, load_tasks, settings_or
 from muxagent.errors import MuxError, TmuxError, UnknownTaskError
 from muxagent.git import repository, worktrees
 from muxagent.model import AgentProfile, PaneInfo, State, Task, TaskReport, TaskStatus, iso_epoch
-from muxagent.state import inbox, monitor_state
+from muxagent.state import inbox, monitor_state, view
 from muxagent.status import changes, classifier, claude_status_file, events, radar
 from muxagent.tmux.client import ScreenCache
 
@@ -37,11 +37,13 @@ def _profile_for(agent: str, settings: config.Settings | None, cache: dict[str, 
     return cache[agent]
 
 
-def _task_events(ctx: Context, task: Task, pane: PaneInfo | None, hooks: str) -> list[events.HookEvent]:
+def _task_events(
+    ctx: Context, task: Task, pane: PaneInfo | None, hooks: str, hook_events: events.EventsCache
+) -> list[events.HookEvent]:
     """The task's hook events of its current launch, and for Claude Code the state its own status file gives when
     that differs from the hooks', in the order they happened: the newest is the agent's latest word (see
     status/classifier.py). A status file that agrees adds nothing: the hook's name is the better reason."""
-    found = events.read_current_run(events.events_path(ctx.store.root, task.name))
+    found = hook_events.read(events.events_path(ctx.store.root, task.name))
     if hooks != "claude" or pane is None or pane.dead:
         return found
     launch = found[0].launch if found and found[0].name == events.SPAWN else ""
@@ -100,21 +102,106 @@ class SetupLog:
 
 
 def task_list(ctx: Context) -> TaskList:
-    return TaskList(tuple(list_reports(ctx)))
+    return TaskList(tuple(shown_reports(ctx)))
 
 
 def status_summary(ctx: Context) -> StatusSummary:
-    return StatusSummary(tuple(list_reports(ctx, with_changes=False)))
+    return StatusSummary(tuple(shown_reports(ctx, with_changes=False)))
+
+
+def shown_reports(ctx: Context, with_changes: bool = True) -> list[TaskReport]:
+    """What to show the user: the monitor's live view when it can be trusted (state/view.py), else the full work of
+    `list_reports`; the same reports either way, so what is printed does not say which. Never for deciding: what
+    changes or deletes anything reads tmux and git itself."""
+    tasks = load_tasks(ctx)
+    found = view_reports(ctx, with_changes, tasks)
+    return found if found is not None else list_reports(ctx, with_changes, tasks=tasks)
+
+
+def view_reports(ctx: Context, with_changes: bool = True, tasks: list[Task] | None = None) -> list[TaskReport] | None:
+    """Every task's report from the live view, or None when the view may not be shown. `tasks`: the registry's, if
+    the caller has just loaded it."""
+    if tasks is None:
+        tasks = load_tasks(ctx)
+    if not tasks:
+        return []
+    found = view.usable(ctx.store.root, ctx.store.generation, time.time())
+    if found is None or any(task.name not in found.tasks for task in tasks):
+        return None
+    # Read now, not from the view: one listing of the inbox folder, and `mux inbox` then `mux ls` must show the
+    # entries read at once (test_inbox saw the count a tick old).
+    unread = inbox.unread_counts(ctx.store.root, {task.name: task.created for task in tasks}) if with_changes else {}
+    reports = []
+    for task in tasks:
+        entry = found.tasks[task.name]
+        reports.append(
+            TaskReport(
+                task,
+                entry.status,
+                entry.changes if with_changes else None,
+                entry.conflicts if with_changes else (),
+                entry.last_change,
+                unread.get(task.name, 0),
+                entry.hook_ts,
+            )
+        )
+    return reports
 
 
 def list_reports(
-    ctx: Context, with_changes: bool = True, screens: ScreenCache | None = None, only: set[str] | None = None
+    ctx: Context,
+    with_changes: bool = True,
+    screens: ScreenCache | None = None,
+    hook_events: events.EventsCache | None = None,
+    tasks: list[Task] | None = None,
+    only: set[str] | None = None,
 ) -> list[TaskReport]:
     """Every task's state (and, unless asked not to, its changes): two tmux calls and parallel git reads. With
-    `screens`, the panes that have not drawn since its last read are not read again; with `only`, those tasks'."""
-    tasks = [task for task in load_tasks(ctx) if only is None or task.name in only]
+    `screens`, the panes that have not drawn since its last read are not read again; with `hook_events`, the events
+    files that did not change are not read again; `tasks`: the registry's, if the caller has just loaded it; with
+    `only`, those tasks' alone."""
+    if tasks is None:
+        tasks = load_tasks(ctx)
+    if only is not None:
+        tasks = [task for task in tasks if task.name in only]
     if not tasks:
         return []
+    found = _statuses(ctx, tasks, screens, hook_events or events.EventsCache())
+    if not with_changes:
+        return found
+    present = with_files(tasks)
+    works = _works(ctx, present)
+    return with_work(ctx, found, works, conflicts_of(ctx, present, works))
+
+
+def with_files(tasks: list[Task]) -> list[Task]:
+    """The tasks whose worktree exists and is checked out: those whose changes can be read."""
+    return [t for t in tasks if Path(t.worktree).is_dir() and not worktrees.checkout_pending(Path(t.worktree))]
+
+
+def conflicts_of(ctx: Context, present: list[Task], works: dict[str, changes.Work]) -> radar.Found:
+    return radar.for_tasks(ctx.repo, ctx.store.root, present, works) if works else {}
+
+
+def with_work(
+    ctx: Context, reports: list[TaskReport], works: dict[str, changes.Work], conflicts: radar.Found
+) -> list[TaskReport]:
+    """The reports with each task's changes, conflicts and unread inbox entries."""
+    unread = inbox.unread_counts(ctx.store.root, {item.task.name: item.task.created for item in reports})
+    return [
+        replace(
+            item,
+            changes=works[item.task.name].changes if item.task.name in works else None,
+            conflicts=conflicts.get(item.task.name, ()),
+            inbox_unread=unread.get(item.task.name, 0),
+        )
+        for item in reports
+    ]
+
+
+def _statuses(
+    ctx: Context, tasks: list[Task], screens: ScreenCache | None, hook_events: events.EventsCache
+) -> list[TaskReport]:
     try:
         panes = ctx.tmux.snapshot()
         server_running = bool(panes) or ctx.tmux.server_running()
@@ -126,15 +213,10 @@ def list_reports(
     screen_of = (screens or ScreenCache()).read(ctx.tmux, live)  # a new cache reads every screen
     exists = {task.name: Path(task.worktree).is_dir() for task in tasks}
     pending = {task.name for task in tasks if exists[task.name] and worktrees.checkout_pending(Path(task.worktree))}
-    present = [task for task in tasks if exists[task.name] and task.name not in pending and with_changes]
-    works = _works(ctx, present)
-    conflicts = radar.for_tasks(ctx.repo, ctx.store.root, present, works) if works else {}
     now = time.time()
     profiles: dict[str, AgentProfile] = {}
     watched = monitor_state.read(ctx.store.root)
     last_change = watched.last_change if watched is not None else {}
-    # With the changes, for what `ls` shows: the monitor's tick (without them) reads no inbox file.
-    unread = inbox.unread_counts(ctx.store.root, {task.name: task.created for task in tasks}) if with_changes else {}
     reports = []
     settings = settings_or_none(ctx)
     for task in tasks:
@@ -147,7 +229,7 @@ def list_reports(
             server_running=server_running,
             created=iso_epoch(task.created) or 0.0,
             now=now,
-            events=_task_events(ctx, task, pane, profile.hooks),
+            events=_task_events(ctx, task, pane, profile.hooks, hook_events),
         )
         hook = classifier.latest_hook(observation.events)
         task_status = classifier.classify(observation, profile.status)
@@ -158,18 +240,18 @@ def list_reports(
         task_status = radar.resolve_override(ctx.store.root, task, task_status)
         if task.queued:  # no window yet, by design: not `missing`
             task_status = TaskStatus(State.STARTING, f"queued: starts when a member of {task.group} goes idle")
-        found = works.get(task.name)
         reports.append(
             TaskReport(
                 task,
                 task_status,
-                found.changes if found is not None else None,
-                conflicts.get(task.name, ()),
+                None,
+                (),
                 last_change.get(task.name),
-                unread.get(task.name, 0),
+                0,
                 hook.ts if hook is not None and hook.state is task_status.state else None,
             )
         )
+    hook_events.keep({events.events_path(ctx.store.root, task.name) for task in tasks})
     return reports
 
 
@@ -231,7 +313,7 @@ def setup_log(ctx: Context, name: str) -> SetupLog:
 
 def next_waiting(ctx: Context, current_window: str | None = None) -> Task | None:
     """The waiting task after the one in `current_window` (in creation order, wrapping), or the first."""
-    waiting = [item.task for item in list_reports(ctx, with_changes=False) if item.status.state is State.WAITING]
+    waiting = [item.task for item in shown_reports(ctx, with_changes=False) if item.status.state is State.WAITING]
     if not waiting:
         return None
     windows = [task.window for task in waiting]

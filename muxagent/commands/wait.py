@@ -62,7 +62,7 @@ def wait(
     wanted = target.states
     deadline = None if timeout is None else time.monotonic() + timeout
     while True:
-        by_name = {r.task.name: r for r in report.list_reports(ctx, with_changes=False)}
+        by_name = {r.task.name: r for r in report.shown_reports(ctx, with_changes=False)}
         missing = [name for name in names if name not in by_name]
         if missing:
             raise MuxError(f"task {missing[0]!r} was removed while waiting")

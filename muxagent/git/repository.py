@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -151,6 +152,22 @@ def ref_tips(repo: RepoPaths) -> dict[str, str]:
         commit, _, peeled = rest.partition("\0")
         tips[ref] = peeled or commit
     return tips
+
+
+def refs_stamp(repo: RepoPaths) -> tuple[tuple[str, int, int], ...]:
+    """What moves whenever a branch or tag does, from stat calls alone (no git process): each loose ref file (git
+    renames a new file over it, so its inode changes even within one tick of the file system's clock) and
+    `packed-refs`."""
+    paths = [repo.common_dir / "packed-refs"]
+    for top in ("refs/heads", "refs/tags"):
+        for folder, _subfolders, names in os.walk(repo.common_dir / top):
+            paths.extend(Path(folder, name) for name in names)
+    stamp = []
+    for path in paths:
+        with contextlib.suppress(OSError):
+            info = os.stat(path)
+            stamp.append((str(path), info.st_ino, info.st_mtime_ns))
+    return tuple(stamp)
 
 
 def tree_of(repo: RepoPaths, commit: str) -> str:

@@ -27,10 +27,11 @@ from muxagent.errors import MuxError, StoreError, UnknownTaskError
 from muxagent.git import worktrees
 from muxagent.model import State, Task, TaskReport
 from muxagent.monitor.family import Family
+from muxagent.monitor.keeper import ViewKeeper
 from muxagent.monitor.watch import ChangeWatcher, in_git_dir
-from muxagent.state import files, monitor_state, prompt_queue
+from muxagent.state import files, monitor_state, prompt_queue, view
 from muxagent.state.monitor_state import MonitorState
-from muxagent.status import adapters, patterns
+from muxagent.status import adapters, events, patterns
 from muxagent.tmux.client import ScreenCache, Tmux
 
 TICK = 0.5
@@ -126,16 +127,21 @@ class Monitor:
     last_change: dict[str, float] = field(default_factory=dict)
     written: MonitorState | None = None
     screens: ScreenCache = field(default_factory=ScreenCache)
+    hook_events: events.EventsCache = field(default_factory=events.EventsCache)
     family: Family = field(init=False)
+    keeper: ViewKeeper = field(init=False)
 
     def __post_init__(self) -> None:
         self.family = Family.load(self.ctx)
+        self.keeper = ViewKeeper(self.ctx)
 
     def tick(self) -> int:
         """One look at every task; returns how many tasks there are."""
-        reports = report.list_reports(self.ctx, with_changes=False, screens=self.screens)
-        if self.watcher is not None:
-            self._watch_worktrees(self.watcher, reports)
+        looked_at = time.time()
+        reports = report.list_reports(self.ctx, with_changes=False, screens=self.screens, hook_events=self.hook_events)
+        touched = self._watch_worktrees(self.watcher, reports) if self.watcher is not None else set()
+        # Before anything is typed (a delivery waits for the agent to take it): the view stays fresh meanwhile.
+        self.keeper.publish(reports, touched | set(self.polling), self.last_change, looked_at)
         # Before anything is typed: a parent told of its children in this tick hears of all of them at once.
         self.family.observe(reports)
         tasks = {item.task.name: item.task for item in reports}
@@ -152,9 +158,10 @@ class Monitor:
             print(f"mux monitor: started queued {name}", flush=True)
         return len(reports)
 
-    def _watch_worktrees(self, watcher: ChangeWatcher, reports: list[TaskReport]) -> None:
+    def _watch_worktrees(self, watcher: ChangeWatcher, reports: list[TaskReport]) -> set[str]:
         """Follow the tasks' worktrees once checked out (the checkout is not a change the agent made); one that
-        cannot be watched is left to `git status` polling."""
+        cannot be watched is left to `git status` polling. Returns the tasks whose files changed since the last
+        tick."""
         wanted = {r.task.name: Path(r.task.worktree) for r in reports if Path(r.task.worktree).is_dir()}
         for name in watcher.keys - set(wanted):
             watcher.unwatch(name)
@@ -167,9 +174,11 @@ class Monitor:
         for name in set(self.polling) - set(wanted):
             del self.polling[name]
         now = time.time()
-        for name in watcher.take_changed():
+        changed = watcher.take_changed()
+        for name in changed:
             self.last_change[name] = now
         self._write_status(sorted(watcher.keys))
+        return changed
 
     def _write_status(self, watching: list[str]) -> None:
         state = MonitorState(os.getpid(), watching, dict(self.polling), dict(self.last_change))
@@ -284,6 +293,7 @@ def run(cwd: Path) -> int:
             finally:
                 # Under the lock: a monitor started next must not see its own status cleared by this one.
                 monitor_state.clear(ctx.store.root)
+                view.remove(ctx.store.root)
     _close_own_window(ctx)
     return 0
 

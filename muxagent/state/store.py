@@ -158,6 +158,7 @@ class Store:
     def __init__(self, root: Path) -> None:
         self.root = root
         self._rebuilt: str | None = None
+        self._generation: str | None = None
 
     @property
     def tasks_path(self) -> Path:
@@ -171,6 +172,13 @@ class Store:
     def rebuilt(self) -> str | None:
         """After `load()` or `transaction()`: one line saying the registry had to be rebuilt, else None."""
         return self._rebuilt
+
+    @property
+    def generation(self) -> str | None:
+        """After `load()` or `transaction()`: the generation of the registry read or written last (a new one with
+        every write), None for a file that has none (written by an older mux, or by hand). The live view names the
+        generation it was computed from (state/view.py): a view of any other registry is not shown."""
+        return self._generation
 
     def load(self) -> Registry:
         """A read-only snapshot, without the lock: the atomic rename means the file is always whole."""
@@ -265,13 +273,15 @@ class Store:
 
     def _read(self) -> Registry | None:
         """The registry in tasks.json, or None if there is no such file."""
+        self._generation = None
         try:
             data = self.tasks_path.read_bytes()
         except FileNotFoundError:
             return None
         except OSError as exc:
             raise StoreError(f"cannot read {self.tasks_path}: {exc.strerror}") from exc
-        return _parse_registry(data, self.tasks_path)
+        registry, self._generation = _parse_registry(data, self.tasks_path)
+        return registry
 
     def _repair(self) -> Registry:
         # Rebuilding renames and rewrites files, so it happens under the lock; a process that finds the damage
@@ -338,8 +348,12 @@ class Store:
         return registry
 
     def _write(self, registry: Registry) -> None:
+        # Random rather than counted: a registry rebuilt from the journal starts no count, and must still differ
+        # from every registry a view was made of.
+        generation = os.urandom(8).hex()
         payload = {
             "version": FORMAT_VERSION,
+            "generation": generation,
             "tasks": {name: task_to_dict(task) for name, task in registry._tasks.items()},
         }
         data = (dumps(payload, indent=2) + "\n").encode()
@@ -348,6 +362,7 @@ class Store:
             files.atomic_write(self.tasks_path, data)
         except OSError as exc:
             raise StoreError(f"cannot write {self.tasks_path}: {exc.strerror}") from exc
+        self._generation = generation
 
 
 def _parse_entry(line: str) -> dict[str, object] | None:
@@ -358,7 +373,7 @@ def _parse_entry(line: str) -> dict[str, object] | None:
     return entry if isinstance(entry, dict) else None
 
 
-def _parse_registry(data: bytes, path: Path) -> Registry:
+def _parse_registry(data: bytes, path: Path) -> tuple[Registry, str | None]:
     try:
         doc = json.loads(data)
     except (ValueError, RecursionError) as exc:
@@ -383,7 +398,8 @@ def _parse_registry(data: bytes, path: Path) -> Registry:
             registry._put(task_from_dict({**record, "name": name}))
         except ValueError as exc:
             raise _CorruptError(str(exc)) from exc
-    return registry
+    generation = doc.get("generation")
+    return registry, generation if isinstance(generation, str) else None
 
 
 # ---------------------------------------------------------------------------------------------- caches

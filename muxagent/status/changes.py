@@ -40,10 +40,18 @@ class Work:
 def _base_commit(repo: RepoPaths, base: str, tips: Mapping[str, str]) -> str:
     """The commit `base` names, from `tips` (`repository.ref_tips`) when it is a branch or tag, as git would
     resolve it."""
-    for ref in (base, f"refs/tags/{base}", f"refs/heads/{base}"):
-        if ref in tips:
-            return tips[ref]
-    return repository.resolve_commit(repo, base)
+    return tips_of(base, tips) or repository.resolve_commit(repo, base)
+
+
+def tips_of(ref: str, tips: Mapping[str, str]) -> str | None:
+    """The commit a branch or tag name has in `tips`, looked up as git would; None for any other name."""
+    return next((tips[full] for full in (ref, f"refs/tags/{ref}", f"refs/heads/{ref}") if full in tips), None)
+
+
+def inputs(task: Task, tips: Mapping[str, str]) -> tuple[str | None, str | None]:
+    """The tips a task's changes depend on (its branch's and its base's): while neither moved nor its worktree
+    changed, its Work stays what it was."""
+    return tips.get(f"refs/heads/{task.branch}"), tips_of(task.base, tips)
 
 
 def read_many(

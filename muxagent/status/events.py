@@ -90,6 +90,34 @@ def read_current_run(path: Path) -> list[HookEvent]:
     return found
 
 
+class EventsCache:
+    """Each events file's current run, read again only when the file's size or mtime moved: the monitor looks at
+    every task twice a second, and a quiet task's file (up to TAIL_BYTES of JSON) need not be parsed each time."""
+
+    def __init__(self) -> None:
+        self._runs: dict[Path, tuple[tuple[int, int], list[HookEvent]]] = {}
+
+    def read(self, path: Path) -> list[HookEvent]:
+        try:
+            info = os.stat(path)
+        except OSError:
+            self._runs.pop(path, None)
+            return []
+        stamp = (info.st_size, info.st_mtime_ns)
+        known = self._runs.get(path)
+        if known is not None and known[0] == stamp:
+            return known[1]
+        # An event appended between the stat and the read is in this run and moves the stamp: read again next time.
+        run = read_current_run(path)
+        self._runs[path] = (stamp, run)
+        return run
+
+    def keep(self, paths: set[Path]) -> None:
+        """Forget the files of tasks that are gone."""
+        for path in set(self._runs) - paths:
+            del self._runs[path]
+
+
 def sessions(path: Path) -> list[str]:
     """The agent's conversation ids the task's hooks recorded, newest first, each once. Only from events of the
     launch their run's spawn names: a late hook of a replaced agent, or of one started by hand in the pane, names
