@@ -659,6 +659,15 @@ done
         def entries() -> int:
             return len(entries_file.read_bytes().splitlines()) if entries_file.exists() else 0
 
+        def heard_at() -> float:
+            try:
+                return float(heard.read_text().strip())
+            except (OSError, ValueError):
+                return float("-inf")  # not yet, or being replaced
+
+        def heard_after(moment: float) -> Callable[[], bool]:
+            return lambda: heard_at() > moment
+
         def signal(event: str) -> tuple[float, float]:
             """The hook `event` run for the sub-task at a random phase of the monitor's tick: (its start, seconds
             to the inbox entry)."""
@@ -677,10 +686,12 @@ done
             heard.unlink(missing_ok=True)
             _, waiting_s = signal("PermissionRequest")  # recorded, not told: the sub-task asked for idle only
             stopped, idle_s = signal("Stop")
-            self.wait_for("the notice", heard.exists, timeout=10, interval=0.01)
+            # Only a line that arrived after the Stop: a notice typed again late (one whose typing the monitor could
+            # not confirm) must not pass for this round's (it once gave -560 ms).
+            self.wait_for("the notice", heard_after(stopped), timeout=10, interval=0.01)
             if index >= self.opt.warmup:
                 to_entry += [waiting_s, idle_s]
-                to_notice.append(float(heard.read_text().strip()) - stopped)
+                to_notice.append(heard_at() - stopped)
         self.box.mux("rm", parent, "--recursive")
         return {"entry": spread(to_entry), "notice": spread(to_notice)}
 

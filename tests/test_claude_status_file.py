@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -40,7 +41,7 @@ def keeper(tmp_path: Path) -> Iterator[tuple[Path, list[subprocess.Popen[str]]]]
     started: list[subprocess.Popen[str]] = []
     yield script, started
     for proc in started:
-        proc.kill()
+        os.killpg(proc.pid, signal.SIGKILL)  # the shell and the keeper below it
         proc.wait()
 
 
@@ -49,7 +50,8 @@ def start(keeper: tuple[Path, list[subprocess.Popen[str]]], status: str, launch:
     argv = [sys.executable, str(script), status]
     # Through a shell that stays the parent: the pane's process is then not Claude itself.
     command = ["sh", "-c", '"$@"; exit 0', "sh", *argv] if shell else argv
-    proc = subprocess.Popen(command, env={**os.environ, "MUX_LAUNCH": launch}, stdout=subprocess.PIPE, text=True)
+    env = {**os.environ, "MUX_LAUNCH": launch}
+    proc = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, text=True, start_new_session=True)
     started.append(proc)
     assert proc.stdout is not None and proc.stdout.readline() == "ready\n"
     return proc.pid
