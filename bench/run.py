@@ -689,6 +689,9 @@ done
             # Only a line that arrived after the Stop: a notice typed again late (one whose typing the monitor could
             # not confirm) must not pass for this round's (it once gave -560 ms).
             self.wait_for("the notice", heard_after(stopped), timeout=10, interval=0.01)
+            # `ls` may show the live view up to a second old: until it has seen the parent take the notice, its
+            # "idle" would be from before it, and the next round's notice would wait for the parent's next idle.
+            self.wait_for(f"{parent} to take the notice", lambda: self.ls_rows()[parent]["state"] != "idle", timeout=10)
             if index >= self.opt.warmup:
                 to_entry += [waiting_s, idle_s]
                 to_notice.append(heard_at() - stopped)
