@@ -3,6 +3,7 @@ and flaps, on hand-made truth and samples whose right answers are known."""
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 
@@ -47,3 +48,14 @@ def test_a_transition_never_shown_is_counted_missed() -> None:
     result = judge(TRUTH, looks((5, "idle"), (25, "idle")))  # the working spell fell between two looks
     assert result["missed"] == 1 and result["flaps"] == []
     assert list(result["latency_s"]) == ["working->idle (screen)"]
+
+
+def test_the_readme_block_is_what_the_committed_run_makes() -> None:
+    """README.md's accuracy figures are generated from bench/accuracy.json, never pasted (they drifted before)."""
+    from accuracy import markdown
+    from report import README, with_block
+
+    committed = Path(__file__).resolve().parent.parent / "bench" / "accuracy.json"
+    text = README.read_text(encoding="utf-8")
+    generator = "python bench/accuracy.py --write-readme bench/accuracy.json"
+    assert with_block(text, "accuracy", markdown(json.loads(committed.read_text())), generator) == text
