@@ -40,6 +40,7 @@ from muxagent.completion import scripts
 from muxagent.completion.spec import CompletionSpec, spec_from_command
 from muxagent.errors import MergeConflictError, MuxError, UsageError
 from muxagent.monitor import daemon
+from muxagent.state import view
 
 app = typer.Typer(
     name="mux",
@@ -87,13 +88,17 @@ class Interrupted(MuxError):
 
 
 @contextmanager
-def _repo() -> Iterator[context.Context]:
+def _repo(shows_only: bool = False) -> Iterator[context.Context]:
+    """The repository's context for one command. One that may change anything (all but `shows_only` ones) renews
+    the live view's epoch as it ends, so that the next `ls` shows what it did, not a view from before it."""
     ctx = recovery.open_and_recover()
     try:
         yield ctx
     except KeyboardInterrupt:
         raise Interrupted("interrupted") from None
     finally:
+        if not shows_only:
+            view.renew_epoch(ctx.store.root)
         for note in ctx.notes:
             render.stderr_line(note)
 
@@ -199,10 +204,10 @@ def ls(
 ) -> None:
     """List tasks: state, changes, commits ahead/behind, age."""
     if watch:
-        with _repo() as ctx:
+        with _repo(shows_only=True) as ctx:
             live.watch_table(ctx, sys.stdout)
         return
-    with _repo() as ctx:
+    with _repo(shows_only=True) as ctx:
         tasks = report.task_list(ctx)
         daemon.revive(ctx)
     if as_json:
@@ -214,7 +219,7 @@ def ls(
 @app.command()
 def attach(name: NameArg) -> None:
     """Focus the task's window (switch-client inside tmux, attach outside)."""
-    with _repo() as ctx:
+    with _repo(shows_only=True) as ctx:
         interact.attach(ctx, name)
 
 
@@ -268,7 +273,7 @@ def list_queue(
     as_json: Annotated[bool, typer.Option("--json", help="Print a JSON array (with --cancel: an object).")] = False,
 ) -> None:
     """List the prompts queued with `mux send --when-idle`, in the order they go out, or cancel one."""
-    with _repo() as ctx:
+    with _repo(shows_only=True) as ctx:
         if cancel is not None:
             cancelled = interact.cancel_queued(ctx, cancel, name)
             if as_json:
@@ -295,7 +300,7 @@ def wait_for(
     as_json: Annotated[bool, typer.Option("--json", help="Print a JSON object.")] = False,
 ) -> None:
     """Block until every named task (with --any: the first of them) is in the state; print those that are."""
-    with _repo() as ctx:
+    with _repo(shows_only=True) as ctx:
         result = wait.wait(ctx, names, state, timeout, first=first)
     if as_json:
         _print_json(result.to_json())
@@ -317,7 +322,7 @@ def read_inbox(
     follow: Annotated[bool, typer.Option("--follow", help="Then print new entries as they come, to Ctrl-C.")] = False,
 ) -> None:
     """What the task's sub-tasks reached (idle, waiting, exited), oldest first; `*` marks entries not shown before."""
-    with _repo() as ctx:
+    with _repo(shows_only=True) as ctx:
         daemon.revive(ctx)  # the monitor is what writes the entries
         if not follow:
             view = inbox.read(ctx, name, since)
@@ -370,7 +375,7 @@ def peek(
     as_json: Annotated[bool, typer.Option("--json", help="Print a JSON object.")] = False,
 ) -> None:
     """Print the agent's current screen."""
-    with _repo() as ctx:
+    with _repo(shows_only=True) as ctx:
         screen = interact.peek(ctx, name, lines)
     if as_json:
         _print_json(screen.to_json())
@@ -385,7 +390,7 @@ def diff(
     as_json: Annotated[bool, typer.Option("--json", help="Print a JSON object.")] = False,
 ) -> None:
     """Show the task's changes against its base, committed and uncommitted."""
-    with _repo() as ctx:
+    with _repo(shows_only=True) as ctx:
         changes = interact.diff(ctx, name, stat=stat)
     if as_json:
         _print_json(changes.to_json())
@@ -535,7 +540,7 @@ def logs(
     as_json: Annotated[bool, typer.Option("--json", help="Print a JSON object.")] = False,
 ) -> None:
     """Show the task's set-up log: files copied or linked, set-up commands and their output."""
-    with _repo() as ctx:
+    with _repo(shows_only=True) as ctx:
         log = report.setup_log(ctx, name)
     if as_json:
         _print_json(log.to_json())
@@ -578,7 +583,7 @@ def next_waiting(
     """Focus the next task that waits for you (bind it to a key: see the README)."""
     if after is not None and not re.fullmatch(r"@[0-9]+", after):
         raise UsageError(f"--from takes a tmux window id such as @3 (#{{window_id}}), not {after!r}")
-    with _repo() as ctx:
+    with _repo(shows_only=True) as ctx:
         task = report.next_waiting(ctx, after or report.current_window(ctx))
         if task is None:
             # From a key binding tmux would show any output in a pane of its own: say it only to a terminal.
@@ -695,7 +700,7 @@ def compare_group(
 ) -> None:
     """Compare the members of a group (`mux new NAME -n N`): state, time to first idle, commits, files, lines,
     the files only one touched, how alike their changes are, and with --check the repository's check."""
-    with _repo() as ctx:
+    with _repo(shows_only=True) as ctx:
         if diff_pair is not None:
             changes = compare.diff_between(ctx, name, *diff_pair)
             if as_json:

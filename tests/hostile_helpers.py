@@ -37,7 +37,9 @@ def assert_one_line_error(proc: subprocess.CompletedProcess[str], *words: str) -
 
 # What the monitor rewrites on its own while tasks live (its status, the caches `ls` keeps), and lock files, which
 # hold nothing: not state a refused command could have changed.
-_NOT_STATE = {"monitor.json", "changes.json", "radar.json"}
+# Caches and what the monitor says of itself, no task's state: the live view and its epoch, which every command
+# that may change anything renews as it ends, refused or not.
+_NOT_STATE = {"monitor.json", "changes.json", "radar.json", "view.json", "view.epoch"}
 
 
 def _not_state(name: str) -> bool:

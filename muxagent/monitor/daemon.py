@@ -138,10 +138,11 @@ class Monitor:
     def tick(self) -> int:
         """One look at every task; returns how many tasks there are."""
         looked_at = time.time()
+        epoch = view.epoch(self.ctx.store.root)  # before looking: a command that ends while it looks renews it
         reports = report.list_reports(self.ctx, with_changes=False, screens=self.screens, hook_events=self.hook_events)
         touched = self._watch_worktrees(self.watcher, reports) if self.watcher is not None else set()
         # Before anything is typed (a delivery waits for the agent to take it): the view stays fresh meanwhile.
-        self.keeper.publish(reports, touched | set(self.polling), self.last_change, looked_at)
+        self.keeper.publish(reports, touched | set(self.polling), self.last_change, looked_at, epoch)
         # Before anything is typed: a parent told of its children in this tick hears of all of them at once.
         self.family.observe(reports)
         tasks = {item.task.name: item.task for item in reports}

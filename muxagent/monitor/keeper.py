@@ -38,7 +38,12 @@ class ViewKeeper:
     generation: int = 0
 
     def publish(
-        self, reports: list[TaskReport], touched: Collection[str], last_change: Mapping[str, float], looked_at: float
+        self,
+        reports: list[TaskReport],
+        touched: Collection[str],
+        last_change: Mapping[str, float],
+        looked_at: float,
+        epoch: str,
     ) -> None:
         """Publish every task's report: `reports` (states, from the tick that began to look at `looked_at`) with
         the changes, conflicts and unread inbox entries kept here; `touched`: the tasks whose worktree's files moved
@@ -65,7 +70,9 @@ class ViewKeeper:
         # A state dir that refuses the file (full, read-only) must not cost the tick its deliveries: the view left
         # there ages past view.MAX_AGE within a second, and readers do the full work.
         with contextlib.suppress(OSError):
-            view.publish(self.ctx.store.root, view.View(self.generation, registry, looked_at, os.getpid(), entries))
+            view.publish(
+                self.ctx.store.root, view.View(self.generation, registry, looked_at, os.getpid(), entries, epoch)
+            )
 
     def _update_works(self, present: list[Task], touched: Collection[str], looked_at: float) -> None:
         # The stamp before the tips: a ref that moves in between is in these tips, and moves the next stamp too.

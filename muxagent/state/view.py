@@ -4,8 +4,10 @@ The monitor keeps each task's report current by working only on what changed (mo
 it here whole, atomically, once a tick. `mux ls`, `status-line`, `next-waiting` and `wait` show it instead of
 asking tmux and git again, but only when it can be trusted (`usable`): the monitor that wrote it still holds the
 monitor lock (by pid: a monitor killed with SIGKILL loses it at once, and no other holder will do), it covers the
-registry as it is now (the generation in tasks.json), and the tick it comes from looked at the tasks less than
-MAX_AGE ago. Anything else, a file torn or written by hand included, and the reader does the full work. The view
+registry as it is now (the generation in tasks.json), no command changed anything since its tick began (the epoch
+in `view.epoch`, which every command that changes something renews as it ends: a reader sees its own writes, a
+sync conflict as `waiting` the moment `mux sync` returned), and the tick it comes from looked at the tasks less
+than MAX_AGE ago. Anything else, a file torn or written by hand included, and the reader does the full work. The view
 is for showing: no command decides what is safe to change or delete from it.
 
 Pure data and files: no tmux, no git.
@@ -16,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import json
 import math
+import secrets
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +28,7 @@ from muxagent.model import Changes, State, TaskStatus
 from muxagent.state import files, monitor_state
 
 VIEW_FILE = "view.json"
+EPOCH_FILE = "view.epoch"
 FORMAT_VERSION = 1
 # Issue 14's bound: a reader never shows a state older than 1 s after a hook event (2 s after a file change). The
 # monitor reads hook events, screens and changed worktrees at the start of a tick (`looked_at`), so a view
@@ -56,6 +60,7 @@ class View:
     looked_at: float  # when the tick began to look: its heartbeat
     pid: int
     tasks: Mapping[str, Entry]
+    epoch: str = ""  # what `view.epoch` held when its tick began (see `renew_epoch`)
 
 
 def publish(state_dir: Path, view: View) -> None:
@@ -75,6 +80,7 @@ def read(state_dir: Path) -> View | None:
             looked_at=_number(doc["looked_at"]),
             pid=_int(doc["pid"]),
             tasks={_str(name): _entry(item) for name, item in doc["tasks"].items()},
+            epoch=_str(doc["epoch"]),
         )
     except (OSError, ValueError, KeyError, TypeError, AttributeError, RecursionError):
         return None
@@ -87,6 +93,8 @@ def usable(state_dir: Path, registry: str | None, now: float) -> View | None:
     found = read(state_dir)
     if found is None or found.registry != registry or not 0 <= now - found.looked_at < MAX_AGE:
         return None
+    if found.epoch != epoch(state_dir):
+        return None  # a command changed something after its tick began to look
     # Checked after the read: the monitor that wrote what was read was alive after it was read.
     return found if writer_alive(state_dir, found) else None
 
@@ -94,6 +102,20 @@ def usable(state_dir: Path, registry: str | None, now: float) -> View | None:
 def writer_alive(state_dir: Path, found: View) -> bool:
     """Whether the monitor that published `found` still runs and holds the monitor lock (a SIGKILL lets go of it)."""
     return monitor_state.alive(state_dir, monitor_state.MonitorState(pid=found.pid))
+
+
+def epoch(state_dir: Path) -> str:
+    """The token the last command that changed something left ("" before any)."""
+    try:
+        return (state_dir / EPOCH_FILE).read_text(encoding="ascii", errors="replace").strip()
+    except OSError:
+        return ""
+
+
+def renew_epoch(state_dir: Path) -> None:
+    """Say that something changed: no view from a tick that began before now is shown any more."""
+    with contextlib.suppress(OSError):  # read-only or full: readers then may lag up to MAX_AGE, as before
+        files.atomic_write(state_dir / EPOCH_FILE, secrets.token_hex(8).encode(), durable=False)
 
 
 def remove(state_dir: Path) -> None:
@@ -108,6 +130,7 @@ def _to_json(view: View) -> dict[str, Any]:
         "registry": view.registry,
         "looked_at": view.looked_at,
         "pid": view.pid,
+        "epoch": view.epoch,
         "tasks": {name: _entry_to_json(entry) for name, entry in view.tasks.items()},
     }
 
