@@ -82,9 +82,12 @@ def revive(ctx: context.Context) -> None:
     """Start the monitor again where tasks run without one (it was killed, or crashed): what reads the monitor's
     work (`ls`, `inbox`) brings it back, rather than the next `new` or `restart`, so no sub-task's signal waits on a
     user's guess. Not for a repository without tasks, nor without a tmux server: that would start a server."""
-    if is_running(ctx) or len(ctx.store.load()) == 0 or not ctx.tmux.server_running():
-        return
-    ensure_running(ctx)
+    try:
+        if is_running(ctx) or len(ctx.store.load()) == 0 or not ctx.tmux.server_running():
+            return
+        ensure_running(ctx)
+    except MuxError:
+        return  # a read-only state dir (its lock cannot be opened), tmux refusing: `ls` still answers, as before
 
 
 @dataclass
