@@ -24,7 +24,8 @@ def test_sync_merges_or_rebases_new_base_commits_into_the_task(repo: Path) -> No
     worktree = start(repo, "s")
     commit_file(worktree, "task.txt", "t\n", "task work")
     commit_file(repo, "base.txt", "b\n", "base moved")
-    assert mux_ls(repo)["s"]["behind"] == 1
+    # Changed outside mux: `ls` may show the live view a moment more (issue 14: within 2 s).
+    wait_until(lambda: mux_ls(repo)["s"]["behind"] == 1)
     assert "synced s with main" in run_mux("sync", "s", cwd=repo).stdout
     assert (worktree / "base.txt").exists() and mux_ls(repo)["s"]["behind"] == 0
     assert "up to date" in run_mux("sync", "s", cwd=repo).stdout
@@ -105,8 +106,9 @@ def test_radar_shows_conflicts_with_the_base_and_between_tasks(repo: Path) -> No
     assert git(one, "status", "--porcelain") == " M shared.txt\n"  # nothing staged in the agent's index
     assert (one / ".git").read_text() == index_before
     commit_file(repo, "shared.txt", "main's edit\n")
-    rows = mux_ls(repo)
-    assert {"with": "main", "paths": ["shared.txt"]} in rows["one"]["conflicts"]
+    main_conflict = {"with": "main", "paths": ["shared.txt"]}
+    # Changed outside mux: `ls` may show the live view a moment more (issue 14: within 2 s).
+    rows = wait_until(lambda: main_conflict in (r := mux_ls(repo))["one"]["conflicts"] and r)
     assert {"with": "main", "paths": ["shared.txt"]} in rows["two"]["conflicts"]
     assert git(repo, "stash", "list") == ""
     cache = json.loads((repo / ".git" / "mux" / "radar.json").read_text())

@@ -235,7 +235,7 @@ def test_trust_dialog_is_answered_when_the_main_checkout_is_trusted(repo: Path, 
     trust_main_checkout_in_claude(repo)
     run_mux("new", "tr", "-a", trust_profile, cwd=repo)
     wait_until(lambda: "trusted; ready" in screen(repo, "tr"), timeout=20)
-    assert state(repo, "tr") == "idle"
+    wait_until(lambda: state(repo, "tr") == "idle")  # the monitor answered: `ls` shows its next view
     assert '"action":"auto-trust"' in (repo / ".git" / "mux" / "journal.jsonl").read_text()
 
 
