@@ -46,7 +46,7 @@ def _task_events(
     found = hook_events.read(events.events_path(ctx.store.root, task.name))
     if hooks != "claude" or pane is None or pane.dead:
         return found
-    launch = found[0].launch if found and found[0].name == events.SPAWN else ""
+    launch = events.launch_of(found)
     own = claude_status_file.event(pane.pid, launch)
     latest = classifier.latest_hook(found)
     if own is None or (latest is not None and latest.state is own.state):

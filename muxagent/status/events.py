@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -134,7 +135,11 @@ def sessions(path: Path) -> list[str]:
 
 def current_launch(path: Path) -> str:
     """The launch id the latest spawn names ("" if none does): what a hook must carry for its event to count."""
-    run = read_current_run(path)
+    return launch_of(read_current_run(path))
+
+
+def launch_of(run: Sequence[HookEvent]) -> str:
+    """The launch id of a current run as `read_current_run` gives it ("" if its spawn names none)."""
     return run[0].launch if run and run[0].name == SPAWN else ""
 
 
