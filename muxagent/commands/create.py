@@ -56,6 +56,9 @@ class NewRequest:
     parent: str | None = None  # `--parent NAME`: that task, wherever mux runs
     no_parent: bool = False  # `--no-parent`: a top-level task even from inside a task
     notify: str | None = None  # `--notify idle,exited,waiting|none`; None: all three for a child, none at the top
+    # Run in the new worktree once its files are checked out, before its window and agent: what the agent is to
+    # find there (the conflicting merge `mux merge --resolve -a` gives a resolver). Its failure undoes the task.
+    prepare: Callable[[Path], object] | None = None
 
 
 class Undo:
@@ -241,10 +244,14 @@ def _make(
     worktree = worktree_path(ctx, name)
     progress(f"creating {naming.branch_for(name)} from {start.base} at {worktree}")
     # The files are checked out in the task's window, before the agent: `mux new` does not wait for a big
-    # checkout, and the window shows it (`mux ls` says `starting`; a failure leaves the task inspectable).
+    # checkout, and the window shows it (`mux ls` says `starting`; a failure leaves the task inspectable). A
+    # worktree to prepare before the agent starts is checked out here, as the preparation needs its files.
+    prepare = request.prepare
     port = reserve_worktree(
-        ctx, registry, undo, name, worktree, start.commit, if_taken="pick another task name", checkout=False
+        ctx, registry, undo, name, worktree, start.commit, if_taken="pick another task name", checkout=bool(prepare)
     )
+    if prepare is not None:
+        prepare(worktree)
     intents.crash_point("new:after-worktree")
     task = Task(
         name=name, agent=member.profile.name, command=tuple(member.argv), base=start.base,
