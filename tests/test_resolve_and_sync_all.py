@@ -107,8 +107,9 @@ def test_merge_resolve_hands_the_conflict_to_the_agent_and_merge_completes_once_
     refused = run_mux("merge", "c", cwd=repo, check=False)  # not resolved yet: nothing changes
     assert refused.returncode == 3 and "still conflict" in refused.stderr
     run_mux("send", "c", "commit README.md resolved", cwd=repo)
-    resolved = " M other.txt\n?? notes.txt\n"  # only the uncommitted work left: the merge is committed
-    wait_until(lambda: git(worktree, "status", "--porcelain") == resolved and mux_ls(repo)["c"]["state"] == "idle")
+    # The uncommitted work was committed before the merge, as `mux merge` commits it, and the merge is committed.
+    wait_until(lambda: git(worktree, "status", "--porcelain") == "" and mux_ls(repo)["c"]["state"] == "idle")
+    assert git(worktree, "log", "-1", "--format=%s", "HEAD^2") == "Say what main does\n"
     run_mux("merge", "c", cwd=repo)
     assert (repo / "README.md").read_text() == "resolved\n"
     assert (repo / "notes.txt").read_text() == "the agent's uncommitted notes\n"
@@ -266,3 +267,20 @@ def test_a_resolver_is_refused_for_a_conflict_only_in_uncommitted_edits_changing
     proc = run_mux("merge", "u", "--resolve", "-a", "fake", cwd=repo, check=False)
     assert proc.returncode == 3 and len(proc.stderr.splitlines()) == 1 and "not committed" in proc.stderr
     assert "u-resolve" not in mux_ls(repo) and task_state(worktree) == before
+
+
+def test_a_conflicting_uncommitted_edit_is_committed_for_its_agent_and_abort_takes_the_commit_back(
+    repo: Path,
+) -> None:
+    """git refuses to merge into a file with an uncommitted edit: --resolve commits the work first, as merge does."""
+    worktree = start(repo, "u")
+    idle(repo, "u")
+    (worktree / "README.md").write_text("the task's uncommitted version\n")
+    (worktree / "new.txt").write_text("untracked\n")
+    commit_file(repo, "README.md", "main version\n")
+    before = task_state(worktree)
+    assert run_mux("merge", "u", "--resolve", cwd=repo).stdout.splitlines()[0] == "README.md"
+    assert "<<<<<<<" in (worktree / "README.md").read_text()
+    assert git(worktree, "log", "-1", "--format=%s") == "mux: work of task u\n"
+    run_mux("merge", "u", "--abort-resolve", cwd=repo)
+    assert task_state(worktree) == before

@@ -1,7 +1,8 @@
 """`mux merge --resolve`: a conflicting merge prepared for an agent to resolve, never in the main checkout.
 
 By default the base is merged into the task's branch in the task's own worktree, for its own agent: a recovery ref
-of the task as it was is written first, and a marker (radar.resolve_marker) says what to undo. With `-a AGENT` a
+of the task as it was is written first, a marker (radar.resolve_marker) says what to undo, and the task's
+uncommitted work is committed (as `mux merge` does) before the merge starts. With `-a AGENT` a
 resolver sub-task, NAME-resolve, gets a worktree of its own on a branch made from the task's, the base merged in
 there before its agent starts: the task's worktree and agent are left alone meanwhile (its agent may even be
 working), and the resolver's parent, the task, hears when it is done as of any sub-task.
@@ -22,7 +23,7 @@ from muxagent.commands.compare import check_task
 from muxagent.commands.context import Context, get_task, load_tasks
 from muxagent.commands.create import NewRequest, new_task
 from muxagent.commands.interact import send
-from muxagent.commands.merge import MergeRequest, MergeResult, Strategy, merge
+from muxagent.commands.merge import MergeRequest, MergeResult, Strategy, merge, work_message
 from muxagent.commands.remove import remove
 from muxagent.commands.report import list_reports
 from muxagent.errors import MergeConflictError, MuxError
@@ -72,7 +73,7 @@ def merge_or_resolve(
             raise MergeConflictError(
                 f"{exc}; not handed to its agent, which is {state.value} (--resolve needs it idle)", exc.paths
             ) from None
-        started = _start(ctx, task, request.into or task.base, exc.paths, progress)
+        started = _start(ctx, task, request.into or task.base, exc.paths, work_message(task, request), progress)
         if started.conflicts:
             return started
         result = merge(ctx, request, progress)  # its branch moved since the check: the merge went through
@@ -188,7 +189,7 @@ def _start_resolver(
     return Resolving(task, target, paths, None, resolver)
 
 
-def _start(ctx: Context, task: Task, target: str, paths: list[str], progress: Progress) -> Resolving:
+def _start(ctx: Context, task: Task, target: str, paths: list[str], message: str, progress: Progress) -> Resolving:
     worktree = Path(task.worktree)
     head = repository.branch_tip(ctx.repo, task.branch)
     onto = repository.branch_tip(ctx.repo, target)
@@ -203,16 +204,23 @@ def _start(ctx: Context, task: Task, target: str, paths: list[str], progress: Pr
     # Written before the merge starts: a mux killed after it still knows what to undo.
     doc = {"created": task.created, "target": target, "head": head, "ref": ref}
     files.atomic_write(marker, json.dumps(doc).encode())
+    # Committed first, as `mux merge` would: git refuses to merge into a file with an uncommitted edit, and such
+    # an edit is what conflicts most often (an agent that does not commit). The put-back takes the commit back.
+    progress(f"committing the uncommitted work of {task.name}")
+    committed = merging.commit_all(worktree, message)
     progress(f"merging {target} into {task.name} in its worktree")
     try:
         left = merging.sync_in_worktree(worktree, onto, target, rebase=False)
-    except MuxError:  # git refused to start (a local edit in the way) and changed nothing
-        marker.unlink(missing_ok=True)
+    except MuxError:  # git refused to start and changed nothing but mux's commit, taken back here
+        if committed is None:
+            marker.unlink(missing_ok=True)
+        else:
+            _put_back(ctx, task, doc)
         raise
-    ctx.store.journal("resolve", name=task.name, onto=onto, conflicts=left)
+    ctx.store.journal("resolve", name=task.name, onto=onto, conflicts=left, commit=committed)
     try:
         if left:
-            send(ctx, task.name, _prompt(ctx, target, head, onto, left))
+            send(ctx, task.name, _prompt(ctx, target, committed or head, onto, left))
     except MuxError:
         _put_back(ctx, task, doc)
         raise
