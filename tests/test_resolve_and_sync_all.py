@@ -247,6 +247,9 @@ def test_aborting_a_resolver_removes_it_keeping_its_attempt_and_the_task_never_c
     worktree = conflicting_task(repo, "c")
     before = task_state(worktree)
     resolver = resolve_with_a_resolver(repo, "c")
+    # Its agent idle, the task's uncommitted work was committed for the resolver to see, as merge would commit it.
+    assert git(repo, "log", "-1", "--format=%s", "mux/c") == "mux: work of task c\n"
+    assert (resolver / "notes.txt").read_text() == "the agent's uncommitted notes\n"
     run_mux("send", "c-resolve", "write README.md half of it", cwd=repo)
     wait_until(lambda: (resolver / "README.md").read_text() == "half of it\n")
     out = run_mux("merge", "c", "--abort-resolve", cwd=repo).stdout
@@ -259,13 +262,15 @@ def test_aborting_a_resolver_removes_it_keeping_its_attempt_and_the_task_never_c
     assert task_state(worktree) == before
 
 
-def test_a_resolver_is_refused_for_a_conflict_only_in_uncommitted_edits_changing_nothing(repo: Path) -> None:
+def test_a_resolver_is_refused_for_a_conflict_only_in_uncommitted_edits_while_the_agent_works(repo: Path) -> None:
     worktree = start(repo, "u")
     (worktree / "README.md").write_text("the task's uncommitted version\n")
     commit_file(repo, "README.md", "main version\n")
+    run_mux("send", "u", "busy 60", cwd=repo)
+    wait_until(lambda: mux_ls(repo)["u"]["state"] == "working", timeout=20)
     before = task_state(worktree)
     proc = run_mux("merge", "u", "--resolve", "-a", "fake", cwd=repo, check=False)
-    assert proc.returncode == 3 and len(proc.stderr.splitlines()) == 1 and "not committed" in proc.stderr
+    assert proc.returncode == 3 and len(proc.stderr.splitlines()) == 1 and "it is working" in proc.stderr
     assert "u-resolve" not in mux_ls(repo) and task_state(worktree) == before
 
 

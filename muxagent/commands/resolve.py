@@ -27,7 +27,7 @@ from muxagent.commands.merge import MergeRequest, MergeResult, Strategy, merge, 
 from muxagent.commands.remove import remove
 from muxagent.commands.report import list_reports
 from muxagent.errors import MergeConflictError, MuxError
-from muxagent.git import merging, recovery_refs, repository, runner
+from muxagent.git import merging, recovery_refs, repository, runner, worktree_status
 from muxagent.model import Progress, State, Task, no_progress
 from muxagent.state import files
 from muxagent.state.store import task_to_dict
@@ -66,7 +66,8 @@ def merge_or_resolve(
         if not resolve:
             raise
         if agent is not None:
-            return _start_resolver(ctx, task, request.into or task.base, agent, exc, progress)
+            target = request.into or task.base
+            return _start_resolver(ctx, task, target, agent, exc, work_message(task, request), progress)
         state = _agent_state(ctx, task)
         if state is not State.IDLE:
             # Its files would change under a working agent, or no agent would ever take the prompt.
@@ -154,39 +155,63 @@ def _require_check_passes(ctx: Context, task: Task, by: Task) -> None:
 
 
 def _start_resolver(
-    ctx: Context, task: Task, target: str, agent: str, conflict: MergeConflictError, progress: Progress
+    ctx: Context, task: Task, target: str, agent: str, conflict: MergeConflictError, message: str, progress: Progress
 ) -> Resolving:
     """NAME-resolve, a sub-task of the task running `agent`, on a branch made from the task's with `target`
-    merged in before its agent starts; the task's own worktree is not touched."""
+    merged in before its agent starts. The task's worktree is touched only to commit its uncommitted work first (as
+    `mux merge` would) when its agent is idle or exited, the work the resolver must see; never while it works."""
     name = naming.validate_name(task.name + RESOLVER_SUFFIX)
     head = repository.branch_tip(ctx.repo, task.branch)
     onto = repository.branch_tip(ctx.repo, target)
+    worktree = Path(task.worktree)
     if head is None or onto is None:
         raise MergeConflictError(f"{conflict}; {task.name!r} has no branch to resolve it from", conflict.paths)
-    paths = merging.merge_trees(ctx.repo, head, onto)[1]
-    if not paths:
-        # The conflict is only in edits the task has not committed, which the resolver's branch does not have.
-        raise MergeConflictError(
-            f"{task.name!r} conflicts with {target} only in edits it has not committed, and a resolver works on its"
-            f" commits: commit them in {task.worktree} first, or give --resolve without -a for its own agent;"
-            " nothing was changed",
-            conflict.paths,
-        )
-    progress(f"starting {name} to resolve the merge of {target} into {task.name}")
-    request = NewRequest(
-        name, agent=agent, prompt=_prompt(ctx, target, head, onto, paths), base=task.branch, parent=task.name,
-        prepare=lambda worktree: merging.sync_in_worktree(worktree, onto, target, rebase=False),
-    )  # fmt: skip
-    resolver = new_task(ctx, request, progress)
+    state = _agent_state(ctx, task)
+    committed = None
+    if worktree.is_dir() and state in (State.IDLE, State.EXITED) and worktree_status.has_changes(worktree):
+        progress(f"saving a recovery ref of {task.name} and committing its uncommitted work")
+        ctx.store.require_writable()
+        ref = recovery_refs.write_recovery_ref(ctx.repo, task.name, task.branch, worktree)
+        ctx.store.journal("recovery", name=task.name, ref=ref, lost=["resolve"], record=task_to_dict(task))
+        committed = merging.commit_all(worktree, message)
+    try:
+        resolver, paths = _open_resolver(ctx, task, name, agent, target, committed or head, onto, state, progress)
+    except MuxError:
+        if committed is not None:
+            merging.uncommit(worktree, task.branch, head, committed)
+        raise
     doc = {
-        "created": task.created, "target": target, "head": head,
+        "created": task.created, "target": target, "head": head, **({"commit": committed} if committed else {}),
         "resolver": name, "resolver_created": resolver.created, "resolver_worktree": resolver.worktree,
     }  # fmt: skip
     marker = radar.resolve_marker(ctx.store.root, task.name)
     marker.parent.mkdir(parents=True, exist_ok=True)
     files.atomic_write(marker, json.dumps(doc).encode())
-    ctx.store.journal("resolve", name=task.name, onto=onto, conflicts=paths, resolver=name)
+    ctx.store.journal("resolve", name=task.name, onto=onto, conflicts=paths, resolver=name, commit=committed)
     return Resolving(task, target, paths, None, resolver)
+
+
+def _open_resolver(
+    ctx: Context, task: Task, name: str, agent: str, target: str, tip: str, onto: str, state: State,
+    progress: Progress,
+) -> tuple[Task, list[str]]:  # fmt: skip
+    """The resolver sub-task from the task's `tip`, `onto` merged into its worktree before its agent starts, and the
+    paths that conflict there."""
+    paths = merging.merge_trees(ctx.repo, tip, onto)[1]
+    if not paths:
+        # The conflict is only in edits the task has not committed, which the resolver's branch does not have.
+        raise MergeConflictError(
+            f"{task.name!r} conflicts with {target} only in edits it has not committed, which mux commits for a"
+            f" resolver only while its agent is idle (it is {state.value}): `mux wait {task.name}` and try again;"
+            " nothing was changed",
+            [],
+        )
+    progress(f"starting {name} to resolve the merge of {target} into {task.name}")
+    request = NewRequest(
+        name, agent=agent, prompt=_prompt(ctx, target, tip, onto, paths), base=task.branch, parent=task.name,
+        prepare=lambda worktree: merging.sync_in_worktree(worktree, onto, target, rebase=False),
+    )  # fmt: skip
+    return new_task(ctx, request, progress), paths
 
 
 def _start(ctx: Context, task: Task, target: str, paths: list[str], message: str, progress: Progress) -> Resolving:
@@ -278,9 +303,13 @@ def _put_back(ctx: Context, task: Task, doc: dict[str, str]) -> str:
 
 def _drop_resolver(ctx: Context, task: Task, doc: dict[str, str]) -> str | None:
     """Remove the resolver, its attempt kept in the recovery ref its removal writes (returned; None when it was
-    gone already): the task itself was never touched."""
+    gone already), and take back the commit of the task's uncommitted work mux made for it, if any: the task's files
+    stay as they are (its agent may have worked meanwhile)."""
     resolver = _resolver_of(ctx, task, doc)
     ref = remove(ctx, resolver.name, force=True).recovery_ref if resolver is not None else None
+    commit = doc.get("commit")
+    if commit is not None and not merging.uncommit(Path(task.worktree), task.branch, doc["head"], commit):
+        ctx.notes.append(f"{task.name!r} has committed since: mux's commit of its work ({commit[:12]}) stays")
     radar.resolve_marker(ctx.store.root, task.name).unlink(missing_ok=True)
     ctx.store.journal("resolve-abort", name=task.name, resolver=doc["resolver"], attempt=ref)
     return ref
