@@ -76,7 +76,7 @@ _mux() {
                 logs) opts='--json --help' valued=' ' args='task' rest='' ;;
                 status-line) opts='--tmux-styles --json --help' valued=' ' args='' rest='' ;;
                 next-waiting) opts='--from --help' valued=' --from=none ' args='' rest='' ;;
-                merge) opts='--merge --squash --rebase -m --message --keep --into --while-busy --resolve --abort-resolve --help' valued=' -m=none --message=none --into=none ' args='task' rest='' ;;
+                merge) opts='--merge --squash --rebase -m --message --keep --into --while-busy --resolve --abort-resolve -a --agent --help' valued=' -m=none --message=none --into=none -a=none --agent=none ' args='task' rest='' ;;
                 compare) opts='--json --check --diff --help' valued=' --diff=none ' args='task' rest='' ;;
                 keep) opts='--merge --squash --rebase -m --message --help' valued=' -m=none --message=none ' args='task' rest='' ;;
                 sync) opts='--rebase --ask --all --dry-run --json --help' valued=' ' args='task' rest='' ;;

@@ -187,8 +187,9 @@ complete -c mux -n '__mux_using merge' -l into -x -d 'Merge into this branch, no
 complete -c mux -n '__mux_using merge' -l while-busy -d 'Merge into a task whose agent is working (its files change)'
 complete -c mux -n '__mux_using merge' -l resolve -d 'On a conflict, merge the base into the task for its agent to resolve'
 complete -c mux -n '__mux_using merge' -l abort-resolve -d 'Give up a --resolve: the task back as it was before'
+complete -c mux -n '__mux_using merge' -s a -l agent -x -d 'With --resolve: a sub-task NAME-resolve running this agent resolves it'
 complete -c mux -n '__mux_using merge' -l help -d 'Show the help and exit'
-complete -c mux -n '__mux_arg merge eq 0 -m --message --into' -a '(__mux_tasks)'
+complete -c mux -n '__mux_arg merge eq 0 -m --message --into -a --agent' -a '(__mux_tasks)'
 
 complete -c mux -n '__mux_using compare' -l json -d 'Print a JSON object'
 complete -c mux -n '__mux_using compare' -l check -d 'Run the repository\'s `check` command (.mux.toml) in each member'

@@ -620,34 +620,48 @@ def merge_cmd(
     abort_resolve: Annotated[
         bool, typer.Option("--abort-resolve", help="Give up a --resolve: the task back as it was before.")
     ] = False,
+    resolver: Annotated[
+        str | None,
+        typer.Option("-a", "--agent", help="With --resolve: a sub-task NAME-resolve running this agent resolves it."),
+    ] = None,
 ) -> None:
     """Bring a task's work home into its base: commit its uncommitted work, merge, then remove the task.
 
     Refuses, changing nothing, on a conflict (exit 3: `mux sync NAME` hands it to the agent) or when the main
     checkout has local edits where the merge writes. With --resolve a conflict is merged in the task's worktree and
-    handed to its agent (`ls`: resolving); `mux merge NAME` once it is idle completes the merge. A sub-task merges
+    handed to its agent (`ls`: resolving); `mux merge NAME` once it is idle completes the merge. With -a AGENT a
+    sub-task NAME-resolve resolves it in a worktree of its own, the task left alone meanwhile. A sub-task merges
     into its parent's branch, in the parent's worktree: the same checks there, and refused while the parent's agent
     is working unless it asked (run from its pane) or with --while-busy.
     """
     request = merge.MergeRequest(name, _strategy(use_merge, squash, rebase, message), message, keep, into, while_busy)
     if resolve_conflicts and (abort_resolve or rebase):
         raise UsageError("--resolve merges the base into the task: give it without --abort-resolve or --rebase")
+    if resolver is not None and not resolve_conflicts:
+        raise UsageError("-a names the agent that resolves a conflict: give it with --resolve")
     if abort_resolve:
         with _repo() as ctx:
             attempt = resolve.abort_resolve(ctx, name)
-        _say(f"{name} is back as it was before --resolve; the attempt is kept in {attempt}")
+        kept = f"the attempt is kept in {attempt}" if attempt else "its resolver was removed already"
+        _say(f"{name} is back as it was before --resolve; {kept}")
         return
     with _repo() as ctx, _conflicts_listed(), _progress() as progress:
-        outcome = resolve.merge_or_resolve(ctx, request, resolve_conflicts, progress)
+        outcome = resolve.merge_or_resolve(ctx, request, resolve_conflicts, progress, resolver)
     if isinstance(outcome, resolve.Resolving):
-        for path in outcome.conflicts:
-            print(render.clean_line(path))
-        _say(
-            f"{name}: {len(outcome.conflicts)} conflicting file(s) handed to its agent in {outcome.task.worktree};"
-            f" `mux merge {name}` once it is idle (or `mux merge {name} --abort-resolve`)"
-        )
+        _say_resolving(outcome)
         return
     _say_merged(name, outcome)
+
+
+def _say_resolving(outcome: resolve.Resolving) -> None:
+    for path in outcome.conflicts:
+        print(render.clean_line(path))
+    name, by = outcome.task.name, outcome.resolver
+    to = f"its agent in {outcome.task.worktree}" if by is None else f"{by.name} ({by.agent}) in {by.worktree}"
+    _say(
+        f"{name}: {len(outcome.conflicts)} conflicting file(s) handed to {to}; `mux merge {name}` once it is idle"
+        f" (or `mux merge {name} --abort-resolve`)"
+    )
 
 
 def _strategy(use_merge: bool, squash: bool, rebase: bool, message: str | None) -> merge.Strategy:

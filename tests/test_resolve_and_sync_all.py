@@ -107,8 +107,9 @@ def test_merge_resolve_hands_the_conflict_to_the_agent_and_merge_completes_once_
     refused = run_mux("merge", "c", cwd=repo, check=False)  # not resolved yet: nothing changes
     assert refused.returncode == 3 and "still conflict" in refused.stderr
     run_mux("send", "c", "commit README.md resolved", cwd=repo)
-    resolved = " M other.txt\n?? notes.txt\n"  # only the uncommitted work left: the merge is committed
-    wait_until(lambda: git(worktree, "status", "--porcelain") == resolved and mux_ls(repo)["c"]["state"] == "idle")
+    # The uncommitted work was committed before the merge, as `mux merge` commits it, and the merge is committed.
+    wait_until(lambda: git(worktree, "status", "--porcelain") == "" and mux_ls(repo)["c"]["state"] == "idle")
+    assert git(worktree, "log", "-1", "--format=%s", "HEAD^2") == "Say what main does\n"
     run_mux("merge", "c", cwd=repo)
     assert (repo / "README.md").read_text() == "resolved\n"
     assert (repo / "notes.txt").read_text() == "the agent's uncommitted notes\n"
@@ -192,3 +193,99 @@ def test_a_resolution_that_fails_the_repos_check_is_not_merged(repo: Path) -> No
     (worktree / "checked.txt").write_text("ok\n")
     run_mux("merge", "c", cwd=repo)
     assert (repo / "README.md").read_text() == "resolved\n"
+
+
+def resolve_with_a_resolver(repo: Path, name: str) -> Path:
+    """`mux merge NAME --resolve -a fake`: a resolver sub-task NAME-resolve told the conflict; its worktree."""
+    proc = run_mux("merge", name, "--resolve", "-a", "fake", cwd=repo)
+    assert proc.stdout.splitlines()[0] == "README.md" and f"{name}-resolve (fake)" in proc.stdout
+    rows = mux_ls(repo)
+    resolver = rows[f"{name}-resolve"]
+    assert resolver["parent"] == name and rows[name]["children"] == [f"{name}-resolve"]
+    assert rows[name]["reason"] == f"resolving (by {name}-resolve)"
+    worktree = Path(resolver["worktree"])
+    assert worktree != Path(rows[name]["worktree"])
+    assert "<<<<<<<" in (worktree / "README.md").read_text()  # the merge was there before the agent started
+
+    def told_and_idle() -> str | None:
+        screen = run_mux("peek", f"{name}-resolve", cwd=repo).stdout
+        return screen if "fake>" in screen else None
+
+    told = wait_until(told_and_idle)
+    for words in ("got: mux merged main", "- README.md", "Say what the task does", "Say what main does"):
+        assert words in told  # its prompt, on its command line
+    return worktree
+
+
+def test_merge_resolve_with_an_agent_starts_a_resolver_sub_task_and_lands_its_resolution(repo: Path) -> None:
+    """-a: the task's worktree is not touched and its agent may work meanwhile; its resolver works on a worktree of
+    its own, the task (its parent) hears when it is idle, and `mux merge` lands the resolution, then the task."""
+    worktree = conflicting_task(repo, "c")
+    run_mux("send", "c", "busy 60", cwd=repo)
+    wait_until(lambda: mux_ls(repo)["c"]["state"] == "working", timeout=20)
+    before, main_before = task_state(worktree), checkout_state(repo)[:4]
+    resolver = resolve_with_a_resolver(repo, "c")
+    assert task_state(worktree) == before and checkout_state(repo)[:4] == main_before
+    refused = run_mux("merge", "c", cwd=repo, check=False)  # not resolved yet: nothing changes
+    assert refused.returncode == 3 and "its resolver 'c-resolve'" in refused.stderr
+    run_mux("send", "c-resolve", "commit README.md resolved", cwd=repo)
+    wait_until(lambda: git(resolver, "status", "--porcelain") == "" and mux_ls(repo)["c-resolve"]["state"] == "idle")
+    inbox = wait_until(lambda: json.loads(run_mux("inbox", "c", "--json", cwd=repo).stdout))
+    assert [(entry["child"], entry["state"]) for entry in inbox][-1] == ("c-resolve", "idle")
+    refused = run_mux("merge", "c", cwd=repo, check=False)  # it would change the files under c's working agent
+    assert refused.returncode == 1 and "--while-busy" in refused.stderr
+    assert task_state(worktree) == before
+    out = run_mux("merge", "c", "--while-busy", cwd=repo)
+    assert "merged c-resolve's resolution into c" in out.stderr and "merged c into main" in out.stdout
+    assert (repo / "README.md").read_text() == "resolved\n"
+    assert (repo / "notes.txt").read_text() == "the agent's uncommitted notes\n"
+    assert not {"c", "c-resolve"} & set(mux_ls(repo))
+    assert git(repo, "for-each-ref", "--format=%(refname)", "refs/mux/recovery/c-resolve/")
+
+
+def test_aborting_a_resolver_removes_it_keeping_its_attempt_and_the_task_never_changed(repo: Path) -> None:
+    worktree = conflicting_task(repo, "c")
+    before = task_state(worktree)
+    resolver = resolve_with_a_resolver(repo, "c")
+    # Its agent idle, the task's uncommitted work was committed for the resolver to see, as merge would commit it.
+    assert git(repo, "log", "-1", "--format=%s", "mux/c") == "mux: work of task c\n"
+    assert (resolver / "notes.txt").read_text() == "the agent's uncommitted notes\n"
+    run_mux("send", "c-resolve", "write README.md half of it", cwd=repo)
+    wait_until(lambda: (resolver / "README.md").read_text() == "half of it\n")
+    out = run_mux("merge", "c", "--abort-resolve", cwd=repo).stdout
+    attempt = git(repo, "for-each-ref", "--format=%(refname)", "refs/mux/recovery/c-resolve/").split()[-1]
+    assert "back as it was" in out and attempt in out
+    assert git(repo, "show", f"{attempt}:README.md") == "half of it\n"
+    assert "c-resolve" not in mux_ls(repo) and mux_ls(repo)["c"]["reason"] != "resolving"
+    assert task_state(worktree) == before
+    assert run_mux("merge", "c", cwd=repo, check=False).returncode == 3  # the plain conflict again, changing nothing
+    assert task_state(worktree) == before
+
+
+def test_a_resolver_is_refused_for_a_conflict_only_in_uncommitted_edits_while_the_agent_works(repo: Path) -> None:
+    worktree = start(repo, "u")
+    (worktree / "README.md").write_text("the task's uncommitted version\n")
+    commit_file(repo, "README.md", "main version\n")
+    run_mux("send", "u", "busy 60", cwd=repo)
+    wait_until(lambda: mux_ls(repo)["u"]["state"] == "working", timeout=20)
+    before = task_state(worktree)
+    proc = run_mux("merge", "u", "--resolve", "-a", "fake", cwd=repo, check=False)
+    assert proc.returncode == 3 and len(proc.stderr.splitlines()) == 1 and "it is working" in proc.stderr
+    assert "u-resolve" not in mux_ls(repo) and task_state(worktree) == before
+
+
+def test_a_conflicting_uncommitted_edit_is_committed_for_its_agent_and_abort_takes_the_commit_back(
+    repo: Path,
+) -> None:
+    """git refuses to merge into a file with an uncommitted edit: --resolve commits the work first, as merge does."""
+    worktree = start(repo, "u")
+    idle(repo, "u")
+    (worktree / "README.md").write_text("the task's uncommitted version\n")
+    (worktree / "new.txt").write_text("untracked\n")
+    commit_file(repo, "README.md", "main version\n")
+    before = task_state(worktree)
+    assert run_mux("merge", "u", "--resolve", cwd=repo).stdout.splitlines()[0] == "README.md"
+    assert "<<<<<<<" in (worktree / "README.md").read_text()
+    assert git(worktree, "log", "-1", "--format=%s") == "mux: work of task u\n"
+    run_mux("merge", "u", "--abort-resolve", cwd=repo)
+    assert task_state(worktree) == before

@@ -134,7 +134,7 @@ def _merge_locked(
     with merging.commit_undone_on_error(plan.worktree if plan.dirty else None):
         if plan.dirty and plan.worktree is not None:
             progress(f"committing the uncommitted work of {task.name}")
-            committed = merging.commit_all(plan.worktree, _work_message(task, request))
+            committed = merging.commit_all(plan.worktree, work_message(task, request))
             ctx.store.journal("commit", name=task.name, commit=committed)
             intents.crash_point("merge:after-commit")
         tip = repository.branch_tip(ctx.repo, task.branch)
@@ -339,7 +339,7 @@ def _result_commit(ctx: Context, task: Task, plan: _Plan, tip: str, request: Mer
     if request.strategy is Strategy.SQUASH:
         if tree == repository.tree_of(ctx.repo, plan.old):
             return plan.old  # already squash-merged: an empty commit would say nothing
-        return merging.commit_tree(ctx.repo, tree, [plan.old], _work_message(task, request))
+        return merging.commit_tree(ctx.repo, tree, [plan.old], work_message(task, request))
     message = request.message or f"Merge branch '{task.branch}' into {plan.target}"
     return merging.commit_tree(ctx.repo, tree, [plan.old, tip], message)
 
@@ -366,7 +366,7 @@ def _scratch(ctx: Context, task: Task) -> Path:
     return ctx.store.root / "scratch" / task.name
 
 
-def _work_message(task: Task, request: MergeRequest) -> str:
+def work_message(task: Task, request: MergeRequest) -> str:
     text = request.message or (task.prompt or "").strip() or f"mux: work of task {task.name}"
     return text + "\n"
 

@@ -196,6 +196,17 @@ def put_back(worktree: Path, branch: str, head: str, before: str, now: str) -> N
     run_git(worktree, "read-tree", head)
 
 
+def uncommit(worktree: Path, branch: str, head: str, commit: str) -> bool:
+    """Take back `commit_all`'s `commit` on `branch` (checked out in `worktree`), whose parent is `head`: the branch
+    back at `head` (compare-and-swap), the index at `head`, every file left as it is now. False, changing nothing,
+    when the branch has moved on from `commit` since."""
+    moved = run_git(worktree, "update-ref", "-m", "mux: uncommit", f"refs/heads/{branch}", head, commit, ok=(0, 1, 128))
+    if moved.returncode:
+        return False
+    run_git(worktree, "read-tree", head)
+    return True
+
+
 def sync_in_worktree(worktree: Path, onto: str, label: str, rebase: bool) -> list[str]:
     """Merge (or rebase onto) `onto` inside the task's worktree; [] when clean, else the paths left conflicting.
 

@@ -70,12 +70,20 @@ def read_resolve_marker(root: Path, task: Task) -> dict[str, str] | None:
 
 
 def resolve_override(root: Path, task: Task, status: TaskStatus) -> TaskStatus:
-    """Reason "resolving" while the task's agent resolves a merge `mux merge --resolve` prepared."""
+    """Reason "resolving" while the task's agent resolves a merge `mux merge --resolve` prepared, "resolving (by
+    NAME-resolve)" while a resolver of its own (`-a`) does, as long as that one's worktree is there."""
     if status.state is State.MISSING or not resolve_marker(root, task.name).exists():
         return status
-    if read_resolve_marker(root, task) is None:
+    doc = read_resolve_marker(root, task)
+    if doc is None:
         return status
-    return replace(status, reason="resolving")
+    resolver = doc.get("resolver")
+    if resolver is None:
+        return replace(status, reason="resolving")
+    where = doc.get("resolver_worktree")
+    if not where or not Path(where).is_dir():
+        return status  # removed by hand: nothing resolves it any more
+    return replace(status, reason=f"resolving (by {resolver})")
 
 
 def for_tasks(repo: RepoPaths, root: Path, tasks: Sequence[Task], works: Mapping[str, Work]) -> Found:
