@@ -61,11 +61,10 @@ class TaskList:
     reports: tuple[TaskReport, ...]
 
     def to_json(self) -> list[dict[str, Any]]:
-        family = render.family_fields(self.reports)
-        return [{**item.to_json(), **family[item.task.name]} for item in self.reports]
+        return render.rows(self.reports)
 
     def text(self, colour: bool) -> str:
-        return render.table(self.reports, colour=colour) if self.reports else "no tasks (start one with `mux new NAME`)"
+        return render.ls_text(self.reports, colour)
 
 
 @dataclass(frozen=True)
@@ -75,11 +74,7 @@ class StatusSummary:
     reports: tuple[TaskReport, ...]
 
     def to_json(self) -> dict[str, Any]:
-        return {
-            "counts": render.state_counts(self.reports),
-            "waiting": render.waiting_names(self.reports),
-            "line": render.status_line(self.reports),
-        }
+        return render.status_json(self.reports)
 
     def text(self, tmux_styles: bool) -> str:
         return render.status_line(self.reports, tmux_styles=tmux_styles)
@@ -125,7 +120,7 @@ def view_reports(ctx: Context, with_changes: bool = True, tasks: list[Task] | No
         tasks = load_tasks(ctx)
     if not tasks:
         return []
-    found = view.usable(ctx.store.root, ctx.store.generation, time.time())
+    found = view.usable(ctx.store.root, ctx.store.generation, ctx.store.stamp, time.time())
     if found is None or any(task.name not in found.tasks for task in tasks):
         return None
     # Read now, not from the view: one listing of the inbox folder, and `mux inbox` then `mux ls` must show the

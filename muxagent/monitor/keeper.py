@@ -12,8 +12,9 @@ from __future__ import annotations
 import contextlib
 import os
 from collections.abc import Collection, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
+from muxagent import render
 from muxagent.commands import context, report
 from muxagent.errors import MuxError
 from muxagent.git import repository
@@ -50,28 +51,24 @@ class ViewKeeper:
         (or cannot be watched)."""
         present = report.with_files([item.task for item in reports])
         self._update_works(present, touched, looked_at)
-        registry = self.ctx.store.generation
-        if registry is None:
+        registry, stamp = self.ctx.store.generation, self.ctx.store.stamp
+        if registry is None or stamp is None:
             return  # a registry without a generation (an older mux wrote it): no reader would take the view
-        entries = {
-            item.task.name: view.Entry(
-                status=item.status,
-                changes=item.changes,
-                conflicts=item.conflicts,
-                last_change=last_change.get(item.task.name),
-                inbox_unread=item.inbox_unread,
-                hook_ts=item.hook_ts,
-                status_at=looked_at,
-                changes_at=self.changes_at.get(item.task.name),
-            )
+        shown = [
+            replace(item, last_change=last_change.get(item.task.name))  # this tick's, not monitor.json's
             for item in report.with_work(self.ctx, reports, self.works, self.conflicts)
+        ]
+        entries = {
+            item.task.name: view.entry_of(item, row, looked_at, self.changes_at.get(item.task.name))
+            for item, row in zip(shown, render.rows(shown), strict=True)
         }
         self.generation += 1
         # A state dir that refuses the file (full, read-only) must not cost the tick its deliveries: the view left
         # there ages past view.MAX_AGE within a second, and readers do the full work.
         with contextlib.suppress(OSError):
             view.publish(
-                self.ctx.store.root, view.View(self.generation, registry, looked_at, os.getpid(), entries, epoch)
+                self.ctx.store.root,
+                view.View(self.generation, registry, stamp, looked_at, os.getpid(), entries, epoch),
             )
 
     def _update_works(self, present: list[Task], touched: Collection[str], looked_at: float) -> None:
