@@ -24,6 +24,7 @@ from conftest import git, mux_ls, new_task, run_mux, wait_until
 from muxagent import fastpath
 from muxagent.commands import context, report
 from muxagent.model import State, TaskReport
+from muxagent.monitor import daemon
 from muxagent.monitor.daemon import window_title
 from muxagent.state import inbox, intents, monitor_state, store, view, view_file
 from muxagent.status import events
@@ -85,10 +86,17 @@ def view_of(repo: Path) -> list[TaskReport] | None:
 
 
 def kill_real_monitor(repo: Path) -> None:
-    found = view.read(state_dir(repo))
-    assert found is not None
-    os.kill(found.pid, signal.SIGKILL)
-    wait_until(lambda: not view.writer_alive(state_dir(repo), found))
+    """SIGKILL the monitor, and any other that took the lock since (one `mux ls` revived while the first started)."""
+    ctx = context.open_repo(repo)
+
+    def none_left() -> bool:
+        found = view.read(state_dir(repo))
+        if found is not None and view.writer_alive(state_dir(repo), found):
+            os.kill(found.pid, signal.SIGKILL)
+            return False
+        return not daemon.is_running(ctx)
+
+    wait_until(none_left)
 
 
 @pytest.fixture
