@@ -21,6 +21,9 @@ class LsFigures(TypedDict):
     mux_console: NotRequired[Summary]  # when a `mux` console script sits beside the interpreter
     ratio: float
     ratio_console: float | None
+    # Issue 14's reference: `python -c 'import json'` reading one file (the view), and mux's ratio to it.
+    python_json: NotRequired[Summary]
+    ratio_python_json: NotRequired[float]
     one_changed: Churn
     all_changed: Churn
 

@@ -297,7 +297,14 @@ class Bench:
 
             return go
 
-        subjects: dict[str, Callable[[], float]] = {"mux": mux_ls, "floor": floor}
+        view_file = box.state_dir / "view.json"
+        python_json = [sys.executable, "-c", "import json, sys; open(sys.argv[1], 'rb').read()", str(view_file)]
+
+        def python_floor() -> float:
+            elapsed, _ = timed_run(python_json, box.repo, box.env)
+            return elapsed
+
+        subjects: dict[str, Callable[[], float]] = {"mux": mux_ls, "floor": floor, "python_json": python_floor}
         if self.console is not None:
             console = self.console
             subjects["mux_console"] = lambda: mux_ls(console)
@@ -329,6 +336,8 @@ class Bench:
             "floor": steady["floor"],
             "ratio": ratio(steady["mux"], steady["floor"]),
             "ratio_console": ratio(steady["mux_console"], steady["floor"]) if "mux_console" in steady else None,
+            "python_json": steady["python_json"],
+            "ratio_python_json": ratio(steady["mux"], steady["python_json"]),
             "one_changed": churns["one_changed"],
             "all_changed": churns["all_changed"],
         }

@@ -19,6 +19,10 @@ def main() -> None:
         from muxagent.status import hooks
 
         sys.exit(hooks.main(sys.argv[2:]))
+    from muxagent import fastpath
+
+    if fastpath.main_fast(sys.argv):  # `ls` and `status-line` from the live view, while it can be trusted
+        return
     from muxagent import cli
 
     cli.main()

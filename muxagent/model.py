@@ -8,6 +8,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from muxagent.listing import iso_epoch as iso_epoch
+
 # Told what a long operation is doing now, in a few words ("merging x into main"); the CLI draws it.
 Progress = Callable[[str], None]
 
@@ -166,10 +168,3 @@ class TaskReport:
 def utc_iso(epoch: float) -> str:
     """ISO 8601 UTC to the second, the form every timestamp mux writes or prints takes."""
     return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def iso_epoch(text: str) -> float | None:
-    try:
-        return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
-    except ValueError:
-        return None

@@ -20,7 +20,7 @@ PACKAGE = Path(__file__).resolve().parent.parent / "muxagent"
 # share a layer (the rooms for the outside systems; the ground) do not import each other.
 LAYERS: tuple[frozenset[str], ...] = (
     frozenset({"__main__"}),
-    frozenset({"cli"}),
+    frozenset({"cli", "fastpath"}),
     frozenset({"live"}),
     frozenset({"monitor"}),
     frozenset({"commands"}),
@@ -29,6 +29,7 @@ LAYERS: tuple[frozenset[str], ...] = (
     frozenset({"git", "tmux", "state"}),
     frozenset({"render", "naming"}),
     frozenset({"model", "errors"}),
+    frozenset({"listing"}),
 )
 # Each third-party library is imported by one unit only: the room that speaks to its outside system. libtmux has no
 # room (so no module may import it): the tests read tmux through it, mux runs plain tmux (muxagent/tmux/runner.py).

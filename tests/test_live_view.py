@@ -21,10 +21,12 @@ import libtmux
 import pytest
 from conftest import git, mux_ls, new_task, run_mux, wait_until
 
+from muxagent import fastpath
 from muxagent.commands import context, report
 from muxagent.model import State, TaskReport
+from muxagent.monitor import daemon
 from muxagent.monitor.daemon import window_title
-from muxagent.state import view
+from muxagent.state import inbox, intents, monitor_state, store, view, view_file
 from muxagent.status import events
 
 pytestmark = pytest.mark.usefixtures("fake_profile")
@@ -42,7 +44,7 @@ scratch = root.parent / "fake-monitor"
 with files.locked(root / monitor_state.LOCK_FILE, wait=False):
     base = dataclasses.replace(view.read(root), pid=os.getpid())
     forged = {
-        name: dataclasses.replace(entry, status=dataclasses.replace(entry.status, reason="forged"))
+        name: dataclasses.replace(entry, row={**entry.row, "reason": "forged"})
         for name, entry in base.tasks.items()
     }
     told = False
@@ -84,10 +86,17 @@ def view_of(repo: Path) -> list[TaskReport] | None:
 
 
 def kill_real_monitor(repo: Path) -> None:
-    found = view.read(state_dir(repo))
-    assert found is not None
-    os.kill(found.pid, signal.SIGKILL)
-    wait_until(lambda: not view.writer_alive(state_dir(repo), found))
+    """SIGKILL the monitor, and any other that took the lock since (one `mux ls` revived while the first started)."""
+    ctx = context.open_repo(repo)
+
+    def none_left() -> bool:
+        found = view.read(state_dir(repo))
+        if found is not None and view.writer_alive(state_dir(repo), found):
+            os.kill(found.pid, signal.SIGKILL)
+            return False
+        return not daemon.is_running(ctx)
+
+    wait_until(none_left)
 
 
 @pytest.fixture
@@ -293,3 +302,95 @@ def test_a_view_the_state_dir_refuses_costs_the_monitor_nothing_else(
     marked = window_title("quiet", State.WAITING)
     wait_until(lambda: marked in [str(window.window_name) for window in server.windows], timeout=10)
     assert mux_ls(repo)["quiet"]["state"] == "waiting"
+
+
+# The CLI itself, whatever muxagent.__main__ answers first: what the fast path must print byte for byte.
+FULL_CLI = "import sys; sys.argv[0] = 'mux'; from muxagent import cli; cli.main()"
+SHOWN_FORMS = [("ls",), ("ls", "--json"), ("status-line",), ("status-line", "--json"), ("status-line", "--tmux-styles")]
+
+
+def full_cli(repo: Path, *args: str) -> bytes:
+    proc = subprocess.run([sys.executable, "-c", FULL_CLI, *args], cwd=repo, capture_output=True, timeout=60)
+    assert proc.returncode == 0 and proc.stderr == b"", proc.stderr
+    return proc.stdout
+
+
+def fast(repo: Path, *args: str) -> bytes:
+    proc = subprocess.run([sys.executable, "-m", "muxagent", *args], cwd=repo, capture_output=True, timeout=60)
+    assert proc.returncode == 0 and proc.stderr == b"", proc.stderr
+    return proc.stdout
+
+
+def test_ls_and_status_line_from_the_view_print_what_the_cli_prints_byte_for_byte(repo: Path) -> None:
+    parent = new_task(repo, "lead", "-a", "fake")
+    run_mux("new", "helper", "-a", "fake", cwd=parent)  # a sub-task: its `waiting` goes into lead's inbox
+    edited = new_task(repo, "edits", "-a", "fake")
+    (edited / "README.md").write_text("changed\n")
+    (edited / "new.txt").write_text("new\n")
+    git(edited, "add", "new.txt")
+    git(edited, "commit", "-q", "-m", "a commit")
+    wait_until(lambda: mux_ls(repo)["helper"]["state"] == "idle", timeout=20)
+    append_hook(repo, "helper", "PermissionRequest", State.WAITING)
+
+    def ready() -> dict[str, dict[str, Any]] | None:
+        found = mux_ls(repo)
+        done = found["lead"]["inbox_unread"] and found["edits"]["ahead"] == 1 and found["helper"]["state"] == "waiting"
+        return found if done else None
+
+    rows = wait_until(ready, timeout=20)
+    assert rows["helper"]["parent"] == "lead" and rows["edits"]["dirty_files"] == 1
+    for form in SHOWN_FORMS:
+
+        def same(form: tuple[str, ...] = form) -> bool:
+            return fast(repo, *form) == full_cli(repo, *form)
+
+        # The view moves on every tick (`pane quiet 3s`): the same bytes once both read the same view.
+        wait_until(same, timeout=20)
+        # Answered before the CLI; only an inbox to count (lead's) costs `ls` the inbox module and its imports.
+        assert not {"typer", "subprocess"} & imported(repo, *form), form
+
+
+def imported(repo: Path, *args: str) -> set[str]:
+    proc = subprocess.run(
+        [sys.executable, "-X", "importtime", "-m", "muxagent", *args], cwd=repo, capture_output=True, text=True
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return {line.rsplit("|", 1)[1].strip() for line in proc.stderr.splitlines() if line.startswith("import time:")}
+
+
+def test_the_fast_path_finds_the_repository_git_finds_or_leaves_it_to_the_cli(
+    repo: Path, quiet_task: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert not {"typer", "subprocess", "dataclasses", "pathlib"} & imported(repo, "ls", "--json")
+    common = os.path.realpath(repo / ".git")
+    (repo / "sub" / "deeper").mkdir(parents=True)
+    for where in (repo, repo / "sub" / "deeper", quiet_task):
+        assert fastpath.common_dir(os.path.realpath(where)) == common, where
+    assert fastpath.common_dir(os.path.realpath(repo / ".git" / "mux")) is None  # inside the git dir: git's to say
+    assert fastpath.common_dir(str(repo.parent)) is None  # no repository at all
+    monkeypatch.setenv("GIT_CEILING_DIRECTORIES", str(repo.parent))
+    assert fastpath.common_dir(os.path.realpath(repo / "sub")) is None
+
+
+def test_the_fast_paths_mirrors_of_the_state_dirs_names_hold(repo: Path) -> None:
+    assert (fastpath.INTENTS_DIR, fastpath.INBOX_DIR) == (intents.INTENTS_DIR, inbox.INBOX_DIR)
+    assert (view_file.TASKS_FILE, view_file.MONITOR_LOCK) == (store.TASKS_FILE, monitor_state.LOCK_FILE)
+    assert context.open_repo(repo).store.root.name == fastpath.STATE_DIR
+
+
+def test_a_hand_edited_registry_is_never_covered_by_the_view(repo: Path, quiet_task: Path) -> None:
+    """A tasks.json edited by hand keeps its generation: the view of the file before is not shown for it (ls showed
+    a record a tick old: test_a_recorded_window_id_that_is_now_another_repositorys_is_never_killed)."""
+    first = view.read(state_dir(repo))
+    assert first is not None
+    monitor = wait_until(lambda: (now := view.read(state_dir(repo))) and now.generation > first.generation and now)
+    os.kill(monitor.pid, signal.SIGSTOP)  # alive and holding its lock, publishing nothing more
+    try:
+        assert report.view_reports(context.open_repo(repo)) is not None  # the view as it stands is shown
+        path = state_dir(repo) / "tasks.json"
+        path.write_text(path.read_text().replace(f'"window": "{mux_ls(repo)["quiet"]["window"]}"', '"window": "@9"'))
+        assert fastpath.answer("ls", {"--json"}, os.path.realpath(repo)) is None
+        assert report.view_reports(context.open_repo(repo)) is None
+    finally:
+        os.kill(monitor.pid, signal.SIGCONT)
+    assert mux_ls(repo)["quiet"]["state"] == "missing"

@@ -38,12 +38,12 @@ def _profile_for(agent: str, settings: config.Settings | None, cache: dict[str, 
 
 
 def _task_events(
-    ctx: Context, task: Task, pane: PaneInfo | None, hooks: str, hook_events: events.EventsCache
+    path: Path, pane: PaneInfo | None, hooks: str, hook_events: events.EventsCache
 ) -> list[events.HookEvent]:
-    """The task's hook events of its current launch, and for Claude Code the state its own status file gives when
-    that differs from the hooks', in the order they happened: the newest is the agent's latest word (see
+    """The task's hook events (in `path`) of its current launch, and for Claude Code the state its own status file
+    gives when that differs from the hooks', in the order they happened: the newest is the agent's latest word (see
     status/classifier.py). A status file that agrees adds nothing: the hook's name is the better reason."""
-    found = hook_events.read(events.events_path(ctx.store.root, task.name))
+    found = hook_events.read(path)
     if hooks != "claude" or pane is None or pane.dead:
         return found
     launch = events.launch_of(found)
@@ -61,11 +61,10 @@ class TaskList:
     reports: tuple[TaskReport, ...]
 
     def to_json(self) -> list[dict[str, Any]]:
-        family = render.family_fields(self.reports)
-        return [{**item.to_json(), **family[item.task.name]} for item in self.reports]
+        return render.rows(self.reports)
 
     def text(self, colour: bool) -> str:
-        return render.table(self.reports, colour=colour) if self.reports else "no tasks (start one with `mux new NAME`)"
+        return render.ls_text(self.reports, colour)
 
 
 @dataclass(frozen=True)
@@ -75,11 +74,7 @@ class StatusSummary:
     reports: tuple[TaskReport, ...]
 
     def to_json(self) -> dict[str, Any]:
-        return {
-            "counts": render.state_counts(self.reports),
-            "waiting": render.waiting_names(self.reports),
-            "line": render.status_line(self.reports),
-        }
+        return render.status_json(self.reports)
 
     def text(self, tmux_styles: bool) -> str:
         return render.status_line(self.reports, tmux_styles=tmux_styles)
@@ -125,7 +120,7 @@ def view_reports(ctx: Context, with_changes: bool = True, tasks: list[Task] | No
         tasks = load_tasks(ctx)
     if not tasks:
         return []
-    found = view.usable(ctx.store.root, ctx.store.generation, time.time())
+    found = view.usable(ctx.store.root, ctx.store.generation, ctx.store.stamp, time.time())
     if found is None or any(task.name not in found.tasks for task in tasks):
         return None
     # Read now, not from the view: one listing of the inbox folder, and `mux inbox` then `mux ls` must show the
@@ -176,7 +171,8 @@ def list_reports(
 
 def with_files(tasks: list[Task]) -> list[Task]:
     """The tasks whose worktree exists and is checked out: those whose changes can be read."""
-    return [t for t in tasks if Path(t.worktree).is_dir() and not worktrees.checkout_pending(Path(t.worktree))]
+    # os.path, not pathlib: asked for every task on every monitor tick, where Path objects cost more than the stat.
+    return [t for t in tasks if os.path.isdir(t.worktree) and not worktrees.checkout_pending(Path(t.worktree))]
 
 
 def conflicts_of(ctx: Context, present: list[Task], works: dict[str, changes.Work]) -> radar.Found:
@@ -208,10 +204,15 @@ def _statuses(
     except TmuxError as exc:
         ctx.notes.append(str(exc))
         panes, server_running = [], False
-    pane_by_task = {task.name: pane_of(panes, task) for task in tasks}
+    # pane_of's rule, indexed once: every task looking through every pane was quadratic, at 100 tasks each tick.
+    indexed: dict[tuple[str, str, str], PaneInfo] = {}
+    for listed in panes:
+        indexed.setdefault((listed.window_id, listed.task, listed.session), listed)
+    pane_by_task = {task.name: indexed.get((task.window, task.name, task.session)) for task in tasks}
     live = [p for p in pane_by_task.values() if p is not None and not p.dead]
     screen_of = (screens or ScreenCache()).read(ctx.tmux, live)  # a new cache reads every screen
-    exists = {task.name: Path(task.worktree).is_dir() for task in tasks}
+    exists = {task.name: os.path.isdir(task.worktree) for task in tasks}
+    events_paths = {task.name: events.events_path(ctx.store.root, task.name) for task in tasks}
     pending = {task.name for task in tasks if exists[task.name] and worktrees.checkout_pending(Path(task.worktree))}
     now = time.time()
     profiles: dict[str, AgentProfile] = {}
@@ -229,7 +230,7 @@ def _statuses(
             server_running=server_running,
             created=iso_epoch(task.created) or 0.0,
             now=now,
-            events=_task_events(ctx, task, pane, profile.hooks, hook_events),
+            events=_task_events(events_paths[task.name], pane, profile.hooks, hook_events),
         )
         hook = classifier.latest_hook(observation.events)
         task_status = classifier.classify(observation, profile.status)
@@ -251,7 +252,7 @@ def _statuses(
                 hook.ts if hook is not None and hook.state is task_status.state else None,
             )
         )
-    hook_events.keep({events.events_path(ctx.store.root, task.name) for task in tasks})
+    hook_events.keep(set(events_paths.values()))
     return reports
 
 

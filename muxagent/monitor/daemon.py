@@ -166,7 +166,7 @@ class Monitor:
         """Follow the tasks' worktrees once checked out (the checkout is not a change the agent made); one that
         cannot be watched is left to `git status` polling. Returns the tasks whose files changed since the last
         tick."""
-        wanted = {r.task.name: Path(r.task.worktree) for r in reports if Path(r.task.worktree).is_dir()}
+        wanted = {r.task.name: Path(r.task.worktree) for r in reports if os.path.isdir(r.task.worktree)}
         for name in watcher.keys - set(wanted):
             watcher.unwatch(name)
         for name in set(wanted) - watcher.keys - set(self.polling):

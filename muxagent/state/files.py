@@ -13,9 +13,12 @@ import os
 import stat
 import threading
 from collections.abc import Iterator
-from pathlib import Path
+from typing import TYPE_CHECKING
 
 from muxagent.errors import StoreError
+
+if TYPE_CHECKING:  # `mux ls`'s fast path (muxagent/fastpath.py) locks and probes locks: pathlib is not free
+    from pathlib import Path
 
 # A state file mux creates is readable by its user only: it may hold prompts, paths and approvals.
 NEW_FILE_MODE = 0o600
@@ -76,7 +79,7 @@ def _fsync_folder(folder: Path) -> None:
 
 
 @contextlib.contextmanager
-def locked(path: Path, *, wait: bool = True) -> Iterator[None]:
+def locked(path: str | os.PathLike[str], *, wait: bool = True) -> Iterator[None]:
     """Hold an exclusive flock on the lock file `path` (created if missing) for the block.
 
     Other processes locking the same path wait until the block ends (or, with `wait=False`, get
@@ -108,3 +111,49 @@ def locked_folder(folder: Path, what: str) -> Iterator[Path]:
         except OSError as exc:
             raise StoreError(f"cannot open {what} in {folder}: {exc.strerror}") from exc
         yield folder
+
+
+def holds_lock(pid: int, path: str | os.PathLike[str]) -> bool:
+    """Whether process `pid` runs and holds the flock on the lock file `path`: a process killed with SIGKILL lets go
+    at once, and one that got its pid again holds no lock on this file."""
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except (ProcessLookupError, PermissionError):  # gone, or another user's process given the pid since
+        return False
+    if not os.path.exists(path):
+        return False
+    holders = _flock_holders(path)
+    if holders is not None:
+        return pid in holders
+    return _lock_taken(path)
+
+
+def _flock_holders(path: str | os.PathLike[str]) -> set[int] | None:
+    """The pids holding a flock on `path`, from Linux's /proc/locks; None where that cannot be read."""
+    try:
+        info = os.stat(path)
+        with open("/proc/locks", encoding="ascii", errors="replace") as table:
+            lines = table.read().splitlines()
+    except OSError:
+        return None
+    device = f"{os.major(info.st_dev):02x}:{os.minor(info.st_dev):02x}:{info.st_ino}"
+    holders = set()
+    for line in lines:
+        # `N: FLOCK  ADVISORY  WRITE PID MAJ:MIN:INODE START END`; a waiter's line has `->` after `N:`.
+        words = line.split()
+        if len(words) >= 6 and words[1] == "FLOCK" and words[5] == device and words[4].isdigit():
+            holders.add(int(words[4]))
+    return holders
+
+
+def _lock_taken(path: str | os.PathLike[str]) -> bool:
+    """Whether some process holds the lock at `path`: tried without waiting, let go at once."""
+    try:
+        with locked(path, wait=False):
+            return False
+    except BlockingIOError:
+        return True
+    except OSError:
+        return False

@@ -27,6 +27,7 @@ from muxagent.errors import InvalidNameError, StoreError
 from muxagent.state import files
 from muxagent.state.store import dumps
 
+INBOX_DIR = "inbox"
 _CHILDREN = ".children.json"
 # The files of one parent's inbox: the entries and the two cursors.
 _SUFFIXES = (".jsonl", ".read", ".noticed")
@@ -84,7 +85,7 @@ class Recorded:
 
 
 def _dir(state_dir: Path) -> Path:
-    return state_dir / "inbox"
+    return state_dir / INBOX_DIR
 
 
 def _path(state_dir: Path, parent: str, suffix: str) -> Path:
