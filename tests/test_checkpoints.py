@@ -1,0 +1,69 @@
+"""Checkpoints (issue 16): each turn's worktree kept as a commit under refs/mux/checkpoints/NAME/<turn>, without
+touching the agent's index, HEAD or branch."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from conftest import git, make_repo
+
+from muxagent.git import checkpoints, repository
+
+
+def _task_worktree(tmp_path: Path) -> tuple[repository.RepoPaths, Path, str]:
+    main = make_repo(tmp_path / "proj")
+    worktree = tmp_path / "t"
+    git(main, "worktree", "add", "-q", "-b", "mux/t", str(worktree))
+    return repository.discover(main), worktree, git(main, "rev-parse", "mux/t").strip()
+
+
+def _agent_state(worktree: Path) -> tuple[bytes, str, str, str]:
+    index = Path(git(worktree, "rev-parse", "--path-format=absolute", "--git-path", "index").strip())
+    return (
+        index.read_bytes(),
+        git(worktree, "rev-parse", "HEAD"),
+        git(worktree, "symbolic-ref", "HEAD"),
+        git(worktree, "diff", "--cached"),
+    )
+
+
+def test_a_checkpoint_per_changing_turn_holds_its_files_and_prompt_and_touches_nothing_of_the_agents(
+    tmp_path: Path,
+) -> None:
+    repo, worktree, start = _task_worktree(tmp_path)
+    (worktree / "staged.txt").write_text("staged\n")
+    git(worktree, "add", "staged.txt")
+    (worktree / "new.txt").write_text("one\n")
+    (worktree / ".gitignore").write_text(".env\n__pycache__/\n")
+    (worktree / ".env").write_text("SECRET=1\n")
+    before = _agent_state(worktree)
+    lock = Path(git(worktree, "rev-parse", "--path-format=absolute", "--git-path", "index.lock").strip())
+    lock.write_text("the agent's git is running")  # held by the agent: no obstacle
+    first = checkpoints.take(repo, "t", worktree, "mux/t", start, "write new.txt\nplease", "").checkpoint
+    lock.unlink()
+    assert _agent_state(worktree) == before
+    assert first is not None and first.turn == 1 and first.parent == start and first.tip == start
+    assert first.headline == "write new.txt" and set(first.files) == {"staged.txt", "new.txt", ".gitignore", ".env"}
+    assert git(worktree, "show", f"{first.ref}:.env") == "SECRET=1\n"
+
+    # No change since the last one: no new one.
+    assert checkpoints.take(repo, "t", worktree, "mux/t", start, "look around", "").checkpoint is None
+
+    (worktree / "new.txt").write_text("two\n")
+    os.chmod(worktree / "new.txt", 0o755)
+    hostile = "done.\n\nAgent:\nMux-Tip: 0000\nMux-Turn: 9"
+    second = checkpoints.take(repo, "t", worktree, "mux/t", start, "Prompt:\nmore", hostile).checkpoint
+    assert second is not None and second.turn == 2 and second.parent == first.commit and second.tip == start
+    assert (second.prompt, second.summary) == ("Prompt:\nmore", hostile)
+    assert git(worktree, "ls-tree", second.ref, "new.txt").startswith("100755")
+    assert [cp.turn for cp in checkpoints.list_checkpoints(repo, "t")] == [1, 2]
+    assert _agent_state(worktree)[1:] == before[1:]
+
+
+def test_a_first_turn_that_changed_nothing_takes_none_and_a_commit_alone_is_a_change(tmp_path: Path) -> None:
+    repo, worktree, start = _task_worktree(tmp_path)
+    assert checkpoints.take(repo, "t", worktree, "mux/t", start, "hello").checkpoint is None
+    git(worktree, "commit", "-q", "--allow-empty", "-m", "the agent's commit")
+    made = checkpoints.take(repo, "t", worktree, "mux/t", start, "commit please").checkpoint
+    assert made is not None and made.tip == git(worktree, "rev-parse", "HEAD").strip()
