@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from conftest import git, make_repo
+from conftest import git, make_repo, new_task, profile_with, run_mux, wait_until
 
 from muxagent.git import checkpoints, repository
 
@@ -67,3 +67,23 @@ def test_a_first_turn_that_changed_nothing_takes_none_and_a_commit_alone_is_a_ch
     git(worktree, "commit", "-q", "--allow-empty", "-m", "the agent's commit")
     made = checkpoints.take(repo, "t", worktree, "mux/t", start, "commit please").checkpoint
     assert made is not None and made.tip == git(worktree, "rev-parse", "HEAD").strip()
+
+
+def test_the_monitor_takes_a_checkpoint_per_turn_with_its_prompt_and_the_agents_last_message(
+    repo: Path, fake_profile: Path, server: object
+) -> None:
+    profile_with(fake_profile, fake_profile.parent / "fakehook.toml", hooks="claude")
+    worktree = new_task(repo, "t", "-a", "fakehook", "-p", "write a.txt first")
+    main = repository.discover(repo)
+
+    def turns() -> list[checkpoints.Checkpoint]:
+        return checkpoints.list_checkpoints(main, "t")
+
+    first = wait_until(lambda: turns(), timeout=20)[0]
+    assert (first.prompt, first.summary) == ("write a.txt first", "finished: write a.txt first")
+    run_mux("send", "t", "look at nothing", cwd=repo)  # a turn that changes nothing: no checkpoint
+    run_mux("send", "t", "write b.txt second", cwd=repo)
+    second = wait_until(lambda: turns()[1:], timeout=20)[0]
+    assert second.prompt == "write b.txt second" and second.parent == first.commit
+    assert git(worktree, "show", f"{second.ref}:b.txt") == "second\n"
+    assert [cp.turn for cp in turns()] == [1, 2]
