@@ -3,12 +3,13 @@ touching the agent's index, HEAD or branch."""
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
-from conftest import git, make_repo, new_task, profile_with, run_mux, wait_until
+from conftest import git, make_repo, mux_ls, new_task, profile_with, run_mux, wait_until
 
-from muxagent.git import checkpoints, repository
+from muxagent.git import checkpoints, recovery_refs, repository
 
 
 def _task_worktree(tmp_path: Path) -> tuple[repository.RepoPaths, Path, str]:
@@ -87,3 +88,62 @@ def test_the_monitor_takes_a_checkpoint_per_turn_with_its_prompt_and_the_agents_
     assert second.prompt == "write b.txt second" and second.parent == first.commit
     assert git(worktree, "show", f"{second.ref}:b.txt") == "second\n"
     assert [cp.turn for cp in turns()] == [1, 2]
+
+
+def _files_now(worktree: Path) -> str:
+    head, tree = recovery_refs.worktree_tree(worktree)
+    return git(worktree, "ls-tree", "-r", tree or recovery_refs.tree_of(worktree, head))
+
+
+def _tree_files(worktree: Path, tree: str) -> str:
+    return git(worktree, "ls-tree", "-r", tree)
+
+
+def test_undo_restores_every_kind_of_file_moves_the_branch_back_and_can_itself_be_undone(
+    repo: Path, fake_profile: Path, server: object
+) -> None:
+    profile_with(fake_profile, fake_profile.parent / "fakehook.toml", hooks="claude")
+    worktree = new_task(repo, "t", "-a", "fakehook", "-p", "write a.txt one")
+    main = repository.discover(repo)
+
+    def turns() -> list[checkpoints.Checkpoint]:
+        return checkpoints.list_checkpoints(main, "t")
+
+    wait_until(lambda: len(turns()) == 1, timeout=20)
+    (worktree / "README.md").write_text("changed\n")
+    (worktree / "run.sh").write_text("#!/bin/sh\n")
+    os.chmod(worktree / "run.sh", 0o755)
+    os.symlink("a.txt", worktree / "link")
+    run_mux("send", "t", "write b.txt two", cwd=repo)
+    wait_until(lambda: len(turns()) == 2, timeout=20)
+    (worktree / "README.md").unlink()
+    os.rename(worktree / "run.sh", worktree / "run2.sh")
+    run_mux("send", "t", "commit c.txt three", cwd=repo)
+    third = wait_until(lambda: turns()[2:], timeout=20)[0]
+    first, second = turns()[:2]
+    assert third.tip != first.tip
+
+    busy = run_mux("undo", "t", "--to", "1", "--json", cwd=repo)
+    undone = json.loads(busy.stdout)
+    assert undone["turn"] == 1 and undone["recovery_ref"]
+    assert _files_now(worktree) == _tree_files(worktree, first.tree)
+    assert git(worktree, "rev-parse", "HEAD").strip() == first.tip
+    assert git(repo, "cat-file", "-p", f"{undone['recovery_ref']}:c.txt") == "three\n"
+    # The undo's own checkpoint holds what was there: undo of the undo brings it back, branch too.
+    saved = undone["saved"] or third.turn
+    run_mux("undo", "t", "--to", str(saved), cwd=repo)
+    assert _files_now(worktree) == _tree_files(worktree, third.tree)
+    assert git(worktree, "rev-parse", "HEAD").strip() == third.tip
+    assert run_mux("undo", "t", "--to", "2", cwd=repo)  # and to the middle turn, the branch untouched since
+    assert _files_now(worktree) == _tree_files(worktree, second.tree)
+
+    log = json.loads(run_mux("log", "t", "--json", cwd=repo).stdout)
+    assert [row["prompt"] for row in log[:3]] == ["write a.txt one", "write b.txt two", "commit c.txt three"]
+    assert run_mux("diff", "t", "--turn", "2", cwd=repo).stdout.count("diff --git") == len(
+        checkpoints.changed_files(worktree, first.tree, second.tree)
+    )
+
+    run_mux("send", "t", "busy 4", cwd=repo)
+    wait_until(lambda: mux_ls(repo)["t"]["state"] == "working")
+    refused = run_mux("undo", "t", cwd=repo, check=False)
+    assert refused.returncode != 0 and "working" in refused.stderr and len(refused.stderr.splitlines()) == 1

@@ -211,3 +211,46 @@ def delete_checkpoint(repo: RepoPaths, checkpoint: Checkpoint) -> None:
     if not checkpoint.ref.startswith(CHECKPOINT_PREFIX):
         raise GitError(f"not a checkpoint: {checkpoint.ref}")
     run_git(repo.main, "update-ref", "-d", checkpoint.ref, checkpoint.commit)
+
+
+def turn_diff(repo: RepoPaths, checkpoint: Checkpoint, stat: bool = False) -> str:
+    """What the turn changed: its checkpoint against the one before (the first: against where the task started)."""
+    before = checkpoint.parent or tree_of(repo.main, None)
+    args = ["diff", "--no-ext-diff", "--no-textconv", "--stat" if stat else "--patch", "--color=never"]
+    return run_git(repo.main, *args, before, checkpoint.commit, "--").stdout
+
+
+def turn_numstat(repo: RepoPaths, checkpoint: Checkpoint) -> tuple[int, int, int]:
+    """(files, lines added, lines removed) the turn changed."""
+    before = checkpoint.parent or tree_of(repo.main, None)
+    out = run_git(repo.main, "diff", "--numstat", "-z", "--no-renames", before, checkpoint.commit, "--").stdout
+    files = added = removed = 0
+    for field in filter(None, out.split("\0")):
+        plus, minus, _ = field.split("\t", 2)
+        files += 1
+        if plus != "-":  # a binary file has no lines
+            added, removed = added + int(plus), removed + int(minus)
+    return files, added, removed
+
+
+def operation_in_progress(worktree: Path) -> str | None:
+    """What git is in the middle of in the worktree (a merge, a rebase, a cherry-pick, a revert), None if nothing."""
+    marks = {"MERGE_HEAD": "a merge", "rebase-merge": "a rebase", "rebase-apply": "a rebase"}
+    marks |= {"CHERRY_PICK_HEAD": "a cherry-pick", "REVERT_HEAD": "a revert"}
+    asked = [arg for mark in marks for arg in ("--git-path", mark)]
+    out = run_git(worktree, "rev-parse", "--path-format=absolute", *asked).stdout
+    for mark, path in zip(marks, out.splitlines(), strict=True):
+        if Path(path).exists():
+            return marks[mark]
+    return None
+
+
+def reset_index(worktree: Path, commit: str) -> None:
+    """The worktree's index as `commit` has it, no file touched (what `git reset --mixed` does to the index)."""
+    run_git(worktree, "read-tree", "--end-of-options", commit)
+
+
+def move_branch(repo: RepoPaths, branch: str, new: str, old: str | None) -> None:
+    """Move the task's branch (and so its worktree's HEAD) to `new`, only from `old`: an agent's commit in between
+    makes it fail rather than be dropped."""
+    run_git(repo.main, "update-ref", "-m", "mux undo", f"refs/heads/{branch}", new, old or "")

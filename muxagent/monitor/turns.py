@@ -10,12 +10,11 @@ from __future__ import annotations
 
 import contextlib
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from muxagent.commands import context
-from muxagent.errors import GitError, MuxError
-from muxagent.git import checkpoints, merging
-from muxagent.model import State, Task, TaskReport
+from muxagent.commands.turns import record_turn
+from muxagent.errors import MuxError
+from muxagent.model import State, TaskReport
 from muxagent.status import events
 
 _ENDED = frozenset({State.IDLE, State.EXITED})
@@ -52,22 +51,3 @@ def _turn_ended(before: tuple[State, float | None] | None, now: tuple[State, flo
     # First seen idle (a turn over before the monitor's first look, a monitor started again), or come from any other
     # state: a checkpoint that finds nothing changed costs one look and takes none.
     return before is None or before[0] is not now[0] or (now[1] is not None and now[1] != before[1])
-
-
-def record_turn(ctx: context.Context, task: Task, run: list[events.HookEvent]) -> checkpoints.Checkpoint | None:
-    """A checkpoint of the task's worktree now, its message from the hook events since the last one."""
-    worktree = Path(task.worktree)
-    if not worktree.is_dir():
-        return None
-    existing = checkpoints.list_checkpoints(ctx.repo, task.name)
-    since = existing[-1].at if existing else 0.0
-    recent = [event for event in run if event.ts >= since]
-    prompt = next((e.prompt for e in reversed(recent) if e.prompt), "")
-    if not prompt and not existing:
-        prompt = task.prompt or ""
-    summary = next((e.message for e in reversed(recent) if e.message), "")
-    start = None
-    if not existing:
-        with contextlib.suppress(GitError):  # a base gone: the first checkpoint has no parent
-            start = merging.merge_base(ctx.repo, task.base, task.branch)
-    return checkpoints.take(ctx.repo, task.name, worktree, task.branch, start, prompt, summary).checkpoint
