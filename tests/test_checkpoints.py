@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
 from pathlib import Path
 
+import pytest
 from conftest import git, make_repo, mux_ls, new_task, profile_with, run_mux, wait_until
 
 from muxagent.git import checkpoints, recovery_refs, repository
@@ -147,3 +149,47 @@ def test_undo_restores_every_kind_of_file_moves_the_branch_back_and_can_itself_b
     wait_until(lambda: mux_ls(repo)["t"]["state"] == "working")
     refused = run_mux("undo", "t", cwd=repo, check=False)
     assert refused.returncode != 0 and "working" in refused.stderr and len(refused.stderr.splitlines()) == 1
+
+
+def _reachable_from_refs(repo: Path, commit: str) -> bool:
+    return bool(git(repo, "for-each-ref", "--contains", commit, "--format=%(refname)").strip())
+
+
+def test_undo_killed_at_every_step_loses_nothing_and_runs_again(
+    repo: Path, fake_profile: Path, server: object, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    worktree = new_task(repo, "t", "-a", "fake")
+    main = repository.discover(repo)
+    (worktree / "a.txt").write_text("turn one\n")
+    first = checkpoints.take(main, "t", worktree, "mux/t", None, "one").checkpoint
+    assert first is not None
+    for step in ("after-checkpoint", "after-recovery-ref", "after-branch", "after-index"):
+        (worktree / "b.txt").write_text(f"committed before {step}\n")
+        git(worktree, "add", "b.txt")
+        git(worktree, "commit", "-q", "-m", f"the agent's commit before {step}")
+        commit = git(worktree, "rev-parse", "HEAD").strip()
+        (worktree / "c.txt").write_text(f"untracked before {step}\n")
+        monkeypatch.setenv("MUX_CRASH_AT", f"undo:{step}")
+        assert run_mux("undo", "t", "--to", "1", cwd=repo, check=False).returncode == 99
+        monkeypatch.delenv("MUX_CRASH_AT")
+        saved = checkpoints.list_checkpoints(main, "t")[-1]
+        assert git(repo, "show", f"{saved.commit}:c.txt") == f"untracked before {step}\n"
+        assert _reachable_from_refs(repo, commit)
+        run_mux("undo", "t", "--to", "1", cwd=repo)
+        assert _files_now(worktree) == _tree_files(worktree, first.tree)
+        assert _reachable_from_refs(repo, commit)
+
+
+def test_undo_is_refused_in_one_line_mid_merge_changing_nothing(repo: Path, fake_profile: Path, server: object) -> None:
+    worktree = new_task(repo, "t", "-a", "fake")
+    main = repository.discover(repo)
+    (worktree / "README.md").write_text("the task's\n")
+    checkpoints.take(main, "t", worktree, "mux/t", None, "one")
+    git(worktree, "commit", "-q", "-am", "task side")
+    (repo / "README.md").write_text("main's\n")
+    git(repo, "commit", "-q", "-am", "main side")
+    subprocess.run(["git", "merge", "-q", "main"], cwd=worktree, capture_output=True, check=False)
+    before = _files_now(worktree)
+    refused = run_mux("undo", "t", "--to", "1", cwd=repo, check=False)
+    assert refused.returncode != 0 and "middle of a merge" in refused.stderr
+    assert len(refused.stderr.splitlines()) == 1 and _files_now(worktree) == before
