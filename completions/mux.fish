@@ -80,7 +80,7 @@ complete -c mux -n 'not __mux_command' -a compare -d 'Compare the members of a g
 complete -c mux -n 'not __mux_command' -a keep -d 'Keep the winner of a group: merge it as `mux merge` does (exit 3 on a conflict, nothing changed), then'
 complete -c mux -n 'not __mux_command' -a sync -d 'Bring the base\'s new commits into the task\'s branch, in the task\'s worktree'
 complete -c mux -n 'not __mux_command' -a restore -d 'Recreate a removed task from its recovery ref: branch, worktree with its uncommitted files, window'
-complete -c mux -n 'not __mux_command' -a gc -d 'Drop old recovery refs: the only command that does'
+complete -c mux -n 'not __mux_command' -a gc -d 'Drop old recovery refs and removed tasks\' old checkpoints: the only command that does'
 complete -c mux -n 'not __mux_command' -a log -d 'One line per turn: number, time, prompt, files and lines changed, the agent\'s summary'
 complete -c mux -n 'not __mux_command' -a undo -d 'Put the task\'s files back as they were at the end of a turn (a checkpoint of now first: undo can be undone)'
 

@@ -818,7 +818,7 @@ def drop_recovery_refs(
     ],
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Only say what would be dropped.")] = False,
 ) -> None:
-    """Drop old recovery refs: the only command that does."""
+    """Drop old recovery refs and removed tasks' old checkpoints: the only command that does."""
     with _repo() as ctx:
         dropped = gc.gc(ctx, older_than, dry_run=dry_run)
     verb = "would drop" if dry_run else "dropped"

@@ -193,3 +193,23 @@ def test_undo_is_refused_in_one_line_mid_merge_changing_nothing(repo: Path, fake
     refused = run_mux("undo", "t", "--to", "1", cwd=repo, check=False)
     assert refused.returncode != 0 and "middle of a merge" in refused.stderr
     assert len(refused.stderr.splitlines()) == 1 and _files_now(worktree) == before
+
+
+def test_rm_keeps_a_tasks_turns_restore_brings_its_log_back_and_only_gc_drops_them(
+    repo: Path, fake_profile: Path, server: object
+) -> None:
+    worktree = new_task(repo, "t", "-a", "fake")
+    main = repository.discover(repo)
+    (worktree / "a.txt").write_text("one\n")
+    checkpoints.take(main, "t", worktree, "mux/t", None, "write a.txt")
+    run_mux("gc", "--older-than", "0", cwd=repo)
+    assert len(checkpoints.list_checkpoints(main, "t")) == 1  # a live task's turns stay
+    run_mux("rm", "--force", "t", cwd=repo)
+    assert json.loads(run_mux("log", "t", "--json", cwd=repo).stdout)[0]["prompt"] == "write a.txt"
+    run_mux("restore", "t", cwd=repo)
+    assert "write a.txt" in run_mux("log", "t", cwd=repo).stdout
+    run_mux("rm", "--force", "t", cwd=repo)
+    assert "refs/mux/checkpoints/t/1" in run_mux("gc", "--older-than", "0", "--dry-run", cwd=repo).stdout
+    assert len(checkpoints.list_checkpoints(main, "t")) == 1
+    assert "refs/mux/checkpoints/t/1" in run_mux("gc", "--older-than", "0", cwd=repo).stdout
+    assert checkpoints.list_checkpoints(main, "t") == []
