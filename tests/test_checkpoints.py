@@ -213,3 +213,24 @@ def test_rm_keeps_a_tasks_turns_restore_brings_its_log_back_and_only_gc_drops_th
     assert len(checkpoints.list_checkpoints(main, "t")) == 1
     assert "refs/mux/checkpoints/t/1" in run_mux("gc", "--older-than", "0", cwd=repo).stdout
     assert checkpoints.list_checkpoints(main, "t") == []
+
+
+def test_a_merge_of_uncommitted_work_and_a_squash_merge_list_the_turns_prompts_and_summaries(
+    repo: Path, fake_profile: Path, server: object
+) -> None:
+    main = repository.discover(repo)
+    for name, squash in (("t", False), ("u", True)):
+        worktree = new_task(repo, name, "-a", "fake", "-p", f"first prompt of {name}")
+        (worktree / f"{name}.txt").write_text("one\n")
+        checkpoints.take(main, name, worktree, f"mux/{name}", None, f"first prompt of {name}", "Chose a file.")
+        (worktree / f"{name}.txt").write_text("two\n")
+        checkpoints.take(main, name, worktree, f"mux/{name}", None, "now make it two\nplease", "Made it two.")
+        if squash:
+            git(worktree, "add", ".")
+            git(worktree, "commit", "-q", "-m", "the agent's commit")
+        run_mux("merge", name, *(["--squash"] if squash else []), cwd=repo)
+        # The work commit: the squash itself, else the commit of the agent's files the merge commit brings in.
+        message = git(repo, "log", "-1", "--format=%B", "main" if squash else "main^2")
+        assert message.startswith(f"first prompt of {name}\n\n")
+        assert f"Turn 1: first prompt of {name}\n  Agent: Chose a file.\nTurn 2: now make it two\n" in message
+        assert "  Agent: Made it two." in message

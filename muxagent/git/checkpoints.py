@@ -256,3 +256,25 @@ def move_branch(repo: RepoPaths, branch: str, new: str, old: str | None) -> None
     """Move the task's branch (and so its worktree's HEAD) to `new`, only from `old`: an agent's commit in between
     makes it fail rather than be dropped."""
     run_git(repo.main, "update-ref", "-m", "mux undo", f"refs/heads/{branch}", new, old or "")
+
+
+_TURNS_LISTED = 50
+_TURN_LINE = 200
+
+
+def turns_body(found: list[Checkpoint]) -> str:
+    """A commit message's body listing each turn's prompt and the agent's summary: what `mux merge --squash` and
+    the merge of an agent that never committed write, so the history keeps the reasons with the work."""
+    lines = []
+    for cp in found[-_TURNS_LISTED:]:
+        prompt = next((line.strip() for line in cp.prompt.splitlines() if line.strip()), "")
+        summary = " ".join(line.strip() for line in cp.summary.splitlines() if line.strip())
+        if not (prompt or summary):
+            continue
+        lines.append(trimmed(f"Turn {cp.turn}: {prompt or '(no prompt recorded)'}", _TURN_LINE))
+        if summary:
+            lines.append("  " + trimmed(f"Agent: {summary}", _TURN_LINE))
+    if not lines:
+        return ""
+    skipped = len(found) - _TURNS_LISTED
+    return "\n".join(([f"({skipped} earlier turns: see `mux log`)"] if skipped > 0 else []) + lines)
