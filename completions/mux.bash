@@ -64,7 +64,7 @@ _mux() {
                 inbox) opts='--json --since --follow --help' valued=' --since=none ' args='task' rest='' ;;
                 restart) opts='--all --help' valued=' ' args='task' rest='' ;;
                 peek) opts='-n --lines --json --help' valued=' -n=none --lines=none ' args='task' rest='' ;;
-                diff) opts='--stat --json --help' valued=' ' args='task' rest='' ;;
+                diff) opts='--stat --json --turn --help' valued=' --turn=none ' args='task' rest='' ;;
                 rm) opts='--force --recursive --help' valued=' ' args='task' rest='' ;;
                 clean) opts='--dry-run --help' valued=' ' args='' rest='' ;;
                 agents) opts='--json --help' valued=' ' args='' rest='' ;;
@@ -82,6 +82,8 @@ _mux() {
                 sync) opts='--rebase --ask --all --dry-run --json --help' valued=' ' args='task' rest='' ;;
                 restore) opts='--at --help' valued=' --at=none ' args='none' rest='' ;;
                 gc) opts='--older-than --dry-run --help' valued=' --older-than=none ' args='' rest='' ;;
+                log) opts='-p --patch --json --help' valued=' ' args='task' rest='' ;;
+                undo) opts='--to --tell --json --help' valued=' --to=none ' args='task' rest='' ;;
                 *) return 0 ;;
             esac
         else
@@ -108,7 +110,7 @@ _mux() {
         fi
     fi
     if [[ -z $cmd ]]; then
-        COMPREPLY=($(compgen -W 'new ls attach send queue wait inbox restart peek diff rm clean agents doctor guide completion trust init logs status-line next-waiting merge compare keep sync restore gc' -- "$cur"))
+        COMPREPLY=($(compgen -W 'new ls attach send queue wait inbox restart peek diff rm clean agents doctor guide completion trust init logs status-line next-waiting merge compare keep sync restore gc log undo' -- "$cur"))
         return 0
     fi
     local kinds=($args)

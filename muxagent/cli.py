@@ -34,6 +34,7 @@ from muxagent.commands import (
     restart,
     restore,
     sync,
+    turns,
     wait,
 )
 from muxagent.completion import scripts
@@ -388,10 +389,16 @@ def diff(
     name: NameArg,
     stat: Annotated[bool, typer.Option("--stat", help="Only the diffstat.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print a JSON object.")] = False,
+    turn: Annotated[
+        int | None, typer.Option("--turn", help="Only what turn N changed (see `mux log`).", metavar="N")
+    ] = None,
 ) -> None:
-    """Show the task's changes against its base, committed and uncommitted."""
+    """Show the task's changes against its base, committed and uncommitted (or one turn's)."""
     with _repo(shows_only=True) as ctx:
-        changes = interact.diff(ctx, name, stat=stat)
+        if turn is not None:
+            changes = interact.Diff(name, turns.turn_diff(ctx, name, turn, stat=stat), stat)
+        else:
+            changes = interact.diff(ctx, name, stat=stat)
     if as_json:
         _print_json(changes.to_json())
     else:
@@ -825,7 +832,7 @@ def drop_recovery_refs(
     ],
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Only say what would be dropped.")] = False,
 ) -> None:
-    """Drop old recovery refs: the only command that does."""
+    """Drop old recovery refs and removed tasks' old checkpoints: the only command that does."""
     with _repo() as ctx:
         dropped = gc.gc(ctx, older_than, dry_run=dry_run)
     verb = "would drop" if dry_run else "dropped"
@@ -833,6 +840,41 @@ def drop_recovery_refs(
         print(f"{verb} {ref}")
     if not dropped:
         print(f"no recovery ref is older than {older_than:g} days")
+
+
+# Turns: `mux log` and `mux undo` (issue 16), read from the checkpoints the monitor takes as each turn ends.
+@app.command("log")
+def turn_log(
+    name: NameArg,
+    patch: Annotated[bool, typer.Option("-p", "--patch", help="Show each turn's diff.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print a JSON array.")] = False,
+) -> None:
+    """One line per turn: number, time, prompt, files and lines changed, the agent's summary."""
+    with _repo(shows_only=True) as ctx:
+        found = turns.log(ctx, name, patch=patch)
+    if as_json:
+        _print_json(found.to_json())
+    else:
+        sys.stdout.write(found.text())
+
+
+@app.command("undo")
+def undo_turn(
+    name: NameArg,
+    to: Annotated[
+        int | None, typer.Option("--to", help="The turn to go back to (default: one back).", metavar="N")
+    ] = None,
+    tell: Annotated[bool, typer.Option("--tell", help="Tell the agent which turn's files it now sees.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print a JSON object.")] = False,
+) -> None:
+    """Put the task's files back as they were at the end of a turn (a checkpoint of now first: undo can be undone)."""
+    with _repo() as ctx:
+        undone = turns.undo(ctx, name, to=to, tell=tell)
+    if as_json:
+        _print_json(undone.to_json())
+    else:
+        for line in undone.lines():
+            _say(line)
 
 
 def main() -> None:

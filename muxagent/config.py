@@ -45,6 +45,7 @@ _SETTINGS_KEYS = (
     "setup",
     "setup_timeout",
     "sync_after_merge",
+    "checkpoints",
     "check",
     "agents",
 )
@@ -88,6 +89,9 @@ INIT_TEMPLATE = """\
 # After each `mux merge`, bring every other idle task on the same base up to date (`mux sync --all`).
 # sync_after_merge = true
 
+# Keep every turn's files as a checkpoint (`mux log`, `mux undo`); false turns it off for this repository.
+# checkpoints = true
+
 # The repository's check (its tests), run by `sh -c` in each member's worktree by `mux compare NAME --check`.
 # check = "pytest -q"
 
@@ -122,6 +126,8 @@ class Settings:
     # Seconds each set-up command may run before it is stopped (a hung `npm ci` must not hold a task forever).
     setup_timeout: float = 600.0
     sync_after_merge: bool = False
+    # The monitor records the worktree when a turn ends (`mux log`, `mux undo`); false: no checkpoint is taken.
+    checkpoints: bool = True
     # The repository's own test command (`mux compare --check` runs it in each member's worktree), like `setup`.
     check: str | None = None
     # Per-profile overrides from [agents.NAME], user config then repo config merged key by key.
@@ -201,6 +207,7 @@ def load_settings(main_checkout: Path, is_trusted: Callable[[Path, str], bool] |
         setup=tuple(_list(values, "setup")),
         setup_timeout=_number(values, "setup_timeout", Settings.setup_timeout),
         sync_after_merge=values.get("sync_after_merge") is True,
+        checkpoints=values.get("checkpoints") is not False,
         check=_opt_str(values, "check"),
         agents=agents,
         repo_config=repo_config,
@@ -452,7 +459,7 @@ def _check_settings(table: Mapping[str, object], where: str) -> None:
         elif key == "setup_timeout":
             if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
                 raise _fail(where, key, f"must be a positive number of seconds, not {_show(value)}")
-        elif key == "sync_after_merge":
+        elif key in ("sync_after_merge", "checkpoints"):
             if not isinstance(value, bool):
                 raise _fail(where, key, f"must be true or false, not {_show(value)}")
         elif key == "agents":

@@ -16,7 +16,8 @@ anything else is echoed back as "got: ..." (so tests can check text arrives verb
 Arguments on its own command line are treated as a first prompt. With `--settings FILE` (what mux passes Claude
 Code) it runs the hook commands found there, as Claude does: UserPromptSubmit when a prompt arrives,
 PermissionRequest before asking, Stop when the turn is over, with the event as JSON on stdin, naming its
-conversation (`session_id`). Like Claude it keeps each conversation under `~/.claude/projects/<cwd>/<id>.jsonl`
+conversation (`session_id`), with the prompt (`prompt`) and its last message (`last_assistant_message`) as Claude
+gives them. Like Claude it keeps each conversation under `~/.claude/projects/<cwd>/<id>.jsonl`
 (a line per turn, with the `cwd`), takes `--resume ID` (refused, exit 1, for a conversation of another directory)
 or `--continue` (the latest of this directory), and shows the turns of the conversation it resumed.
 """
@@ -36,8 +37,8 @@ HOOKS: dict[str, list[str]] = {}
 SESSION = {"id": str(uuid.uuid4())}
 
 
-def fire(event: str) -> None:
-    payload = {"hook_event_name": event, "session_id": SESSION["id"], "cwd": os.getcwd()}
+def fire(event: str, **extra: str) -> None:
+    payload = {"hook_event_name": event, "session_id": SESSION["id"], "cwd": os.getcwd(), **extra}
     for command in HOOKS.get(event, []):
         subprocess.run(command, shell=True, input=json.dumps(payload).encode(), check=False)
 
@@ -158,7 +159,7 @@ def interrupted(seconds: float) -> None:
 
 
 def turn(line: str) -> None:
-    fire("UserPromptSubmit")
+    fire("UserPromptSubmit", prompt=line)
     if HOOKS:  # a conversation is kept the way Claude Code keeps it, for the Claude-like profiles
         remember(line)
     word, _, rest = line.partition(" ")
@@ -167,7 +168,7 @@ def turn(line: str) -> None:
         return
     handle(line)
     if line != "cut-short":
-        fire("Stop")
+        fire("Stop", last_assistant_message=f"finished: {line}")
 
 
 def main() -> None:

@@ -3,7 +3,8 @@
 Steps: new (in a repo that may be a sparse checkout), agent commits, agent edits (tracked, untracked, ignored
 inside a tracked `build/`, outside the sparse cone, or named by bytes that are not UTF-8), an agent clones a
 repository into its worktree and edits it, the user edits the main checkout, merge (all three strategies), rm,
-rm --force, the tmux server killed, mux killed mid-command, a restart. Invariant, checked with real
+rm --force, a turn's end (the monitor's checkpoint), `mux undo` to some turn, the tmux server killed, mux killed
+mid-command, a restart. Invariant, checked with real
 git after every step: every commit ever made is reachable from a branch or a recovery ref, and the latest version of
 every file anyone wrote is still on disk where it was written or reachable from a ref.
 """
@@ -26,7 +27,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule, run_state_machine_as_test
 from merge_helpers import blob_id, reachable_blobs
 
-from muxagent.commands import context, create, merge, recovery, remove, report
+from muxagent.commands import context, create, merge, recovery, remove, report, turns
 from muxagent.errors import MuxError
 from muxagent.git import repository, worktrees
 from muxagent.model import State
@@ -174,6 +175,21 @@ class NeverLoseWork(RuleBasedStateMachine):
             return
         if before is not None:
             self._forget(before)
+
+    @rule(name=st.sampled_from(NAMES))
+    def turn_ends(self, name: str) -> None:
+        """What the monitor does as a turn ends: a checkpoint of the worktree."""
+        if self.agent_dir(name) is not None:
+            turns.record_turn(self.ctx(), context.get_task(self.ctx(), name), [])
+
+    @rule(name=st.sampled_from(NAMES), to=st.sampled_from((None, 1, 2, 3)))
+    def undo(self, name: str, to: int | None) -> None:
+        if self.agent_dir(name) is None:
+            return
+        try:
+            turns.undo(self.ctx(), name, to=to)
+        except MuxError:  # no such turn, nothing to go back to, the agent busy
+            return
 
     @rule()
     def kill_tmux(self) -> None:

@@ -56,6 +56,11 @@ def hook_events(repo: Path, name: str) -> list[dict[str, Any]]:
     return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
 
 
+def turns_of(repo: Path, name: str) -> list[dict[str, Any]]:
+    found: list[dict[str, Any]] = json.loads(run_mux("log", name, "--json", cwd=repo).stdout)
+    return found
+
+
 def test_claude_working_waiting_approve_idle_then_exit(
     real_agents: RealAgents, fake_anthropic: FakeAnthropic, short_repo: Path, tmux_socket: str,
     monkeypatch: pytest.MonkeyPatch,
@@ -82,6 +87,9 @@ def test_claude_working_waiting_approve_idle_then_exit(
     # Between the answer and the end of the turn the agent was working again (its tool ran).
     names = [e["name"] for e in hook_events(repo, "cl")]
     assert names.index("PostToolUse") > names.index("PermissionRequest")
+    # The turn's checkpoint holds the prompt and the model's final text, from the Stop hook (issue 16).
+    turn = wait_until(lambda: turns_of(repo, "cl"), timeout=15)[-1]
+    assert (turn["prompt"], turn["summary"]) == ("write hello.txt", "Done: wrote hello.txt.")
     run_mux("send", "cl", "/exit", cwd=repo)
     exited = wait_until(lambda: (r := row(repo, "cl"))["exit_status"] is not None and r, timeout=30)
     assert (exited["state"], exited["exit_status"]) == ("exited", 0)

@@ -1,4 +1,5 @@
-"""`mux gc`: old recovery refs dropped, the only way they go, and with them the inboxes of tasks gone for good."""
+"""`mux gc`: old recovery refs and the old checkpoints of removed tasks dropped, the only way they go, and with them
+the inboxes of tasks gone for good."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 from muxagent.commands.context import Context, load_tasks
 from muxagent.errors import StoreError, UsageError
-from muxagent.git import recovery_refs
+from muxagent.git import checkpoints, recovery_refs
 from muxagent.state import inbox, intents
 
 STAMP_FORMAT = "%Y%m%dT%H%M%SZ"
@@ -37,6 +38,7 @@ def gc(ctx: Context, older_than_days: float, dry_run: bool = False) -> list[str]
             recovery_refs.delete_recovery_ref(ctx.repo, ref, commit)
             ctx.store.journal("gc", ref=ref, commit=commit)
         dropped.append(ref)
+    dropped += _drop_checkpoints(ctx, cutoff.timestamp(), dry_run)
     try:
         forgotten = inbox.forget(ctx.store.root, _inboxes_to_keep(ctx, set(dropped)), dry_run=dry_run)
     except StoreError as exc:
@@ -46,6 +48,22 @@ def gc(ctx: Context, older_than_days: float, dry_run: bool = False) -> list[str]
     for name in [] if dry_run else forgotten:
         ctx.store.journal("gc-inbox", name=name)
     return dropped + [f"the inbox of {name}" for name in forgotten]
+
+
+def _drop_checkpoints(ctx: Context, cutoff: float, dry_run: bool) -> list[str]:
+    """The checkpoints older than `cutoff` of names no task has (nor a command in progress is about): `mux rm`
+    keeps a task's turns for `mux log` and `mux restore`, this is where they go."""
+    live = {task.name for task in load_tasks(ctx)} | intents.names(ctx.store.root)
+    dropped = []
+    for name, found in checkpoints.names_with_checkpoints(ctx.repo).items():
+        for checkpoint in found if name not in live else []:
+            if checkpoint.at >= cutoff:
+                continue
+            if not dry_run:
+                checkpoints.delete_checkpoint(ctx.repo, checkpoint)
+                ctx.store.journal("gc", ref=checkpoint.ref, commit=checkpoint.commit)
+            dropped.append(checkpoint.ref)
+    return dropped
 
 
 def _inboxes_to_keep(ctx: Context, dropped: set[str]) -> set[str]:

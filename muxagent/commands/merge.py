@@ -27,7 +27,7 @@ from muxagent.commands.remove import Removal, journal_removal, remove_locked, su
 from muxagent.commands.report import list_reports
 from muxagent.commands.sync import SyncAllResult, sync_all
 from muxagent.errors import MergeConflictError, MuxError, UnknownTaskError, WouldLoseWorkError
-from muxagent.git import diffs, merging, repository, worktree_status, worktrees
+from muxagent.git import checkpoints, diffs, merging, repository, worktree_status, worktrees
 from muxagent.model import Progress, State, Task, no_progress
 from muxagent.state import intents
 from muxagent.state.store import Registry, task_to_dict
@@ -134,7 +134,7 @@ def _merge_locked(
     with merging.commit_undone_on_error(plan.worktree if plan.dirty else None):
         if plan.dirty and plan.worktree is not None:
             progress(f"committing the uncommitted work of {task.name}")
-            committed = merging.commit_all(plan.worktree, work_message(task, request))
+            committed = merging.commit_all(plan.worktree, work_message(ctx, task, request))
             ctx.store.journal("commit", name=task.name, commit=committed)
             intents.crash_point("merge:after-commit")
         tip = repository.branch_tip(ctx.repo, task.branch)
@@ -339,7 +339,7 @@ def _result_commit(ctx: Context, task: Task, plan: _Plan, tip: str, request: Mer
     if request.strategy is Strategy.SQUASH:
         if tree == repository.tree_of(ctx.repo, plan.old):
             return plan.old  # already squash-merged: an empty commit would say nothing
-        return merging.commit_tree(ctx.repo, tree, [plan.old], work_message(task, request))
+        return merging.commit_tree(ctx.repo, tree, [plan.old], work_message(ctx, task, request))
     message = request.message or f"Merge branch '{task.branch}' into {plan.target}"
     return merging.commit_tree(ctx.repo, tree, [plan.old, tip], message)
 
@@ -366,9 +366,13 @@ def _scratch(ctx: Context, task: Task) -> Path:
     return ctx.store.root / "scratch" / task.name
 
 
-def work_message(task: Task, request: MergeRequest) -> str:
-    text = request.message or (task.prompt or "").strip() or f"mux: work of task {task.name}"
-    return text + "\n"
+def work_message(ctx: Context, task: Task, request: MergeRequest) -> str:
+    """The user's message as given, else the first prompt with a body listing the turns (issue 16)."""
+    if request.message:
+        return request.message + "\n"
+    text = (task.prompt or "").strip() or f"mux: work of task {task.name}"
+    body = checkpoints.turns_body(checkpoints.list_checkpoints(ctx.repo, task.name))
+    return text + (f"\n\n{body}" if body else "") + "\n"
 
 
 def _count(paths: list[str]) -> str:

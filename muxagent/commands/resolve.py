@@ -67,14 +67,14 @@ def merge_or_resolve(
             raise
         if agent is not None:
             target = request.into or task.base
-            return _start_resolver(ctx, task, target, agent, exc, work_message(task, request), progress)
+            return _start_resolver(ctx, task, target, agent, exc, work_message(ctx, task, request), progress)
         state = _agent_state(ctx, task)
         if state is not State.IDLE:
             # Its files would change under a working agent, or no agent would ever take the prompt.
             raise MergeConflictError(
                 f"{exc}; not handed to its agent, which is {state.value} (--resolve needs it idle)", exc.paths
             ) from None
-        started = _start(ctx, task, request.into or task.base, exc.paths, work_message(task, request), progress)
+        started = _start(ctx, task, request.into or task.base, exc.paths, work_message(ctx, task, request), progress)
         if started.conflicts:
             return started
         result = merge(ctx, request, progress)  # its branch moved since the check: the merge went through

@@ -87,18 +87,35 @@ def _store_exact(worktree: Path, paths: Sequence[str], env: Mapping[str, str]) -
         run_git(worktree, "update-index", "-z", "--index-info", env=env, stdin="".join(entries))
 
 
-def _recovery_commit(name: str, stamp: str, worktree: Path, tip: str | None) -> str | None:
-    """Commit the worktree's state on top of the branch tip; None when the tip already holds all of it."""
+def worktree_tree(worktree: Path) -> tuple[str | None, str | None]:
+    """(the worktree's HEAD, a tree of its files as they are on disk, precious ignored ones included), the tree
+    None when HEAD's holds all of it. What a recovery ref and a checkpoint (checkpoints.py) keep, alike."""
     with work_index(worktree) as env:
         status = read_status(worktree, ignored=True, env=env)
         precious = precious_ignored(worktree, status, env)
     hidden = hidden_edits(worktree)  # `add -A` leaves them out as git status does
-    if not (status.tracked or status.untracked or precious or hidden) and status.head == tip:
-        return None
-    tree = snapshot_tree(worktree, precious, [*status.tracked, *status.untracked, *precious, *hidden])
+    if not (status.tracked or status.untracked or precious or hidden):
+        return status.head, None
+    return status.head, snapshot_tree(worktree, precious, [*status.tracked, *status.untracked, *precious, *hidden])
+
+
+def tree_of(cwd: Path, commit: str | None) -> str:
+    """A commit's tree; the empty tree for None (a branch with no commit yet)."""
+    if commit is None:
+        return run_git(cwd, "hash-object", "-w", "-t", "tree", "--stdin", stdin="").stdout.strip()
+    return run_git(cwd, "rev-parse", "--verify", "--end-of-options", f"{commit}^{{tree}}").stdout.strip()
+
+
+def _recovery_commit(name: str, stamp: str, worktree: Path, tip: str | None) -> str | None:
+    """Commit the worktree's state on top of the branch tip; None when the tip already holds all of it."""
+    head, tree = worktree_tree(worktree)
+    if tree is None:
+        if head == tip:
+            return None
+        tree = tree_of(worktree, head)
     # The worktree's own HEAD becomes a second parent when it left the branch (detached, mid-rebase),
     # so its commits stay reachable too.
-    parents = [c for c in dict.fromkeys((tip, status.head)) if c]
+    parents = [c for c in dict.fromkeys((tip, head)) if c]
     args = ["commit-tree", "--no-gpg-sign", "-m", f"mux recovery: {name} at {stamp}"]
     for parent in parents:
         args += ["-p", parent]
@@ -387,7 +404,7 @@ def _restore_repository(repo: RepoPaths, sub: Path, ref: str) -> None:
         run_git(sub, "symbolic-ref", "HEAD", head)
     elif head:
         run_git(sub, "update-ref", "--no-deref", "HEAD", head)
-    since = run_git(sub, "hash-object", "-w", "-t", "tree", "--stdin", stdin="").stdout.strip()  # the empty tree
+    since = tree_of(sub, None)
     if run_git(sub, "rev-parse", "--verify", "-q", "HEAD", ok=(0, 1)).returncode == 0:
         run_git(sub, "read-tree", "-m", "-u", "HEAD")  # HEAD's files, as a checkout writes them
         since = "HEAD"

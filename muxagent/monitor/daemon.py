@@ -28,6 +28,7 @@ from muxagent.git import worktrees
 from muxagent.model import State, Task, TaskReport
 from muxagent.monitor.family import Family
 from muxagent.monitor.keeper import ViewKeeper
+from muxagent.monitor.turns import TurnRecorder
 from muxagent.monitor.watch import ChangeWatcher, in_git_dir
 from muxagent.state import files, monitor_state, prompt_queue, view
 from muxagent.state.monitor_state import MonitorState
@@ -133,10 +134,12 @@ class Monitor:
     hook_events: events.EventsCache = field(default_factory=events.EventsCache)
     family: Family = field(init=False)
     keeper: ViewKeeper = field(init=False)
+    turns: TurnRecorder = field(init=False)
 
     def __post_init__(self) -> None:
         self.family = Family.load(self.ctx)
         self.keeper = ViewKeeper(self.ctx)
+        self.turns = TurnRecorder(self.ctx)
 
     def tick(self) -> int:
         """One look at every task; returns how many tasks there are."""
@@ -148,6 +151,7 @@ class Monitor:
         self.keeper.publish(reports, touched | set(self.polling), self.last_change, looked_at, epoch)
         # Before anything is typed: a parent told of its children in this tick hears of all of them at once.
         self.family.observe(reports)
+        self.turns.observe(reports, self.hook_events)  # before a queued prompt starts the next turn
         tasks = {item.task.name: item.task for item in reports}
         for item in reports:
             seen = self.seen.setdefault(item.task.name, _Seen())

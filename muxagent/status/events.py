@@ -36,6 +36,10 @@ class HookEvent:
     detail: str = ""
     launch: str = ""
     session: str = ""  # the agent's conversation id, when its hook names one (status/hooks.py, session_of)
+    # The turn's prompt and the agent's last message, when its hook gives them (status/hooks.py, texts_of):
+    # what a checkpoint's message holds.
+    prompt: str = ""
+    message: str = ""
 
 
 def new_launch() -> str:
@@ -54,6 +58,10 @@ def append(path: Path, event: HookEvent) -> None:
         record["launch"] = event.launch
     if event.session:
         record["session"] = event.session
+    if event.prompt:
+        record["prompt"] = event.prompt
+    if event.message:
+        record["message"] = event.message
     line = (json.dumps(record, separators=(",", ":")) + "\n").encode()
     try:
         fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
@@ -155,6 +163,8 @@ def _parse(line: bytes) -> HookEvent | None:
             detail=str(raw.get("detail", "")),
             launch=str(raw.get("launch", "")),
             session=str(raw.get("session", "")),
+            prompt=str(raw.get("prompt", "")),
+            message=str(raw.get("message", "")),
         )
     except (ValueError, KeyError, TypeError, AttributeError):
         return None  # a torn or foreign line: skip it, never fail a reader

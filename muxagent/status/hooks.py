@@ -107,6 +107,31 @@ def session_of(source: str, payload: Any) -> str:
     return found if isinstance(found, str) and SESSION_ID.match(found) else ""
 
 
+# What an event keeps of a prompt or a final message: the events file's tail (TAIL_BYTES) must hold many events.
+MAX_TEXT = 2000
+
+
+def texts_of(source: str, payload: Any) -> tuple[str, str]:
+    """(the turn's prompt, the agent's last message of the turn) as the hook payload gives them, each trimmed:
+    Claude Code's `prompt` (UserPromptSubmit) and `last_assistant_message` (Stop), Codex's `input-messages` and
+    `last-assistant-message`."""
+    if not isinstance(payload, dict):
+        return "", ""
+    if source == "claude":
+        prompt, message = payload.get("prompt"), payload.get("last_assistant_message")
+    elif source == "codex":
+        inputs = payload.get("input-messages")
+        prompt = inputs[-1] if isinstance(inputs, list) and inputs else None
+        message = payload.get("last-assistant-message")
+    else:
+        return "", ""
+    return _text(prompt), _text(message)
+
+
+def _text(value: object) -> str:
+    return value[:MAX_TEXT] if isinstance(value, str) else ""
+
+
 def _payload(args: list[str]) -> Any:
     if args:
         text = args[-1][:MAX_PAYLOAD]
@@ -144,7 +169,10 @@ def main(argv: list[str]) -> int:
         payload = _payload(args)
         name, state, detail = interpret(source, payload)
         launch = os.environ.get(LAUNCH_ENV, "")[:MAX_LAUNCH]
-        event = HookEvent(_event_time(), source, name, state, detail, launch, session=session_of(source, payload))
+        prompt, message = texts_of(source, payload)
+        event = HookEvent(
+            _event_time(), source, name, state, detail, launch, session_of(source, payload), prompt, message
+        )
         append(events_path(Path(state_dir), task), event)
     except Exception:  # a hook must never break or slow the agent
         pass
