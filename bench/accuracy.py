@@ -12,8 +12,14 @@ hooks (`hooks = "claude"`) and one the profile's screen rules alone. `mux ls --j
 Per agent: agreement with the truth outside a grace window after each true transition (the latency target of
 that transition: 1.5 s for one a hook reports, `idle_after` + 1 s for one only the screen shows), the detection
 latency of each kind of transition (p50 / p95), and flaps: changes of the state shown that no true transition
-explains (a state left and re-entered, or moved to, on unchanged evidence). Real agents against the local fake
-model servers are not in this run yet; see the README's figures for what was measured.
+explains (a state left and re-entered, or moved to, on unchanged evidence).
+
+    python bench/accuracy.py --real --rounds 3 --json bench/accuracy-real.json
+
+runs the real Claude Code (tests/realagents/, installed on first use) against the fake Anthropic server instead:
+turns, a permission granted, an Esc in a held-back reply, a failed request (HTTP 500) and quiet spells, the truth
+taken from when the script pressed each key and when the server ended each reply. Codex and OpenCode are not in
+it yet.
 """
 
 from __future__ import annotations
@@ -30,6 +36,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(1, str(Path(__file__).resolve().parents[1] / "tests"))  # the real agents' installs and servers
 
 from harness import BenchError, Sandbox, install_signal_handlers, percentile
 
@@ -302,6 +309,145 @@ def run(rounds: int) -> dict[str, Any]:
         box.close()
 
 
+class ClaudeSession:
+    """The real Claude Code in a mux task against the fake Anthropic server (tests/realagents/), the truth written
+    as the script goes: working from the Enter that sends a prompt, waiting from the end of a reply asking for a
+    permission, idle from the end of the last reply of a turn (the server knows when each ends) or the Esc."""
+
+    NAME = "claude"
+
+    def __init__(self, box: Sandbox) -> None:
+        from realagents.fake_anthropic import FakeAnthropic
+        from realagents.homes import claude_env
+        from realagents.plugin import load_real_agents
+
+        agents = load_real_agents()
+        self.box = box
+        self.server = FakeAnthropic()
+        # The task's worktree trusted ahead (no trust dialog): Claude trusts no folder for its parent's sake.
+        worktree = box.repo.parent / f"{box.repo.name}.worktrees" / self.NAME
+        box.env.update(claude_env(Path(box.env["HOME"]), worktree, self.server.url))
+        box.env["PATH"] = agents.path_env()
+        self.transitions = [Transition(time.time(), "starting", "screen", "starting")]
+        self.window = ""
+
+    def start(self) -> None:
+        self.box.mux("new", self.NAME, "-a", "claude")
+        rows = self.wait_for(lambda r: r["state"] == "idle", 90)
+        self.window = str(rows["window"])
+        self.truth("idle", "screen")
+
+    def wait_for(self, check: Any, timeout: float) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            row = next((r for r in self.box.ls()[1] if r["name"] == self.NAME), None)
+            if row is not None and check(row):
+                return row
+            time.sleep(0.25)
+        raise BenchError(f"claude never got there: {row}")
+
+    def truth(self, state: str, seen_by: str, at: float | None = None) -> None:
+        self.transitions.append(Transition(at or time.time(), state, seen_by, self.transitions[-1].state))
+
+    def keys(self, *keys: str) -> float:
+        pressed = time.time()
+        self.box.tmux("send-keys", "-t", self.window, *keys)
+        return pressed
+
+    def prompt(self, text: str) -> None:
+        self.box.tmux("send-keys", "-t", self.window, "-l", text)
+        # A beat between the text and its Enter, as a person types: the truth is the Enter's time, not mux send's
+        # return, which would hide part of the latency.
+        time.sleep(0.3)
+        self.truth("working", "hook", self.keys("Enter"))
+
+    def reply_ended(self, count: int, timeout: float = 60) -> float:
+        """When the `count`th model request's reply was over."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            requests = self.server.model_requests()
+            ended = requests[count - 1].ended if len(requests) >= count else None
+            if ended is not None:
+                return ended
+            time.sleep(0.05)
+        screen = self.box.tmux("capture-pane", "-p", "-t", self.window)
+        raise BenchError(f"claude made {len(self.server.model_requests())} model requests, not {count}:\n{screen}")
+
+    def round(self, index: int) -> None:
+        from realagents import Turn
+
+        asked = len(self.server.model_requests())
+        target = self.box.root / f"hello-{index}.txt"
+        self.server.script = [
+            Turn.text("Thought it over.", delay=3.0),
+            Turn.tool_use("Write", {"file_path": str(target), "content": "hi\n"}, delay=1.0),
+            Turn.text("Done.", delay=1.0),
+            Turn.text("Never sent.", delay=60.0),
+            Turn.error(500, "fake failure"),
+        ]
+        self.prompt(f"turn {index}")
+        self.truth("idle", "hook", self.reply_ended(asked + 1))
+        time.sleep(5.0)  # a quiet spell
+        self.prompt(f"write hello-{index}.txt")
+        self.truth("waiting", "hook", self.reply_ended(asked + 2))
+        time.sleep(3.0)
+        self.truth("working", "hook", self.keys("Enter"))  # "1. Yes" has the focus
+        self.truth("idle", "hook", self.reply_ended(asked + 3))
+        time.sleep(5.0)
+        self.prompt(f"think hard {index}")
+        time.sleep(3.0)  # its reply held back 60 s
+        # No hook follows an Esc: Claude's own status file says idle, else the idle prompt on screen.
+        self.truth("idle", "screen", self.keys("Escape"))
+        time.sleep(6.0)
+        self.prompt(f"try {index}")
+        self.truth("idle", "hook", self.reply_ended(asked + 5))  # StopFailure
+        time.sleep(6.0)
+
+    def close(self) -> None:
+        self.server.stop()
+
+
+def run_real(rounds: int) -> dict[str, Any]:
+    """The script's rounds against the real Claude Code, `ls` sampled at 4 Hz."""
+    box = Sandbox.create()
+    session: ClaudeSession | None = None
+    try:
+        session = ClaudeSession(box)  # its env first: the tmux server's is what the agent gets
+        box.start_server()
+        box.build_repo(20)
+        session.start()
+        samples, stop = Samples(), threading.Event()
+        samplers = [
+            threading.Thread(target=sample, args=(box, samples, stop, index / SAMPLE_HZ), daemon=True)
+            for index in range(SAMPLERS)
+        ]
+        for sampler in samplers:
+            sampler.start()
+        started = time.time()
+        try:
+            for index in range(rounds):
+                session.round(index)
+        finally:
+            stop.set()  # before the sandbox goes
+            for sampler in samplers:
+                sampler.join()
+        elapsed = time.time() - started
+        name = session.NAME
+        shown = [Shown(start, end, rows[name]) for start, end, rows in sorted(samples.rows) if name in rows]
+        transitions = session.transitions[1:]  # from the idle it was in when sampling began
+        return {
+            "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "rounds": rounds,
+            "seconds": round(elapsed, 1),
+            "sample_hz": round(len(samples.rows) / elapsed, 2),
+            "agents": {"claude 2.1.330 (real)": judge(transitions, shown)},
+        }
+    finally:
+        if session is not None:
+            session.close()
+        box.close()
+
+
 def table(results: dict[str, Any]) -> str:
     lines = [
         f"state accuracy, {results['date']}: {results['rounds']} round(s), {results['seconds']} s, "
@@ -331,25 +477,28 @@ def verdicts(item: dict[str, Any]) -> list[str]:
     return found
 
 
-def markdown(results: dict[str, Any]) -> str:
-    """The README's accuracy figures, made from a run's JSON."""
-    lines = [
-        f"Figures of {results['date'][:10]} (`python bench/accuracy.py --rounds {results['rounds']}`): "
-        f"{results['seconds']:.0f} s of scripted sessions, `mux ls --json` sampled at {results['sample_hz']:g} Hz.",
-        "",
-        "| agent | agreement, flaps, latency by transition (p50, p95) |",
-        "| --- | --- |",
-    ]
-    for name, item in results["agents"].items():
-        lines.append(f"| {name} | {'; '.join(verdicts(item))} |")
+def markdown(runs: list[dict[str, Any]]) -> str:
+    """The README's accuracy figures, made from runs' JSON (the stand-ins', the real agents')."""
+    lines = []
+    for results in runs:
+        real = " --real" if any("(real)" in name for name in results["agents"]) else ""
+        lines.append(
+            f"Figures of {results['date'][:10]} (`python bench/accuracy.py{real} --rounds {results['rounds']}`): "
+            f"{results['seconds']:.0f} s of scripted sessions, `mux ls --json` sampled at {results['sample_hz']:g} Hz."
+        )
+        lines.append("")
+    lines += ["| agent | agreement, flaps, latency by transition (p50, p95) |", "| --- | --- |"]
+    for results in runs:
+        for name, item in results["agents"].items():
+            lines.append(f"| {name} | {'; '.join(verdicts(item))} |")
     return "\n".join(lines) + "\n"
 
 
-def write_readme(path: Path) -> None:
+def write_readme(paths: list[Path]) -> None:
     from report import README, with_block
 
-    body = markdown(json.loads(path.read_text()))
-    generator = f"python bench/accuracy.py --write-readme {path}"
+    body = markdown([json.loads(path.read_text()) for path in paths])
+    generator = f"python bench/accuracy.py --write-readme {' '.join(map(str, paths))}"
     README.write_text(with_block(README.read_text(encoding="utf-8"), "accuracy", body, generator), encoding="utf-8")
 
 
@@ -357,14 +506,17 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rounds", type=int, default=3, help="rounds of the script (default 3, ~40 s each)")
     parser.add_argument("--json", dest="json_path", type=Path, help="also write the figures to this file")
-    parser.add_argument("--write-readme", type=Path, metavar="JSON", help="write README.md's figures from a run")
+    parser.add_argument(
+        "--write-readme", type=Path, nargs="+", metavar="JSON", help="write README.md's figures from runs"
+    )
+    parser.add_argument("--real", action="store_true", help="the real Claude Code against the fake model server")
     args = parser.parse_args(argv)
     if args.write_readme is not None:
         write_readme(args.write_readme)
         return 0
     install_signal_handlers()
     try:
-        results = run(max(1, args.rounds))
+        results = (run_real if args.real else run)(max(1, args.rounds))
     except BenchError as exc:
         print(f"bench: {exc}", file=sys.stderr)
         return 1

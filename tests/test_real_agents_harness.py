@@ -39,6 +39,7 @@ MARKERS = {
     "codex-idle": r"› Ask Codex to do anything",
     "codex-trust": r"Trust this folder\?",
     "opencode-idle": r"Ask anything",
+    "opencode-idle-after-turn": r"Done: wrote hello\.txt\.",
     "opencode-working": r"esc interrupt",
     "opencode-waiting-permission": r"Permission required",
 }
@@ -54,8 +55,10 @@ def keep(name: str, screen: str, *paths: tuple[Path, str]) -> str:
     text = "\n".join(line.rstrip() for line in text.rstrip().splitlines()) + "\n"
     assert re.search(MARKERS[name], text), f"{name}: {MARKERS[name]!r} not in\n{text}"
     if UPDATE:
-        SCREENS.mkdir(parents=True, exist_ok=True)
-        (SCREENS / f"{name}.txt").write_text(text)
+        agent, state = name.split("-", 1)
+        folder = SCREENS / agent / install.PACKAGES[agent][1]
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / f"{state}.txt").write_text(text)
     return text
 
 
@@ -98,10 +101,11 @@ def test_an_unreachable_registry_fails_with_a_clear_message(tmp_path: Path, monk
 
 def test_saved_screens_still_carry_their_markers() -> None:
     for name, marker in MARKERS.items():
-        path = SCREENS / f"{name}.txt"
+        agent, state = name.split("-", 1)
+        path = SCREENS / agent / install.PACKAGES[agent][1] / f"{state}.txt"
         if path.exists():
-            assert re.search(marker, path.read_text()), f"{path.name} lost {marker!r}"
-    assert not list(SCREENS.glob("*.txt")) or (SCREENS / "README.md").exists()
+            assert re.search(marker, path.read_text()), f"{path} lost {marker!r}"
+    assert not list(SCREENS.glob("*/*/*.txt")) or (SCREENS / "README.md").exists()
 
 
 # -- Claude Code ----------------------------------------------------------------------------------------------------
@@ -263,7 +267,9 @@ def test_opencode_idles_works_and_asks_permission(
     keep("opencode-waiting-permission", agent_tmux.wait_for(pane, MARKERS["opencode-waiting-permission"]), *stable)
     agent_tmux.send_keys(pane, "Enter")
     wait_until((proj / "hello.txt").exists, timeout=15)
-    agent_tmux.wait_for(pane, lambda s: "Done: wrote hello.txt." in s and "esc interrupt" not in s)
+    done = agent_tmux.wait_for(pane, lambda s: "Done: wrote hello.txt." in s and "esc interrupt" not in s)
+    # Back at its prompt after a turn OpenCode shows no "Ask anything": the screen rule must know it idle too.
+    keep("opencode-idle-after-turn", done, *stable)
     wait_until(lambda: "session.idle" in event_recorder.names(), timeout=10)
     names = [n for n in event_recorder.names() if n.startswith(("session.status", "session.idle", "permission."))]
     assert in_order(

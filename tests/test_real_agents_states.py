@@ -26,8 +26,6 @@ SETTLE = 3.0 + 1.0
 # One `mux ls` and one tmux key on a busy two-core machine: what a poll may add to the bound.
 POLL_SLACK = 1.5
 HOLD = 20.0
-# OpenCode reports its interrupted turn itself (session.idle), once its request is aborted: 7-9 s here.
-OPENCODE_ABORT = 15.0
 
 
 def states_over(repo: Path, name: str, seconds: float) -> list[tuple[float, str, str]]:
@@ -133,7 +131,8 @@ def test_opencode_turn_interrupted_by_esc_stays_idle(
     press(tmux_socket, working["window"], "Escape")
     wait_until(lambda: "again" in run_mux("peek", "oc", cwd=repo).stdout, timeout=5)
     press(tmux_socket, working["window"], "Escape")
-    settles_and_holds(repo, "oc", "idle", "Esc Esc", within=OPENCODE_ABORT)
+    # OpenCode's own session.idle says so within a second here; its footer (`ctrl+p commands`) within idle_after.
+    settles_and_holds(repo, "oc", "idle", "Esc Esc")
 
 
 @pytest.mark.parametrize(("status", "error"), [(429, "rate_limit"), (500, "server_error")])

@@ -118,6 +118,35 @@ def test_a_session_named_by_another_launch_is_never_resumed(repo: Path, claude_l
     assert f"resumed session {session}" in shown and "not the task's" not in shown
 
 
+def test_restore_resumes_the_removed_tasks_own_conversation(repo: Path, claude_like: str) -> None:
+    """`mux rm` drops the task's hook events; the recovery ref's record keeps the conversation ids instead."""
+    run_mux("new", "gone", "-a", claude_like, "-p", "remember the word otter", cwd=repo)
+    session = recorded_session(repo, "gone")
+    # A newer conversation of the same directory: `--continue` would take that one, the recorded id does not.
+    worktree = repo.parent / "proj.worktrees" / "gone"
+    add_conversation(session, worktree, "a later talk")
+    run_mux("rm", "--force", "gone", cwd=repo)
+    proc = run_mux("restore", "gone", cwd=repo)
+    assert proc.stderr == ""
+    shown = wait_until(lambda: (s := screen(repo, "gone")) and "session" in s and s)
+    assert f"resumed session {session}" in shown and "earlier: remember the word otter" in shown
+    assert "a later talk" not in shown
+
+
+def test_restore_never_resumes_another_tasks_conversation(repo: Path, claude_like: str) -> None:
+    run_mux("new", "mine", "-a", claude_like, "-p", "my own words", cwd=repo)
+    run_mux("new", "theirs", "-a", claude_like, "-p", "their secret", cwd=repo)
+    mine, theirs = recorded_session(repo, "mine"), recorded_session(repo, "theirs")
+    run_mux("send", "mine", f"resume {theirs}", cwd=repo)
+    wait_until(lambda: recorded_session(repo, "mine") == theirs)
+    run_mux("rm", "--force", "mine", cwd=repo)
+    proc = run_mux("restore", "mine", cwd=repo)
+    elsewhere = repo.parent / "proj.worktrees" / "theirs"
+    assert proc.stderr == f"mux: mine: session {theirs} is of {elsewhere}: resuming with `--continue` instead\n"
+    shown = wait_until(lambda: (s := screen(repo, "mine")) and "continued session" in s and s)
+    assert f"continued session {mine}" in shown and "their secret" not in shown
+
+
 @pytest.mark.parametrize("session", ["../../etc/passwd", "*", "--help", "a b", ""])
 def test_a_session_id_that_is_no_id_is_never_put_on_the_command_line(session: str, tmp_path: Path) -> None:
     found = resume("claude", [session], tmp_path, {"HOME": str(tmp_path)}, ("--continue",))

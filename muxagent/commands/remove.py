@@ -157,7 +157,11 @@ def remove_locked(
     ref = None
     if save and (lost or has_branch):
         ref = recovery_refs.write_recovery_ref(ctx.repo, task.name, task.branch, worktree if present else None)
-        ctx.store.journal("recovery", name=task.name, ref=ref, lost=lost, record=task_to_dict(task))
+        # The conversations its hooks recorded go with the record: the events file goes below, and `mux restore`
+        # resumed whatever conversation of the directory was latest instead of the task's own.
+        conversations = events.sessions(events.events_path(ctx.store.root, task.name))
+        record = task_to_dict(task)
+        ctx.store.journal("recovery", name=task.name, ref=ref, lost=lost, record=record, sessions=conversations)
     if on_removing is not None:
         on_removing()
     intents.crash_point("rm:after-recovery-ref")

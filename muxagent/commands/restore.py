@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -14,7 +15,7 @@ from muxagent.git import recovery_refs, repository
 from muxagent.model import AgentProfile, Progress, Task, no_progress
 from muxagent.state import intents
 from muxagent.state.store import task_from_dict
-from muxagent.status import adapters
+from muxagent.status import adapters, sessions
 
 
 @dataclass(frozen=True)
@@ -47,14 +48,15 @@ def restore(ctx: Context, name: str, at: str | None = None, progress: Progress =
             listing = f"git for-each-ref refs/mux/recovery/{name}"
             raise UnknownTaskError(f"no recovery ref of {name!r} at {at!r}: see `{listing}`")
     ref, commit = refs[-1]
-    record = _recorded_task(ctx, ref)
+    saved = _recorded(ctx, ref)
+    record = saved.task
     tip, snapshot = recovery_refs.recovery_parts(ctx.repo, commit)
     worktree = Path(record.worktree) if record is not None else worktree_path(ctx, name)
     if worktree.exists():
         worktree = worktree_path(ctx, name)
     profile = _profile_for(ctx, record)
     adapter = adapters.install(profile.hooks, ctx.store.root)
-    argv = [*profile.command, *adapter.args, *profile.resume_args]  # resume the conversation, as `mux restart`
+    argv = [*profile.command, *adapter.args, *_resume(ctx, name, saved, profile, worktree).args]
     base = record.base if record is not None else None
     fields = intents.RestoreRecord(op="restore", name=name, worktree=str(worktree), base=base, ref=ref)
     intent = intents.intent(ctx.store.root, fields)
@@ -118,14 +120,35 @@ def _restore_submodules(
     return found
 
 
-def _recorded_task(ctx: Context, ref: str) -> Task | None:
-    """The task as it was when the recovery ref was written (the journal keeps it), or None."""
+@dataclass(frozen=True)
+class SavedRecord:
+    """What the journal kept of the task when the recovery ref was written: the task (None when the journal has
+    no readable line for the ref) and the agent's conversation ids its hooks recorded, newest first."""
+
+    task: Task | None
+    sessions: list[str]
+
+
+def _recorded(ctx: Context, ref: str) -> SavedRecord:
     for entry in reversed(ctx.store.read_journal()):
-        record = entry.get("record")
+        record, conversations = entry.get("record"), entry.get("sessions")
         if entry.get("ref") == ref and isinstance(record, dict):
             with contextlib.suppress(ValueError):
-                return task_from_dict(record)
-    return None
+                # Lines written before the ids were kept have none: the profile's resume_args then.
+                ids = [s for s in conversations if isinstance(s, str)] if isinstance(conversations, list) else []
+                return SavedRecord(task_from_dict(record), ids)
+    return SavedRecord(None, [])
+
+
+def _resume(ctx: Context, name: str, saved: SavedRecord, profile: AgentProfile, worktree: Path) -> sessions.Resume:
+    """The task's own conversation, as `mux restart` resumes it: a recorded session only when the agent's records
+    place it in the worktree it is restored into (else another task's conversation, or one this directory's agent
+    cannot find), and only for the agent that recorded it; else the profile's `resume_args`, and a note."""
+    recorded = saved.sessions if saved.task is not None and saved.task.agent == profile.name else []
+    found = sessions.resume(profile.hooks, recorded, worktree, {**os.environ, **profile.env}, profile.resume_args)
+    if found.note:
+        ctx.notes.append(f"{name}: {found.note}")
+    return found
 
 
 def _profile_for(ctx: Context, record: Task | None) -> AgentProfile:

@@ -66,6 +66,9 @@ class Request:
     body: Any
     side: bool = False
     at: float = field(default_factory=time.time)
+    # When the reply was over (its last byte sent, or the connection cut): when the agent's turn could end, the
+    # ground truth bench/accuracy.py measures `mux ls` against. None while it is being answered.
+    ended: float | None = None
 
     def text(self) -> str:
         """The whole request body as text, for assertions like `"hello.txt" in req.text()`."""
@@ -229,6 +232,8 @@ class FakeModelServer:
                 self.answer_other(req, handler)
         except (BrokenPipeError, ConnectionResetError):
             handler.close_connection = True
+        finally:
+            req.ended = time.time()
 
     def _handler_class(self) -> type[BaseHTTPRequestHandler]:
         server = self
