@@ -124,9 +124,15 @@ def common_dir(cwd: str) -> str | None:
         return None
     try:
         with open(os.path.join(git_dir, "commondir"), encoding="utf-8") as file:
-            return os.path.normpath(os.path.join(git_dir, file.read().strip()))
+            common = os.path.normpath(os.path.join(git_dir, file.read().strip()))
     except FileNotFoundError:
-        return git_dir
+        common = git_dir
+    # Only the plain layout, a main checkout holding its `.git` folder: a `--separate-git-dir` repo or a bare one
+    # is the CLI's to judge (it refuses a worktree whose main checkout it cannot find, and a bare repository;
+    # test_an_agent_runs_mux_from_its_worktree_of_a_separate_git_dir_repo caught the fast path answering there).
+    if os.path.basename(common) != ".git" or not os.path.isfile(os.path.join(common, "index")):
+        return None
+    return common
 
 
 def _interrupted(root: str) -> bool:

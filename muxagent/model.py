@@ -8,8 +8,6 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from muxagent.listing import iso_epoch as iso_epoch
-
 # Told what a long operation is doing now, in a few words ("merging x into main"); the CLI draws it.
 Progress = Callable[[str], None]
 

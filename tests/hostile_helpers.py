@@ -13,6 +13,7 @@ from pathlib import Path
 
 import libtmux
 from conftest import git, window_task
+from merge_helpers import refs
 
 
 def run_raw(
@@ -67,7 +68,7 @@ def disk_state(repo: Path, socket: str) -> tuple[object, ...]:
     `.git/mux` and the tmux windows (by id and task: the monitor renames them as states change)."""
     windows = [(window.window_id, window_task(window)) for window in libtmux.Server(socket_name=socket).windows]
     return (
-        git(repo, "for-each-ref", "--format=%(refname) %(objectname)"),
+        refs(repo),
         git(repo, "worktree", "list", "--porcelain"),
         sorted(p.name for p in repo.parent.iterdir()),
         _tree(repo / ".git" / "mux"),

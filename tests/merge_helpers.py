@@ -25,7 +25,10 @@ def commit_file(cwd: Path, path: str, text: str, message: str | None = None) -> 
 
 
 def refs(repo: Path) -> str:
-    return git(repo, "for-each-ref", "--format=%(refname) %(objectname)")
+    """Every ref but the checkpoints: the monitor writes one whenever a task's turn ends, whatever command runs
+    meanwhile (a family test caught a child's turn ending while a merge into its parent was being refused)."""
+    listed = git(repo, "for-each-ref", "--format=%(refname) %(objectname)").splitlines(keepends=True)
+    return "".join(line for line in listed if not line.startswith("refs/mux/checkpoints/"))
 
 
 def tree_digest(root: Path) -> str:

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 from conftest import git, make_repo, mux_ls, run_mux, wait_until
-from merge_helpers import checkout_state, commit_file, start
+from merge_helpers import checkout_state, commit_file, refs, start
 
 pytestmark = pytest.mark.usefixtures("fake_profile")
 
@@ -335,7 +335,7 @@ def test_a_working_parent_takes_a_merge_only_from_its_own_pane_or_with_while_bus
         worktree = child_of(repo, name, "--parent", "parent")
         commit_file(worktree, f"{name}.txt", f"{name}\n")
     parent = Path(mux_ls(repo)["parent"]["worktree"])
-    before = checkout_state(parent), git(repo, "for-each-ref")
+    before = checkout_state(parent), refs(repo)
 
     proc = run_mux("merge", "refused", cwd=repo, check=False)
 
@@ -343,7 +343,7 @@ def test_a_working_parent_takes_a_merge_only_from_its_own_pane_or_with_while_bus
         "mux: 'parent' is working, and merging 'refused' changes the files under its agent: run it from 'parent''s"
         " own pane, after `mux wait parent`, or with --while-busy"
     ]
-    assert (checkout_state(parent), git(repo, "for-each-ref")) == before
+    assert (checkout_state(parent), refs(repo)) == before
     run_mux("merge", "forced", "--while-busy", cwd=repo)
     monkeypatch.setenv("MUX_TASK", "parent")  # the parent's agent asks for it
     run_mux("merge", "asked", cwd=parent)

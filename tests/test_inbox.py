@@ -20,7 +20,8 @@ import pytest
 from conftest import mux_ls, new_task, profile_with, run_mux, wait_until, window_task
 
 from muxagent.commands import recovery, report
-from muxagent.model import iso_epoch, utc_iso
+from muxagent.listing import iso_epoch
+from muxagent.model import utc_iso
 from muxagent.monitor import daemon
 from muxagent.state import inbox, monitor_state
 from muxagent.state.inbox import EntryChanges

@@ -83,7 +83,7 @@ def test_claude_and_codex_on_one_prompt_compared_the_winner_kept_and_a_conflict_
     # Both added answer.txt: a conflict, resolved by a real Claude Code in a sub-task of its own.
     resolved = "printf 'claude and codex\\n' > answer.txt && git add answer.txt && git commit -q --no-edit"
     fake_anthropic.script = [
-        Turn.tool_use("Bash", {"command": f"sh -c \"{resolved}\"", "description": "Resolve answer.txt"}),
+        Turn.tool_use("Bash", {"command": f'sh -c "{resolved}"', "description": "Resolve answer.txt"}),
         Turn.text("Resolved answer.txt."),
     ]
     assert run_mux("merge", "best-codex", cwd=repo, check=False).returncode == 3

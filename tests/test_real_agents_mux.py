@@ -103,7 +103,8 @@ def test_claude_settles_when_the_model_server_dies_mid_turn(
     fake_anthropic.script = [Turn.hang("Let me think")]
     run_mux("new", "dies", "-a", "claude", "-p", "think hard", cwd=repo)
     wait_until(lambda: fake_anthropic.hanging, timeout=30)
-    assert row(repo, "dies")["state"] == "working"
+    # The request can reach the server before the live view has published the prompt's hook event (up to 1 s).
+    wait_until(lambda: row(repo, "dies")["state"] == "working", timeout=5)
     fake_anthropic.stop()
     settled = wait_until(lambda: (r := row(repo, "dies"))["state"] in ("idle", "waiting") and r, timeout=30)
     assert settled["state"] == "idle", settled

@@ -13,7 +13,8 @@ from muxagent.commands import worktree_setup
 from muxagent.commands.context import Context, get_task, load_tasks, settings_or_none
 from muxagent.errors import MuxError, TmuxError, UnknownTaskError
 from muxagent.git import repository, worktrees
-from muxagent.model import AgentProfile, PaneInfo, State, Task, TaskReport, TaskStatus, iso_epoch
+from muxagent.listing import iso_epoch
+from muxagent.model import AgentProfile, PaneInfo, State, Task, TaskReport, TaskStatus
 from muxagent.state import inbox, monitor_state, view
 from muxagent.status import changes, classifier, claude_status_file, events, radar
 from muxagent.tmux.client import ScreenCache

@@ -17,7 +17,8 @@ from muxagent import naming, render
 from muxagent.commands.context import Context
 from muxagent.errors import MuxError
 from muxagent.git import repository
-from muxagent.model import State, Task, TaskReport, iso_epoch, utc_iso
+from muxagent.listing import iso_epoch
+from muxagent.model import State, Task, TaskReport, utc_iso
 from muxagent.state import inbox
 from muxagent.state.inbox import Entry, EntryChanges, Recorded
 from muxagent.status import changes
