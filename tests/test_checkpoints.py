@@ -11,7 +11,10 @@ from pathlib import Path
 import pytest
 from conftest import git, make_repo, mux_ls, new_task, profile_with, run_mux, wait_until
 
+from muxagent.commands import context, report
 from muxagent.git import checkpoints, recovery_refs, repository
+from muxagent.monitor.turns import TurnRecorder
+from muxagent.status import events
 
 
 def _task_worktree(tmp_path: Path) -> tuple[repository.RepoPaths, Path, str]:
@@ -234,3 +237,55 @@ def test_a_merge_of_uncommitted_work_and_a_squash_merge_list_the_turns_prompts_a
         assert message.startswith(f"first prompt of {name}\n\n")
         assert f"Turn 1: first prompt of {name}\n  Agent: Chose a file.\nTurn 2: now make it two\n" in message
         assert "  Agent: Made it two." in message
+
+
+def test_undo_to_0_puts_back_the_files_and_branch_the_task_started_with(
+    repo: Path, fake_profile: Path, server: object
+) -> None:
+    worktree = new_task(repo, "t", "-a", "fake")
+    main = repository.discover(repo)
+    start = git(worktree, "rev-parse", "HEAD").strip()
+    started = _files_now(worktree)
+    (worktree / "a.txt").write_text("turn one\n")
+    assert checkpoints.take(main, "t", worktree, "mux/t", start, "one").checkpoint is not None
+    (worktree / "README.md").unlink()
+    git(worktree, "add", "-A")
+    git(worktree, "commit", "-q", "-m", "the agent's commit")
+    commit = git(worktree, "rev-parse", "HEAD").strip()
+    (worktree / "b.txt").write_text("untracked\n")
+    undone = json.loads(run_mux("undo", "t", "--to", "0", "--json", cwd=repo).stdout)
+    assert undone["turn"] == 0 and undone["recovery_ref"]
+    assert _files_now(worktree) == started and git(worktree, "rev-parse", "HEAD").strip() == start
+    assert _reachable_from_refs(repo, commit)
+    # And back: the undo's own checkpoint has what was there.
+    run_mux("undo", "t", "--to", str(undone["saved"]), cwd=repo)
+    assert (worktree / "b.txt").read_text() == "untracked\n" and not (worktree / "README.md").exists()
+    assert git(worktree, "rev-parse", "HEAD").strip() == commit
+
+
+def test_undo_to_0_of_a_task_whose_start_is_unknown_is_refused_in_one_line(
+    repo: Path, fake_profile: Path, server: object
+) -> None:
+    worktree = new_task(repo, "t", "-a", "fake")
+    (worktree / "a.txt").write_text("turn one\n")
+    checkpoints.take(repository.discover(repo), "t", worktree, "mux/t", None, "one")
+    refused = run_mux("undo", "t", "--to", "0", cwd=repo, check=False)
+    assert refused.returncode != 0 and "--to 1" in refused.stderr and len(refused.stderr.splitlines()) == 1
+    assert (worktree / "a.txt").read_text() == "turn one\n"
+
+
+def test_checkpoints_false_in_the_repos_config_takes_none_when_a_turn_ends(
+    repo: Path, fake_profile: Path, server: object
+) -> None:
+    (repo / ".mux.toml").write_text("checkpoints = false\n")  # before the monitor starts: it reads it once
+    worktree = new_task(repo, "t", "-a", "fake")
+    (worktree / "a.txt").write_text("the turn's file\n")
+    ctx = context.open_repo(repo)
+    item = wait_until(
+        lambda: next((r for r in report.list_reports(ctx, with_changes=False) if r.status.state.value == "idle"), None)
+    )
+    # The monitor's own recorder, on the task just seen idle (a turn's end): no checkpoint, no ref.
+    assert TurnRecorder(ctx).observe([item], events.EventsCache()) == []
+    assert git(repo, "for-each-ref", "refs/mux/checkpoints/") == ""
+    (repo / ".mux.toml").write_text("checkpoints = true\n")
+    assert TurnRecorder(context.open_repo(repo)).observe([item], events.EventsCache()) == ["t"]

@@ -133,7 +133,7 @@ class Undone:
         return {"name": self.name, "turn": self.turn, "saved": self.saved, "recovery_ref": self.recovery_ref}
 
     def lines(self) -> list[str]:
-        out = [f"{self.name}: files as at the end of turn {self.turn}"]
+        out = [f"{self.name}: files as {_when(self.turn)}"]
         if self.saved is not None:
             out.append(f"what was there is turn {self.saved}: `mux undo {self.name} --to {self.saved}` brings it back")
         if self.recovery_ref:
@@ -141,6 +141,10 @@ class Undone:
         if not self.told:
             out.append("the agent's conversation is not rewound (`mux undo --tell` tells it which turn it sees)")
         return out
+
+
+def _when(turn: int) -> str:
+    return f"at the end of turn {turn}" if turn else "when the task started"
 
 
 def undo(ctx: Context, name: str, to: int | None = None, tell: bool = False) -> Undone:
@@ -162,7 +166,10 @@ def undo(ctx: Context, name: str, to: int | None = None, tell: bool = False) -> 
     if not found:
         raise MuxError(f"{name!r} has no checkpoint to go back to")
     current = found[-1]
-    target = _turn(found, name, to) if to is not None else _step_back(found, current, name)
+    if to == 0:
+        target = _task_start(ctx, found[0], name)
+    else:
+        target = _turn(found, name, to) if to is not None else _step_back(found, current, name)
     ref = None
     tip = repository.branch_tip(ctx.repo, task.branch)
     if target.tip is not None and tip != target.tip:
@@ -177,12 +184,18 @@ def undo(ctx: Context, name: str, to: int | None = None, tell: bool = False) -> 
     ctx.store.journal("undo", name=name, turn=target.turn, saved=current.commit, recovery_ref=ref)
     told = False
     if tell:
-        interact.send(
-            ctx, name, f"mux undo: the files of this worktree are as they were at the end of turn {target.turn}."
-        )
+        interact.send(ctx, name, f"mux undo: the files of this worktree are as they were {_when(target.turn)}.")
         told = True
     saved = now.turn if now is not None else None
     return Undone(name, target.turn, saved, ref, told)
+
+
+def _task_start(ctx: Context, first: Checkpoint, name: str) -> Checkpoint:
+    """Turn 0, where the task started: the first checkpoint's parent, its files and its tip alike."""
+    if first.parent is None:
+        raise MuxError(f"where {name!r} started is not known (its first checkpoint has no parent): try --to 1")
+    tree = recovery_refs.tree_of(ctx.repo.main, first.parent)
+    return Checkpoint(0, "", first.parent, tree, None, first.parent, 0.0, "", "", ())
 
 
 def _step_back(found: list[Checkpoint], current: Checkpoint, name: str) -> Checkpoint:
