@@ -3,9 +3,11 @@ touching the agent's index, HEAD or branch."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -13,6 +15,7 @@ from conftest import git, make_repo, mux_ls, new_task, profile_with, run_mux, wa
 
 from muxagent.commands import context, report
 from muxagent.git import checkpoints, recovery_refs, repository
+from muxagent.model import State
 from muxagent.monitor.turns import TurnRecorder
 from muxagent.status import events
 
@@ -289,3 +292,39 @@ def test_checkpoints_false_in_the_repos_config_takes_none_when_a_turn_ends(
     assert git(repo, "for-each-ref", "refs/mux/checkpoints/") == ""
     (repo / ".mux.toml").write_text("checkpoints = true\n")
     assert TurnRecorder(context.open_repo(repo)).observe([item], events.EventsCache()) == ["t"]
+
+
+def test_codexs_title_thread_is_kept_out_of_a_checkpoint_and_the_conversations_late_notify_fills_it_in(
+    repo: Path, fake_profile: Path, server: object, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # As the real Codex 0.169 races: its title thread notifies first, the screen shows the turn over, then the
+    # conversation's own notify lands, with no file changed since. Only the conversation has a rollout file.
+    codex_home = tmp_path / "codex-home"
+    monkeypatch.setenv("CODEX_HOME", str(codex_home))
+    profile_with(fake_profile, fake_profile.parent / "fakecodex.toml", hooks="codex")
+    worktree = new_task(repo, "t", "-a", "fakecodex")
+    main = repository.discover(repo)
+    title, conversation = "019a0000-0000-7000-8000-00000000title", "019a0000-0000-7000-8000-000000000conv"
+    rollout = codex_home / "sessions" / "2026" / "12" / "02" / f"rollout-2026-12-02T16-00-00-{conversation}.jsonl"
+    rollout.parent.mkdir(parents=True)
+    rollout.write_text(json.dumps({"type": "session_meta", "payload": {"cwd": str(worktree)}}) + "\n")
+    path = events.events_path(repo / ".git" / "mux", "t")
+    launch = events.current_launch(path)
+
+    def notify(session: str, prompt: str, message: str) -> None:
+        event = events.HookEvent(time.time(), "codex", "agent-turn-complete", State.IDLE, session, launch, session)
+        events.append(path, dataclasses.replace(event, prompt=prompt, message=message))
+
+    (worktree / "hello.txt").write_text("hi\n")
+    notify(title, "Generate a concise title for this conversation", "Fake title")
+    taken = wait_until(lambda: checkpoints.list_checkpoints(main, "t"), timeout=20)[0]
+    assert "title" not in taken.prompt.lower() and taken.summary == ""
+    notify(conversation, "write hello.txt", "Done: wrote hello.txt.")
+    def turns() -> list[checkpoints.Checkpoint]:
+        return checkpoints.list_checkpoints(main, "t")
+
+    wait_until(lambda: turns()[0].summary, timeout=20)
+    filled = turns()
+    assert len(filled) == 1 and (filled[0].prompt, filled[0].summary) == ("write hello.txt", "Done: wrote hello.txt.")
+    assert (filled[0].tree, filled[0].parent, filled[0].tip) == (taken.tree, taken.parent, taken.tip)
+    assert int(filled[0].at) == int(taken.at)

@@ -3,19 +3,21 @@
 from __future__ import annotations
 
 import contextlib
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from muxagent import render
+from muxagent import config, render
 from muxagent.commands import interact, report
-from muxagent.commands.context import Context, load_tasks
+from muxagent.commands.context import Context, load_tasks, settings_or_none
 from muxagent.errors import AgentBusyError, GitError, MuxError, UnknownTaskError
 from muxagent.git import checkpoints, merging, recovery_refs, repository
 from muxagent.git.checkpoints import Checkpoint
 from muxagent.model import State, Task, utc_iso
 from muxagent.naming import validate_name
 from muxagent.state import intents
+from muxagent.status import sessions
 from muxagent.status.events import HookEvent
 
 _SUMMARY_SHOWN = 60
@@ -88,17 +90,43 @@ def record_turn(ctx: Context, task: Task, run: list[HookEvent], note: str = "") 
     if not worktree.is_dir():
         return None
     existing = checkpoints.list_checkpoints(ctx.repo, task.name)
-    since = existing[-1].at if existing else 0.0
-    recent = [event for event in run if event.ts >= since]
-    prompt = next((e.prompt for e in reversed(recent) if e.prompt), "")
+    prompt, summary = _texts(ctx, task, run, existing[-1].at if existing else 0.0)
     if not prompt and not existing:
         prompt = task.prompt or ""
-    summary = note or next((e.message for e in reversed(recent) if e.message), "")
     start = None
     if not existing:
         with contextlib.suppress(GitError):  # a base gone: the first checkpoint has no parent
             start = merging.merge_base(ctx.repo, task.base, task.branch)
-    return checkpoints.take(ctx.repo, task.name, worktree, task.branch, start, prompt, summary).checkpoint
+    return checkpoints.take(ctx.repo, task.name, worktree, task.branch, start, prompt, note or summary).checkpoint
+
+
+def fill_in_turn(ctx: Context, task: Task, run: list[HookEvent], taken: Checkpoint) -> Checkpoint | None:
+    """The checkpoint just taken at the end of this turn, its message given the agent's last message that a hook
+    brought after it (Codex's notify can land after the screen showed the turn over, and a turn that changed
+    nothing since takes no new checkpoint to hold it). None when there is nothing to add."""
+    prompt, summary = _texts(ctx, task, run, taken.at)
+    if taken.summary or not summary:
+        return None
+    return checkpoints.reword(ctx.repo, taken, prompt or taken.prompt, summary)
+
+
+def _texts(ctx: Context, task: Task, run: list[HookEvent], since: float) -> tuple[str, str]:
+    """The newest prompt and agent's message the task's conversation's hooks gave since `since`."""
+    recent = [event for event in _conversation(ctx, task, run) if event.ts >= since]
+    prompt = next((e.prompt for e in reversed(recent) if e.prompt), "")
+    return prompt, next((e.message for e in reversed(recent) if e.message), "")
+
+
+def _conversation(ctx: Context, task: Task, run: list[HookEvent]) -> list[HookEvent]:
+    """The run's events less those of the agent's side threads (status/sessions.py, side_thread)."""
+    try:
+        profile = config.resolve_agent(task.agent, settings_or_none(ctx))
+    except MuxError:
+        return run
+    env = {**os.environ, **profile.env}
+    named = {event.session for event in run if event.session}
+    side = {session for session in named if sessions.side_thread(profile.hooks, session, env)}
+    return [event for event in run if event.session not in side] if side else run
 
 
 def log(ctx: Context, name: str, patch: bool = False) -> TurnLog:
