@@ -227,7 +227,7 @@ complete -c mux -n '__mux_using log' -l json -d 'Print a JSON array'
 complete -c mux -n '__mux_using log' -l help -d 'Show the help and exit'
 complete -c mux -n '__mux_arg log eq 0' -a '(__mux_tasks)'
 
-complete -c mux -n '__mux_using undo' -l to -x -d 'The turn to go back to (default: one back)'
+complete -c mux -n '__mux_using undo' -l to -x -d 'The turn to go back to (default: one back; 0: as the task started)'
 complete -c mux -n '__mux_using undo' -l tell -d 'Tell the agent which turn\'s files it now sees'
 complete -c mux -n '__mux_using undo' -l json -d 'Print a JSON object'
 complete -c mux -n '__mux_using undo' -l help -d 'Show the help and exit'

@@ -862,7 +862,8 @@ def turn_log(
 def undo_turn(
     name: NameArg,
     to: Annotated[
-        int | None, typer.Option("--to", help="The turn to go back to (default: one back).", metavar="N")
+        int | None,
+        typer.Option("--to", help="The turn to go back to (default: one back; 0: as the task started).", metavar="N"),
     ] = None,
     tell: Annotated[bool, typer.Option("--tell", help="Tell the agent which turn's files it now sees.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print a JSON object.")] = False,

@@ -3,15 +3,21 @@ touching the agent's index, HEAD or branch."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
 from conftest import git, make_repo, mux_ls, new_task, profile_with, run_mux, wait_until
 
+from muxagent.commands import context, report
 from muxagent.git import checkpoints, recovery_refs, repository
+from muxagent.model import State
+from muxagent.monitor.turns import TurnRecorder
+from muxagent.status import events
 
 
 def _task_worktree(tmp_path: Path) -> tuple[repository.RepoPaths, Path, str]:
@@ -234,3 +240,91 @@ def test_a_merge_of_uncommitted_work_and_a_squash_merge_list_the_turns_prompts_a
         assert message.startswith(f"first prompt of {name}\n\n")
         assert f"Turn 1: first prompt of {name}\n  Agent: Chose a file.\nTurn 2: now make it two\n" in message
         assert "  Agent: Made it two." in message
+
+
+def test_undo_to_0_puts_back_the_files_and_branch_the_task_started_with(
+    repo: Path, fake_profile: Path, server: object
+) -> None:
+    worktree = new_task(repo, "t", "-a", "fake")
+    main = repository.discover(repo)
+    start = git(worktree, "rev-parse", "HEAD").strip()
+    started = _files_now(worktree)
+    (worktree / "a.txt").write_text("turn one\n")
+    assert checkpoints.take(main, "t", worktree, "mux/t", start, "one").checkpoint is not None
+    (worktree / "README.md").unlink()
+    git(worktree, "add", "-A")
+    git(worktree, "commit", "-q", "-m", "the agent's commit")
+    commit = git(worktree, "rev-parse", "HEAD").strip()
+    (worktree / "b.txt").write_text("untracked\n")
+    undone = json.loads(run_mux("undo", "t", "--to", "0", "--json", cwd=repo).stdout)
+    assert undone["turn"] == 0 and undone["recovery_ref"]
+    assert _files_now(worktree) == started and git(worktree, "rev-parse", "HEAD").strip() == start
+    assert _reachable_from_refs(repo, commit)
+    # And back: the undo's own checkpoint has what was there.
+    run_mux("undo", "t", "--to", str(undone["saved"]), cwd=repo)
+    assert (worktree / "b.txt").read_text() == "untracked\n" and not (worktree / "README.md").exists()
+    assert git(worktree, "rev-parse", "HEAD").strip() == commit
+
+
+def test_undo_to_0_of_a_task_whose_start_is_unknown_is_refused_in_one_line(
+    repo: Path, fake_profile: Path, server: object
+) -> None:
+    worktree = new_task(repo, "t", "-a", "fake")
+    (worktree / "a.txt").write_text("turn one\n")
+    checkpoints.take(repository.discover(repo), "t", worktree, "mux/t", None, "one")
+    refused = run_mux("undo", "t", "--to", "0", cwd=repo, check=False)
+    assert refused.returncode != 0 and "--to 1" in refused.stderr and len(refused.stderr.splitlines()) == 1
+    assert (worktree / "a.txt").read_text() == "turn one\n"
+
+
+def test_checkpoints_false_in_the_repos_config_takes_none_when_a_turn_ends(
+    repo: Path, fake_profile: Path, server: object
+) -> None:
+    (repo / ".mux.toml").write_text("checkpoints = false\n")  # before the monitor starts: it reads it once
+    worktree = new_task(repo, "t", "-a", "fake")
+    (worktree / "a.txt").write_text("the turn's file\n")
+    ctx = context.open_repo(repo)
+    item = wait_until(
+        lambda: next((r for r in report.list_reports(ctx, with_changes=False) if r.status.state.value == "idle"), None)
+    )
+    # The monitor's own recorder, on the task just seen idle (a turn's end): no checkpoint, no ref.
+    assert TurnRecorder(ctx).observe([item], events.EventsCache()) == []
+    assert git(repo, "for-each-ref", "refs/mux/checkpoints/") == ""
+    (repo / ".mux.toml").write_text("checkpoints = true\n")
+    assert TurnRecorder(context.open_repo(repo)).observe([item], events.EventsCache()) == ["t"]
+
+
+def test_codexs_title_thread_is_kept_out_of_a_checkpoint_and_the_conversations_late_notify_fills_it_in(
+    repo: Path, fake_profile: Path, server: object, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # As the real Codex 0.169 races: its title thread notifies first, the screen shows the turn over, then the
+    # conversation's own notify lands, with no file changed since. Only the conversation has a rollout file.
+    codex_home = tmp_path / "codex-home"
+    monkeypatch.setenv("CODEX_HOME", str(codex_home))
+    profile_with(fake_profile, fake_profile.parent / "fakecodex.toml", hooks="codex")
+    worktree = new_task(repo, "t", "-a", "fakecodex")
+    main = repository.discover(repo)
+    title, conversation = "019a0000-0000-7000-8000-00000000title", "019a0000-0000-7000-8000-000000000conv"
+    rollout = codex_home / "sessions" / "2026" / "12" / "02" / f"rollout-2026-12-02T16-00-00-{conversation}.jsonl"
+    rollout.parent.mkdir(parents=True)
+    rollout.write_text(json.dumps({"type": "session_meta", "payload": {"cwd": str(worktree)}}) + "\n")
+    path = events.events_path(repo / ".git" / "mux", "t")
+    launch = events.current_launch(path)
+
+    def notify(session: str, prompt: str, message: str) -> None:
+        event = events.HookEvent(time.time(), "codex", "agent-turn-complete", State.IDLE, session, launch, session)
+        events.append(path, dataclasses.replace(event, prompt=prompt, message=message))
+
+    (worktree / "hello.txt").write_text("hi\n")
+    notify(title, "Generate a concise title for this conversation", "Fake title")
+    taken = wait_until(lambda: checkpoints.list_checkpoints(main, "t"), timeout=20)[0]
+    assert "title" not in taken.prompt.lower() and taken.summary == ""
+    notify(conversation, "write hello.txt", "Done: wrote hello.txt.")
+    def turns() -> list[checkpoints.Checkpoint]:
+        return checkpoints.list_checkpoints(main, "t")
+
+    wait_until(lambda: turns()[0].summary, timeout=20)
+    filled = turns()
+    assert len(filled) == 1 and (filled[0].prompt, filled[0].summary) == ("write hello.txt", "Done: wrote hello.txt.")
+    assert (filled[0].tree, filled[0].parent, filled[0].tip) == (taken.tree, taken.parent, taken.tip)
+    assert int(filled[0].at) == int(taken.at)

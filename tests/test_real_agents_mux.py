@@ -145,6 +145,11 @@ def test_codex_working_waiting_on_approval_then_idle_through_notify(
     idle = wait_until(lambda: (r := row(repo, "co"))["state"] == "idle" and r, timeout=30)
     assert idle["reason"] == "hook: agent-turn-complete"
     assert idle["dirty_files"] == 1
+    # The turn's checkpoint holds the prompt and the model's final text, from the conversation's notify: not the
+    # title thread's, whose notify may be all there is when the screen shows the turn over (issue 16).
+    done = ("write hello.txt", "Done: wrote hello.txt.")
+    turns = wait_until(lambda: (t := turns_of(repo, "co")) and (t[-1]["prompt"], t[-1]["summary"]) == done and t)
+    assert len(turns) == 1
 
 
 def test_opencode_reaches_idle_through_its_plugin(

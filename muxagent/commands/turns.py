@@ -3,19 +3,21 @@
 from __future__ import annotations
 
 import contextlib
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from muxagent import render
+from muxagent import config, render
 from muxagent.commands import interact, report
-from muxagent.commands.context import Context, load_tasks
+from muxagent.commands.context import Context, load_tasks, settings_or_none
 from muxagent.errors import AgentBusyError, GitError, MuxError, UnknownTaskError
 from muxagent.git import checkpoints, merging, recovery_refs, repository
 from muxagent.git.checkpoints import Checkpoint
 from muxagent.model import State, Task, utc_iso
 from muxagent.naming import validate_name
 from muxagent.state import intents
+from muxagent.status import sessions
 from muxagent.status.events import HookEvent
 
 _SUMMARY_SHOWN = 60
@@ -88,17 +90,43 @@ def record_turn(ctx: Context, task: Task, run: list[HookEvent], note: str = "") 
     if not worktree.is_dir():
         return None
     existing = checkpoints.list_checkpoints(ctx.repo, task.name)
-    since = existing[-1].at if existing else 0.0
-    recent = [event for event in run if event.ts >= since]
-    prompt = next((e.prompt for e in reversed(recent) if e.prompt), "")
+    prompt, summary = _texts(ctx, task, run, existing[-1].at if existing else 0.0)
     if not prompt and not existing:
         prompt = task.prompt or ""
-    summary = note or next((e.message for e in reversed(recent) if e.message), "")
     start = None
     if not existing:
         with contextlib.suppress(GitError):  # a base gone: the first checkpoint has no parent
             start = merging.merge_base(ctx.repo, task.base, task.branch)
-    return checkpoints.take(ctx.repo, task.name, worktree, task.branch, start, prompt, summary).checkpoint
+    return checkpoints.take(ctx.repo, task.name, worktree, task.branch, start, prompt, note or summary).checkpoint
+
+
+def fill_in_turn(ctx: Context, task: Task, run: list[HookEvent], taken: Checkpoint) -> Checkpoint | None:
+    """The checkpoint just taken at the end of this turn, its message given the agent's last message that a hook
+    brought after it (Codex's notify can land after the screen showed the turn over, and a turn that changed
+    nothing since takes no new checkpoint to hold it). None when there is nothing to add."""
+    prompt, summary = _texts(ctx, task, run, taken.at)
+    if taken.summary or not summary:
+        return None
+    return checkpoints.reword(ctx.repo, taken, prompt or taken.prompt, summary)
+
+
+def _texts(ctx: Context, task: Task, run: list[HookEvent], since: float) -> tuple[str, str]:
+    """The newest prompt and agent's message the task's conversation's hooks gave since `since`."""
+    recent = [event for event in _conversation(ctx, task, run) if event.ts >= since]
+    prompt = next((e.prompt for e in reversed(recent) if e.prompt), "")
+    return prompt, next((e.message for e in reversed(recent) if e.message), "")
+
+
+def _conversation(ctx: Context, task: Task, run: list[HookEvent]) -> list[HookEvent]:
+    """The run's events less those of the agent's side threads (status/sessions.py, side_thread)."""
+    try:
+        profile = config.resolve_agent(task.agent, settings_or_none(ctx))
+    except MuxError:
+        return run
+    env = {**os.environ, **profile.env}
+    named = {event.session for event in run if event.session}
+    side = {session for session in named if sessions.side_thread(profile.hooks, session, env)}
+    return [event for event in run if event.session not in side] if side else run
 
 
 def log(ctx: Context, name: str, patch: bool = False) -> TurnLog:
@@ -133,7 +161,7 @@ class Undone:
         return {"name": self.name, "turn": self.turn, "saved": self.saved, "recovery_ref": self.recovery_ref}
 
     def lines(self) -> list[str]:
-        out = [f"{self.name}: files as at the end of turn {self.turn}"]
+        out = [f"{self.name}: files as {_when(self.turn)}"]
         if self.saved is not None:
             out.append(f"what was there is turn {self.saved}: `mux undo {self.name} --to {self.saved}` brings it back")
         if self.recovery_ref:
@@ -141,6 +169,10 @@ class Undone:
         if not self.told:
             out.append("the agent's conversation is not rewound (`mux undo --tell` tells it which turn it sees)")
         return out
+
+
+def _when(turn: int) -> str:
+    return f"at the end of turn {turn}" if turn else "when the task started"
 
 
 def undo(ctx: Context, name: str, to: int | None = None, tell: bool = False) -> Undone:
@@ -162,7 +194,10 @@ def undo(ctx: Context, name: str, to: int | None = None, tell: bool = False) -> 
     if not found:
         raise MuxError(f"{name!r} has no checkpoint to go back to")
     current = found[-1]
-    target = _turn(found, name, to) if to is not None else _step_back(found, current, name)
+    if to == 0:
+        target = _task_start(ctx, found[0], name)
+    else:
+        target = _turn(found, name, to) if to is not None else _step_back(found, current, name)
     ref = None
     tip = repository.branch_tip(ctx.repo, task.branch)
     if target.tip is not None and tip != target.tip:
@@ -177,12 +212,18 @@ def undo(ctx: Context, name: str, to: int | None = None, tell: bool = False) -> 
     ctx.store.journal("undo", name=name, turn=target.turn, saved=current.commit, recovery_ref=ref)
     told = False
     if tell:
-        interact.send(
-            ctx, name, f"mux undo: the files of this worktree are as they were at the end of turn {target.turn}."
-        )
+        interact.send(ctx, name, f"mux undo: the files of this worktree are as they were {_when(target.turn)}.")
         told = True
     saved = now.turn if now is not None else None
     return Undone(name, target.turn, saved, ref, told)
+
+
+def _task_start(ctx: Context, first: Checkpoint, name: str) -> Checkpoint:
+    """Turn 0, where the task started: the first checkpoint's parent, its files and its tip alike."""
+    if first.parent is None:
+        raise MuxError(f"where {name!r} started is not known (its first checkpoint has no parent): try --to 1")
+    tree = recovery_refs.tree_of(ctx.repo.main, first.parent)
+    return Checkpoint(0, "", first.parent, tree, None, first.parent, 0.0, "", "", ())
 
 
 def _step_back(found: list[Checkpoint], current: Checkpoint, name: str) -> Checkpoint:

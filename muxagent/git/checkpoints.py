@@ -79,7 +79,7 @@ def names_with_checkpoints(repo: RepoPaths) -> dict[str, list[Checkpoint]]:
     found: dict[str, list[Checkpoint]] = {}
     for cp in _read_refs(repo, CHECKPOINT_PREFIX):
         if cp is not None:
-            found.setdefault(cp.ref[len(CHECKPOINT_PREFIX) :].rsplit("/", 1)[0], []).append(cp)
+            found.setdefault(_name_of(cp), []).append(cp)
     return {name: sorted(cps, key=lambda cp: cp.turn) for name, cps in found.items()}
 
 
@@ -205,6 +205,30 @@ def take(
         if run_git(repo.main, "show-ref", "--verify", "-q", ref, ok=(0, 1)).returncode != 0:
             raise GitError(f"git update-ref {ref} failed: {error_line(proc.stderr)}")
     raise GitError(f"could not take a checkpoint of {name}: its checkpoints keep moving")
+
+
+def reword(repo: RepoPaths, checkpoint: Checkpoint, prompt: str, summary: str) -> Checkpoint | None:
+    """The checkpoint again, same files, parent, tip and time, with the prompt and summary a hook gave after it was
+    taken (Codex's notify can land after the screen showed the turn over); only while it is the newest, and only
+    from the commit it had (compare and swap): None when another mux moved on meanwhile. The old commit holds the
+    same tree, so nothing of the files is lost with it."""
+    existing = list_checkpoints(repo, _name_of(checkpoint))
+    if not existing or existing[-1].ref != checkpoint.ref or existing[-1].commit != checkpoint.commit:
+        return None
+    message = message_for(checkpoint.turn, checkpoint.tip, prompt, summary, list(checkpoint.files))
+    stamp = f"@{int(checkpoint.at)} +0000"
+    env = {**MUX_IDENTITY, "GIT_AUTHOR_DATE": stamp, "GIT_COMMITTER_DATE": stamp}
+    parent = ("-p", checkpoint.parent) if checkpoint.parent else ()
+    args = ["commit-tree", "--no-gpg-sign", "-m", message, *parent, checkpoint.tree]
+    commit = run_git(repo.main, *args, env=env).stdout.strip()
+    update = ["update-ref", "-m", "mux checkpoint message", checkpoint.ref, commit, checkpoint.commit]
+    if run_git(repo.main, *update, ok=(0, 1, 128)).returncode != 0:
+        return None
+    return next((cp for cp in list_checkpoints(repo, _name_of(checkpoint)) if cp.ref == checkpoint.ref), None)
+
+
+def _name_of(checkpoint: Checkpoint) -> str:
+    return checkpoint.ref[len(CHECKPOINT_PREFIX) :].rsplit("/", 1)[0]
 
 
 def delete_checkpoint(repo: RepoPaths, checkpoint: Checkpoint) -> None:

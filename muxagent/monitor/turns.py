@@ -12,8 +12,9 @@ import contextlib
 from dataclasses import dataclass, field
 
 from muxagent.commands import context
-from muxagent.commands.turns import record_turn
+from muxagent.commands.turns import fill_in_turn, record_turn
 from muxagent.errors import MuxError
+from muxagent.git.checkpoints import Checkpoint
 from muxagent.model import State, TaskReport
 from muxagent.status import events
 
@@ -24,24 +25,35 @@ _ENDED = frozenset({State.IDLE, State.EXITED})
 class TurnRecorder:
     ctx: context.Context
     seen: dict[str, tuple[State, float | None]] = field(default_factory=dict)
+    # The checkpoint taken at the end of each task's turn, until a new turn starts: a hook of that turn that lands
+    # after it (Codex's notify, after the screen showed idle) fills in its message rather than being lost.
+    taken: dict[str, Checkpoint] = field(default_factory=dict)
 
     def observe(self, reports: list[TaskReport], hook_events: events.EventsCache) -> list[str]:
         """Take a checkpoint of each task whose turn ended since the last tick; returns their names."""
         settings = context.settings_or_none(self.ctx)
         taken = []
         for item in reports:
-            before = self.seen.get(item.task.name)
+            name = item.task.name
+            before = self.seen.get(name)
             now = (item.status.state, item.hook_ts)
-            self.seen[item.task.name] = now
+            self.seen[name] = now
+            if now[0] not in _ENDED:
+                self.taken.pop(name, None)
             if settings is None or not settings.checkpoints or not _turn_ended(before, now):
                 continue
-            run = hook_events.read(events.events_path(self.ctx.store.root, item.task.name))
+            run = hook_events.read(events.events_path(self.ctx.store.root, name))
             # A checkpoint that cannot be taken now (a worktree gone, git refusing) waits for the next turn's end.
             with contextlib.suppress(MuxError, OSError):
-                if record_turn(self.ctx, item.task, run) is not None:
-                    taken.append(item.task.name)
+                made = record_turn(self.ctx, item.task, run)
+                if made is None and name in self.taken:
+                    made = fill_in_turn(self.ctx, item.task, run, self.taken[name])
+                if made is not None:
+                    self.taken[name] = made
+                    taken.append(name)
         for gone in set(self.seen) - {item.task.name for item in reports}:
             del self.seen[gone]
+            self.taken.pop(gone, None)
         return taken
 
 

@@ -48,6 +48,13 @@ def resume(kind: str, recorded: list[str], worktree: Path, env: Mapping[str, str
     return Resume(fallback, note=f"{why}: resuming with `{' '.join(fallback) or 'no resume arguments'}` instead")
 
 
+def side_thread(kind: str, session: str, env: Mapping[str, str]) -> bool:
+    """Whether a session a hook named is a side thread of the agent, not the task's conversation: Codex's thread
+    that titles the session notifies a turn of its own (its prompt the title request, its message the title) and,
+    alone of a run's threads, has no rollout file (Codex 0.169). Its event in a checkpoint put the title there."""
+    return kind == "codex" and bool(session) and _session_cwd(kind, session, env) is None
+
+
 def _args(kind: str, session: str) -> tuple[str, ...]:
     return {"claude": ("--resume", session), "codex": ("resume", session), "opencode": ("--session", session)}[kind]
 
