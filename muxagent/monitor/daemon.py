@@ -153,12 +153,13 @@ class Monitor:
         self.family.observe(reports)
         self.turns.observe(reports, self.hook_events)  # before a queued prompt starts the next turn
         tasks = {item.task.name: item.task for item in reports}
+        queued = frozenset(prompt_queue.queued_tasks(self.ctx.store.root))  # one listdir, not a read per idle task
         for item in reports:
             seen = self.seen.setdefault(item.task.name, _Seen())
             if item.status.state is not seen.state:
                 self._transition(item, seen.state)
                 seen.state = item.status.state
-            self._type_into(item, seen, tasks)
+            self._type_into(item, seen, tasks, queued)
             self._auto_trust(item, seen)
         for gone in set(self.seen) - {item.task.name for item in reports}:
             del self.seen[gone]
@@ -170,13 +171,13 @@ class Monitor:
         """Follow the tasks' worktrees once checked out (the checkout is not a change the agent made); one that
         cannot be watched is left to `git status` polling. Returns the tasks whose files changed since the last
         tick."""
-        wanted = {r.task.name: Path(r.task.worktree) for r in reports if os.path.isdir(r.task.worktree)}
+        wanted = {r.task.name: r.task.worktree for r in reports if os.path.isdir(r.task.worktree)}
         for name in watcher.keys - set(wanted):
             watcher.unwatch(name)
         for name in set(wanted) - watcher.keys - set(self.polling):
             if worktrees.checkout_pending(wanted[name]):
                 continue  # watched once its files are there
-            failure = watcher.watch(name, wanted[name])
+            failure = watcher.watch(name, Path(wanted[name]))
             if failure is not None:
                 self.polling[name] = failure
         for name in set(self.polling) - set(wanted):
@@ -241,8 +242,9 @@ class Monitor:
         self.ctx.store.journal("auto-trust", name=item.task.name, reason=item.status.reason)
         choose_menu_entry(self.ctx.tmux, item.task.window, profile.trust_choice)
 
-    def _type_into(self, item: TaskReport, seen: _Seen, tasks: dict[str, Task]) -> None:
-        """Into an idle agent: the next queued prompt, else the notice of its sub-tasks; one of them a turn."""
+    def _type_into(self, item: TaskReport, seen: _Seen, tasks: dict[str, Task], queued: frozenset[str]) -> None:
+        """Into an idle agent: the next queued prompt (`queued`: the tasks with a queue file), else the notice of
+        its sub-tasks; one of them a turn."""
         if item.status.state is not State.IDLE:
             return
         # Right after a delivery the agent may still look idle: wait until it has shown output since (activity
@@ -251,7 +253,7 @@ class Monitor:
         since = time.time() - seen.delivered_at
         if seen.delivered_at and last <= seen.delivered_at + 1 and since < DELIVERY_GAP:
             return
-        if self._deliver(item) or self._notify_parent(item, tasks):
+        if (item.task.name in queued and self._deliver(item)) or self._notify_parent(item, tasks):
             seen.delivered_at = time.time()
 
     def _deliver(self, item: TaskReport) -> bool:
