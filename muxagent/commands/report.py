@@ -15,7 +15,7 @@ from muxagent.errors import MuxError, TmuxError, UnknownTaskError
 from muxagent.git import repository, worktrees
 from muxagent.listing import iso_epoch
 from muxagent.model import AgentProfile, PaneInfo, State, Task, TaskReport, TaskStatus
-from muxagent.state import inbox, monitor_state, view
+from muxagent.state import files, inbox, monitor_state, view
 from muxagent.status import changes, classifier, claude_status_file, events, radar
 from muxagent.tmux.client import ScreenCache
 
@@ -173,7 +173,7 @@ def list_reports(
 def with_files(tasks: list[Task]) -> list[Task]:
     """The tasks whose worktree exists and is checked out: those whose changes can be read."""
     # os.path, not pathlib: asked for every task on every monitor tick, where Path objects cost more than the stat.
-    return [t for t in tasks if os.path.isdir(t.worktree) and not worktrees.checkout_pending(Path(t.worktree))]
+    return [t for t in tasks if os.path.isdir(t.worktree) and not worktrees.checkout_pending(t.worktree)]
 
 
 def conflicts_of(ctx: Context, present: list[Task], works: dict[str, changes.Work]) -> radar.Found:
@@ -214,7 +214,11 @@ def _statuses(
     screen_of = (screens or ScreenCache()).read(ctx.tmux, live)  # a new cache reads every screen
     exists = {task.name: os.path.isdir(task.worktree) for task in tasks}
     events_paths = {task.name: events.events_path(ctx.store.root, task.name) for task in tasks}
-    pending = {task.name for task in tasks if exists[task.name] and worktrees.checkout_pending(Path(task.worktree))}
+    pending = {task.name for task in tasks if exists[task.name] and worktrees.checkout_pending(task.worktree)}
+    # One listdir per kind of marker, not a stat per task: few tasks have any of them.
+    synced = files.names_in(ctx.store.root / radar.SYNC_DIR)
+    resolving = files.names_in(ctx.store.root / radar.RESOLVE_DIR)
+    set_up = files.names_in(worktree_setup.log_dir(ctx.store.root))
     now = time.time()
     profiles: dict[str, AgentProfile] = {}
     watched = monitor_state.read(ctx.store.root)
@@ -237,9 +241,12 @@ def _statuses(
         task_status = classifier.classify(observation, profile.status)
         if task.name in pending:
             task_status = _while_checking_out(task_status)
-        task_status = _with_setup(ctx, task, pane, task_status)
-        task_status = radar.sync_override(ctx.store.root, Path(task.worktree), task.name, task_status)
-        task_status = radar.resolve_override(ctx.store.root, task, task_status)
+        if task.name + worktree_setup.STATUS_SUFFIX in set_up:
+            task_status = _with_setup(ctx, task, pane, task_status)
+        if task.name in synced:
+            task_status = radar.sync_override(ctx.store.root, Path(task.worktree), task.name, task_status)
+        if task.name in resolving:
+            task_status = radar.resolve_override(ctx.store.root, task, task_status)
         if task.queued:  # no window yet, by design: not `missing`
             task_status = TaskStatus(State.STARTING, f"queued: starts when a member of {task.group} goes idle")
         reports.append(

@@ -186,6 +186,9 @@ class Progress:
         return f"{what} exited {self.exit_status} after {self.seconds:.1f}s"
 
 
+STATUS_SUFFIX = ".status.json"
+
+
 def log_dir(store_root: Path) -> Path:
     return store_root / "logs"
 
@@ -199,7 +202,7 @@ def spec_path(store_root: Path, task: str) -> Path:
 
 
 def status_path(store_root: Path, task: str) -> Path:
-    return log_dir(store_root) / f"{task}.status.json"
+    return log_dir(store_root) / f"{task}{STATUS_SUFFIX}"
 
 
 def start_log(store_root: Path, task: str, lines: Sequence[str]) -> Path:

@@ -158,15 +158,19 @@ def refs_stamp(repo: RepoPaths) -> tuple[tuple[str, int, int], ...]:
     """What moves whenever a branch or tag does, from stat calls alone (no git process): each loose ref file (git
     renames a new file over it, so its inode changes even within one tick of the file system's clock) and
     `packed-refs`."""
-    paths = [repo.common_dir / "packed-refs"]
-    for top in ("refs/heads", "refs/tags"):
-        for folder, _subfolders, names in os.walk(repo.common_dir / top):
-            paths.extend(Path(folder, name) for name in names)
+    # Strings and scandir, not Path objects and os.walk: a hundred branches are stamped every monitor tick.
+    common = os.fspath(repo.common_dir)
+    paths = [os.path.join(common, "packed-refs")]
+    folders = [os.path.join(common, "refs", "heads"), os.path.join(common, "refs", "tags")]
+    while folders:
+        with contextlib.suppress(OSError), os.scandir(folders.pop()) as found:
+            for entry in found:
+                (folders if entry.is_dir(follow_symlinks=False) else paths).append(entry.path)
     stamp = []
     for path in paths:
         with contextlib.suppress(OSError):
             info = os.stat(path)
-            stamp.append((str(path), info.st_ino, info.st_mtime_ns))
+            stamp.append((path, info.st_ino, info.st_mtime_ns))
     return tuple(stamp)
 
 

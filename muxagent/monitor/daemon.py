@@ -36,6 +36,10 @@ from muxagent.status import adapters, events, patterns
 from muxagent.tmux.client import ScreenCache, Tmux
 
 TICK = 0.5
+# A hook event wakes the monitor before its tick is due (issue 14: hook event -> `ls` shows it under 0.5 s at 100
+# tasks, where waiting for the next tick and then for the view gave 624 ms); ticks stay this far apart at least,
+# so an agent whose hooks fire back to back cannot spin the monitor.
+MIN_GAP = 0.05
 WINDOW_NAME = "monitor"
 ALERT_STATES = frozenset({State.WAITING, State.IDLE})
 DELIVERY_GAP = 3.0
@@ -153,12 +157,13 @@ class Monitor:
         self.family.observe(reports)
         self.turns.observe(reports, self.hook_events)  # before a queued prompt starts the next turn
         tasks = {item.task.name: item.task for item in reports}
+        queued = frozenset(prompt_queue.queued_tasks(self.ctx.store.root))  # one listdir, not a read per idle task
         for item in reports:
             seen = self.seen.setdefault(item.task.name, _Seen())
             if item.status.state is not seen.state:
                 self._transition(item, seen.state)
                 seen.state = item.status.state
-            self._type_into(item, seen, tasks)
+            self._type_into(item, seen, tasks, queued)
             self._auto_trust(item, seen)
         for gone in set(self.seen) - {item.task.name for item in reports}:
             del self.seen[gone]
@@ -170,13 +175,13 @@ class Monitor:
         """Follow the tasks' worktrees once checked out (the checkout is not a change the agent made); one that
         cannot be watched is left to `git status` polling. Returns the tasks whose files changed since the last
         tick."""
-        wanted = {r.task.name: Path(r.task.worktree) for r in reports if os.path.isdir(r.task.worktree)}
+        wanted = {r.task.name: r.task.worktree for r in reports if os.path.isdir(r.task.worktree)}
         for name in watcher.keys - set(wanted):
             watcher.unwatch(name)
         for name in set(wanted) - watcher.keys - set(self.polling):
             if worktrees.checkout_pending(wanted[name]):
                 continue  # watched once its files are there
-            failure = watcher.watch(name, wanted[name])
+            failure = watcher.watch(name, Path(wanted[name]))
             if failure is not None:
                 self.polling[name] = failure
         for name in set(self.polling) - set(wanted):
@@ -241,8 +246,9 @@ class Monitor:
         self.ctx.store.journal("auto-trust", name=item.task.name, reason=item.status.reason)
         choose_menu_entry(self.ctx.tmux, item.task.window, profile.trust_choice)
 
-    def _type_into(self, item: TaskReport, seen: _Seen, tasks: dict[str, Task]) -> None:
-        """Into an idle agent: the next queued prompt, else the notice of its sub-tasks; one of them a turn."""
+    def _type_into(self, item: TaskReport, seen: _Seen, tasks: dict[str, Task], queued: frozenset[str]) -> None:
+        """Into an idle agent: the next queued prompt (`queued`: the tasks with a queue file), else the notice of
+        its sub-tasks; one of them a turn."""
         if item.status.state is not State.IDLE:
             return
         # Right after a delivery the agent may still look idle: wait until it has shown output since (activity
@@ -251,7 +257,7 @@ class Monitor:
         since = time.time() - seen.delivered_at
         if seen.delivered_at and last <= seen.delivered_at + 1 and since < DELIVERY_GAP:
             return
-        if self._deliver(item) or self._notify_parent(item, tasks):
+        if (item.task.name in queued and self._deliver(item)) or self._notify_parent(item, tasks):
             seen.delivered_at = time.time()
 
     def _deliver(self, item: TaskReport) -> bool:
@@ -296,8 +302,9 @@ def run(cwd: Path) -> int:
     with _sole_monitor(ctx.store.root) as sole:
         if sole:
             try:
-                with ChangeWatcher(ignore=in_git_dir) as watcher:
-                    _loop(Monitor(ctx, watcher=watcher))
+                with ChangeWatcher(ignore=in_git_dir) as watcher, ChangeWatcher() as hooks:
+                    _watch_hook_events(ctx, hooks)
+                    _loop(Monitor(ctx, watcher=watcher), hooks)
             finally:
                 # Under the lock: a monitor started next must not see its own status cleared by this one.
                 monitor_state.clear(ctx.store.root)
@@ -306,7 +313,27 @@ def run(cwd: Path) -> int:
     return 0
 
 
-def _loop(monitor: Monitor) -> None:
+def _watch_hook_events(ctx: context.Context, hooks: ChangeWatcher) -> None:
+    """Wake on every hook event: the hook command appends to a file in the events folder. A folder that cannot be
+    watched leaves hook events to the next tick, as before."""
+    folder = events.events_dir(ctx.store.root)
+    with contextlib.suppress(OSError):
+        folder.mkdir(parents=True, exist_ok=True)
+    failure = hooks.watch("events", folder)
+    if failure is not None:
+        print(f"mux monitor: hook events wait for the next tick: {render.clean_line(failure)}", flush=True)
+
+
+def _pause(hooks: ChangeWatcher | None, started: float) -> None:
+    """Until the next tick is due, or a hook event came (but not before MIN_GAP after this tick began)."""
+    if hooks is None:
+        time.sleep(max(0.0, TICK - (time.monotonic() - started)))
+        return
+    time.sleep(max(0.0, MIN_GAP - (time.monotonic() - started)))
+    hooks.wait(max(0.0, TICK - (time.monotonic() - started)))
+
+
+def _loop(monitor: Monitor, hooks: ChangeWatcher | None = None) -> None:
     empty_ticks = 0
     while empty_ticks < 4:
         started = time.monotonic()
@@ -320,7 +347,7 @@ def _loop(monitor: Monitor) -> None:
             print(f"mux monitor: internal error: {type(exc).__name__}: {exc}", flush=True)
             count = 1
         empty_ticks = 0 if count else empty_ticks + 1
-        time.sleep(max(0.0, TICK - (time.monotonic() - started)))
+        _pause(hooks, started)
 
 
 def _close_own_window(ctx: context.Context) -> None:

@@ -46,8 +46,12 @@ def new_launch() -> str:
     return os.urandom(8).hex()
 
 
+def events_dir(state_dir: Path) -> Path:
+    return state_dir / "events"
+
+
 def events_path(state_dir: Path, task: str) -> Path:
-    return state_dir / "events" / f"{task}.jsonl"
+    return events_dir(state_dir) / f"{task}.jsonl"
 
 
 def append(path: Path, event: HookEvent) -> None:
