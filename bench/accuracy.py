@@ -15,11 +15,12 @@ latency of each kind of transition (p50 / p95), and flaps: changes of the state 
 explains (a state left and re-entered, or moved to, on unchanged evidence).
 
     python bench/accuracy.py --real --rounds 3 --json bench/accuracy-real.json
+    python bench/accuracy.py --real --agents codex opencode
 
-runs the real Claude Code (tests/realagents/, installed on first use) against the fake Anthropic server instead:
-turns, a permission granted, an Esc in a held-back reply, a failed request (HTTP 500) and quiet spells, the truth
-taken from when the script pressed each key and when the server ended each reply. Codex and OpenCode are not in
-it yet.
+runs the real Claude Code, Codex and OpenCode (tests/realagents/, installed on first use), one after the other,
+against the fake model servers instead: turns, a permission granted, an Esc in a held-back reply, a failed
+request (HTTP 500; not yet for OpenCode) and quiet spells, the truth taken from when the script
+pressed each key and when the server ended each reply.
 """
 
 from __future__ import annotations
@@ -33,12 +34,13 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(1, str(Path(__file__).resolve().parents[1] / "tests"))  # the real agents' installs and servers
 
 from harness import BenchError, Sandbox, install_signal_handlers, percentile
+from realagents import FakeModelServer
 
 HOOK_GRACE_S = 1.5
 IDLE_AFTER_S = 3.0
@@ -309,30 +311,36 @@ def run(rounds: int) -> dict[str, Any]:
         box.close()
 
 
-class ClaudeSession:
-    """The real Claude Code in a mux task against the fake Anthropic server (tests/realagents/), the truth written
-    as the script goes: working from the Enter that sends a prompt, waiting from the end of a reply asking for a
-    permission, idle from the end of the last reply of a turn (the server knows when each ends) or the Esc."""
+class RealSession:
+    """A real agent in a mux task against its fake model server (tests/realagents/), the truth written as the
+    script goes: working from the Enter that sends a prompt, waiting from the end of a reply asking for a
+    permission, idle from the end of the last reply of a turn (the server knows when each ends) or the Esc.
+    `seen_by` is what mux can know each by: the agent's hook, or only its screen."""
 
-    NAME = "claude"
+    NAME: ClassVar[str]
+    LABEL: ClassVar[str]
+    STARTS_WORKING_BY: ClassVar[str] = "hook"
 
-    def __init__(self, box: Sandbox) -> None:
-        from realagents.fake_anthropic import FakeAnthropic
-        from realagents.homes import claude_env
+    def __init__(self, box: Sandbox, server: FakeModelServer) -> None:
         from realagents.plugin import load_real_agents
 
-        agents = load_real_agents()
+        self.agents = load_real_agents()
         self.box = box
-        self.server = FakeAnthropic()
-        # The task's worktree trusted ahead (no trust dialog): Claude trusts no folder for its parent's sake.
-        worktree = box.repo.parent / f"{box.repo.name}.worktrees" / self.NAME
-        box.env.update(claude_env(Path(box.env["HOME"]), worktree, self.server.url))
-        box.env["PATH"] = agents.path_env()
+        self.server = server
+        # The task's worktree, trusted ahead where the agent asks (no trust dialog).
+        self.worktree = box.repo.parent / f"{box.repo.name}.worktrees" / self.NAME
         self.transitions = [Transition(time.time(), "starting", "screen", "starting")]
         self.window = ""
 
+    def env(self) -> dict[str, str]:
+        """The agent's environment, written over the sandbox's before its tmux server starts."""
+        raise NotImplementedError
+
+    def round(self, index: int) -> None:
+        raise NotImplementedError
+
     def start(self) -> None:
-        self.box.mux("new", self.NAME, "-a", "claude")
+        self.box.mux("new", self.NAME, "-a", self.NAME)
         rows = self.wait_for(lambda r: r["state"] == "idle", 90)
         self.window = str(rows["window"])
         self.truth("idle", "screen")
@@ -344,7 +352,7 @@ class ClaudeSession:
             if row is not None and check(row):
                 return row
             time.sleep(0.25)
-        raise BenchError(f"claude never got there: {row}")
+        raise BenchError(f"{self.NAME} never got there: {row}")
 
     def truth(self, state: str, seen_by: str, at: float | None = None) -> None:
         self.transitions.append(Transition(at or time.time(), state, seen_by, self.transitions[-1].state))
@@ -354,12 +362,15 @@ class ClaudeSession:
         self.box.tmux("send-keys", "-t", self.window, *keys)
         return pressed
 
+    def screen(self) -> str:
+        return self.box.tmux("capture-pane", "-p", "-t", self.window)
+
     def prompt(self, text: str) -> None:
         self.box.tmux("send-keys", "-t", self.window, "-l", text)
         # A beat between the text and its Enter, as a person types: the truth is the Enter's time, not mux send's
         # return, which would hide part of the latency.
         time.sleep(0.3)
-        self.truth("working", "hook", self.keys("Enter"))
+        self.truth("working", self.STARTS_WORKING_BY, self.keys("Enter"))
 
     def reply_ended(self, count: int, timeout: float = 60) -> float:
         """When the `count`th model request's reply was over."""
@@ -370,8 +381,22 @@ class ClaudeSession:
             if ended is not None:
                 return ended
             time.sleep(0.05)
-        screen = self.box.tmux("capture-pane", "-p", "-t", self.window)
-        raise BenchError(f"claude made {len(self.server.model_requests())} model requests, not {count}:\n{screen}")
+        made = len(self.server.model_requests())
+        raise BenchError(f"{self.NAME} made {made} model requests, not {count}:\n{self.screen()}")
+
+    def close(self) -> None:
+        self.server.stop()
+
+
+class ClaudeSession(RealSession):
+    NAME = "claude"
+    LABEL = "claude 2.1.330 (real)"
+
+    def env(self) -> dict[str, str]:
+        from realagents.homes import claude_env
+
+        # Claude trusts no folder for its parent's sake: the worktree itself.
+        return claude_env(Path(self.box.env["HOME"]), self.worktree, self.server.url)
 
     def round(self, index: int) -> None:
         from realagents import Turn
@@ -403,16 +428,155 @@ class ClaudeSession:
         self.truth("idle", "hook", self.reply_ended(asked + 5))  # StopFailure
         time.sleep(6.0)
 
-    def close(self) -> None:
-        self.server.stop()
+
+class CodexSession(RealSession):
+    """Codex tells its notify program of a finished turn only: a turn's start, its approval dialog, an Esc and a
+    failed request are on its screen alone."""
+
+    NAME = "codex"
+    LABEL = "codex 0.169.0 (real)"
+    STARTS_WORKING_BY = "screen"
+
+    def env(self) -> dict[str, str]:
+        from realagents.homes import codex_env
+
+        env = codex_env(Path(self.box.env["HOME"]), self.worktree, self.server.url)
+        # Codex trusts folders one by one: mux answers its trust screen, should it show for the worktree.
+        profiles = Path(env["XDG_CONFIG_HOME"]) / "mux" / "agents"
+        profiles.mkdir(parents=True, exist_ok=True)
+        (profiles / "codex.toml").write_text("auto_trust = true\n")
+        return env
+
+    def round(self, index: int) -> None:
+        from realagents import Turn
+
+        asked = len(self.server.model_requests())
+        target = self.worktree / f"hello-{index}.txt"
+        command = {
+            "cmd": f"echo hi > {target.name}",
+            "sandbox_permissions": "require_escalated",
+            "justification": f"Write {target.name}?",
+        }
+        self.server.script = [
+            Turn.text("Thought it over.", delay=3.0),
+            Turn.tool_use("exec_command", command, delay=1.0),
+            Turn.text("Done.", delay=1.0),
+            Turn.text("Never sent.", delay=60.0),
+            Turn.error(500, "fake failure", delay=1.0),
+        ]
+        self.prompt(f"turn {index}")
+        self.truth("idle", "hook", self.reply_ended(asked + 1))  # agent-turn-complete
+        time.sleep(5.0)
+        self.prompt(f"write {target.name}")
+        self.truth("waiting", "screen", self.reply_ended(asked + 2))
+        time.sleep(3.0)
+        self.truth("working", "screen", self.approve(target))
+        self.truth("idle", "hook", self.reply_ended(asked + 3))
+        time.sleep(5.0)
+        self.prompt(f"think hard {index}")
+        time.sleep(3.0)
+        self.truth("idle", "screen", self.keys("Escape"))
+        time.sleep(6.0)
+        self.prompt(f"try {index}")
+        self.truth("idle", "screen", self.reply_ended(asked + 5))
+        time.sleep(6.0)
+
+    def approve(self, target: Path) -> float:
+        """Enter on "1. Yes" until the command ran (Codex may drop a key while it redraws); the Enter that did."""
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            pressed = self.keys("Enter")
+            time.sleep(1.0)
+            if target.exists():
+                return pressed
+        raise BenchError(f"codex never ran the approved command:\n{self.screen()}")
 
 
-def run_real(rounds: int) -> dict[str, Any]:
-    """The script's rounds against the real Claude Code, `ls` sampled at 4 Hz."""
+class OpenCodeSession(RealSession):
+    """OpenCode's events come from mux's plugin; an Esc pressed twice (it asks to confirm) ends the turn, and
+    OpenCode's own session.idle for it comes seconds later: its screen tells first."""
+
+    NAME = "opencode"
+    LABEL = "opencode 1.18.33 (real)"
+
+    def env(self) -> dict[str, str]:
+        from realagents.homes import opencode_env
+
+        home = Path(self.box.env["HOME"])
+        extra = {"permission": {"bash": "ask"}}
+        return opencode_env(home, None, self.server.url, extra=extra, seed=self.agents.opencode_config_seed)
+
+    def round(self, index: int) -> None:
+        from realagents import Turn
+
+        asked = len(self.server.model_requests())
+        target = f"hello-{index}.txt"
+        self.server.script = [
+            Turn.text("Thought it over.", delay=3.0),
+            Turn.tool_use("bash", {"command": f"echo hi > {target}", "description": f"Write {target}"}, delay=1.0),
+            Turn.text("Done.", delay=1.0),
+            Turn.text("Never sent.", delay=60.0),
+        ]
+        self.prompt(f"turn {index}")
+        self.truth("idle", "hook", self.reply_ended(asked + 1))
+        time.sleep(5.0)
+        self.prompt(f"write {target}")
+        self.truth("waiting", "hook", self.reply_ended(asked + 2))
+        time.sleep(3.0)
+        self.truth("working", "hook", self.keys("Enter"))
+        self.truth("idle", "hook", self.reply_ended(asked + 3))
+        time.sleep(5.0)
+        self.prompt(f"think hard {index}")
+        time.sleep(3.0)
+        self.keys("Escape")
+        deadline = time.monotonic() + 5
+        while "again" not in self.screen():
+            if time.monotonic() > deadline:
+                raise BenchError(f"opencode never asked for a second Esc:\n{self.screen()}")
+            time.sleep(0.1)
+        self.truth("idle", "screen", self.keys("Escape"))
+        time.sleep(10.0)  # past OpenCode's own late session.idle
+
+
+REAL_SESSIONS: dict[str, type[RealSession]] = {
+    session.NAME: session for session in (ClaudeSession, CodexSession, OpenCodeSession)
+}
+
+
+def server_for(session: type[RealSession]) -> FakeModelServer:
+    from realagents.fake_anthropic import FakeAnthropic
+    from realagents.fake_openai import FakeOpenAI
+
+    return FakeAnthropic() if session is ClaudeSession else FakeOpenAI()
+
+
+def run_real(rounds: int, agents: list[str]) -> dict[str, Any]:
+    """The script's rounds against each real agent in turn, `ls` sampled at 4 Hz."""
+    started = time.time()
+    results: dict[str, Any] = {
+        "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "rounds": rounds,
+        "agents": {},
+    }
+    seconds = rate = 0.0
+    for name in agents:
+        kind = REAL_SESSIONS[name]
+        elapsed, hz, judged = run_real_agent(kind, rounds)
+        seconds, rate = seconds + elapsed, rate + hz * elapsed
+        results["agents"][kind.LABEL] = judged
+    results["seconds"] = round(seconds or time.time() - started, 1)
+    results["sample_hz"] = round(rate / seconds, 2) if seconds else 0.0
+    return results
+
+
+def run_real_agent(kind: type[RealSession], rounds: int) -> tuple[float, float, dict[str, Any]]:
+    """(seconds sampled, samples a second, the judgement) of one real agent's rounds in a sandbox of its own."""
     box = Sandbox.create()
-    session: ClaudeSession | None = None
+    session: RealSession | None = None
     try:
-        session = ClaudeSession(box)  # its env first: the tmux server's is what the agent gets
+        session = kind(box, server_for(kind))
+        box.env.update(session.env())  # before the tmux server: its environment is what the agent gets
+        box.env["PATH"] = session.agents.path_env()
         box.start_server()
         box.build_repo(20)
         session.start()
@@ -435,13 +599,7 @@ def run_real(rounds: int) -> dict[str, Any]:
         name = session.NAME
         shown = [Shown(start, end, rows[name]) for start, end, rows in sorted(samples.rows) if name in rows]
         transitions = session.transitions[1:]  # from the idle it was in when sampling began
-        return {
-            "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-            "rounds": rounds,
-            "seconds": round(elapsed, 1),
-            "sample_hz": round(len(samples.rows) / elapsed, 2),
-            "agents": {"claude 2.1.330 (real)": judge(transitions, shown)},
-        }
+        return elapsed, len(samples.rows) / elapsed, judge(transitions, shown)
     finally:
         if session is not None:
             session.close()
@@ -509,14 +667,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--write-readme", type=Path, nargs="+", metavar="JSON", help="write README.md's figures from runs"
     )
-    parser.add_argument("--real", action="store_true", help="the real Claude Code against the fake model server")
+    parser.add_argument("--real", action="store_true", help="the real agents against the fake model servers")
+    parser.add_argument(
+        "--agents", nargs="+", choices=list(REAL_SESSIONS), default=list(REAL_SESSIONS), help="with --real: which"
+    )
     args = parser.parse_args(argv)
     if args.write_readme is not None:
         write_readme(args.write_readme)
         return 0
     install_signal_handlers()
     try:
-        results = (run_real if args.real else run)(max(1, args.rounds))
+        rounds = max(1, args.rounds)
+        results = run_real(rounds, args.agents) if args.real else run(rounds)
     except BenchError as exc:
         print(f"bench: {exc}", file=sys.stderr)
         return 1

@@ -54,8 +54,8 @@ class Turn:
         return cls("drop", content=text, delay=delay)
 
     @classmethod
-    def error(cls, status: int = 500, text: str = "fake server error") -> Turn:
-        return cls("error", content=text, status=status)
+    def error(cls, status: int = 500, text: str = "fake server error", delay: float = 0.0) -> Turn:
+        return cls("error", content=text, status=status, delay=delay)
 
 
 @dataclass
