@@ -11,6 +11,7 @@ from pathlib import Path
 import libtmux
 import pytest
 from conftest import git, make_repo, mux_ls, run_mux
+from merge_helpers import refs
 
 from muxagent.naming import session_for
 
@@ -32,7 +33,7 @@ def assert_one_line_error(proc: subprocess.CompletedProcess[str], *words: str, c
 
 def repo_state(repo: Path) -> tuple[str, str, list[str]]:
     return (
-        git(repo, "for-each-ref"),
+        refs(repo),
         git(repo, "worktree", "list", "--porcelain"),
         sorted(p.name for p in repo.parent.iterdir()),
     )

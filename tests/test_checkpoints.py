@@ -320,6 +320,7 @@ def test_codexs_title_thread_is_kept_out_of_a_checkpoint_and_the_conversations_l
     taken = wait_until(lambda: checkpoints.list_checkpoints(main, "t"), timeout=20)[0]
     assert "title" not in taken.prompt.lower() and taken.summary == ""
     notify(conversation, "write hello.txt", "Done: wrote hello.txt.")
+
     def turns() -> list[checkpoints.Checkpoint]:
         return checkpoints.list_checkpoints(main, "t")
 

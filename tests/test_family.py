@@ -103,10 +103,10 @@ NOTIFY_TAKES = "mux: --notify takes idle,exited,waiting (any of them, comma-sepa
 )
 def test_bad_family_input_is_one_line_and_creates_nothing(repo: Path, args: tuple[str, ...], says: str) -> None:
     start(repo, "parent")
-    before = git(repo, "for-each-ref"), sorted(registry(repo))
+    before = refs(repo), sorted(registry(repo))
     proc = run_mux("new", "child", "-a", "fake", *args, cwd=repo, check=False)
     assert proc.returncode in (1, 2) and proc.stderr.splitlines() == [says] and proc.stdout == ""
-    assert (git(repo, "for-each-ref"), sorted(registry(repo))) == before
+    assert (refs(repo), sorted(registry(repo))) == before
 
 
 def test_ls_shows_each_child_under_its_parent(repo: Path) -> None:
@@ -370,13 +370,13 @@ def recovery_refs(repo: Path) -> list[str]:
 
 def test_rm_refuses_a_parent_with_sub_tasks_and_recursive_removes_them_first(repo: Path) -> None:
     parent, child, grandchild = three_generations(repo)
-    refs_before = git(repo, "for-each-ref")
+    refs_before = refs(repo)
     proc = run_mux("rm", "child", "--force", cwd=repo, check=False)
     assert proc.returncode == 1 and proc.stderr.splitlines() == [
         "mux: task 'child' has sub-tasks: grandchild (merge or remove them first, or `mux rm --recursive child`"
         " removes them too)"
     ]
-    assert git(repo, "for-each-ref") == refs_before and set(mux_ls(repo)) == {"parent", "child", "grandchild"}
+    assert refs(repo) == refs_before and set(mux_ls(repo)) == {"parent", "child", "grandchild"}
 
     out = run_mux("rm", "parent", "--recursive", cwd=repo).stdout
 

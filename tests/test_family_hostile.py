@@ -20,6 +20,7 @@ import libtmux
 import pytest
 from conftest import git, make_repo, mux_ls, new_task, profile_with, run_mux, wait_until, window_task, write_toml
 from hostile_helpers import read_only, run_raw
+from merge_helpers import refs
 from test_inbox import RECORDER
 
 from muxagent import naming
@@ -405,7 +406,7 @@ def own_part(repo: Path) -> tuple[object, ...]:
     rows = {name: (row["worktree"], row["window"], row["parent"]) for name, row in mux_ls(repo).items()}
     folder = state_dir(repo) / "inbox"
     inboxes = {path.name: path.read_bytes() for path in folder.iterdir() if path.suffix in (".jsonl", ".read")}
-    return git(repo, "for-each-ref"), git(repo, "worktree", "list", "--porcelain"), rows, inboxes
+    return refs(repo), git(repo, "worktree", "list", "--porcelain"), rows, inboxes
 
 
 def test_two_repositories_with_the_same_task_names_keep_their_families_apart(tmp_path: Path) -> None:

@@ -9,6 +9,7 @@ from pathlib import Path
 import libtmux
 import pytest
 from conftest import git, mux_ls, run_mux, wait_until
+from merge_helpers import refs
 
 pytestmark = pytest.mark.usefixtures("fake_profile")
 
@@ -53,12 +54,12 @@ def test_rm_refuses_to_lose_work_and_changes_nothing(
     git(repo, "commit", "-qam", "ignore .env")
     worktree = start(repo, "busy")
     make_work(worktree)
-    before = (git(worktree, "status", "--porcelain", "--ignored"), git(repo, "for-each-ref"))
+    before = (git(worktree, "status", "--porcelain", "--ignored"), refs(repo))
     proc = run_mux("rm", "busy", cwd=repo, check=False)
     assert proc.returncode == 1
     assert len(proc.stderr.strip().splitlines()) == 1 and phrase in proc.stderr
     assert "Traceback" not in proc.stderr
-    assert (git(worktree, "status", "--porcelain", "--ignored"), git(repo, "for-each-ref")) == before
+    assert (git(worktree, "status", "--porcelain", "--ignored"), refs(repo)) == before
     assert mux_ls(repo)["busy"]["state"] == "idle"
 
 
