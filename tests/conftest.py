@@ -208,6 +208,20 @@ def run_mux_on_terminal(*args: str, cwd: Path, timeout: float = 60) -> tuple[int
     return os.waitstatus_to_exitcode(status), b"".join(chunks).decode("utf-8", "replace")
 
 
+def modules_imported(argv: list[str], cwd: Path) -> set[str]:
+    """Modules `python -X importtime ARGV` imports beyond what this interpreter imports to start at all (`site`
+    runs the .pth files of site-packages; CI's certifi hook imports pathlib before mux's first line runs, and
+    test_the_fast_path_finds_the_repository_git_finds_or_leaves_it_to_the_cli blamed the fast path for it)."""
+
+    def loaded(args: list[str]) -> set[str]:
+        proc = subprocess.run([sys.executable, "-X", "importtime", *args], cwd=cwd, capture_output=True, text=True)
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        lines = [line for line in proc.stderr.splitlines() if line.startswith("import time:")]
+        return {line.rsplit("|", 1)[1].strip() for line in lines}
+
+    return loaded(argv) - loaded(["-c", "pass"])
+
+
 def mux_ls(cwd: Path | str) -> dict[str, dict[str, Any]]:
     rows = json.loads(run_mux("ls", "--json", cwd=cwd).stdout)
     return {row["name"]: row for row in rows}

@@ -15,6 +15,8 @@ import libtmux
 from conftest import git, window_task
 from merge_helpers import refs
 
+from muxagent.monitor import daemon
+
 
 def run_raw(
     *args: str, cwd: Path | str, env: dict[str, str] | None = None, timeout: float = 60
@@ -65,8 +67,14 @@ def _tree(root: Path) -> dict[str, str]:
 
 def disk_state(repo: Path, socket: str) -> tuple[object, ...]:
     """Everything a refused command must leave as it was: refs, worktrees, folders next to the repo, the files in
-    `.git/mux` and the tmux windows (by id and task: the monitor renames them as states change)."""
-    windows = [(window.window_id, window_task(window)) for window in libtmux.Server(socket_name=socket).windows]
+    `.git/mux` and the tmux windows (by id and task: the monitor renames them as states change). The monitor's own
+    windows are left out: a second monitor that a `mux ls` started while the first was starting closes its window
+    once it finds the lock taken (CI: a window vanished while `new` was refusing a prompt that is not UTF-8)."""
+    windows = [
+        (window.window_id, window_task(window))
+        for window in libtmux.Server(socket_name=socket).windows
+        if not str(window.session_name).endswith(daemon.SESSION_SUFFIX)
+    ]
     return (
         refs(repo),
         git(repo, "worktree", "list", "--porcelain"),

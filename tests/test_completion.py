@@ -16,7 +16,7 @@ from typing import Annotated, Literal
 
 import pytest
 import typer
-from conftest import git, run_mux
+from conftest import git, modules_imported, run_mux
 
 from muxagent import naming
 from muxagent.cli import app
@@ -394,18 +394,12 @@ def test_tasks_loads_no_heavy_module(repo: Path, entry: str) -> None:
     if entry == "console script":
         target = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["scripts"]["mux"]
         module, _, func = target.partition(":")
-        argv = [
-            sys.executable,
-            "-X",
-            "importtime",
-            "-c",
-            f"import sys; sys.argv = ['mux', '_tasks']\nfrom {module} import {func}; {func}()",
-        ]
+        argv = ["-c", f"import sys; sys.argv = ['mux', '_tasks']\nfrom {module} import {func}; {func}()"]
     else:
-        argv = [sys.executable, "-X", "importtime", "-m", "muxagent", "_tasks"]
-    proc = subprocess.run(argv, cwd=repo, capture_output=True, text=True, timeout=60)
+        argv = ["-m", "muxagent", "_tasks"]
+    proc = subprocess.run([sys.executable, *argv], cwd=repo, capture_output=True, text=True, timeout=60)
     assert proc.stdout == "alpha\nbeta\n", proc.stderr
-    loaded = {line.rsplit("|", 1)[-1].strip() for line in proc.stderr.splitlines() if line.startswith("import time:")}
+    loaded = modules_imported(argv, cwd=repo)
     heavy = {m for m in loaded if m in HEAVY or m.split(".")[0] in HEAVY}
     assert not heavy, f"`mux _tasks` via {entry} imported {sorted(heavy)}"
 

@@ -27,7 +27,7 @@ from muxagent import naming
 from muxagent.commands import recovery
 from muxagent.errors import StoreError
 from muxagent.model import utc_iso
-from muxagent.monitor import family
+from muxagent.monitor import daemon, family
 from muxagent.state import inbox
 from muxagent.state.store import Store
 
@@ -56,7 +56,7 @@ def monitor_output(server: libtmux.Server) -> str:
     found = [
         "\n".join(window.active_pane.capture_pane(start=-1000))
         for window in server.windows
-        if not window_task(window) and str(window.session_name).endswith("-monitor") and window.active_pane
+        if not window_task(window) and str(window.session_name).endswith(daemon.SESSION_SUFFIX) and window.active_pane
     ]
     return "\n".join(found)
 

@@ -19,9 +19,9 @@ from typing import Any
 
 import libtmux
 import pytest
-from conftest import git, mux_ls, new_task, run_mux, wait_until
+from conftest import git, modules_imported, mux_ls, new_task, run_mux, wait_until
 
-from muxagent import fastpath
+from muxagent import fastpath, naming
 from muxagent.commands import context, report
 from muxagent.model import State, TaskReport
 from muxagent.monitor import daemon
@@ -86,8 +86,13 @@ def view_of(repo: Path) -> list[TaskReport] | None:
 
 
 def kill_real_monitor(repo: Path) -> None:
-    """SIGKILL the monitor, and any other that took the lock since (one `mux ls` revived while the first started)."""
+    """SIGKILL the monitor, and any other that took the lock since (one `mux ls` revived while the first started).
+    The monitor's tmux session goes first: a monitor a command started, still starting up, would take the lock a
+    moment after the check found none (CI: the fake monitor's own lock then failed, BlockingIOError)."""
     ctx = context.open_repo(repo)
+    session = naming.session_for(ctx.repo.main) + daemon.SESSION_SUFFIX
+    for found in libtmux.Server(socket_name=ctx.tmux.socket).sessions.filter(session_name=session):
+        found.kill()
 
     def none_left() -> bool:
         found = view.read(state_dir(repo))
@@ -351,11 +356,7 @@ def test_ls_and_status_line_from_the_view_print_what_the_cli_prints_byte_for_byt
 
 
 def imported(repo: Path, *args: str) -> set[str]:
-    proc = subprocess.run(
-        [sys.executable, "-X", "importtime", "-m", "muxagent", *args], cwd=repo, capture_output=True, text=True
-    )
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    return {line.rsplit("|", 1)[1].strip() for line in proc.stderr.splitlines() if line.startswith("import time:")}
+    return modules_imported(["-m", "muxagent", *args], cwd=repo)
 
 
 def test_the_fast_path_finds_the_repository_git_finds_or_leaves_it_to_the_cli(

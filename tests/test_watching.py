@@ -13,6 +13,8 @@ import libtmux
 import pytest
 from conftest import mux_ls, profile_with, run_mux, wait_until, window_task
 
+from muxagent.monitor import daemon
+
 pytestmark = pytest.mark.usefixtures("fake_profile")
 
 
@@ -124,13 +126,17 @@ def test_monitor_marks_window_names_and_leaves_with_the_last_task(repo: Path, se
     wait_until(lambda: window_names(server).get("m") == "m ?")
 
     def monitor_bell() -> bool:
-        return any(w.window_bell_flag == "1" and str(w.session_name).endswith("-monitor") for w in server.windows)
+        return any(
+            w.window_bell_flag == "1" and str(w.session_name).endswith(daemon.SESSION_SUFFIX) for w in server.windows
+        )
 
     wait_until(monitor_bell)
     run_mux("send", "m", "n", cwd=repo)
     run_mux("rm", "m", cwd=repo)
 
-    wait_until(lambda: not any(str(s.session_name).endswith("-monitor") for s in server.sessions), timeout=20)
+    wait_until(
+        lambda: not any(str(s.session_name).endswith(daemon.SESSION_SUFFIX) for s in server.sessions), timeout=20
+    )
 
 
 def test_restart_brings_back_an_exited_agent_in_its_worktree(repo: Path) -> None:

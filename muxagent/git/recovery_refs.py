@@ -47,12 +47,17 @@ def snapshot_tree(worktree: Path, precious: list[str], exact: Sequence[str] = ()
     apart = [f":(exclude,literal){path.rstrip('/')}" for path in exact if path.endswith("/") and path not in precious]
     precious = [path for path in precious if not path.endswith("/")]
     with scratch_index(worktree) as env:
+        # No hook runs on these writes of a throwaway index (NO_HOOKS): a repo's post-index-change hook fired on
+        # every checkpoint the monitor took, and made the parent agent of test_the_parent_moving_during_the_merge_
+        # refuses_it_and_takes_the_childs_commit_back commit before `mux merge` had begun.
         # --sparse: in a sparse checkout, `add` skips the paths outside the sparse cone even when the agent wrote
         # them (` M dir2/y`), and a merge or a recovery ref would drop that edit.
-        run_git(worktree, "add", "--sparse", "--ignore-removal" if pending else "-A", "--", ".", *apart, env=env)
+        mode = "--ignore-removal" if pending else "-A"
+        run_git(worktree, *NO_HOOKS, "add", "--sparse", mode, "--", ".", *apart, env=env)
         if precious:
             run_git(
                 worktree,
+                *NO_HOOKS,
                 "--literal-pathspecs",
                 "add",
                 "--sparse",
@@ -63,7 +68,7 @@ def snapshot_tree(worktree: Path, precious: list[str], exact: Sequence[str] = ()
                 stdin="\0".join(precious),
             )
         _store_exact(worktree, exact, env)
-        return run_git(worktree, "write-tree", env=env).stdout.strip()
+        return run_git(worktree, *NO_HOOKS, "write-tree", env=env).stdout.strip()
 
 
 _HASHED_AT_ONCE = 2000  # paths per `git hash-object` argv: well under the 2 MB of ARG_MAX
@@ -84,7 +89,7 @@ def _store_exact(worktree: Path, paths: Sequence[str], env: Mapping[str, str]) -
             mode = "100755" if os.lstat(worktree / path).st_mode & 0o111 else "100644"
             entries.append(f"{mode} {blob}\t{path}\0")
     if entries:
-        run_git(worktree, "update-index", "-z", "--index-info", env=env, stdin="".join(entries))
+        run_git(worktree, *NO_HOOKS, "update-index", "-z", "--index-info", env=env, stdin="".join(entries))
 
 
 def worktree_tree(worktree: Path) -> tuple[str | None, str | None]:

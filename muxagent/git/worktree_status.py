@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from stat import S_ISREG
 
-from muxagent.git.runner import run_git
+from muxagent.git.runner import NO_HOOKS, run_git
 from muxagent.git.worktrees import checkout_pending, not_checked_out, require_checkout
 
 # Ignored directories that a build or an installer recreates: losing them loses no work.
@@ -258,7 +258,7 @@ def scratch_index(worktree: Path) -> Iterator[dict[str, str]]:
         if real.exists():
             shutil.copy2(real, scratch)
         elif checkout_pending(worktree):
-            run_git(worktree, "read-tree", "HEAD", env=env)
+            run_git(worktree, *NO_HOOKS, "read-tree", "HEAD", env=env)
         yield env
 
 

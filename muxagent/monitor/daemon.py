@@ -41,6 +41,8 @@ TICK = 0.5
 # so an agent whose hooks fire back to back cannot spin the monitor.
 MIN_GAP = 0.05
 WINDOW_NAME = "monitor"
+# The monitor runs in a session of its own: the repository's session name and this.
+SESSION_SUFFIX = "-monitor"
 ALERT_STATES = frozenset({State.WAITING, State.IDLE})
 DELIVERY_GAP = 3.0
 # A TUI can drop the key that answers its dialog (seen with Codex 0.169's approval): a trust dialog still on
@@ -77,7 +79,7 @@ def ensure_running(ctx: context.Context) -> None:
     """Start the monitor unless one is already watching this repository."""
     if is_running(ctx):
         return
-    session = naming.session_for(ctx.repo.main) + "-monitor"
+    session = naming.session_for(ctx.repo.main) + SESSION_SUFFIX
     argv = [sys.executable, "-P", "-m", "muxagent", "_monitor"]
     env = {"MUX_TMUX_SOCKET": ctx.tmux.socket} if ctx.tmux.socket else {}
     ctx.tmux.new_window(session, WINDOW_NAME, ctx.repo.main, argv, env, task="")
