@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -162,18 +163,11 @@ def list_reports(
         tasks = [task for task in tasks if task.name in only]
     if not tasks:
         return []
-    found = _statuses(ctx, tasks, screens, hook_events or events.EventsCache())
+    found, present = statuses(ctx, tasks, screens, hook_events or events.EventsCache())
     if not with_changes:
         return found
-    present = with_files(tasks)
     works = _works(ctx, present)
     return with_work(ctx, found, works, conflicts_of(ctx, present, works))
-
-
-def with_files(tasks: list[Task]) -> list[Task]:
-    """The tasks whose worktree exists and is checked out: those whose changes can be read."""
-    # os.path, not pathlib: asked for every task on every monitor tick, where Path objects cost more than the stat.
-    return [t for t in tasks if os.path.isdir(t.worktree) and not worktrees.checkout_pending(t.worktree)]
 
 
 def conflicts_of(ctx: Context, present: list[Task], works: dict[str, changes.Work]) -> radar.Found:
@@ -181,9 +175,14 @@ def conflicts_of(ctx: Context, present: list[Task], works: dict[str, changes.Wor
 
 
 def with_work(
-    ctx: Context, reports: list[TaskReport], works: dict[str, changes.Work], conflicts: radar.Found
+    ctx: Context,
+    reports: list[TaskReport],
+    works: dict[str, changes.Work],
+    conflicts: radar.Found,
+    last_change: Mapping[str, float] | None = None,
 ) -> list[TaskReport]:
-    """The reports with each task's changes, conflicts and unread inbox entries."""
+    """The reports with each task's changes, conflicts and unread inbox entries (and `last_change`, if given: the
+    monitor's own, fresher than what its status file held when the reports were made)."""
     unread = inbox.unread_counts(ctx.store.root, {item.task.name: item.task.created for item in reports})
     return [
         replace(
@@ -191,14 +190,17 @@ def with_work(
             changes=works[item.task.name].changes if item.task.name in works else None,
             conflicts=conflicts.get(item.task.name, ()),
             inbox_unread=unread.get(item.task.name, 0),
+            last_change=item.last_change if last_change is None else last_change.get(item.task.name),
         )
         for item in reports
     ]
 
 
-def _statuses(
+def statuses(
     ctx: Context, tasks: list[Task], screens: ScreenCache | None, hook_events: events.EventsCache
-) -> list[TaskReport]:
+) -> tuple[list[TaskReport], list[Task]]:
+    """Every task's state (see `list_reports`), and the tasks whose worktree is there and checked out (their changes
+    can be read), from the same stats: asking again cost the monitor a third of its stat calls each tick."""
     try:
         panes = ctx.tmux.snapshot()
         server_running = bool(panes) or ctx.tmux.server_running()
@@ -261,7 +263,7 @@ def _statuses(
             )
         )
     hook_events.keep(set(events_paths.values()))
-    return reports
+    return reports, [task for task in tasks if exists[task.name] and task.name not in pending]
 
 
 def _works(ctx: Context, tasks: list[Task]) -> dict[str, changes.Work]:

@@ -24,7 +24,6 @@ from pathlib import Path
 from muxagent import config, naming, render
 from muxagent.commands import context, create, interact, recovery, report
 from muxagent.errors import MuxError, StoreError, UnknownTaskError
-from muxagent.git import worktrees
 from muxagent.model import State, Task, TaskReport
 from muxagent.monitor.family import Family
 from muxagent.monitor.keeper import ViewKeeper
@@ -151,21 +150,22 @@ class Monitor:
         """One look at every task; returns how many tasks there are."""
         looked_at = time.time()
         epoch = view.epoch(self.ctx.store.root)  # before looking: a command that ends while it looks renews it
-        reports = report.list_reports(self.ctx, with_changes=False, screens=self.screens, hook_events=self.hook_events)
-        touched = self._watch_worktrees(self.watcher, reports) if self.watcher is not None else set()
+        tasks = context.load_tasks(self.ctx)
+        reports, present = report.statuses(self.ctx, tasks, self.screens, self.hook_events) if tasks else ([], [])
+        touched = self._watch_worktrees(self.watcher, present) if self.watcher is not None else set()
         # Before anything is typed (a delivery waits for the agent to take it): the view stays fresh meanwhile.
-        self.keeper.publish(reports, touched | set(self.polling), self.last_change, looked_at, epoch)
+        self.keeper.publish(reports, present, touched | set(self.polling), self.last_change, looked_at, epoch)
         # Before anything is typed: a parent told of its children in this tick hears of all of them at once.
         self.family.observe(reports)
         self.turns.observe(reports, self.hook_events)  # before a queued prompt starts the next turn
-        tasks = {item.task.name: item.task for item in reports}
+        by_name = {item.task.name: item.task for item in reports}
         queued = frozenset(prompt_queue.queued_tasks(self.ctx.store.root))  # one listdir, not a read per idle task
         for item in reports:
             seen = self.seen.setdefault(item.task.name, _Seen())
             if item.status.state is not seen.state:
                 self._transition(item, seen.state)
                 seen.state = item.status.state
-            self._type_into(item, seen, tasks, queued)
+            self._type_into(item, seen, by_name, queued)
             self._auto_trust(item, seen)
         for gone in set(self.seen) - {item.task.name for item in reports}:
             del self.seen[gone]
@@ -173,16 +173,14 @@ class Monitor:
             print(f"mux monitor: started queued {name}", flush=True)
         return len(reports)
 
-    def _watch_worktrees(self, watcher: ChangeWatcher, reports: list[TaskReport]) -> set[str]:
-        """Follow the tasks' worktrees once checked out (the checkout is not a change the agent made); one that
-        cannot be watched is left to `git status` polling. Returns the tasks whose files changed since the last
-        tick."""
-        wanted = {r.task.name: r.task.worktree for r in reports if os.path.isdir(r.task.worktree)}
+    def _watch_worktrees(self, watcher: ChangeWatcher, present: list[Task]) -> set[str]:
+        """Follow the worktrees of the tasks in `present` (there and checked out: the checkout is not a change the
+        agent made); one that cannot be watched is left to `git status` polling. Returns the tasks whose files
+        changed since the last tick."""
+        wanted = {task.name: task.worktree for task in present}
         for name in watcher.keys - set(wanted):
             watcher.unwatch(name)
         for name in set(wanted) - watcher.keys - set(self.polling):
-            if worktrees.checkout_pending(wanted[name]):
-                continue  # watched once its files are there
             failure = watcher.watch(name, Path(wanted[name]))
             if failure is not None:
                 self.polling[name] = failure

@@ -17,7 +17,7 @@ import os
 import threading
 import time
 from collections.abc import Collection, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 from muxagent import render
 from muxagent.commands import context, report
@@ -182,23 +182,21 @@ class ViewKeeper:
     def publish(
         self,
         reports: list[TaskReport],
+        present: list[Task],
         touched: Collection[str],
         last_change: Mapping[str, float],
         looked_at: float,
         epoch: str,
     ) -> None:
         """Publish every task's report: `reports` (states, from the tick that began to look at `looked_at`) with
-        the changes, conflicts and unread inbox entries kept here, as far as they are read; `touched`: the tasks
-        whose worktree's files moved (or cannot be watched)."""
-        present = report.with_files([item.task for item in reports])
+        the changes, conflicts and unread inbox entries kept here, as far as they are read; `present`: the tasks
+        whose changes can be read (report.statuses); `touched`: those whose worktree's files moved (or cannot be
+        watched)."""
         self._update_works(present, touched, looked_at)
         registry, stamp = self.ctx.store.generation, self.ctx.store.stamp
         if registry is None or stamp is None:
             return  # a registry without a generation (an older mux wrote it): no reader would take the view
-        shown = [
-            replace(item, last_change=last_change.get(item.task.name))  # this tick's, not monitor.json's
-            for item in report.with_work(self.ctx, reports, self.works, self.conflicts)
-        ]
+        shown = report.with_work(self.ctx, reports, self.works, self.conflicts, last_change)
         entries = {
             item.task.name: view.entry_of(item, row, looked_at, self.changes_at.get(item.task.name))
             for item, row in zip(shown, render.rows(shown), strict=True)

@@ -25,6 +25,7 @@ So a turn that ends with no hook (Esc or Ctrl-C in Claude Code, a model server g
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
@@ -52,6 +53,9 @@ class Observation:
     events: Sequence[HookEvent] = ()
 
 
+# Cached: the monitor normalizes every unchanged screen twice a second, and the same text object back lets the
+# pattern searches' cache (patterns.first_match) find it without hashing it again.
+@functools.lru_cache(maxsize=512)
 def normalize_screen(text: str) -> str:
     """Trailing blanks removed from each line and from the end, so patterns can anchor on the cursor line."""
     return "\n".join(line.rstrip() for line in text.splitlines()).rstrip("\n")

@@ -9,6 +9,7 @@ or of an agent someone started by hand in the pane (no id, or another), must not
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import re
@@ -50,6 +51,8 @@ def events_dir(state_dir: Path) -> Path:
     return state_dir / "events"
 
 
+# Cached: asked for every task on every monitor tick, where building the Path cost more than the stat of it.
+@functools.lru_cache(maxsize=1024)
 def events_path(state_dir: Path, task: str) -> Path:
     return events_dir(state_dir) / f"{task}.jsonl"
 
