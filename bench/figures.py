@@ -52,6 +52,16 @@ class LatencyFigures(Summary):
     ls_polls_median: int
 
 
+class StatusLineFigures(TypedDict):
+    """`mux status-line` as tmux's status-right runs it: its wall time, and the CPU (user + system) each run
+    costs, as a share of a core at one run per `interval_s` (tmux's `status-interval`)."""
+
+    mux: Summary
+    cpu: Summary
+    interval_s: float
+    cpu_pct: float
+
+
 class ScreenFigures(Summary):
     idle_after_s: float
     reasons: list[str]
@@ -90,6 +100,17 @@ class BusyFigures(MonitorFigures):
     tasks: int
 
 
+class MemoryFigures(TypedDict):
+    seconds: float
+    tasks: int
+    events: int  # hook events (each with an edit) given meanwhile
+    rss_start_kib: int
+    rss_end_kib: int
+    rss_max_kib: int
+    growth_kib: int  # the median of the last fifth of the samples less that of the first fifth
+    rss_samples_kib: list[int]
+
+
 class NewFigures(TypedDict):
     mux: Summary
     hand: Summary
@@ -111,12 +132,15 @@ class Results(TypedDict):
     completion: dict[str, CompletionFigures]
     hook: HookFigures
     hook_latency: dict[str, LatencyFigures]
+    status_line: NotRequired[dict[str, StatusLineFigures]]  # runs from before issue 14's last step have none
+    edit_latency: NotRequired[dict[str, LatencyFigures]]  # nor this
     new: NewFigures
     monitor_quiet: dict[str, MonitorFigures]
     screen_latency: ScreenFigures
     family: NotRequired[FamilyFigures]  # runs from before issue 12 have none
     group: NotRequired[GroupFigures]  # nor from before issue 15
-    monitor_busy: BusyFigures
+    monitor_busy: dict[str, BusyFigures]
+    monitor_memory: NotRequired[MemoryFigures]  # only with --memory-seconds
     ls_growth: dict[str, Any]  # "counts", then one entry per series (see run.GROWTH_SERIES)
     elapsed_s: float
     complete: bool

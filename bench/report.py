@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from figures import BusyFigures, MonitorFigures, Results
+from figures import BusyFigures, MemoryFigures, MonitorFigures, Results
 from harness import Spread, Summary
 
 CHECKOUT = Path(__file__).resolve().parent.parent
@@ -46,8 +46,9 @@ class Target:
         return f"{self.compare} {self.above + ' + ' if self.above else ''}{amount}"
 
 
-# How long the bench waits for a hook event to show in `mux ls` before it counts a timeout.
+# How long the bench waits for a hook event, and for a file edit, to show in `mux ls` before it counts a timeout.
 HOOK_EVENT_TIMEOUT_S = 10.0
+EDIT_TIMEOUT_S = 10.0
 
 # Issues 5 and 3, on medians from a 2-core machine.
 TARGETS: tuple[Target, ...] = (
@@ -68,14 +69,25 @@ TARGETS: tuple[Target, ...] = (
     ),
     Target("screen_latency_s", "a screen-only transition (last output to idle)", 1.0, "s", above="idle_after"),
     Target("screen_relapses", "`ls` runs that saw a quiet agent busy again afterwards", 0.0, "relapses", "<="),
-    Target("monitor_cpu_pct", "the monitor's CPU (with its tmux and git children), quiet or busy agents", 3.0, "%"),
+    Target("monitor_cpu_pct", "the monitor's CPU (with its tmux and git children), quiet agents", 3.0, "%"),
+    Target("monitor_busy_cpu_pct", "the monitor's CPU (with tmux and git children), all agents printing", 10.0, "%"),
+    Target("monitor_memory_growth_kib", "the monitor's memory growth over the memory window (last fifth less first)",
+           1024.0, "KiB", "<="),
     # Issue 12, on p95s.
     Target("family_entry_s", "a sub-task's state change -> the entry in its parent's inbox (p95)", 1.0, "s"),
     Target("family_notice_s", "a sub-task idle -> the notice typed into its idle parent (p95)", 2.0, "s"),
     # Issue 15, on medians.
     Target("group_new_s", "`mux new NAME -n 10` until its ten windows exist", 1.5, "s"),
     Target("group_compare_s", "`mux compare NAME` of ten members, without --check", 1.0, "s"),
-)
+    # Issue 14 (the live view), on medians.
+    Target("ls_ms", "`mux ls --json` with the monitor running", 100.0, "ms"),
+    Target("ls_python_ratio", "`mux ls --json` against `python -c 'import json'` reading the view file", 1.5, "x",
+           "<="),
+    Target("status_line_ms", "`mux status-line`", 50.0, "ms"),
+    Target("status_line_cpu_pct", "`mux status-line`'s CPU at `status-interval 5`, one client", 0.5, "%"),
+    Target("hook_latency_s", "a hook event visible in `mux ls --json` at N = 100", 0.5, "s", tasks=100),
+    Target("edit_latency_s", "a file edit counted in `mux ls --json`", 2.0, "s"),
+)  # fmt: skip
 
 
 def targets_for(key: str, tasks: int | None = None) -> list[Target]:
@@ -150,12 +162,32 @@ def latency_label(n: str) -> str:
     return f"hook event -> ls shows it, N={n}"
 
 
+def edit_label(n: str) -> str:
+    return f"file edit -> ls counts it, N={n}"
+
+
+def python_json_label(n: str) -> str:
+    return f"  against python reading the view, N={n}"
+
+
+def status_label(n: str) -> str:
+    return f"mux status-line, N={n}"
+
+
+def status_cpu_label(n: str) -> str:
+    return f"  its CPU at status-interval 5, N={n}"
+
+
 def quiet_label(n: str) -> str:
     return f"monitor CPU, N={n} quiet agents"
 
 
 def busy_label(busy: BusyFigures) -> str:
     return f"monitor CPU, {busy['agents']} agents printing {busy['seconds']:.0f}s"
+
+
+def memory_label(memory: MemoryFigures) -> str:
+    return f"monitor RSS over {memory['seconds'] / 60:.0f} min, N={memory['tasks']}"
 
 
 def checks_of(key: str, figure: str, value: float, tasks: int | None = None, base: float = 0.0) -> Iterator[Check]:
@@ -168,6 +200,14 @@ def checks(results: Results) -> list[Check]:
     found: list[Check] = []
     for n, ls in results["ls"].items():
         found += checks_of("ls_ratio", ls_label(n), ls["ratio"], int(n))
+        found += checks_of("ls_ms", ls_label(n), ls["mux"]["median_ms"], int(n))
+        if "ratio_python_json" in ls:
+            found += checks_of("ls_python_ratio", python_json_label(n), ls["ratio_python_json"], int(n))
+    for n, status in results.get("status_line", {}).items():
+        found += checks_of("status_line_ms", status_label(n), status["mux"]["median_ms"], int(n))
+        found += checks_of("status_line_cpu_pct", status_cpu_label(n), status["cpu_pct"], int(n))
+    for n, edit in results.get("edit_latency", {}).items():
+        found += checks_of("edit_latency_s", edit_label(n), edit["median_ms"] / 1000, int(n))
     for series, _, label in GROWTH_ROWS:
         grown = results["ls_growth"].get(series)
         if grown and grown["exponent"] is not None:
@@ -185,8 +225,11 @@ def checks(results: Results) -> list[Check]:
     found += checks_of("screen_relapses", RELAPSE_LABEL, len(screen["relapses"]))
     for n, quiet in results["monitor_quiet"].items():
         found += checks_of("monitor_cpu_pct", quiet_label(n), quiet["cpu_pct_with_children"], int(n))
-    busy = results["monitor_busy"]
-    found += checks_of("monitor_cpu_pct", busy_label(busy), busy["cpu_pct_with_children"])
+    for n, busy in results["monitor_busy"].items():
+        found += checks_of("monitor_busy_cpu_pct", busy_label(busy), busy["cpu_pct_with_children"], int(n))
+    if "monitor_memory" in results:
+        memory = results["monitor_memory"]
+        found += checks_of("monitor_memory_growth_kib", memory_label(memory), memory["growth_kib"])
     if "family" in results:
         family = results["family"]
         found += checks_of("family_entry_s", FAMILY_ENTRY_LABEL, family["entry"]["p95_ms"] / 1000)
@@ -223,6 +266,16 @@ def ls_rows(r: Results) -> Iterator[Row]:
         if item.get("mux_console"):
             console = f"{item['ratio_console']:.2f}x"
             yield f"  via console script, N={n}", ms(item["mux_console"]), ms(item["floor"]), console
+        if "python_json" in item and "ratio_python_json" in item:
+            python = f"{item['ratio_python_json']:.2f}x"
+            yield python_json_label(n), ms(item["mux"]), ms(item["python_json"]) + " python -c 'import json'", python
+
+
+def status_rows(r: Results) -> Iterator[Row]:
+    for n, item in r.get("status_line", {}).items():
+        yield status_label(n), ms(item["mux"]), "", ""
+        cpu_each = f"{item['cpu']['median_ms']:.1f} ms CPU a run, every {item['interval_s']:g} s"
+        yield status_cpu_label(n), f"{item['cpu_pct']:.2f}%", cpu_each, ""
 
 
 def churn_rows(r: Results) -> Iterator[Row]:
@@ -273,9 +326,10 @@ def hook_rows(r: Results) -> Iterator[Row]:
 
 
 def latency_rows(r: Results) -> Iterator[Row]:
-    for n, item in r["hook_latency"].items():
-        timeouts = f", {item['timeouts']} timeouts" if item["timeouts"] else ""
-        yield latency_label(n), ms(item) + timeouts, f"{item['ls_polls_median']} ls poll(s)", ""
+    for label, series in ((latency_label, r["hook_latency"]), (edit_label, r.get("edit_latency", {}))):
+        for n, item in series.items():
+            timeouts = f", {item['timeouts']} timeouts" if item["timeouts"] else ""
+            yield label(n), ms(item) + timeouts, f"{item['ls_polls_median']} ls poll(s)", ""
 
 
 def screen_rows(r: Results) -> Iterator[Row]:
@@ -288,10 +342,18 @@ def screen_rows(r: Results) -> Iterator[Row]:
 def monitor_rows(r: Results) -> Iterator[Row]:
     for n, item in r["monitor_quiet"].items():
         yield quiet_label(n), *cpu(item), ""
-    busy = r["monitor_busy"]
-    yield busy_label(busy), *cpu(busy), ""
-    rss = f"{busy['rss_start_kib'] / 1024:.1f} -> {busy['rss_end_kib'] / 1024:.1f} MiB"
-    yield "  monitor RSS start -> end (max)", f"{rss} ({busy['rss_max_kib'] / 1024:.1f})", "", ""
+    for busy in r["monitor_busy"].values():
+        yield busy_label(busy), *cpu(busy), ""
+        yield "  monitor RSS start -> end (max)", rss_text(busy), "", ""
+    if "monitor_memory" in r:
+        memory = r["monitor_memory"]
+        growth = f"growth {memory['growth_kib']} KiB"
+        yield memory_label(memory), rss_text(memory), f"{memory['events']} hook events + edits", growth
+
+
+def rss_text(item: MonitorFigures | MemoryFigures) -> str:
+    mib = [item["rss_start_kib"] / 1024, item["rss_end_kib"] / 1024, item["rss_max_kib"] / 1024]
+    return f"{mib[0]:.1f} -> {mib[1]:.1f} MiB (max {mib[2]:.1f})"
 
 
 def p95(s: Spread) -> str:
@@ -319,6 +381,7 @@ TABLE_SECTIONS: tuple[Callable[[Results], Iterator[Row]], ...] = (
     growth_rows,
     new_rows,
     tab_rows,
+    status_rows,
     hook_rows,
     latency_rows,
     screen_rows,
@@ -407,6 +470,45 @@ def ls_md(r: Results, judge: Judge) -> Iterator[Row]:
     )
 
 
+def python_json_md(r: Results, judge: Judge) -> Iterator[Row]:
+    ls = {n: item for n, item in r["ls"].items() if "python_json" in item and "ratio_python_json" in item}
+    if not ls:
+        return
+    yield (
+        f"`mux ls --json` against `python -c 'import json'` reading the view, N = {' / '.join(ls)}",
+        " / ".join(f"{item['ratio_python_json']:.2f}x" for item in ls.values()),
+        f"{medians([item['python_json'] for item in ls.values()])} ms",
+        judge(python_json_label(n) for n in ls),
+    )
+
+
+def status_md(r: Results, judge: Judge) -> Iterator[Row]:
+    status = r.get("status_line", {})
+    if not status:
+        return
+    ns = " / ".join(status)
+    yield (
+        f"`mux status-line`, N = {ns}",
+        f"{medians([item['mux'] for item in status.values()])} ms",
+        "CPU "
+        + " / ".join(f"{item['cpu_pct']:.2f}" for item in status.values())
+        + " % of a core at `status-interval 5`",
+        judge([*(status_label(n) for n in status), *(status_cpu_label(n) for n in status)]),
+    )
+
+
+def edit_md(r: Results, judge: Judge) -> Iterator[Row]:
+    edits = r.get("edit_latency", {})
+    if not edits:
+        return
+    yield (
+        f"a file edit counted in `mux ls --json`, N = {' / '.join(edits)}",
+        f"{medians(list(edits.values()), 1000, 2)} s",
+        " / ".join(str(item["ls_polls_median"]) for item in edits.values()) + " `ls` run(s)",
+        judge(edit_label(n) for n in edits),
+    )
+
+
 def growth_md(r: Results, judge: Judge) -> Iterator[Row]:
     grow = r["ls_growth"]
     for series, floor_series, label in (GROWTH_ROWS[0], GROWTH_ROWS[2]):
@@ -470,11 +572,12 @@ def screen_md(r: Results, judge: Judge) -> Iterator[Row]:
 
 def monitor_md(r: Results, judge: Judge) -> Iterator[Row]:
     quiet, busy = r["monitor_quiet"], r["monitor_busy"]
+    seconds = next(iter(busy.values()))["seconds"]
     yield (
-        f"monitor CPU, {busy['agents']} agents printing for {busy['seconds']:.0f} s",
-        f"{busy['cpu_pct_with_children']:.1f} % of a core",
-        f"tmux server {busy['tmux_server_cpu_pct']:.1f} %",
-        judge([busy_label(busy)]),
+        f"monitor CPU with {' / '.join(busy)} agents all printing for {seconds:.0f} s",
+        " / ".join(f"{item['cpu_pct_with_children']:.1f}" for item in busy.values()) + " % of a core",
+        "tmux server " + " / ".join(f"{item['tmux_server_cpu_pct']:.1f}" for item in busy.values()) + " %",
+        judge(busy_label(item) for item in busy.values()),
     )
     yield (
         f"monitor CPU with {' / '.join(quiet)} quiet agents",
@@ -482,13 +585,15 @@ def monitor_md(r: Results, judge: Judge) -> Iterator[Row]:
         "tmux server " + " / ".join(f"{item['tmux_server_cpu_pct']:.1f}" for item in quiet.values()) + " %",
         judge(quiet_label(n) for n in quiet),
     )
-    rss = f"{busy['rss_start_kib'] / 1024:.1f} -> {busy['rss_end_kib'] / 1024:.1f} MiB"
-    yield (
-        f"monitor memory over those {busy['seconds']:.0f} s",
-        f"{rss} (at most {busy['rss_max_kib'] / 1024:.1f})",
-        "",
-        "",
-    )
+    if "monitor_memory" in r:
+        memory = r["monitor_memory"]
+        yield (
+            f"monitor memory over {memory['seconds'] / 60:.0f} min at N = {memory['tasks']} "
+            f"(a hook event and an edit every {memory['seconds'] / max(1, memory['events']):.0f} s)",
+            rss_text(memory),
+            f"growth {memory['growth_kib']} KiB",
+            judge([memory_label(memory)]),
+        )
 
 
 def family_md(r: Results, judge: Judge) -> Iterator[Row]:
@@ -513,10 +618,13 @@ def group_md(r: Results, judge: Judge) -> Iterator[Row]:
 
 README_SECTIONS: tuple[Callable[[Results, Judge], Iterator[Row]], ...] = (
     ls_md,
+    python_json_md,
     growth_md,
     new_md,
     tab_md,
+    status_md,
     hook_md,
+    edit_md,
     screen_md,
     monitor_md,
     family_md,

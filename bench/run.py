@@ -14,11 +14,13 @@ end, on failure and on Ctrl-C too. See bench/README.md for what each figure mean
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import math
 import os
 import platform
 import random
+import resource
 import shutil
 import subprocess
 import sys
@@ -41,10 +43,12 @@ from figures import (
     HookFigures,
     LatencyFigures,
     LsFigures,
+    MemoryFigures,
     MonitorFigures,
     NewFigures,
     Results,
     ScreenFigures,
+    StatusLineFigures,
 )
 from harness import (
     CHECKOUT,
@@ -63,6 +67,10 @@ from harness import (
     timed_run,
 )
 
+# tmux's `status-interval` as the README sets it: how often tmux runs `mux status-line` per client.
+STATUS_INTERVAL_S = 5.0
+# How often the memory figure's window gives one task a hook event and an edit.
+MEMORY_EVENT_EVERY_S = 5.0
 # The group `mux new -n` starts in the best-of-N figures (issue 15's targets are for ten).
 GROUP_SIZE = 10
 
@@ -73,6 +81,7 @@ class Options:
     repeat: int
     warmup: int
     monitor_seconds: float
+    memory_seconds: float
     quiet_seconds: float
     screen_repeat: int
     family_repeat: int
@@ -93,6 +102,9 @@ def parse_args(argv: list[str] | None = None) -> Options:
     parser.add_argument("--repeat", type=int, help="timed runs per figure (default 11; quick 3)")
     parser.add_argument("--warmup", type=int, help="untimed runs before each figure (default 2; quick 1)")
     parser.add_argument("--monitor-seconds", type=float, help="busy agents' printing time (default 30; quick 10)")
+    parser.add_argument(
+        "--memory-seconds", type=float, help="the monitor's memory watched at the largest N (default 0: not measured)"
+    )
     parser.add_argument("--quiet-seconds", type=float, help="monitor CPU window with quiet agents (default 10)")
     parser.add_argument("--screen-repeat", type=int, help="screen-only idle transitions timed (default 3; quick 1)")
     parser.add_argument("--family-repeat", type=int, help="sub-task signals timed (default 20; quick 5)")
@@ -123,6 +135,7 @@ def parse_args(argv: list[str] | None = None) -> Options:
         repeat=max(1, repeat),
         warmup=max(0, args.warmup if args.warmup is not None else (1 if quick else 2)),
         monitor_seconds=max(1.0, monitor_seconds),
+        memory_seconds=max(0.0, args.memory_seconds or 0.0),
         quiet_seconds=max(1.0, args.quiet_seconds if args.quiet_seconds is not None else quiet_default),
         screen_repeat=max(1, args.screen_repeat if args.screen_repeat is not None else (1 if quick else 3)),
         family_repeat=max(1, args.family_repeat if args.family_repeat is not None else (5 if quick else 20)),
@@ -492,36 +505,62 @@ done
         """Run the real hook command, then poll `mux ls --json` until it shows the state the event means."""
         name = self.names[0]
         state = self.ls_rows()[name]["state"]
-        samples: list[float] = []
-        polls: list[int] = []
-        timeouts = 0
-        for index in range(self.opt.warmup + self.opt.repeat):
+        timing = Latencies(self.opt.warmup)
+        for _ in range(self.opt.warmup + self.opt.repeat):
             event, target = ("Stop", "idle") if state == "waiting" else ("PermissionRequest", "waiting")
             time.sleep(random.uniform(0.0, 0.3))
             start = time.perf_counter()
             self.run_hook(name, event)
-            count = 0
-            while True:
-                _, rows = self.box.ls()
-                count += 1
-                row = next(r for r in rows if r["name"] == name)
-                if row["state"] == target and event in str(row["reason"]):
-                    elapsed = time.perf_counter() - start
-                    break
-                if time.perf_counter() - start > report.HOOK_EVENT_TIMEOUT_S:
-                    elapsed = math.inf
-                    break
+            row = timing.poll(
+                self.box,
+                name,
+                start,
+                report.HOOK_EVENT_TIMEOUT_S,
+                functools.partial(shows_event, target, event),
+            )
             state = row["state"]
-            if index < self.opt.warmup:
-                continue
-            if math.isinf(elapsed):
-                timeouts += 1
-            else:
-                samples.append(elapsed)
-                polls.append(count)
-        if not samples:
-            raise BenchError(f"no hook event ever showed in mux ls ({timeouts} timeouts)")
-        return {**summary(samples), "timeouts": timeouts, "ls_polls_median": sorted(polls)[len(polls) // 2]}
+        return timing.figures("hook event")
+
+    def status_line(self) -> StatusLineFigures:
+        """`mux status-line` run as tmux runs it, one after another: wall time, and the CPU each run took (the
+        child's user + system time, from getrusage of the reaped children)."""
+        walls: list[float] = []
+        cpus: list[float] = []
+        for index in range(self.opt.warmup + self.opt.repeat):
+            before = resource.getrusage(resource.RUSAGE_CHILDREN)
+            elapsed, _ = self.box.mux("status-line")
+            after = resource.getrusage(resource.RUSAGE_CHILDREN)
+            if index >= self.opt.warmup:
+                walls.append(elapsed)
+                cpus.append(after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime)
+        cpu = summary(cpus)
+        share = 100.0 * cpu["median_ms"] / 1000.0 / STATUS_INTERVAL_S
+        return {"mux": summary(walls), "cpu": cpu, "interval_s": STATUS_INTERVAL_S, "cpu_pct": round(share, 3)}
+
+    def edit_latency(self) -> LatencyFigures:
+        """A new file in a quiet task's worktree, then `mux ls --json` polled until that task's count of changed
+        files takes it in (the monitor's watcher, then its read of the worktree, then the view). The files go
+        afterwards (untimed)."""
+        name = self.names[-1]
+        worktree = self.worktree(name)
+        timing = Latencies(self.opt.warmup)
+        made: list[Path] = []
+        for index in range(self.opt.warmup + self.opt.repeat):
+            before = int(self.ls_rows()[name]["dirty_files"] or 0)
+            time.sleep(random.uniform(0.0, 0.3))
+            made.append(worktree / f"bench-edit-{index}.txt")
+            start = time.perf_counter()
+            made[-1].write_text("an agent's edit\n")
+            timing.poll(
+                self.box,
+                name,
+                start,
+                report.EDIT_TIMEOUT_S,
+                functools.partial(counts_more, before),
+            )
+        for path in made:
+            path.unlink(missing_ok=True)
+        return timing.figures(f"file edit in {name}'s worktree")
 
     def screen_latency(self) -> ScreenFigures:
         """A command agent (no hooks) prints for 1 s and goes quiet: time from its last output to `mux ls` idle.
@@ -607,7 +646,7 @@ done
         return self.cpu_window(pids, self.opt.quiet_seconds)
 
     def monitor_busy(self, count: int) -> BusyFigures:
-        busy = self.names[: min(10, len(self.names))]
+        busy = list(self.names)
         pids = {"monitor": self.monitor_pid(), "tmux": self.box.server_pid()}
         seconds = self.opt.monitor_seconds
         for name in busy:
@@ -620,6 +659,36 @@ done
             "the busy agents to finish", lambda: all((self.box.markers / n).exists() for n in busy), timeout=30
         )
         return result
+
+    def monitor_memory(self) -> MemoryFigures:
+        """The monitor's RSS, once a second for --memory-seconds at the largest N: the agents quiet, and every
+        MEMORY_EVENT_EVERY_S one of them, in turn, takes a hook event and an edit (the view, the events cache, the
+        watcher and the worktree reader all move, as in a day's work)."""
+        pid = self.monitor_pid()
+        rss = [read_cpu(pid).rss_kib]
+        start = time.monotonic()
+        end = start + self.opt.memory_seconds
+        turn = 0
+        while (left := end - time.monotonic()) > 0:
+            time.sleep(min(1.0, left))
+            rss.append(read_cpu(pid).rss_kib)
+            if time.monotonic() - start >= turn * MEMORY_EVENT_EVERY_S:
+                name = self.names[turn % len(self.names)]
+                self.run_hook(name, "Stop" if turn % 2 else "PermissionRequest")
+                self.edit(name)
+                turn += 1
+        fifth = max(1, len(rss) // 5)
+        first, last = sorted(rss[:fifth]), sorted(rss[-fifth:])
+        return {
+            "seconds": round(time.monotonic() - start, 1),
+            "tasks": len(self.names),
+            "events": turn,
+            "rss_start_kib": rss[0],
+            "rss_end_kib": rss[-1],
+            "rss_max_kib": max(rss),
+            "growth_kib": last[len(last) // 2] - first[len(first) // 2],
+            "rss_samples_kib": rss,
+        }
 
     # -- best of N (issue 15) -------------------------------------------------------------------------------
 
@@ -771,6 +840,7 @@ done
             "repeat": opt.repeat,
             "warmup": opt.warmup,
             "monitor_seconds": opt.monitor_seconds,
+            "memory_seconds": opt.memory_seconds,
             "quiet_seconds": opt.quiet_seconds,
             "screen_repeat": opt.screen_repeat,
             "family_repeat": opt.family_repeat,
@@ -793,7 +863,7 @@ done
                 if section.at == "every":
                     say(f"N={count}: {section.what}")
                     results.setdefault(section.key, {})[str(count)] = section.measure(self, count)
-                elif count == self.level(section.at):
+                elif count == self.level(section.at) and section.wanted(opt):
                     say(f"N={count}: {section.what}")
                     results[section.key] = section.measure(self, count)
             self.checkpoint()
@@ -808,9 +878,12 @@ done
         finished["checks"] = [check.as_json() for check in report.checks(finished)]
         return finished
 
-    def level(self, at: Literal["first", "monitor"]) -> int:
-        """The N a section measured once runs at: the first, or the monitor's (10 agents if N=10 is run)."""
+    def level(self, at: Literal["first", "monitor", "last"]) -> int:
+        """The N a section measured once runs at: the first, the last, or the monitor's (10 agents if N=10 is
+        run)."""
         tasks = self.opt.tasks
+        if at == "last":
+            return tasks[-1]
         return tasks[0] if at == "first" or 10 not in tasks else 10
 
     def checkpoint(self) -> None:
@@ -819,15 +892,68 @@ done
             write_json(self.opt.json_path, {**self.results, "complete": False})
 
 
+def shows_event(state: str, event: str, row: dict[str, Any]) -> bool:
+    """Whether a task's row of `mux ls --json` is in `state` by hook `event`."""
+    return row["state"] == state and event in str(row["reason"])
+
+
+def counts_more(before: int, row: dict[str, Any]) -> bool:
+    """Whether a task's row counts more changed files than `before`."""
+    return int(row["dirty_files"] or 0) > before
+
+
+class Latencies:
+    """The timed runs of one latency figure: each polls `mux ls --json` from `start` until a task's row shows what
+    was done, or `timeout` passes (a timeout is counted, not timed); the first `warmup` runs are not kept."""
+
+    def __init__(self, warmup: int) -> None:
+        self.warmup = warmup
+        self.runs = 0
+        self.samples: list[float] = []
+        self.polls: list[int] = []
+        self.timeouts = 0
+
+    def poll(
+        self, box: Sandbox, name: str, start: float, timeout: float, seen: Callable[[dict[str, Any]], bool]
+    ) -> dict[str, Any]:
+        """Poll until `seen(row)`; returns the last row."""
+        count = 0
+        while True:
+            _, rows = box.ls()
+            count += 1
+            row = next(r for r in rows if r["name"] == name)
+            if seen(row):
+                elapsed = time.perf_counter() - start
+                break
+            if time.perf_counter() - start > timeout:
+                elapsed = math.inf
+                break
+        self.runs += 1
+        if self.runs > self.warmup:
+            if math.isinf(elapsed):
+                self.timeouts += 1
+            else:
+                self.samples.append(elapsed)
+                self.polls.append(count)
+        return row
+
+    def figures(self, what: str) -> LatencyFigures:
+        if not self.samples:
+            raise BenchError(f"no {what} ever showed in mux ls ({self.timeouts} timeouts)")
+        polls = sorted(self.polls)[len(self.polls) // 2]
+        return {**summary(self.samples), "timeouts": self.timeouts, "ls_polls_median": polls}
+
+
 @dataclass(frozen=True)
 class Section:
     """One part of the run, at the N it is measured at: every N (its figures keyed by N), once at the first N,
-    or once at the monitor's N."""
+    the last N, or the monitor's N; a section run once may be wanted only by some options."""
 
     key: str  # where its figures go in the JSON
     what: str  # the progress line
-    at: Literal["every", "first", "monitor"]
+    at: Literal["every", "first", "monitor", "last"]
     measure: Callable[[Bench, int], Mapping[str, object]]
+    wanted: Callable[[Options], bool] = lambda _: True
 
 
 # In the order they run at each N (the order the figures were measured in before, so runs stay comparable).
@@ -835,14 +961,19 @@ SECTIONS: tuple[Section, ...] = (
     Section("ls", "mux ls --json against list-panes + a git status a task, steady and after edits", "every",
             Bench.measure_ls),
     Section("completion", "TAB completion", "every", Bench.measure_completion),
+    Section("status_line", "mux status-line, as tmux's status-right runs it", "every",
+            lambda bench, _: bench.status_line()),
     Section("hook", "the hook command", "first", lambda bench, _: bench.measure_hook()),
     Section("hook_latency", "hook-driven transition latency", "every", lambda bench, _: bench.hook_latency()),
+    Section("edit_latency", "a file edit -> its count in mux ls", "every", lambda bench, _: bench.edit_latency()),
     Section("new", "mux new against git worktree add + tmux new-window", "first", lambda bench, _: bench.measure_new()),
     Section("monitor_quiet", "monitor CPU with quiet agents", "every", lambda bench, _: bench.monitor_quiet()),
     Section("screen_latency", "screen-only transition latency", "monitor", lambda bench, _: bench.screen_latency()),
-    Section("monitor_busy", "monitor CPU with up to 10 agents printing", "monitor", Bench.monitor_busy),
+    Section("monitor_busy", "monitor CPU with every agent printing", "every", Bench.monitor_busy),
     Section("family", "a sub-task's signal -> its parent's inbox and agent", "first", lambda bench, _: bench.family()),
     Section("group", "mux new -n 10 and mux compare of its ten", "first", lambda bench, _: bench.group()),
+    Section("monitor_memory", "the monitor's memory over --memory-seconds", "last",
+            lambda bench, _: bench.monitor_memory(), lambda opt: opt.memory_seconds > 0),
 )  # fmt: skip
 
 

@@ -31,7 +31,8 @@ def test_quick_benchmark_run(tmp_path: Path) -> None:
     out = tmp_path / "bench.json"
     proc = subprocess.run(
         [sys.executable, str(BENCH), "--quick", "--tasks", "2", "--repeat", "2", "--warmup", "0", "--churn-repeat", "1",
-         "--monitor-seconds", "2", "--quiet-seconds", "1", "--family-repeat", "2", "--files", "300",
+         "--monitor-seconds", "2", "--quiet-seconds", "1", "--memory-seconds", "6", "--family-repeat", "2",
+         "--files", "300",
          "--json", str(out)],
         capture_output=True, text=True, timeout=280, cwd=tmp_path,
     )  # fmt: skip
@@ -41,12 +42,14 @@ def test_quick_benchmark_run(tmp_path: Path) -> None:
     for label in ("mux ls --json, N=2", "every task edited", "mux new", "TAB: bash `mux attach <TAB>`",
                   "mux _tasks", "hook command", "hook event -> ls shows it", "last output -> ls shows idle",
                   "monitor CPU", "monitor RSS", "parent's inbox entry", "notice typed into idle parent",
-                  "mux new -n 10 until its windows exist", "mux compare of 10 members"):  # fmt: skip
+                  "mux new -n 10 until its windows exist", "mux compare of 10 members", "mux status-line, N=2",
+                  "its CPU at status-interval 5", "file edit -> ls counts it, N=2", "monitor RSS over"):  # fmt: skip
         assert label in proc.stdout, f"{label!r} missing from the table:\n{proc.stdout}"
 
     data = json.loads(out.read_text())
     for key in ("date", "machine", "options", "repo", "ls", "ls_growth", "new", "completion", "hook",
-                "hook_latency", "screen_latency", "monitor_quiet", "monitor_busy", "family", "group"):  # fmt: skip
+                "hook_latency", "screen_latency", "monitor_quiet", "monitor_busy", "family", "group", "status_line",
+                "edit_latency", "monitor_memory"):  # fmt: skip
         assert key in data, f"no {key} in the JSON"
     assert data["complete"] is True
     assert re.match(r"\d{4}-\d\d-\d\dT", data["date"])
@@ -64,6 +67,12 @@ def test_quick_benchmark_run(tmp_path: Path) -> None:
     if data["options"]["console_script"]:
         _summary(ls["mux_console"], "ls.mux_console")
     assert data["ls_growth"]["counts"] == [2]
+    status = data["status_line"]["2"]
+    _summary(status["mux"], "status_line.mux")
+    _summary(status["cpu"], "status_line.cpu")
+    assert status["interval_s"] == 5 and status["cpu_pct"] > 0
+    _summary(data["edit_latency"]["2"], "edit_latency")
+    assert data["edit_latency"]["2"]["timeouts"] == 0
     # Every judged figure carries its target and verdict (the targets themselves: tests/test_bench_report.py).
     assert data["checks"], "no checks in the JSON"
     for check in data["checks"]:
@@ -96,11 +105,14 @@ def test_quick_benchmark_run(tmp_path: Path) -> None:
     _summary(data["group"]["new"], "group.new")
     _summary(data["group"]["compare"], "group.compare")
 
-    for monitor in (data["monitor_quiet"]["2"], data["monitor_busy"]):
+    for monitor in (data["monitor_quiet"]["2"], data["monitor_busy"]["2"]):
         for key in ("cpu_pct", "cpu_pct_with_children", "tmux_server_cpu_pct", "rss_start_kib", "rss_end_kib"):
             assert isinstance(monitor[key], int | float) and monitor[key] >= 0, key
         assert monitor["rss_start_kib"] > 0
-    assert data["monitor_busy"]["agents"] == 2
+    assert data["monitor_busy"]["2"]["agents"] == 2
+    memory = data["monitor_memory"]
+    assert memory["tasks"] == 2 and memory["events"] >= 1, memory  # one at the start, one 5 s later
+    assert 0 < memory["rss_start_kib"] <= memory["rss_max_kib"] and len(memory["rss_samples_kib"]) >= 5
 
     # Its private tmux server is gone (socket file included), and so is its sandbox.
     found = re.search(r"sandbox (\S+), tmux socket (mux-bench-\w+)", proc.stderr)
