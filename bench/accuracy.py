@@ -26,12 +26,14 @@ pressed each key and when the server ended each reply.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import itertools
 import json
 import statistics
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
@@ -243,6 +245,25 @@ def judge(transitions: list[Transition], shown: list[Shown]) -> dict[str, Any]:
     }
 
 
+@contextlib.contextmanager
+def sampling(box: Sandbox) -> Iterator[Samples]:
+    """`mux ls` sampled by SAMPLERS threads while the block runs; they are stopped and joined as it ends, however it
+    ends (before the sandbox goes)."""
+    samples, stop = Samples(), threading.Event()
+    samplers = [
+        threading.Thread(target=sample, args=(box, samples, stop, index / SAMPLE_HZ), daemon=True)
+        for index in range(SAMPLERS)
+    ]
+    for sampler in samplers:
+        sampler.start()
+    try:
+        yield samples
+    finally:
+        stop.set()
+        for sampler in samplers:
+            sampler.join()
+
+
 def sample(box: Sandbox, samples: Samples, stop: threading.Event, offset: float) -> None:
     """One of SAMPLERS threads, each running `ls` every SAMPLERS / SAMPLE_HZ s: together 4 Hz, as long as one `ls`
     takes less than that period."""
@@ -275,26 +296,17 @@ def run(rounds: int) -> dict[str, Any]:
                 raise BenchError("the stand-ins never went idle")
             time.sleep(0.2)
         windows = {str(r["name"]): str(r["window"]) for r in box.ls()[1]}
-        samples, stop = Samples(), threading.Event()
-        samplers = [
-            threading.Thread(target=sample, args=(box, samples, stop, index / SAMPLE_HZ), daemon=True)
-            for index in range(SAMPLERS)
-        ]
-        for sampler in samplers:
-            sampler.start()
         started = time.time()
-        for _ in range(rounds):
-            for pause, action in SCRIPT:
-                time.sleep(pause)
-                for window in windows.values():
-                    if action == "C-c":
-                        box.tmux("send-keys", "-t", window, "C-c")
-                    elif action:
-                        box.tmux("send-keys", "-t", window, "-l", action)
-                        box.tmux("send-keys", "-t", window, "Enter")
-        stop.set()
-        for sampler in samplers:
-            sampler.join()
+        with sampling(box) as samples:
+            for _ in range(rounds):
+                for pause, action in SCRIPT:
+                    time.sleep(pause)
+                    for window in windows.values():
+                        if action == "C-c":
+                            box.tmux("send-keys", "-t", window, "C-c")
+                        elif action:
+                            box.tmux("send-keys", "-t", window, "-l", action)
+                            box.tmux("send-keys", "-t", window, "Enter")
         elapsed = time.time() - started
         results: dict[str, Any] = {
             "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
@@ -580,21 +592,10 @@ def run_real_agent(kind: type[RealSession], rounds: int) -> tuple[float, float, 
         box.start_server()
         box.build_repo(20)
         session.start()
-        samples, stop = Samples(), threading.Event()
-        samplers = [
-            threading.Thread(target=sample, args=(box, samples, stop, index / SAMPLE_HZ), daemon=True)
-            for index in range(SAMPLERS)
-        ]
-        for sampler in samplers:
-            sampler.start()
         started = time.time()
-        try:
+        with sampling(box) as samples:
             for index in range(rounds):
                 session.round(index)
-        finally:
-            stop.set()  # before the sandbox goes
-            for sampler in samplers:
-                sampler.join()
         elapsed = time.time() - started
         name = session.NAME
         shown = [Shown(start, end, rows[name]) for start, end, rows in sorted(samples.rows) if name in rows]

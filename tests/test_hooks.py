@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
 import tomllib
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -158,3 +160,70 @@ def test_opencode_plugin_is_added_to_the_users_own_config_content(tmp_path: Path
     assert plugin.startswith("file://")
     text = Path(plugin.removeprefix("file://")).read_text()
     assert '"_hook", "opencode"' in text and "permission.asked" in text
+
+
+# Runs mux's OpenCode plugin under node with Bun.spawn stood in for: the events in, each hook's payload out.
+_PLUGIN_DRIVER = """
+const spawned = [];
+globalThis.Bun = { spawn: (argv) => { spawned.push(JSON.parse(argv[argv.length - 1])); return { exited: 0 }; } };
+const { MuxStatus } = await import(process.argv[1]);
+const plugin = await MuxStatus({});
+const chunks = [];
+for await (const chunk of process.stdin) chunks.push(chunk);
+for (const event of JSON.parse(Buffer.concat(chunks).toString())) await plugin.event({ event });
+console.log(JSON.stringify(spawned));
+"""
+
+
+def opencode_plugin_payloads(tmp_path: Path, events: list[Any]) -> list[dict[str, Any]]:
+    node = shutil.which("node")
+    assert node is not None, "node is on PATH wherever the real agents are installed"
+    plugin = tmp_path / "plugin.mjs"
+    plugin.write_bytes(adapters._opencode_plugin(tmp_path).read_bytes())
+    proc = subprocess.run(
+        [node, "--input-type=module", "-e", _PLUGIN_DRIVER, plugin.as_uri()],
+        input=json.dumps(events), capture_output=True, text=True, timeout=30,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    found: list[dict[str, Any]] = json.loads(proc.stdout)
+    return found
+
+
+def message(session: str, id: str, role: str) -> dict[str, Any]:
+    return {"type": "message.updated", "properties": {"info": {"id": id, "sessionID": session, "role": role}}}
+
+
+def text_part(session: str, message_id: str, part: str, text: str, **extra: object) -> dict[str, Any]:
+    body = {"id": part, "messageID": message_id, "sessionID": session, "type": "text", "text": text, **extra}
+    return {"type": "message.part.updated", "properties": {"part": body}}
+
+
+def test_opencode_plugin_gives_session_idle_the_turns_prompt_and_final_text(tmp_path: Path) -> None:
+    long_reply = "x" * 2500
+    events = [
+        message("s1", "m1", "user"),
+        text_part("s1", "m1", "p1", "write hello.txt"),
+        text_part("s1", "m1", "p2", "<file contents>", synthetic=True),  # OpenCode's own addition
+        {"type": "session.status", "properties": {"sessionID": "s1", "status": {"type": "busy"}}},
+        message("s2", "m9", "assistant"),  # another session's reply is not this turn's
+        text_part("s2", "m9", "p9", "the other session"),
+        message("s1", "m2", "assistant"),
+        text_part("s1", "m2", "p3", "Done: "),
+        text_part("s1", "m2", "p3", "Done: wrote"),  # a part streams: each update holds its whole text so far
+        text_part("s1", "m2", "p4", " hello.txt."),
+        {"type": "message.part.updated"},  # shapes it does not know change nothing
+        {"type": "session.idle", "properties": {"sessionID": "s1"}},
+        message("s1", "m3", "user"),
+        text_part("s1", "m3", "p5", "and again"),
+        message("s1", "m4", "assistant"),
+        text_part("s1", "m4", "p6", long_reply),
+        {"type": "session.idle", "properties": {"sessionID": "s1"}},
+    ]
+    sent = opencode_plugin_payloads(tmp_path, events)
+    assert [payload["type"] for payload in sent] == ["session.status", "session.idle", "session.idle"]
+    assert sent[1]["mux"] == {"prompt": "write hello.txt", "message": "Done: wrote hello.txt."}
+    assert sent[2]["mux"] == {"prompt": "and again", "message": "x" * 2000}  # hooks.MAX_TEXT: argv stays short
+    for payload in sent[1:]:
+        assert run_hook(tmp_path, "opencode", json.dumps(payload)).returncode == 0
+    turns = [(e.prompt, e.message) for e in read_current_run(events_path(tmp_path, "t1"))]
+    assert turns == [("write hello.txt", "Done: wrote hello.txt."), ("and again", "x" * 2000)]

@@ -22,13 +22,19 @@ from realagents.plugin import RealAgents
 
 
 @pytest.fixture(autouse=True)
-def screens_on_failure(short_repo: Path) -> Iterator[None]:
-    """Every task's row and screen after the test: pytest shows them when it failed."""
+def screens_on_failure(short_repo: Path, fake_anthropic: FakeAnthropic) -> Iterator[None]:
+    """Every task's row and screen after the test, and what Claude's tools gave back (a failed `git commit` says
+    why only there): pytest shows them when it failed."""
     yield
     proc = run_mux("ls", "--json", cwd=short_repo, check=False)
     for item in json.loads(proc.stdout or "[]"):
         print(f"--- {item['name']}: {item['state']} ({item['reason']})")
         print(run_mux("peek", item["name"], cwd=short_repo, check=False).stdout)
+    for request in fake_anthropic.model_requests():
+        for message in request.body.get("messages", []) if isinstance(request.body, dict) else []:
+            for block in message.get("content", []) if isinstance(message.get("content"), list) else []:
+                if block.get("type") == "tool_result":
+                    print(f"--- tool result (error: {block.get('is_error', False)}): {block.get('content')}")
 
 
 def idle(repo: Path, name: str, timeout: float = 90) -> None:

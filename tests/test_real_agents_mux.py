@@ -178,6 +178,10 @@ def test_opencode_reaches_idle_through_its_plugin(
     idle = wait_until(lambda: (r := row(repo, "oc"))["reason"] in idle_hooks and r, timeout=90)
     assert idle["state"] == "idle"
     assert (repo.parent / "proj.worktrees" / "oc" / "hello.txt").exists()
+    # The turn's checkpoint holds the prompt and the model's final text, from the plugin's session.idle (issue 16).
+    done = ("write hello.txt", "Done: wrote hello.txt.")
+    turns = wait_until(lambda: (t := turns_of(repo, "oc")) and (t[-1]["prompt"], t[-1]["summary"]) == done and t)
+    assert len(turns) == 1
 
 
 def current_launch(repo: Path, name: str) -> str:

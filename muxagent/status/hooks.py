@@ -114,7 +114,7 @@ MAX_TEXT = 2000
 def texts_of(source: str, payload: Any) -> tuple[str, str]:
     """(the turn's prompt, the agent's last message of the turn) as the hook payload gives them, each trimmed:
     Claude Code's `prompt` (UserPromptSubmit) and `last_assistant_message` (Stop), Codex's `input-messages` and
-    `last-assistant-message`."""
+    `last-assistant-message`, and what mux's OpenCode plugin adds to `session.idle` from the session's messages."""
     if not isinstance(payload, dict):
         return "", ""
     if source == "claude":
@@ -123,6 +123,8 @@ def texts_of(source: str, payload: Any) -> tuple[str, str]:
         inputs = payload.get("input-messages")
         prompt = inputs[-1] if isinstance(inputs, list) and inputs else None
         message = payload.get("last-assistant-message")
+    elif source == "opencode" and isinstance(payload.get("mux"), dict):
+        prompt, message = payload["mux"].get("prompt"), payload["mux"].get("message")
     else:
         return "", ""
     return _text(prompt), _text(message)
