@@ -291,7 +291,12 @@ def test_checkpoints_false_in_the_repos_config_takes_none_when_a_turn_ends(
     assert TurnRecorder(ctx).observe([item], events.EventsCache()) == []
     assert git(repo, "for-each-ref", "refs/mux/checkpoints/") == ""
     (repo / ".mux.toml").write_text("checkpoints = true\n")
-    assert TurnRecorder(context.open_repo(repo)).observe([item], events.EventsCache()) == ["t"]
+    recorder = TurnRecorder(context.open_repo(repo))
+    assert recorder.observe([item], events.EventsCache()) == ["t"]
+    wait_until(lambda: not recorder.pending("t"))  # taken on the recorder's own thread
+    assert git(repo, "for-each-ref", "--format=%(refname)", "refs/mux/checkpoints/").split() == [
+        "refs/mux/checkpoints/t/1"
+    ]
 
 
 def test_codexs_title_thread_is_kept_out_of_a_checkpoint_and_the_conversations_late_notify_fills_it_in(

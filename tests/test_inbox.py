@@ -259,6 +259,7 @@ def test_quiet_ticks_start_no_git_or_tmux_for_the_inbox_or_notices(
     watcher = daemon.Monitor(ctx, screens=ScreenCache(max_age=float("inf")))
     for _ in range(3):  # its first look: window names, each child checked against its inbox once
         watcher.tick()
+    wait_until(lambda: not watcher.turns.pending())  # and the first sight's checkpoints, on their own thread
 
     def started(look: Callable[[], object], times: int = 5) -> int:
         log.unlink(missing_ok=True)

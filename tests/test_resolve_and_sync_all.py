@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 from conftest import git, mux_ls, run_mux, wait_until
@@ -219,7 +220,8 @@ def resolve_with_a_resolver(repo: Path, name: str) -> Path:
 
 def test_merge_resolve_with_an_agent_starts_a_resolver_sub_task_and_lands_its_resolution(repo: Path) -> None:
     """-a: the task's worktree is not touched and its agent may work meanwhile; its resolver works on a worktree of
-    its own, the task (its parent) hears when it is idle, and `mux merge` lands the resolution, then the task."""
+    its own, the task's inbox (its parent's) records when it is idle, and `mux merge` lands the resolution, then
+    the task."""
     worktree = conflicting_task(repo, "c")
     run_mux("send", "c", "busy 60", cwd=repo)
     wait_until(lambda: mux_ls(repo)["c"]["state"] == "working", timeout=20)
@@ -241,6 +243,31 @@ def test_merge_resolve_with_an_agent_starts_a_resolver_sub_task_and_lands_its_re
     assert (repo / "notes.txt").read_text() == "the agent's uncommitted notes\n"
     assert not {"c", "c-resolve"} & set(mux_ls(repo))
     assert git(repo, "for-each-ref", "--format=%(refname)", "refs/mux/recovery/c-resolve/")
+
+
+def test_a_resolvers_end_is_kept_in_the_inbox_and_never_typed_into_the_idle_task(repo: Path) -> None:
+    """A notice typed into the task's idle agent started a turn there that held `mux merge NAME` back as working:
+    the resolver's states go to the task's inbox only. Another sub-task's notice, typed later, leaves it out."""
+    conflicting_task(repo, "c")
+    resolver = resolve_with_a_resolver(repo, "c")
+    run_mux("send", "c-resolve", "commit README.md resolved", cwd=repo)
+    wait_until(lambda: git(resolver, "status", "--porcelain") == "" and mux_ls(repo)["c-resolve"]["state"] == "idle")
+    wait_until(lambda: ("c-resolve", "idle") in [(e["child"], e["state"]) for e in inbox_of(repo, "c")])
+    run_mux("new", "c-helper", "-a", "fake", "--parent", "c", cwd=repo)
+    told = wait_until(lambda: [line for line in screen_of(repo, "c") if "got: [mux]" in line], timeout=20)
+    assert "c-helper" in told[0] and "c-resolve" not in " ".join(told)
+    run_mux("rm", "c-helper", cwd=repo)
+    wait_until(lambda: mux_ls(repo)["c"]["state"] == "idle")
+    assert "merged c into main" in run_mux("merge", "c", cwd=repo).stdout  # no --while-busy needed
+
+
+def inbox_of(repo: Path, name: str) -> list[dict[str, Any]]:
+    entries: list[dict[str, Any]] = json.loads(run_mux("inbox", name, "--json", cwd=repo).stdout)
+    return entries
+
+
+def screen_of(repo: Path, name: str) -> list[str]:
+    return run_mux("peek", name, cwd=repo).stdout.splitlines()
 
 
 def test_aborting_a_resolver_removes_it_keeping_its_attempt_and_the_task_never_changed(repo: Path) -> None:

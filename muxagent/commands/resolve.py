@@ -5,7 +5,9 @@ of the task as it was is written first, a marker (radar.resolve_marker) says wha
 uncommitted work is committed (as `mux merge` does) before the merge starts. With `-a AGENT` a
 resolver sub-task, NAME-resolve, gets a worktree of its own on a branch made from the task's, the base merged in
 there before its agent starts: the task's worktree and agent are left alone meanwhile (its agent may even be
-working), and the resolver's parent, the task, hears when it is done as of any sub-task.
+working). The task's inbox records the resolver's states as of any sub-task, but its agent is not told them: a
+notice typed into it started a turn of its own that then held `mux merge NAME` back as "working" (the real-agent
+best-of test caught it), and the resolution is the user's to land, with `mux merge NAME`.
 
 Once the agent is idle with the merge committed (and the repository's check passing there), `mux merge NAME`
 completes as usual, the resolver's branch first merged into the task's; `mux merge NAME --abort-resolve` puts the
@@ -209,6 +211,7 @@ def _open_resolver(
     progress(f"starting {name} to resolve the merge of {target} into {task.name}")
     request = NewRequest(
         name, agent=agent, prompt=_prompt(ctx, target, tip, onto, paths), base=task.branch, parent=task.name,
+        notify="none",
         prepare=lambda worktree: merging.sync_in_worktree(worktree, onto, target, rebase=False),
     )  # fmt: skip
     return new_task(ctx, request, progress), paths

@@ -257,6 +257,8 @@ class Monitor:
         since = time.time() - seen.delivered_at
         if seen.delivered_at and last <= seen.delivered_at + 1 and since < DELIVERY_GAP:
             return
+        if self.turns.pending(item.task.name):  # the turn that just ended is recorded before the next one starts
+            return
         if (item.task.name in queued and self._deliver(item)) or self._notify_parent(item, tasks):
             seen.delivered_at = time.time()
 
