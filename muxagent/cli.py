@@ -9,39 +9,20 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from muxagent import live, naming, render
-from muxagent.commands import (
-    agents,
-    compare,
-    context,
-    create,
-    doctor,
-    gc,
-    guide,
-    inbox,
-    interact,
-    keep,
-    merge,
-    recovery,
-    remove,
-    repo_config,
-    report,
-    resolve,
-    restart,
-    restore,
-    sync,
-    turns,
-    wait,
-)
-from muxagent.completion import scripts
-from muxagent.completion.spec import CompletionSpec, spec_from_command
+# The verbs every command may need; the others are imported by the commands that run them: a command pays for its
+# own modules only (`mux ls` imports neither the merge nor task creation nor the doctor).
+from muxagent import naming, render
+from muxagent.commands import context, interact, recovery, remove, report, wait
 from muxagent.errors import MergeConflictError, MuxError, UsageError
-from muxagent.monitor import daemon
 from muxagent.state import view
+
+if TYPE_CHECKING:
+    from muxagent.commands import merge, resolve
+    from muxagent.completion.spec import CompletionSpec
 
 app = typer.Typer(
     name="mux",
@@ -54,6 +35,8 @@ app = typer.Typer(
 
 
 def _completion_spec() -> CompletionSpec:
+    from muxagent.completion.spec import spec_from_command
+
     return spec_from_command(typer.main.get_command(app))
 
 
@@ -159,6 +142,9 @@ def new(
     Run from inside a task (its pane or worktree), the new task is its sub-task: it starts from the parent's
     branch and merges back into it. With -n N or several -a, a group of tasks on one base and prompt, all or
     none (see `mux compare`, `mux keep`)."""
+    from muxagent.commands import create
+    from muxagent.monitor import daemon
+
     if prompt is not None and prompt_file is not None:
         raise UsageError("give either --prompt or --prompt-file, not both")
     if prompt_file is not None:
@@ -204,6 +190,9 @@ def ls(
     watch: Annotated[bool, typer.Option("--watch", help="Keep the table on screen, redrawn as tasks change.")] = False,
 ) -> None:
     """List tasks: state, changes, commits ahead/behind, age."""
+    from muxagent import live
+    from muxagent.monitor import daemon
+
     if watch:
         with _repo(shows_only=True) as ctx:
             live.watch_table(ctx, sys.stdout)
@@ -246,6 +235,8 @@ def send(
     nothing typed (`--when-idle` queues it, `--now` types it anyway); 6 when the agent showed no sign of taking
     it within --timeout. A waiting agent takes the text as its answer.
     """
+    from muxagent.monitor import daemon
+
     if when_idle and now:
         raise UsageError("give either --when-idle or --now, not both")
     with _repo() as ctx:
@@ -323,6 +314,9 @@ def read_inbox(
     follow: Annotated[bool, typer.Option("--follow", help="Then print new entries as they come, to Ctrl-C.")] = False,
 ) -> None:
     """What the task's sub-tasks reached (idle, waiting, exited), oldest first; `*` marks entries not shown before."""
+    from muxagent.commands import inbox
+    from muxagent.monitor import daemon
+
     with _repo(shows_only=True) as ctx:
         daemon.revive(ctx)  # the monitor is what writes the entries
         if not follow:
@@ -346,6 +340,9 @@ def restart_task(
     every: Annotated[bool, typer.Option("--all", help="Every exited or missing task.")] = False,
 ) -> None:
     """Relaunch an exited or missing agent in its worktree, resuming its conversation."""
+    from muxagent.commands import restart
+    from muxagent.monitor import daemon
+
     if (name is None) == (not every):
         raise UsageError("give a task name or --all")
     with _repo() as ctx:
@@ -364,6 +361,8 @@ def restart_task(
 @app.command("_monitor", hidden=True)
 def run_monitor() -> None:
     """The background watcher (started by mux itself)."""
+    from muxagent.monitor import daemon
+
     sys.exit(daemon.run(Path.cwd()))
 
 
@@ -394,6 +393,8 @@ def diff(
     ] = None,
 ) -> None:
     """Show the task's changes against its base, committed and uncommitted (or one turn's)."""
+    from muxagent.commands import turns
+
     with _repo(shows_only=True) as ctx:
         if turn is not None:
             changes = interact.Diff(name, turns.turn_diff(ctx, name, turn, stat=stat), stat)
@@ -446,6 +447,8 @@ def list_agents(
     as_json: Annotated[bool, typer.Option("--json", help="Print a JSON array.")] = False,
 ) -> None:
     """List agent profiles and whether each command is installed."""
+    from muxagent.commands import agents
+
     try:
         ctx: context.Context | None = recovery.open_and_recover()
     except MuxError:
@@ -463,6 +466,8 @@ def check_health(
     as_json: Annotated[bool, typer.Option("--json", help="Print a JSON array (the exit status still tells).")] = False,
 ) -> None:
     """Check tmux, git, the tmux server, the task registry and orphaned worktrees or windows."""
+    from muxagent.commands import doctor
+
     checks = doctor.run()
     if as_json:
         _print_json(checks.to_json())
@@ -475,6 +480,8 @@ def check_health(
 @app.command("guide")
 def print_guide() -> None:
     """Print a short text to give an agent (AGENTS.md, CLAUDE.md or a prompt) on delegating work to sub-tasks."""
+    from muxagent.commands import guide
+
     sys.stdout.write(guide.guide({command.name for command in _completion_spec().commands}))
 
 
@@ -483,6 +490,8 @@ def completion_script(
     shell: Annotated[str, typer.Argument(metavar="SHELL", help="bash, zsh or fish.", show_default=False)],
 ) -> None:
     """Print the shell completion script, e.g. `source <(mux completion bash)`."""
+    from muxagent.completion import scripts
+
     sys.stdout.write(scripts.render(shell, _completion_spec()))
 
 
@@ -492,6 +501,8 @@ def write_completions(
 ) -> None:
     """Rewrite the checked-in completion scripts, after a command or option changed. Here and not in completion/,
     which must not import this module for the app."""
+    from muxagent.completion import scripts
+
     directory = directory or Path(__file__).resolve().parent.parent / "completions"
     if not directory.is_dir():
         raise MuxError(f"no such directory: {directory} (run this from a mux checkout, or name the folder)")
@@ -510,6 +521,8 @@ def trust_config(
     as_json: Annotated[bool, typer.Option("--json", help="With --show: print a JSON object.")] = False,
 ) -> None:
     """Approve this repo's .mux.toml as it is now, so its set-up commands and agent overrides may run."""
+    from muxagent.commands import repo_config
+
     with _repo() as ctx:
         if revoke:
             print("approval withdrawn" if repo_config.revoke_trust(ctx) else "this repository had no approval")
@@ -536,6 +549,8 @@ def trust_config(
 @app.command("init")
 def init_config() -> None:
     """Write a commented .mux.toml at the root of the main checkout."""
+    from muxagent.commands import repo_config
+
     with _repo() as ctx:
         path = repo_config.init_config(ctx)
     print(f"wrote {path}: uncomment what you need; set-up commands run once you `mux trust` it")
@@ -641,6 +656,8 @@ def merge_cmd(
     into its parent's branch, in the parent's worktree: the same checks there, and refused while the parent's agent
     is working unless it asked (run from its pane) or with --while-busy.
     """
+    from muxagent.commands import merge, resolve
+
     request = merge.MergeRequest(name, _strategy(use_merge, squash, rebase, message), message, keep, into, while_busy)
     if resolve_conflicts and (abort_resolve or rebase):
         raise UsageError("--resolve merges the base into the task: give it without --abort-resolve or --rebase")
@@ -673,6 +690,8 @@ def _say_resolving(outcome: resolve.Resolving) -> None:
 
 def _strategy(use_merge: bool, squash: bool, rebase: bool, message: str | None) -> merge.Strategy:
     """The one strategy the flags choose (and the message checked): `mux merge` and `mux keep` take the same."""
+    from muxagent.commands import merge
+
     if message is not None:
         naming.validate_prompt(message, what="message")
     chosen = [how for how, on in zip(merge.Strategy, (use_merge, squash, rebase), strict=True) if on]
@@ -721,6 +740,8 @@ def compare_group(
 ) -> None:
     """Compare the members of a group (`mux new NAME -n N`): state, time to first idle, commits, files, lines,
     the files only one touched, how alike their changes are, and with --check the repository's check."""
+    from muxagent.commands import compare
+
     with _repo(shows_only=True) as ctx:
         if diff_pair is not None:
             changes = compare.diff_between(ctx, name, *diff_pair)
@@ -749,6 +770,8 @@ def keep_member(
 ) -> None:
     """Keep the winner of a group: merge it as `mux merge` does (exit 3 on a conflict, nothing changed), then
     remove the other members, each with a recovery ref first (`mux restore NAME` brings one back)."""
+    from muxagent.commands import keep
+
     strategy = _strategy(use_merge, squash, rebase, message)
     with _repo() as ctx, _conflicts_listed(), _progress() as progress:
         result = keep.keep(ctx, name, strategy, message, progress)
@@ -776,6 +799,8 @@ def sync_task(
     A conflict stays in the task's worktree (never in yours) and the task shows as waiting: exit 3. With --all,
     every task that is idle and behind is synced if its merge is clean; the others are listed, untouched.
     """
+    from muxagent.commands import sync
+
     if every:
         if name is not None or rebase or ask:
             raise UsageError("--all syncs every task by a merge: give no NAME, --rebase or --ask with it")
@@ -813,6 +838,8 @@ def restore_task(
     ] = None,
 ) -> None:
     """Recreate a removed task from its recovery ref: branch, worktree with its uncommitted files, window."""
+    from muxagent.commands import restore
+
     with _repo() as ctx, _progress() as progress:
         restored = restore.restore(ctx, name, at=at, progress=progress)
     task = restored.task
@@ -833,6 +860,8 @@ def drop_recovery_refs(
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Only say what would be dropped.")] = False,
 ) -> None:
     """Drop old recovery refs and removed tasks' old checkpoints: the only command that does."""
+    from muxagent.commands import gc
+
     with _repo() as ctx:
         dropped = gc.gc(ctx, older_than, dry_run=dry_run)
     verb = "would drop" if dry_run else "dropped"
@@ -850,6 +879,8 @@ def turn_log(
     as_json: Annotated[bool, typer.Option("--json", help="Print a JSON array.")] = False,
 ) -> None:
     """One line per turn: number, time, prompt, files and lines changed, the agent's summary."""
+    from muxagent.commands import turns
+
     with _repo(shows_only=True) as ctx:
         found = turns.log(ctx, name, patch=patch)
     if as_json:
@@ -869,6 +900,8 @@ def undo_turn(
     as_json: Annotated[bool, typer.Option("--json", help="Print a JSON object.")] = False,
 ) -> None:
     """Put the task's files back as they were at the end of a turn (a checkpoint of now first: undo can be undone)."""
+    from muxagent.commands import turns
+
     with _repo() as ctx:
         undone = turns.undo(ctx, name, to=to, tell=tell)
     if as_json:
@@ -885,7 +918,7 @@ def main() -> None:
         sys.stdout.reconfigure(errors="surrogateescape")
     # Every way out is one line on stderr and an exit code, never a traceback (README, "Exit codes").
     try:
-        code = app(prog_name="mux", standalone_mode=False)
+        code = _app_for(sys.argv[1:2])(prog_name="mux", standalone_mode=False)
     except MuxError as exc:
         render.stderr_line(str(exc))
         sys.exit(exc.exit_code)
@@ -905,6 +938,29 @@ def main() -> None:
         render.stderr_line(f"internal error: {type(exc).__name__}: {exc} (a bug in mux: {kept}; please report it)")
         sys.exit(1)
     sys.exit(code if isinstance(code, int) else 0)
+
+
+def _app_for(first: list[str]) -> typer.Typer:
+    """The app with only the command `first` names (with the options of `mux` itself): typer builds the parser of
+    every registered command on each run, 43 ms for the 31 of them against 2 ms for one, measured here. Any other
+    first word (none, an option, an unknown command, a prefix) takes the whole app, its help and its errors."""
+    chosen = [info for info in app.registered_commands if first and _command_name(info) == first[0]]
+    if len(chosen) != 1:
+        return app
+    one = typer.Typer(
+        name=app.info.name, help=app.info.help, no_args_is_help=True, add_completion=False,
+        pretty_exceptions_enable=False, rich_markup_mode=None,
+    )  # fmt: skip
+    one.registered_callback = app.registered_callback
+    one.registered_commands = chosen
+    return one
+
+
+def _command_name(info: typer.models.CommandInfo) -> str:
+    if info.name is not None:
+        return info.name
+    assert info.callback is not None
+    return info.callback.__name__.replace("_", "-")
 
 
 CRASH_LOG = "mux.log"
