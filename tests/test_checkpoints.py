@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from conftest import git, make_repo, mux_ls, new_task, profile_with, run_mux, wait_until
 
-from muxagent.commands import context, report
+from muxagent.commands import context, report, turns
 from muxagent.git import checkpoints, recovery_refs, repository
 from muxagent.model import State
 from muxagent.monitor.turns import TurnRecorder
@@ -334,3 +334,25 @@ def test_codexs_title_thread_is_kept_out_of_a_checkpoint_and_the_conversations_l
     assert len(filled) == 1 and (filled[0].prompt, filled[0].summary) == ("write hello.txt", "Done: wrote hello.txt.")
     assert (filled[0].tree, filled[0].parent, filled[0].tip) == (taken.tree, taken.parent, taken.tip)
     assert int(filled[0].at) == int(taken.at)
+
+
+def test_an_agents_message_that_landed_before_its_turns_checkpoint_was_written_fills_it_in(
+    repo: Path, fake_profile: Path, server: object
+) -> None:
+    """The monitor writes a turn's checkpoint a moment after the turn ended (on its own thread): OpenCode's
+    `session.idle`, which carries the turn's texts 14 ms after the idle status that ended it, then lands between
+    the two, and was lost when only the hooks after the checkpoint's own time counted."""
+    (repo / ".mux.toml").write_text("checkpoints = false\n")  # the monitor takes none: these are taken here
+    worktree = new_task(repo, "t", "-a", "fake")
+    ctx = context.open_repo(repo)
+    task = context.get_task(ctx, "t")
+    ended = time.time() - 3.0  # the turn ended; its checkpoint is written 3 s later, the message in between
+    (worktree / "a.txt").write_text("the turn's file\n")
+    prompt = events.HookEvent(ended - 5.0, "opencode", "chat.message", State.WORKING, prompt="write a.txt")
+    idle = events.HookEvent(ended, "opencode", "session.status:idle", State.IDLE)
+    taken = turns.record_turn(ctx, task, [prompt, idle])
+    assert taken is not None and (taken.prompt, taken.summary) == ("write a.txt", "")
+    message = events.HookEvent(ended + 0.014, "opencode", "session.idle", State.IDLE, message="Wrote a.txt.")
+    filled = turns.fill_in_turn(ctx, task, [prompt, idle, message], taken)
+    assert filled is not None and (filled.prompt, filled.summary) == ("write a.txt", "Wrote a.txt.")
+    assert [cp.summary for cp in checkpoints.list_checkpoints(ctx.repo, "t")][-1] == "Wrote a.txt."

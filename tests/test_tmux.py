@@ -13,6 +13,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from pathlib import Path
+from types import SimpleNamespace
 from typing import ParamSpec, TypeVar
 
 import libtmux
@@ -348,6 +349,47 @@ def test_screen_cache_reads_a_pane_again_once_it_has_drawn(tmp_path: Path, monke
     cache.max_age = 0.0
     reads.clear()
     assert look() == "one\ntwo" and reads
+
+
+def test_quiet_screens_due_again_are_read_together_not_one_a_tick(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each quiet screen is read again after max_age; one due brings those past half of it along, in one tmux call
+    (read as each came due, 100 quiet panes cost a tmux process at almost every tick of the monitor)."""
+    tmux = Tmux()
+    windows = [tmux.new_window("s", f"w{n}", tmp_path, [PY, "-c", "print('quiet'); import time; time.sleep(60)"], {},
+                               task=f"w{n}") for n in range(3)]  # fmt: skip
+    for window in windows:
+        wait_until(partial(lambda w: tmux.capture([w]).get(w) == "quiet", window))
+    panes = [wait_until(partial(pane_of, tmux, window)) for window in windows]
+    now = [max(pane.activity for pane in panes) + 2.0]  # every pane quiet since a second before the first read
+    monkeypatch.setattr("muxagent.tmux.client.time", SimpleNamespace(time=lambda: now[0]))
+    reads: list[list[str]] = []
+    real_capture = tmux.capture
+
+    def counting_capture(targets: list[str], lines: int | None = None) -> dict[str, str]:
+        reads.append(list(targets))
+        return real_capture(targets, lines)
+
+    monkeypatch.setattr(tmux, "capture", counting_capture)
+    cache = ScreenCache(max_age=10.0)
+    ids = [pane.pane_id for pane in panes]
+
+    def look_at(seconds: float) -> list[list[str]]:
+        now[0] = seconds
+        reads.clear()
+        assert cache.read(tmux, panes) == dict.fromkeys(ids, "quiet")
+        return list(reads)
+
+    start = now[0]
+    assert look_at(start) == [ids]
+    cache.read(tmux, panes[:2])  # the third one forgotten: read afresh (age 0) at the next look
+    assert look_at(start + 6.0) == [ids[2:]]
+    assert look_at(start + 9.0) == []  # nothing due: nothing read
+    # The first two are due at 10 s; the third, 4 s old, is not past half its max_age and waits its turn.
+    assert look_at(start + 10.0) == [ids[:2]]
+    # The third is due at 16 s: the first two, 6 s old, come along in the same call.
+    assert look_at(start + 16.0) == [ids]
 
 
 def test_tmux_works_without_libtmux_installed(tmp_path: Path, tmux_socket: str) -> None:

@@ -103,8 +103,14 @@ def record_turn(ctx: Context, task: Task, run: list[HookEvent], note: str = "") 
 def fill_in_turn(ctx: Context, task: Task, run: list[HookEvent], taken: Checkpoint) -> Checkpoint | None:
     """The checkpoint just taken at the end of this turn, its message given the agent's last message that a hook
     brought after it (Codex's notify can land after the screen showed the turn over, and a turn that changed
-    nothing since takes no new checkpoint to hold it). None when there is nothing to add."""
-    prompt, summary = _texts(ctx, task, run, taken.at)
+    nothing since takes no new checkpoint to hold it). None when there is nothing to add.
+
+    The hooks looked at are those since the checkpoint before it, as when it was taken: a message that landed
+    after the turn ended but before the checkpoint was written (the monitor takes them on a thread of its own, a
+    moment later) is still the turn's. OpenCode's `session.idle` carries the turn's texts and came 14 ms after the
+    `session.status` idle that ended the turn: counted from the checkpoint's own time, it was lost."""
+    earlier = [cp for cp in checkpoints.list_checkpoints(ctx.repo, task.name) if cp.turn < taken.turn]
+    prompt, summary = _texts(ctx, task, run, earlier[-1].at if earlier else 0.0)
     if taken.summary or not summary:
         return None
     return checkpoints.reword(ctx.repo, taken, prompt or taken.prompt, summary)

@@ -415,7 +415,9 @@ class ScreenCache:
 
     tmux keeps a window's last output time in whole seconds: a pane whose last output came in a second before the
     one its screen was read in has not drawn since. A screen is read again anyway after `max_age` seconds, for what
-    changes one without output (tmux reflowing it after a resize).
+    changes one without output (tmux reflowing it after a resize). When one pane is due for that, every pane past
+    half its `max_age` is read with it: read one by one as each came due, 100 quiet panes cost a tmux process at
+    almost every tick (15 in 10 s, counted), where these batches cost one or two.
     """
 
     def __init__(self, max_age: float = 10.0) -> None:
@@ -425,14 +427,22 @@ class ScreenCache:
     def read(self, tmux: Tmux, panes: Sequence[PaneInfo]) -> dict[str, str]:
         """The screen of each live pane in `panes`, reading only those that may have changed (in one tmux call)."""
         read_at = time.time()  # before the capture: output tmux takes in while it runs counts as after it
+        drawn = {pane.pane_id for pane in panes if self._drawn_since_read(pane)}
+        ages = {pane_id: read_at - at for pane_id, (at, _) in self._screens.items()}
+        old_enough = self.max_age / 2 if any(ages.get(p.pane_id, 0.0) >= self.max_age for p in panes) else self.max_age
         kept: dict[str, tuple[float, str]] = {}
         stale: list[str] = []
         for pane in panes:
             known = self._screens.get(pane.pane_id)
-            if known is not None and pane.activity < int(known[0]) and read_at - known[0] < self.max_age:
+            if known is not None and pane.pane_id not in drawn and ages[pane.pane_id] < old_enough:
                 kept[pane.pane_id] = known
             else:
                 stale.append(pane.pane_id)
         fresh = tmux.capture(stale) if stale else {}
         self._screens = {**kept, **{pane_id: (read_at, text) for pane_id, text in fresh.items()}}
         return {pane_id: text for pane_id, (_, text) in self._screens.items()}
+
+    def _drawn_since_read(self, pane: PaneInfo) -> bool:
+        """Whether the pane may have drawn since its screen was read (never read: yes)."""
+        known = self._screens.get(pane.pane_id)
+        return known is None or pane.activity >= int(known[0])
