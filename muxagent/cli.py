@@ -957,10 +957,8 @@ def _app_for(first: list[str]) -> typer.Typer:
 
 
 def _command_name(info: typer.models.CommandInfo) -> str:
-    if info.name is not None:
-        return info.name
     assert info.callback is not None
-    return info.callback.__name__.replace("_", "-")
+    return info.name if info.name is not None else typer.main.get_command_name(info.callback.__name__)
 
 
 CRASH_LOG = "mux.log"
