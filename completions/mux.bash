@@ -55,7 +55,7 @@ _mux() {
         elif [[ -z $cmd ]]; then
             cmd=$word
             case $cmd in
-                new) opts='-a --agent -p --prompt --prompt-file --base --attach --parent --no-parent --notify -n --count --max-running --help' valued=' -a=none --agent=none -p=none --prompt=none --prompt-file=file --base=none --parent=none --notify=none -n=none --count=none --max-running=none ' args='none' rest='' ;;
+                new) opts='-a --agent -p --prompt --prompt-file --base --attach --parent --no-parent --notify -n --count --max-running --sandbox --yolo --help' valued=' -a=none --agent=none -p=none --prompt=none --prompt-file=file --base=none --parent=none --notify=none -n=none --count=none --max-running=none ' args='none' rest='' ;;
                 ls) opts='--json --watch --help' valued=' ' args='' rest='' ;;
                 attach) opts='--help' valued=' ' args='task' rest='' ;;
                 send) opts='--when-idle --now --timeout --json --help' valued=' --timeout=none ' args='task none' rest='' ;;

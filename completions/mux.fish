@@ -94,6 +94,8 @@ complete -c mux -n '__mux_using new' -l no-parent -d 'A top-level task, even whe
 complete -c mux -n '__mux_using new' -l notify -x -d 'States told to the parent\'s agent: idle,exited,waiting (default) or none'
 complete -c mux -n '__mux_using new' -s n -l count -x -d 'Start a group of this many tasks, NAME-1..NAME-N, one prompt'
 complete -c mux -n '__mux_using new' -l max-running -x -d 'In a group, start this many at once, the rest as earlier ones go idle'
+complete -c mux -n '__mux_using new' -l sandbox -d 'Run the agent in a bubblewrap sandbox: it writes its worktree only'
+complete -c mux -n '__mux_using new' -l yolo -d 'Let the agent act without asking (its yolo_args); implies --sandbox'
 complete -c mux -n '__mux_using new' -l help -d 'Show the help and exit'
 
 complete -c mux -n '__mux_using ls' -l json -d 'Print a JSON array'

@@ -15,7 +15,7 @@ import typer
 
 # The verbs every command may need; the others are imported by the commands that run them: a command pays for its
 # own modules only (`mux ls` imports neither the merge nor task creation nor the doctor).
-from muxagent import naming, render
+from muxagent import listing, naming, render
 from muxagent.commands import context, interact, recovery, remove, report, wait
 from muxagent.errors import MergeConflictError, MuxError, UsageError
 from muxagent.state import view
@@ -136,6 +136,12 @@ def new(
         int | None,
         typer.Option("--max-running", help="In a group, start this many at once, the rest as earlier ones go idle."),
     ] = None,
+    sandbox: Annotated[
+        bool, typer.Option("--sandbox", help="Run the agent in a bubblewrap sandbox: it writes its worktree only.")
+    ] = False,
+    yolo: Annotated[
+        bool, typer.Option("--yolo", help="Let the agent act without asking (its yolo_args); implies --sandbox.")
+    ] = False,
 ) -> None:
     """Start a task: worktree and branch mux/NAME, a tmux window, the agent running in it.
 
@@ -156,15 +162,17 @@ def new(
     with _repo() as ctx:
         with _progress() as progress:
             request = create.NewRequest(
-                name, agents[0] if agents else None, prompt, base, parent=parent, no_parent=no_parent, notify=notify
-            )
+                name, agents[0] if agents else None, prompt, base, parent=parent, no_parent=no_parent, notify=notify,
+                sandbox=sandbox, yolo=yolo,
+            )  # fmt: skip
             if grouped:
                 tasks = create.new_group(ctx, create.GroupRequest(request, agents, count, max_running), progress)
             else:
                 tasks = [create.new_task(ctx, request, progress)]
         for task in tasks:
             where = "queued" if task.queued else f"window {task.window}"
-            _say(f"{task.name}: {task.agent} in {task.worktree} (branch {task.branch}, {where})")
+            fenced = f", {listing.sandbox_label(task.yolo, task.sandbox_network)}" if task.sandbox else ""
+            _say(f"{task.name}: {task.agent} in {task.worktree} (branch {task.branch}, {where}{fenced})")
         daemon.ensure_running(ctx)
         if attach:
             interact.attach(ctx, tasks[0].name)

@@ -34,7 +34,10 @@ GENERIC_WAITING: tuple[str, ...] = (
     r"(?i)\b(?:continue|proceed)\?[^\n]*\s*\Z",
 )
 
-_PROFILE_KEYS = ("command", "prompt_args", "resume_args", "env", "hooks", "status", "auto_trust", "trust_choice")
+_PROFILE_KEYS = (
+    "command", "prompt_args", "resume_args", "env", "hooks", "status", "auto_trust", "trust_choice", "sandbox",
+    "sandbox_writable", "sandbox_network", "sandbox_env", "sandbox_seed", "yolo_args",
+)  # fmt: skip
 _STATUS_KEYS = ("idle_after", "waiting", "working", "idle", "trust", "login")
 _SETTINGS_KEYS = (
     "agent",
@@ -47,8 +50,11 @@ _SETTINGS_KEYS = (
     "sync_after_merge",
     "checkpoints",
     "check",
+    "sandbox",
+    "sandbox_network",
     "agents",
 )
+SANDBOX_NETWORKS = ("full", "none")
 # Profile names become file names: no separators, no leading dot.
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*\Z")
 
@@ -95,6 +101,11 @@ INIT_TEMPLATE = """\
 # The repository's check (its tests), run by `sh -c` in each member's worktree by `mux compare NAME --check`.
 # check = "pytest -q"
 
+# Start every agent in a bubblewrap sandbox (as `mux new --sandbox` does): it writes its worktree, its own branch
+# and its own state dirs only. "none" also cuts it off the network. Neither undoes what your own config asks.
+# sandbox = true
+# sandbox_network = "none"
+
 # Per-repo agent profile overrides: the same keys as a profile file (see `mux agents`).
 # [agents.claude]
 # env = { DISABLE_AUTOUPDATER = "1" }
@@ -130,6 +141,10 @@ class Settings:
     checkpoints: bool = True
     # The repository's own test command (`mux compare --check` runs it in each member's worktree), like `setup`.
     check: str | None = None
+    # Every task in a sandbox (`mux new --sandbox`), and its network. Either file can turn the sandbox on or the
+    # network off, neither can undo what the other asked: a repo's `sandbox = false` must not take the user's away.
+    sandbox: bool = False
+    sandbox_network: str = "full"
     # Per-profile overrides from [agents.NAME], user config then repo config merged key by key.
     agents: Mapping[str, Mapping[str, object]] = field(default_factory=dict)
     # Where the repo's part came from, for the trust check: `setup` and agent overrides (command, env, ...)
@@ -162,6 +177,8 @@ def load_settings(main_checkout: Path, is_trusted: Callable[[Path, str], bool] |
     repo_config: Path | None = None
     digest: str | None = None
     trusted = True
+    sandbox = False
+    offline = False
     for path, from_repo in ((user_config_dir() / "config.toml", False), (main_checkout / ".mux.toml", True)):
         data = _read_bytes(path)
         if data is None:
@@ -184,6 +201,8 @@ def load_settings(main_checkout: Path, is_trusted: Callable[[Path, str], bool] |
             trusted = is_trusted(main_checkout, digest)
             if not trusted:
                 table, ignored = _untrusted_part(table, main_checkout, agents)
+        sandbox = sandbox or table.get("sandbox") is True
+        offline = offline or table.get("sandbox_network") == "none"
         for key, value in table.items():
             if key == "agents":
                 for name, over in _tables(value).items():
@@ -209,6 +228,8 @@ def load_settings(main_checkout: Path, is_trusted: Callable[[Path, str], bool] |
         sync_after_merge=values.get("sync_after_merge") is True,
         checkpoints=values.get("checkpoints") is not False,
         check=_opt_str(values, "check"),
+        sandbox=sandbox,
+        sandbox_network="none" if offline else "full",
         agents=agents,
         repo_config=repo_config,
         repo_config_sha256=digest,
@@ -459,9 +480,11 @@ def _check_settings(table: Mapping[str, object], where: str) -> None:
         elif key == "setup_timeout":
             if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
                 raise _fail(where, key, f"must be a positive number of seconds, not {_show(value)}")
-        elif key in ("sync_after_merge", "checkpoints"):
+        elif key in ("sync_after_merge", "checkpoints", "sandbox"):
             if not isinstance(value, bool):
                 raise _fail(where, key, f"must be true or false, not {_show(value)}")
+        elif key == "sandbox_network":
+            _check_network(where, key, value)
         elif key == "agents":
             if not isinstance(value, dict):
                 raise _fail(where, key, "must be a table of [agents.NAME] tables")
@@ -521,18 +544,20 @@ def _check_profile(table: Mapping[str, object], where: str, prefix: str) -> None
             # An empty list means "paste the prompt": the way to drop a shipped prompt_args.
             if words and not any("{prompt}" in word for word in words):
                 raise _fail(where, dotted, "must contain {prompt} (or be [] to paste the prompt instead)")
-        elif key == "resume_args":
-            _strings(where, dotted, value)
-        elif key == "env":
+        elif key in ("env", "sandbox_env", "sandbox_seed"):
             if not isinstance(value, dict):
-                raise _fail(where, dotted, 'must be a table of strings, e.g. env = { FOO = "1" }')
+                raise _fail(where, dotted, f'must be a table of strings, e.g. {key} = {{ FOO = "1" }}')
             for var, text in value.items():
                 if not isinstance(text, str):
                     raise _fail(where, f"{dotted}.{var}", f"must be a string, not {_show(text)}")
         elif key == "hooks":
             if value not in HOOK_ADAPTERS:
                 raise _fail(where, dotted, f"must be one of {', '.join(HOOK_ADAPTERS)}, not {_show(value)}")
-        elif key == "auto_trust":
+        elif key in ("resume_args", "sandbox_writable", "yolo_args"):
+            _strings(where, dotted, value)
+        elif key == "sandbox_network":
+            _check_network(where, dotted, value)
+        elif key in ("auto_trust", "sandbox"):
             if not isinstance(value, bool):
                 raise _fail(where, dotted, f"must be true or false, not {_show(value)}")
         elif key == "trust_choice":
@@ -545,6 +570,11 @@ def _check_profile(table: Mapping[str, object], where: str, prefix: str) -> None
             _check_status(value, where, dotted + ".")
         else:
             raise _unknown(where, dotted, _PROFILE_KEYS)
+
+
+def _check_network(where: str, key: str, value: object) -> None:
+    if value not in SANDBOX_NETWORKS:
+        raise _fail(where, key, f"must be one of {', '.join(SANDBOX_NETWORKS)}, not {_show(value)}")
 
 
 def _check_status(table: Mapping[str, object], where: str, prefix: str) -> None:
@@ -599,6 +629,12 @@ def _build_profile(name: str, merged: Mapping[str, object], sources: str) -> Age
         ),
         auto_trust=merged.get("auto_trust") is True,
         trust_choice=trust_choice if isinstance(trust_choice, str) else None,
+        sandbox=merged.get("sandbox") is True,
+        sandbox_writable=tuple(_list(merged, "sandbox_writable")),
+        sandbox_network="none" if merged.get("sandbox_network") == "none" else "full",
+        sandbox_env=_table(merged, "sandbox_env"),
+        sandbox_seed=_table(merged, "sandbox_seed"),
+        yolo_args=tuple(_list(merged, "yolo_args")),
     )
 
 
@@ -607,6 +643,12 @@ def _list(table: Mapping[str, object], key: str) -> list[str]:
     value = table.get(key, [])
     assert isinstance(value, list)
     return value
+
+
+def _table(table: Mapping[str, object], key: str) -> dict[str, str]:
+    value = table.get(key, {})
+    assert isinstance(value, Mapping)
+    return dict(value)
 
 
 def _number(table: Mapping[str, object], key: str, default: float) -> float:

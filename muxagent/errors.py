@@ -85,3 +85,7 @@ class NotTakenError(MuxError):
     """`mux send` typed the text, but the agent showed no sign of taking it (no hook, no new screen)."""
 
     exit_code = 6
+
+
+class SandboxError(MuxError):
+    """A sandbox cannot be made here (bubblewrap missing, no user namespaces) or around this task."""

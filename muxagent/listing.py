@@ -163,6 +163,16 @@ def _commits_cell(row: Row) -> str:
     return "?" if row["ahead"] is None else f"↑{row['ahead']} ↓{row['behind']}"
 
 
+def sandbox_label(yolo: bool, network: str | None) -> str:
+    """How `ls` and `new` say a task is sandboxed: `sandbox`, `yolo` (in one), `offline` added without a network."""
+    return ("yolo" if yolo else "sandbox") + (", offline" if network == "none" else "")
+
+
+def _sandbox_mark(row: Row) -> str:
+    # .get: a view written by an earlier mux has no such keys.
+    return f" [{sandbox_label(row.get('yolo') is True, row.get('sandbox_network'))}]" if row.get("sandbox") else ""
+
+
 def _unread_mark(row: Row) -> str:
     """` ✉2` after a parent's name: its sub-tasks' entries that `mux inbox` has not shown yet."""
     return f" ✉{row['inbox_unread']}" if row["inbox_unread"] else ""
@@ -189,7 +199,7 @@ def table(rows: Sequence[Row], active: Mapping[str, float | None], colour: bool)
             clean_line(cell)  # a REASON quotes a repo's pattern, an agent's hook; a conflict names a branch
             for cell in (
                 _INDENT * depth + row["name"] + _unread_mark(row),  # a sub-task under its parent
-                row["agent"],
+                row["agent"] + _sandbox_mark(row),
                 row["state"],
                 _changes_cell(row),
                 _commits_cell(row),

@@ -53,6 +53,18 @@ class AgentProfile:
     # by choosing the menu entry that `trust_choice` (a regex) matches.
     auto_trust: bool = False
     trust_choice: str | None = None
+    # `mux new --sandbox` for every task of this agent; what the agent writes besides its worktree (`~`, `$VAR`;
+    # a trailing `/` makes a missing folder); "none" cuts the sandbox off the network.
+    sandbox: bool = False
+    sandbox_writable: tuple[str, ...] = ()
+    sandbox_network: str = "full"
+    # Set inside the sandbox unless the agent's environment has them; files copied before the first sandboxed
+    # start, target from source (each `~` and `$VAR` expanded): where the agent keeps state a read-only home
+    # cannot hold.
+    sandbox_env: Mapping[str, str] = field(default_factory=dict)
+    sandbox_seed: Mapping[str, str] = field(default_factory=dict)
+    # Added by `mux new --yolo` (which implies the sandbox): the agent's own "ask nothing" switch.
+    yolo_args: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -80,6 +92,11 @@ class Task:
     # agent once fewer than `max_running` members of its group are starting, working or waiting.
     queued: bool = False
     max_running: int = 0
+    # The agent runs in a bubblewrap sandbox (re-entered by `mux restart`), with the network "full" or "none";
+    # `yolo`: with its profile's yolo_args.
+    sandbox: bool = False
+    sandbox_network: str = "full"
+    yolo: bool = False
 
 
 @dataclass(frozen=True)
@@ -160,6 +177,9 @@ class TaskReport:
             "prompt": task.prompt,
             "inbox_unread": self.inbox_unread,
             "group": task.group,
+            "sandbox": task.sandbox,
+            "sandbox_network": task.sandbox_network if task.sandbox else None,
+            "yolo": task.yolo,
         }
 
 

@@ -26,7 +26,7 @@ LAYERS: tuple[frozenset[str], ...] = (
     frozenset({"commands"}),
     frozenset({"completion", "config"}),
     frozenset({"status"}),
-    frozenset({"git", "tmux", "state"}),
+    frozenset({"git", "tmux", "state", "sandbox"}),
     frozenset({"render", "naming"}),
     frozenset({"model", "errors"}),
     frozenset({"listing"}),
@@ -42,6 +42,7 @@ PROCESS_RUNNERS = {
     "muxagent.tmux.runner": "every tmux call",
     "muxagent.monitor.daemon": "notify-send, the desktop notification of a task needing its user",
     "muxagent.commands.worktree_setup": "the repo's own set-up commands (`setup` in its config), by `sh -c`",
+    "muxagent.sandbox.bwrap": "bwrap, the probe that says whether a sandbox can be made here",
 }
 
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from muxagent import config, naming
-from muxagent.commands import worktree_setup
+from muxagent.commands import sandboxing, worktree_setup
 from muxagent.commands.context import Context, current_dir, load_tasks, now_iso, worktree_path
 from muxagent.commands.remove import remove_if_empty
 from muxagent.commands.report import pane_of
@@ -21,12 +21,14 @@ from muxagent.errors import (
     BranchExistsError,
     GitError,
     MuxError,
+    SandboxError,
     TaskExistsError,
     UnknownTaskError,
     UsageError,
 )
 from muxagent.git import repository, worktree_status, worktrees
 from muxagent.model import AgentProfile, Progress, State, Task, TaskReport, no_progress
+from muxagent.sandbox import bwrap
 from muxagent.state import intents, prompt_queue
 from muxagent.state.store import Registry, task_to_dict
 from muxagent.status import adapters, classifier, events, patterns
@@ -59,6 +61,8 @@ class NewRequest:
     # Run in the new worktree once its files are checked out, before its window and agent: what the agent is to
     # find there (the conflicting merge `mux merge --resolve -a` gives a resolver). Its failure undoes the task.
     prepare: Callable[[Path], object] | None = None
+    sandbox: bool = False  # `--sandbox`: the agent in a bubblewrap sandbox (also on by profile or config)
+    yolo: bool = False  # `--yolo`: the profile's yolo_args added; implies the sandbox, refused without one
 
 
 class Undo:
@@ -101,6 +105,9 @@ class _Member:
     adapter: adapters.Adapter
     argv: list[str]
     prompt_on_command_line: bool
+    sandbox: bool
+    network: str
+    yolo: bool
     queued: bool = False
 
 
@@ -119,7 +126,7 @@ class _Start:
 def new_task(ctx: Context, request: NewRequest, progress: Progress = no_progress) -> Task:
     name = naming.validate_name(request.name)
     start = _shared_start(ctx, request)
-    member = _member(ctx, name, request.agent, request.prompt)
+    member = _member(ctx, name, request.agent, request)
     if start.parent is not None and start.base == start.parent.branch:
         _warn_unseen_edits(ctx, start.parent, name)
     (task,) = _create(ctx, request, start, [member], progress)
@@ -141,7 +148,7 @@ def new_group(ctx: Context, group: GroupRequest, progress: Progress = no_progres
     running = group.max_running or len(labels)
     start = _Start(start.base, start.commit, start.parent, start.notify, group=name, max_running=running)
     members = [
-        replace(_member(ctx, naming.validate_name(f"{name}-{label}"), agent, request.prompt), queued=i >= running)
+        replace(_member(ctx, naming.validate_name(f"{name}-{label}"), agent, request), queued=i >= running)
         for i, (label, agent) in enumerate(labels)
     ]
     if start.parent is not None and start.base == start.parent.branch:
@@ -186,18 +193,35 @@ def _shared_start(ctx: Context, request: NewRequest) -> _Start:
     return _Start(base, repository.resolve_commit(ctx.repo, base), parent, notify)
 
 
-def _member(ctx: Context, name: str, agent: str | None, prompt: str | None) -> _Member:
+def _member(ctx: Context, name: str, agent: str | None, request: NewRequest) -> _Member:
     profile = config.resolve_agent(agent or ctx.settings.agent, ctx.settings)
     if config.command_available(profile) is None:
         raise AgentNotFoundError(
             f"agent {profile.name!r} is not installed: {profile.command[0]!r} was not found on PATH"
         )
+    if request.yolo and not profile.yolo_args:
+        raise UsageError(f"--yolo: the profile of {profile.name!r} has no yolo_args (see `mux agents`)")
+    sandbox = request.sandbox or request.yolo or profile.sandbox or ctx.settings.sandbox
+    if sandbox:
+        _require_sandbox(request.yolo)
+    network = "none" if "none" in (profile.sandbox_network, ctx.settings.sandbox_network) else "full"
     adapter = adapters.install(profile.hooks, ctx.store.root)
-    argv = [*profile.command, *adapter.args]
+    argv = [*profile.command, *adapter.args, *(profile.yolo_args if request.yolo else ())]
+    prompt = request.prompt
     on_command_line = _prompt_fits(profile, prompt)
     if prompt is not None and on_command_line:
         argv += config.expand_args(profile.prompt_args or (), prompt)
-    return _Member(name, profile, adapter, argv, on_command_line)
+    return _Member(name, profile, adapter, argv, on_command_line, sandbox, network, request.yolo)
+
+
+def _require_sandbox(yolo: bool) -> None:
+    """SandboxError unless sandboxes work here; for --yolo it says the agent was not started unsandboxed."""
+    try:
+        bwrap.check()
+    except SandboxError as exc:
+        if yolo:
+            raise SandboxError(f"--yolo runs only in a sandbox, and {exc}") from None
+        raise
 
 
 def _prompt_fits(profile: AgentProfile, prompt: str | None) -> bool:
@@ -226,14 +250,14 @@ def _create(ctx: Context, request: NewRequest, start: _Start, members: list[_Mem
             reserved.append(_reserve(ctx, registry, undo, request, start, member, created, taken, progress))
         made = []
         for task, member in zip(reserved, members, strict=True):
-            made.append((*_open(ctx, registry, undo, task, member), member))
+            made.append((_open(ctx, registry, undo, task, member), member))
     intents.crash_point("new:after-record")
-    for task, pane_argv, member in made:
-        if pane_argv != member.argv:
+    for task, member in made:
+        if ctx.settings.setup and not member.queued:
             _await_setup(ctx, task, progress)
         if request.prompt is not None and not member.prompt_on_command_line and not member.queued:
             _paste_when_ready(ctx, task, member.profile, request.prompt)
-    return [task for task, _argv, _member in made]
+    return [task for task, _member in made]
 
 
 def _reserve(
@@ -265,35 +289,35 @@ def _reserve(
         branch=naming.branch_for(name), worktree=str(worktree), session=naming.session_for(ctx.repo.main),
         window="", created=created, port=port, prompt=request.prompt,
         parent=start.parent.name if start.parent is not None else None, notify=start.notify,
-        group=start.group, queued=member.queued, max_running=start.max_running,
+        group=start.group, queued=member.queued, max_running=start.max_running, sandbox=member.sandbox,
+        sandbox_network=member.network, yolo=member.yolo,
     )  # fmt: skip
 
 
-def _open(ctx: Context, registry: Registry, undo: Undo, task: Task, member: _Member) -> tuple[Task, list[str]]:
-    """One reserved member's window (unless it is queued) and its record added: the task, and what its window
-    runs."""
-    pane_argv = member.argv
+def _open(ctx: Context, registry: Registry, undo: Undo, task: Task, member: _Member) -> Task:
+    """One reserved member's window (unless it is queued) and its record added."""
     if not member.queued:
-        task, pane_argv = _open_agent(ctx, undo, task, member.profile, member.adapter, member.prompt_on_command_line)
+        task = _open_agent(ctx, undo, task, member.profile, member.adapter, member.prompt_on_command_line)
     intents.crash_point("new:after-window")
     registry.add(task)
     journal_creation(ctx, undo, task)
-    return task, pane_argv
+    return task
 
 
 def _open_agent(
     ctx: Context, undo: Undo, task: Task, profile: AgentProfile, adapter: adapters.Adapter, busy_prompt: bool
-) -> tuple[Task, list[str]]:
+) -> Task:
     """Place the configured files in the task's worktree and open its window running the agent (after the
-    set-up commands, if any): the task with its window, and what the window runs."""
+    set-up commands, if any, which run outside its sandbox): the task with its window."""
     worktree = Path(task.worktree)
-    pane_argv = _prepare_worktree(ctx, task.name, worktree, list(task.command))
     env = agent_env(ctx, task.name, worktree, task.port, profile, adapter)
+    launch = sandboxing.launch_argv(ctx, task, profile, list(task.command), env)
+    pane_argv = _prepare_worktree(ctx, task.name, worktree, launch)
     # Claude fires no hook for a prompt given on its command line: the turn it starts is marked here.
     busy = busy_prompt and profile.hooks != "none"
     mark_spawn(ctx, task.name, State.WORKING if busy else None, env)
     session, window = open_window(ctx, undo, task.name, worktree, pane_argv, env)
-    return replace(task, session=session, window=window), pane_argv
+    return replace(task, session=session, window=window)
 
 
 # Members that count against their group's --max-running: the others are done for now (idle) or gone.
@@ -326,7 +350,7 @@ def _start_member(ctx: Context, task: Task) -> None:
     with Undo() as undo, ctx.store.transaction() as registry:
         if registry.get(task.name) != task:
             return  # removed or started meanwhile
-        started, _argv = _open_agent(ctx, undo, replace(task, queued=False), profile, adapter, on_command_line)
+        started = _open_agent(ctx, undo, replace(task, queued=False), profile, adapter, on_command_line)
         registry.replace(started)
         ctx.store.journal("restart", task=task_to_dict(started))
     if task.prompt is not None and not on_command_line:
@@ -433,30 +457,12 @@ def reserve_worktree(
     return port
 
 
-def open_task(
-    ctx: Context, undo: Undo, name: str, profile: AgentProfile, argv: list[str], worktree: Path, port: int,
-    env: dict[str, str], window_argv: list[str], base: str, created: str, prompt: str | None,
-    parent: str | None = None, notify: tuple[str, ...] = (), group: str | None = None,
-) -> Task:  # fmt: skip
-    """Open the task's window running `window_argv` (the agent's command, or the set-up runner that starts it)
-    and return the task's record, for the caller to add to the registry."""
-    session, window = open_window(ctx, undo, name, worktree, window_argv, env)
-    return Task(
-        name=name,
-        agent=profile.name,
-        command=tuple(argv),
-        base=base,
-        branch=naming.branch_for(name),
-        worktree=str(worktree),
-        session=session,
-        window=window,
-        created=created,
-        port=port,
-        prompt=prompt,
-        parent=parent,
-        notify=notify,
-        group=group,
-    )
+def open_task(ctx: Context, undo: Undo, task: Task, profile: AgentProfile, env: dict[str, str]) -> Task:
+    """The task's window running its agent (in its sandbox for a sandboxed task): its record with the window,
+    for the caller to add to the registry."""
+    launch = sandboxing.launch_argv(ctx, task, profile, list(task.command), env)
+    session, window = open_window(ctx, undo, task.name, Path(task.worktree), launch, env)
+    return replace(task, session=session, window=window)
 
 
 def open_window(

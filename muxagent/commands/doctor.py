@@ -9,9 +9,10 @@ from typing import Any
 
 from muxagent import naming, render
 from muxagent.commands import context, recovery, repo_config, report
-from muxagent.errors import MuxError, TmuxError
+from muxagent.errors import MuxError, SandboxError, TmuxError
 from muxagent.git import runner, worktrees
 from muxagent.model import State
+from muxagent.sandbox import bwrap
 from muxagent.state import intents, monitor_state
 from muxagent.tmux.client import Tmux
 
@@ -51,7 +52,7 @@ def run(cwd: Path | None = None) -> DoctorReport:
 
 
 def _checks(cwd: Path | None) -> list[Check]:
-    checks = [_check_git(), _check_tmux()]
+    checks = [_check_git(), _check_tmux(), _check_sandbox()]
     try:
         ctx = recovery.open_and_recover(cwd)
     except MuxError as exc:
@@ -73,6 +74,15 @@ def _check_git() -> Check:
     text = ".".join(map(str, version))
     detail = text if ok else f"{text}: git >= 2.38 is needed for merge pre-checks (`git merge-tree --write-tree`)"
     return Check("git", ok, detail)
+
+
+def _check_sandbox() -> Check:
+    """Whether `mux new --sandbox` (and --yolo) can work here: not fatal, most tasks run without one."""
+    try:
+        bwrap.check()
+    except SandboxError as exc:
+        return Check("sandbox", False, str(exc), fatal=False)
+    return Check("sandbox", True, "bubblewrap makes sandboxes here (`mux new --sandbox`, `--yolo`)")
 
 
 def _check_tmux() -> Check:

@@ -7,7 +7,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from muxagent import config, naming
-from muxagent.commands import context, create, report
+from muxagent.commands import context, create, report, sandboxing
 from muxagent.errors import MuxError
 from muxagent.git import worktrees
 from muxagent.model import AgentProfile, State, Task
@@ -36,11 +36,12 @@ def restart(ctx: context.Context, name: str) -> Task:
         argv = list(task.command)
     else:
         resumed = _resume(ctx, task, profile)
-        argv = [*profile.command, *adapter.args, *resumed.args]
+        argv = [*profile.command, *adapter.args, *(profile.yolo_args if task.yolo else ()), *resumed.args]
     env = create.agent_env(ctx, name, worktree, task.port, profile, adapter)
+    launch = sandboxing.launch_argv(ctx, task, profile, argv, env)  # a sandboxed task goes back in its sandbox
     create.mark_spawn(ctx, name, None, env)
     pane = report.pane_of(ctx.tmux.snapshot(), task)
-    command = worktrees.pane_command(worktree, argv)
+    command = worktrees.pane_command(worktree, launch)
     if pane is not None:
         ctx.tmux.respawn(task.window, worktree, command, env)
         restarted = task

@@ -56,7 +56,9 @@ def restore(ctx: Context, name: str, at: str | None = None, progress: Progress =
         worktree = worktree_path(ctx, name)
     profile = _profile_for(ctx, record)
     adapter = adapters.install(profile.hooks, ctx.store.root)
-    argv = [*profile.command, *adapter.args, *_resume(ctx, name, saved, profile, worktree).args]
+    yolo = record is not None and record.yolo and bool(profile.yolo_args)
+    argv = [*profile.command, *adapter.args, *(profile.yolo_args if yolo else ())]
+    argv += _resume(ctx, name, saved, profile, worktree).args
     base = record.base if record is not None else None
     fields = intents.RestoreRecord(op="restore", name=name, worktree=str(worktree), base=base, ref=ref)
     intent = intents.intent(ctx.store.root, fields)
@@ -74,25 +76,22 @@ def restore(ctx: Context, name: str, at: str | None = None, progress: Progress =
         # From here the agent may write what `ref` does not hold: a rollback must save the worktree again.
         running.fields["agent_started"] = True
         running.save()
-        task = open_task(
-            ctx,
-            undo,
-            name,
-            profile,
-            argv,
-            worktree,
-            port,
-            env,
-            argv,
-            base=record.base if record is not None else (repository.current_branch(ctx.repo.main) or tip),
-            created=record.created if record is not None else now_iso(),
+        restored = Task(
+            name=name, agent=profile.name, command=tuple(argv), base=base or repository.current_branch(ctx.repo.main)
+            or tip, branch=naming.branch_for(name), worktree=str(worktree), session="", window="",
+            created=record.created if record is not None else now_iso(), port=port,
             prompt=record.prompt if record is not None else None,
             # A restored sub-task is its parent's again (a parent restored after it finds it back the same way).
             parent=record.parent if record is not None else None,
             notify=record.notify if record is not None else (),
             # A losing candidate `mux keep` removed is a member of its group again (`mux compare` shows it).
             group=record.group if record is not None else None,
-        )
+            # A sandboxed task comes back in its sandbox.
+            sandbox=record.sandbox if record is not None else False,
+            sandbox_network=record.sandbox_network if record is not None else "full",
+            yolo=yolo,
+        )  # fmt: skip
+        task = open_task(ctx, undo, restored, profile, env)
         intents.crash_point("restore:after-window")
         registry.add(task)
         journal_creation(ctx, undo, task, restored_from=ref)

@@ -1,0 +1,1 @@
+"""The sandbox room: bubblewrap around an agent, every bwrap call, what a sandbox mounts."""
