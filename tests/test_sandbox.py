@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -34,6 +35,8 @@ ATTACKS = {
     "git branch -f main": "git branch -f main HEAD",
     "git config": 'echo "[core] hooksPath = /tmp" >> "$COMMON/config"',
     "git config via git": "git config --local core.hooksPath /tmp/evil",
+    "object store": 'f=$(find "$COMMON/objects" -type f -path "*/[0-9a-f][0-9a-f]/*" | head -n 1); rm "$f"',
+    "object store, whole": 'rm -rf "$COMMON/objects" && test ! -e "$COMMON/objects"',
     "repo hook": 'echo "#!/bin/sh" > "$COMMON/hooks/post-checkout"',
     "worktree's .git file": 'echo "gitdir: $COMMON" > .git',
     "worktree's gitdir link": 'echo "$MAIN/.git" > "$(git rev-parse --git-dir)/gitdir"',
@@ -145,6 +148,15 @@ def test_a_sandboxed_agent_writes_and_commits_its_worktree_only_and_merge_brings
 
     assert (repo / "work.txt").read_text() == "sandboxed work\n"
     assert "work done in the sandbox" in git(repo, "log", "--format=%s", "main")
+    # The task's own object store went into the repository's with it: nothing depends on it any more.
+    assert not (repo / ".git" / "mux" / "objects" / "t").exists()
+    assert (
+        str(repo / ".git" / "mux" / "objects" / "t")
+        not in (repo / ".git" / "objects" / "info" / "alternates").read_text()
+    )
+    assert subprocess.run(["git", "fsck", "--no-dangling"], cwd=repo, capture_output=True, text=True).returncode == 0
+    restore = git(repo, "for-each-ref", "--format=%(refname)", "refs/mux/recovery/t")
+    assert restore.strip() and git(repo, "cat-file", "-t", restore.split()[0]).strip() == "commit"
 
 
 def test_yolo_adds_the_profiles_switch_inside_the_sandbox_and_restart_goes_back_in(repo: Path, stand_in: Path) -> None:
@@ -219,3 +231,49 @@ def test_yolo_for_an_agent_without_yolo_args_is_refused(repo: Path) -> None:
         "mux: --yolo: the profile of 'bash' has no yolo_args (see `mux agents`)"
     ]
     assert git(repo, "branch", "--list", "mux/t") == ""
+
+
+@pytest.mark.parametrize("network", ["full", "none"])
+def test_sandbox_network_none_cuts_the_agent_off_the_machines_loopback(
+    repo: Path, tmp_path: Path, network: str
+) -> None:
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        port = listener.getsockname()[1]
+        script = tmp_path / "net.sh"
+        connect = f"import socket; socket.create_connection(('127.0.0.1', {port}), timeout=5); print('connected')"
+        tried = f'"{sys.executable}" -c "{connect}" > reach.txt 2>/dev/null || echo refused > reach.txt'
+        script.write_text(f"#!/bin/sh\n{tried}\nexec sleep 3600\n")
+        config = Path(os.environ["XDG_CONFIG_HOME"]) / "mux" / "config.toml"
+        config.parent.mkdir(parents=True, exist_ok=True)
+        write_toml(config, {"sandbox": True, "sandbox_network": network})
+        run_mux("new", "n", "-a", f"sh {script}", cwd=repo)
+        reach = Path(mux_ls(repo)["n"]["worktree"]) / "reach.txt"
+        wait_until(lambda: reach.exists() and reach.read_text().strip(), timeout=30)
+        assert reach.read_text().strip() == ("connected" if network == "full" else "refused")
+        shown = "net.sh [sandbox, offline]" if network == "none" else "net.sh [sandbox]"
+        assert shown in run_mux("ls", cwd=repo).stdout
+
+
+def test_a_worktree_whose_git_file_points_elsewhere_gets_no_sandbox(repo: Path, tmp_path: Path) -> None:
+    run_mux("new", "t", "-a", "bash", "--sandbox", cwd=repo)
+    row = mux_ls(repo)["t"]
+    worktree = Path(row["worktree"])
+    wait_until(lambda: (worktree / "README.md").exists())
+    subprocess.run(["tmux", "-L", os.environ["MUX_TMUX_SOCKET"], "kill-window", "-t", row["window"]], check=True)
+    wait_until(lambda: mux_ls(repo)["t"]["state"] == "missing")
+    # Rewritten by hand (or by an agent before it was sandboxed): it would have the home bound writable.
+    (worktree / ".git").write_text(f"gitdir: {os.environ['HOME']}\n")
+
+    proc = run_mux("restart", "t", cwd=repo, check=False)
+
+    assert proc.returncode == 1
+    assert len(proc.stderr.strip().splitlines()) == 1 and "does not point into" in proc.stderr, proc.stderr
+    assert "t" not in {
+        w.split()[1]
+        for w in subprocess.run(
+            ["tmux", "-L", os.environ["MUX_TMUX_SOCKET"], "list-windows", "-a", "-F", "#{window_id} #{@mux_task}"],
+            capture_output=True,
+            text=True,
+        ).stdout.splitlines()
+        if len(w.split()) > 1
+    }

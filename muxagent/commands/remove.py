@@ -10,7 +10,7 @@ from pathlib import Path
 from muxagent.commands.context import Context, load_tasks
 from muxagent.commands.report import list_reports
 from muxagent.errors import MuxError, TmuxError, UnknownTaskError, WouldLoseWorkError
-from muxagent.git import recovery_refs, repository, safety, worktrees
+from muxagent.git import object_stores, recovery_refs, repository, safety, worktrees
 from muxagent.model import State, Task
 from muxagent.state import intents, prompt_queue
 from muxagent.state.store import Registry, task_to_dict
@@ -169,6 +169,8 @@ def remove_locked(
     if window:
         ctx.tmux.kill_window(window)
         intents.crash_point("rm:after-window")
+    if task.sandbox:
+        object_stores.fold(ctx.repo, task.name)  # its agent is gone: its commits into the repository's store
     if present or any(wt.path == worktree for wt in worktrees.list_worktrees(ctx.repo)):
         worktrees.remove_worktree(ctx.repo, worktree)
         intents.crash_point("rm:after-worktree")

@@ -1,8 +1,9 @@
 """What a sandboxed task's agent may write, and its command line wrapped in bubblewrap (`mux new --sandbox`).
 
-Writable: the task's worktree, its own git dir, the object store, the folder of its branch's ref (every other ref
-in that folder bound read-only over it: git writes a ref through `NAME.lock` beside it, so the folder must be
-writable) and its reflog, the task's hook event file, and the agent's own state dirs its profile names
+Writable: the task's worktree, its own git dir, an object store of its own (git/object_stores.py: the
+repository's is read-only, as `rm -rf .git/objects` would take every branch with it), the folder of its branch's
+ref (every other ref in that folder bound read-only over it: git writes a ref through `NAME.lock` beside it, so the
+folder must be writable) and its reflog, the task's hook event file, and the agent's own state dirs its profile names
 (`sandbox_writable`). Everything else is read-only, and the user's credentials are hidden. The worktree's
 `.git` file and its git dir's `gitdir` and `commondir` stay read-only: rewritten, they would point mux's own
 git calls on the task (merge, checkpoints) at another repository or worktree.
@@ -19,7 +20,7 @@ from pathlib import Path
 
 from muxagent.commands.context import Context
 from muxagent.errors import SandboxError
-from muxagent.git import repository
+from muxagent.git import object_stores, repository
 from muxagent.model import AgentProfile, Task
 from muxagent.sandbox import bwrap
 from muxagent.status import events
@@ -74,7 +75,8 @@ def mounts(ctx: Context, task: Task, profile: AgentProfile, outside: Mapping[str
     hook_file = events.events_path(ctx.store.root, task.name)
     _touch(hook_file)
     agent_dirs = agent_writable(profile, env)
-    writable = [worktree, own_git_dir, common / "objects", ref.parent, common / "logs/refs/heads" / task.branch]
+    objects = object_stores.lend(ctx.repo, task.name)
+    writable = [worktree, own_git_dir, objects, ref.parent, common / "logs/refs/heads" / task.branch]
     writable += [hook_file, *agent_dirs]
     others = sorted(path for path in _entries(ref.parent) if path.name != ref.name)
     read_only = [worktree / ".git", own_git_dir / "gitdir", own_git_dir / "commondir", *others]
@@ -87,7 +89,12 @@ def mounts(ctx: Context, task: Task, profile: AgentProfile, outside: Mapping[str
         writable=tuple(writable),
         read_only=tuple(read_only),
         hidden=tuple(hidden),
-        env={**SANDBOX_ENV, **defaults},
+        env={
+            **SANDBOX_ENV,
+            **defaults,
+            "GIT_OBJECT_DIRECTORY": str(objects),
+            "GIT_ALTERNATE_OBJECT_DIRECTORIES": str(common / "objects"),
+        },
         network=task.sandbox_network,
     )
 
