@@ -277,3 +277,44 @@ def test_a_worktree_whose_git_file_points_elsewhere_gets_no_sandbox(repo: Path, 
         ).stdout.splitlines()
         if len(w.split()) > 1
     }
+
+
+def test_a_removed_sandboxed_task_keeps_its_commits_and_restore_starts_it_in_its_sandbox_again(
+    repo: Path, stand_in: Path
+) -> None:
+    worktree = start_attack(repo, "--sandbox")
+    tip = git(repo, "rev-parse", "mux/t").strip()
+
+    out = run_mux("rm", "t", "--force", cwd=repo).stdout
+
+    assert "mux restore t" in out
+    # Its commit, written to the task's own object store, is in the repository's now.
+    assert not (repo / ".git" / "mux" / "objects" / "t").exists()
+    assert git(repo, "cat-file", "-t", tip).strip() == "commit"
+    run_mux("restore", "t", cwd=repo)
+    row = mux_ls(repo)["t"]
+    assert row["sandbox"] is True
+    assert (worktree / "work.txt").read_text() == "sandboxed work\n"
+    pane_pid = subprocess.run(
+        ["tmux", "-L", os.environ["MUX_TMUX_SOCKET"], "display", "-p", "-t", row["window"], "#{pane_pid}"],
+        capture_output=True, text=True, check=True,
+    ).stdout.strip()  # fmt: skip
+    wait_until(lambda: Path(f"/proc/{pane_pid}/cmdline").read_bytes().split(b"\0")[0].endswith(b"bwrap"))
+
+
+def test_where_user_namespaces_are_forbidden_the_sandbox_is_refused_saying_what_to_enable(
+    repo: Path, stand_in: Path, tmp_path: Path
+) -> None:
+    bin_dir = tmp_path / "bin"  # a bwrap that fails as it does where the kernel forbids unprivileged namespaces
+    bin_dir.mkdir()
+    (bin_dir / "bwrap").write_text("#!/bin/sh\necho 'bwrap: No permissions to create new namespace' >&2\nexit 1\n")
+    (bin_dir / "bwrap").chmod(0o755)
+    env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}"}
+    proc = subprocess.run(
+        [sys.executable, "-m", "muxagent", "new", "t", "-a", "stand-in", "--yolo"],
+        cwd=repo, env=env, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert proc.returncode == 1
+    (line,) = proc.stderr.strip().splitlines()
+    assert "No permissions to create new namespace" in line and "unprivileged_userns_clone" in line
+    assert git(repo, "branch", "--list", "mux/t") == ""
