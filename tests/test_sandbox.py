@@ -318,3 +318,18 @@ def test_where_user_namespaces_are_forbidden_the_sandbox_is_refused_saying_what_
     (line,) = proc.stderr.strip().splitlines()
     assert "No permissions to create new namespace" in line and "unprivileged_userns_clone" in line
     assert git(repo, "branch", "--list", "mux/t") == ""
+
+
+def test_sync_brings_the_bases_new_commits_into_a_sandboxed_tasks_branch(repo: Path, stand_in: Path) -> None:
+    worktree = start_attack(repo, "--sandbox")
+    (repo / "later.txt").write_text("landed on main meanwhile\n")
+    git(repo, "add", "later.txt")
+    git(repo, "commit", "-q", "-m", "meanwhile on main")
+    wait_until(lambda: mux_ls(repo)["t"]["state"] == "idle")
+
+    run_mux("sync", "t", cwd=repo)
+
+    assert (worktree / "later.txt").read_text() == "landed on main meanwhile\n"
+    assert (worktree / "work.txt").read_text() == "sandboxed work\n"
+    subjects = git(repo, "log", "--format=%s", "mux/t")
+    assert "meanwhile on main" in subjects and "work done in the sandbox" in subjects
