@@ -31,10 +31,6 @@ SECRETS = (
     ".git-credentials", ".password-store", ".pypirc",
 )  # fmt: skip
 
-# Folders the sandbox replaces by private ones (see bwrap.wrap): what lies below them is brought back read-only
-# when the task needs it.
-PRIVATE = ("/tmp/", "/run/", "/var/run/")
-
 _VARIABLE = re.compile(r"\$(\w+)|\$\{(\w+)\}")
 
 # Inside the sandbox only. Claude Code refuses its skip-permissions flag to root unless told it is sandboxed; git
@@ -85,7 +81,9 @@ def mounts(ctx: Context, task: Task, profile: AgentProfile, outside: Mapping[str
     hidden += _tmux_socket_dirs(env)
     return bwrap.Mounts(
         workdir=worktree,
-        readable=tuple(Path(os.path.realpath(path)) for path in _needed(ctx, home, profile, env) if _private(path)),
+        readable=tuple(
+            Path(os.path.realpath(path)) for path in _needed(ctx, home, profile, env) if bwrap.hidden_by_sandbox(path)
+        ),
         writable=tuple(writable),
         read_only=tuple(read_only),
         hidden=tuple(hidden),
@@ -194,7 +192,3 @@ def _needed(ctx: Context, home: Path, profile: AgentProfile, env: Mapping[str, s
     needed += [Path(word) for word in profile.command[1:] if os.path.isabs(word)]
     needed += [Path(env[key]) for key in ("GIT_CONFIG_GLOBAL", "GIT_CONFIG_SYSTEM") if env.get(key)]
     return needed
-
-
-def _private(path: Path) -> bool:
-    return (str(Path(os.path.realpath(path))) + "/").startswith(PRIVATE)

@@ -24,6 +24,18 @@ NOT_INSTALLED = (
     "bubblewrap is not installed: install it (e.g. `apt-get install bubblewrap`) or start the task without --sandbox"
 )
 
+# Folders the sandbox replaces by empty ones of its own: /tmp (tmux's and other programs' sockets), and /run and a
+# real /var/run, which hold the sockets of the machine's daemons (docker's among them, which is root on the host),
+# the user's ssh and gpg agents and session bus under /run/user. What lies below them comes back only as `readable`.
+PRIVATE_DIRS = ("/tmp", "/run", "/var/run")
+
+
+def hidden_by_sandbox(path: Path) -> bool:
+    """Whether `path` (symlinks followed) lies in one of PRIVATE_DIRS, so that the sandbox does not see it."""
+    real = os.path.realpath(path)
+    return any(real == folder or real.startswith(folder + "/") for folder in PRIVATE_DIRS)
+
+
 # How long the probe may take: bwrap sets up its namespaces in a few milliseconds.
 PROBE_TIMEOUT = 10.0
 
@@ -46,9 +58,10 @@ def wrap(mounts: Mounts, argv: Sequence[str]) -> list[str]:
     out = ["bwrap", "--die-with-parent", "--unshare-pid", "--unshare-ipc", "--unshare-uts", "--unshare-cgroup-try"]
     if mounts.network == "none":
         out.append("--unshare-net")
-    out += ["--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc", "--tmpfs", "/tmp"]
-    for private in _private_runtime_dirs():
-        out += ["--tmpfs", private]
+    out += ["--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc"]
+    for private in PRIVATE_DIRS:
+        if os.path.isdir(private) and not os.path.islink(private):  # /var/run is usually a link to /run
+            out += ["--tmpfs", private]
     out += _resolver_files()
     for path in _existing(mounts.readable):
         out += ["--ro-bind", str(path), str(path)]
@@ -66,15 +79,6 @@ def wrap(mounts: Mounts, argv: Sequence[str]) -> list[str]:
 def _existing(paths: Sequence[Path]) -> list[Path]:
     """The paths that exist (bwrap fails on a missing source), each once, in the order given."""
     return [path for path in dict.fromkeys(paths) if os.path.lexists(path)]
-
-
-def _private_runtime_dirs() -> list[str]:
-    """`/run` and a real `/var/run`: they hold the sockets of the machine's daemons (docker's among them, which is
-    root on the host), the user's ssh and gpg agents and session bus under /run/user."""
-    found = ["/run"] if os.path.isdir("/run") else []
-    if os.path.isdir("/var/run") and not os.path.islink("/var/run"):
-        found.append("/var/run")
-    return found
 
 
 def _resolver_files() -> list[str]:
