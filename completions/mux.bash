@@ -55,7 +55,7 @@ _mux() {
         elif [[ -z $cmd ]]; then
             cmd=$word
             case $cmd in
-                new) opts='-a --agent -p --prompt --prompt-file --base --attach --parent --no-parent --notify -n --count --max-running --sandbox --yolo --help' valued=' -a=none --agent=none -p=none --prompt=none --prompt-file=file --base=none --parent=none --notify=none -n=none --count=none --max-running=none ' args='none' rest='' ;;
+                new) opts='-a --agent -p --prompt --prompt-file --base --attach --parent --no-parent --notify -n --count --max-running --sandbox --yolo --host --help' valued=' -a=none --agent=none -p=none --prompt=none --prompt-file=file --base=none --parent=none --notify=none -n=none --count=none --max-running=none --host=none ' args='none' rest='' ;;
                 ls) opts='--json --watch --help' valued=' ' args='' rest='' ;;
                 attach) opts='--help' valued=' ' args='task' rest='' ;;
                 send) opts='--when-idle --now --timeout --json --help' valued=' --timeout=none ' args='task none' rest='' ;;
@@ -84,6 +84,7 @@ _mux() {
                 gc) opts='--older-than --dry-run --help' valued=' --older-than=none ' args='' rest='' ;;
                 log) opts='-p --patch --json --help' valued=' ' args='task' rest='' ;;
                 undo) opts='--to --tell --json --help' valued=' --to=none ' args='task' rest='' ;;
+                host) opts='--help' valued=' ' args='' rest='' ;;
                 *) return 0 ;;
             esac
         else
@@ -110,7 +111,7 @@ _mux() {
         fi
     fi
     if [[ -z $cmd ]]; then
-        COMPREPLY=($(compgen -W 'new ls attach send queue wait inbox restart peek diff rm clean agents doctor guide completion trust init logs status-line next-waiting merge compare keep sync restore gc log undo' -- "$cur"))
+        COMPREPLY=($(compgen -W 'new ls attach send queue wait inbox restart peek diff rm clean agents doctor guide completion trust init logs status-line next-waiting merge compare keep sync restore gc log undo host' -- "$cur"))
         return 0
     fi
     local kinds=($args)

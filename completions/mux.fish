@@ -83,6 +83,7 @@ complete -c mux -n 'not __mux_command' -a restore -d 'Recreate a removed task fr
 complete -c mux -n 'not __mux_command' -a gc -d 'Drop old recovery refs and removed tasks\' old checkpoints: the only command that does'
 complete -c mux -n 'not __mux_command' -a log -d 'One line per turn: number, time, prompt, files and lines changed, the agent\'s summary'
 complete -c mux -n 'not __mux_command' -a undo -d 'Put the task\'s files back as they were at the end of a turn (a checkpoint of now first: undo can be undone)'
+complete -c mux -n 'not __mux_command' -a host -d 'The hosts a task can run on, over SSH'
 
 complete -c mux -n '__mux_using new' -s a -l agent -x -d 'Profile name or a command line; several make a group, one task each'
 complete -c mux -n '__mux_using new' -s p -l prompt -x -d 'First prompt for the agent'
@@ -96,6 +97,7 @@ complete -c mux -n '__mux_using new' -s n -l count -x -d 'Start a group of this 
 complete -c mux -n '__mux_using new' -l max-running -x -d 'In a group, start this many at once, the rest as earlier ones go idle'
 complete -c mux -n '__mux_using new' -l sandbox -d 'Run the agent in a bubblewrap sandbox: it writes its worktree only'
 complete -c mux -n '__mux_using new' -l yolo -d 'Let the agent act without asking (its yolo_args); implies --sandbox'
+complete -c mux -n '__mux_using new' -l host -x -d 'Run the task on this host (`mux host add`), over SSH'
 complete -c mux -n '__mux_using new' -l help -d 'Show the help and exit'
 
 complete -c mux -n '__mux_using ls' -l json -d 'Print a JSON array'
@@ -234,3 +236,5 @@ complete -c mux -n '__mux_using undo' -l tell -d 'Tell the agent which turn\'s f
 complete -c mux -n '__mux_using undo' -l json -d 'Print a JSON object'
 complete -c mux -n '__mux_using undo' -l help -d 'Show the help and exit'
 complete -c mux -n '__mux_arg undo eq 0 --to' -a '(__mux_tasks)'
+
+complete -c mux -n '__mux_using host' -l help -d 'Show the help and exit'

@@ -142,6 +142,9 @@ def new(
     yolo: Annotated[
         bool, typer.Option("--yolo", help="Let the agent act without asking (its yolo_args); implies --sandbox.")
     ] = False,
+    host: Annotated[
+        str | None, typer.Option("--host", help="Run the task on this host (`mux host add`), over SSH.")
+    ] = None,
 ) -> None:
     """Start a task: worktree and branch mux/NAME, a tmux window, the agent running in it.
 
@@ -159,6 +162,9 @@ def new(
     grouped = count != 1 or len(agents) > 1
     if max_running is not None and not grouped:
         raise UsageError("--max-running is for a group: give -n N or several -a")
+    if host is not None:
+        _new_on_host(name, host, agents, prompt, base, grouped or sandbox or yolo or parent is not None, attach)
+        return
     with _repo() as ctx:
         with _progress() as progress:
             request = create.NewRequest(
@@ -176,6 +182,23 @@ def new(
         daemon.ensure_running(ctx)
         if attach:
             interact.attach(ctx, tasks[0].name)
+
+
+def _new_on_host(
+    name: str, host: str, agents: tuple[str, ...], prompt: str | None, base: str | None, unsupported: bool,
+    attach: bool,
+) -> None:  # fmt: skip
+    from muxagent.commands import remote
+
+    if unsupported:
+        raise UsageError("--host takes one task: no -n, several -a, --parent, --sandbox or --yolo with it (yet)")
+    with _repo() as ctx:
+        with _progress() as progress:
+            request = remote.RemoteRequest(name, host, agents[0] if agents else None, prompt, base)
+            task = remote.create(ctx, request, progress)
+        _say(f"{task.name}: {task.agent} on {host} in {task.worktree} (branch {task.branch}, window {task.window})")
+        if attach:
+            interact.attach(ctx, task.name)
 
 
 def _read_prompt_file(path: Path) -> str:
@@ -917,6 +940,82 @@ def undo_turn(
     else:
         for line in undone.lines():
             _say(line)
+
+
+host_app = typer.Typer(
+    name="host", help="The hosts a task can run on, over SSH.", no_args_is_help=True, add_completion=False,
+    rich_markup_mode=None,
+)  # fmt: skip
+app.add_typer(host_app)
+
+
+@host_app.command("add")
+def host_add(
+    name: Annotated[str, typer.Argument(help="Host name (the task-name rules).", metavar="NAME")],
+    address: Annotated[str, typer.Argument(help="[USER@]HOST[:PORT]", metavar="ADDRESS")],
+    path: Annotated[str | None, typer.Option("--path", help="Where mux keeps repositories there.")] = None,
+    ssh_option: Annotated[
+        list[str] | None, typer.Option("--ssh-option", help="An ssh option for this host, KEY=VALUE (repeatable).")
+    ] = None,
+    ssh_timeout: Annotated[
+        float | None, typer.Option("--ssh-timeout", help="Seconds before the host counts as unreachable (5).")
+    ] = None,
+) -> None:
+    """Record a host in $XDG_CONFIG_HOME/mux/hosts.toml."""
+    from muxagent.commands import hosts
+
+    host = hosts.add(name, address, path, list(ssh_option or ()), ssh_timeout)
+    _say(f"host {host.name}: {host.address}, repositories in {host.path}")
+
+
+@host_app.command("ls")
+def host_ls(as_json: Annotated[bool, typer.Option("--json", help="Print a JSON array.")] = False) -> None:
+    """List the recorded hosts."""
+    from muxagent.commands import hosts
+
+    found = hosts.listed()
+    if as_json:
+        _print_json(found.to_json())
+    else:
+        _say_lines(found.text())
+
+
+@host_app.command("rm")
+def host_rm(name: Annotated[str, typer.Argument(help="Host name.", metavar="NAME")]) -> None:
+    """Forget a host (refused while this repository has tasks there)."""
+    from muxagent.commands import hosts
+
+    tasks_on: list[str] = []
+    try:
+        ctx = context.open_repo()
+    except MuxError:
+        pass  # outside a repository: no task of this one can be there
+    else:
+        tasks_on = [task.name for task in context.load_tasks(ctx) if task.host == name]
+    hosts.remove(name, tasks_on)
+    print(f"removed host {name}")
+
+
+@host_app.command("check")
+def host_check(
+    name: Annotated[str, typer.Argument(help="Host name.", metavar="NAME")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print a JSON object.")] = False,
+) -> None:
+    """Check that the host can take tasks: reachable, git >= 2.38, tmux >= 3.2, mux there, disk free."""
+    from muxagent.commands import hosts
+
+    found = hosts.check(name)
+    if as_json:
+        _print_json(found.to_json())
+    else:
+        _say_lines(found.text())
+    if not found.ok:
+        raise MuxError(f"host {name} cannot take tasks")
+
+
+def _say_lines(text: str) -> None:
+    for line in text.split("\n"):
+        _say(line)
 
 
 def main() -> None:

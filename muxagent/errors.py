@@ -87,5 +87,9 @@ class NotTakenError(MuxError):
     exit_code = 6
 
 
+class HostUnreachableError(MuxError):
+    """ssh cannot reach a task's host (refused, timed out, no key, a changed host key): nothing there is touched."""
+
+
 class SandboxError(MuxError):
     """A sandbox cannot be made here (bubblewrap missing, no user namespaces) or around this task."""

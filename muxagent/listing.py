@@ -191,7 +191,10 @@ def _conflicts_note(row: Row) -> str:
 def table(rows: Sequence[Row], active: Mapping[str, float | None], colour: bool) -> str:
     """The table of `mux ls`; `active`: each task's last pane activity (epoch seconds), which its row has only to
     the second."""
-    header = ("NAME", "AGENT", "STATE", "CHANGES", "COMMITS", "AGE", "ACTIVE", "REASON")
+    # A HOST column only once a task lives on another host: `-` marks this machine's.
+    hosted = any(row.get("host") for row in rows)
+    header = ("NAME", *(("HOST",) if hosted else ()), "AGENT", "STATE", "CHANGES", "COMMITS", "AGE", "ACTIVE", "REASON")
+    state_column = header.index("STATE")
     now = time.time()
     ordered = family_order(group_order(rows))
     cells = [
@@ -199,6 +202,7 @@ def table(rows: Sequence[Row], active: Mapping[str, float | None], colour: bool)
             clean_line(cell)  # a REASON quotes a repo's pattern, an agent's hook; a conflict names a branch
             for cell in (
                 _INDENT * depth + row["name"] + _unread_mark(row),  # a sub-task under its parent
+                *((row.get("host") or "-",) if hosted else ()),
                 row["agent"] + _sandbox_mark(row),
                 row["state"],
                 _changes_cell(row),
@@ -215,7 +219,7 @@ def table(rows: Sequence[Row], active: Mapping[str, float | None], colour: bool)
     for (_depth, row), line in zip(ordered, cells, strict=True):
         padded = [cell.ljust(w) for cell, w in zip(line, widths, strict=True)]
         if colour:
-            padded[2] = f"\x1b[{_STATE_COLOURS[row['state']]}m{padded[2]}\x1b[0m"
+            padded[state_column] = f"\x1b[{_STATE_COLOURS[row['state']]}m{padded[state_column]}\x1b[0m"
         lines.append("  ".join(padded).rstrip())
     return "\n".join(lines)
 

@@ -97,6 +97,9 @@ class Task:
     sandbox: bool = False
     sandbox_network: str = "full"
     yolo: bool = False
+    # The host (`mux host add`) the task lives on, None here: its worktree, branch and window are there, its
+    # `worktree` a path on that host.
+    host: str | None = None
 
 
 @dataclass(frozen=True)
@@ -180,6 +183,7 @@ class TaskReport:
             "sandbox": task.sandbox,
             "sandbox_network": task.sandbox_network if task.sandbox else None,
             "yolo": task.yolo,
+            "host": task.host,
         }
 
 

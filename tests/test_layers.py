@@ -24,16 +24,16 @@ LAYERS: tuple[frozenset[str], ...] = (
     frozenset({"live"}),
     frozenset({"monitor"}),
     frozenset({"commands"}),
-    frozenset({"completion", "config"}),
+    frozenset({"completion", "config", "hosts"}),
     frozenset({"status"}),
-    frozenset({"git", "tmux", "state", "sandbox"}),
+    frozenset({"git", "tmux", "state", "sandbox", "ssh"}),
     frozenset({"render", "naming"}),
     frozenset({"model", "errors"}),
     frozenset({"listing"}),
 )
 # Each third-party library is imported by one unit only: the room that speaks to its outside system. libtmux has no
 # room (so no module may import it): the tests read tmux through it, mux runs plain tmux (muxagent/tmux/runner.py).
-ROOMS = {"typer": "cli", "git": "git", "watchdog": "monitor", "re2": "status"}
+ROOMS = {"typer": "cli", "git": "git", "watchdog": "monitor", "re2": "status", "tomli_w": "hosts"}
 
 # The modules that start processes. git and tmux each have one runner, so that a remote host can take every call
 # of either by the runner's `host`; the others run what is neither git nor tmux.
@@ -43,6 +43,7 @@ PROCESS_RUNNERS = {
     "muxagent.monitor.daemon": "notify-send, the desktop notification of a task needing its user",
     "muxagent.commands.worktree_setup": "the repo's own set-up commands (`setup` in its config), by `sh -c`",
     "muxagent.sandbox.bwrap": "bwrap, the probe that says whether a sandbox can be made here",
+    "muxagent.ssh.runner": "every ssh call: a command on another host, its shared connection",
 }
 
 

@@ -17,6 +17,9 @@ from muxagent.state import intents
 from muxagent.state.store import Registry, Store, task_to_dict
 from muxagent.tmux.client import Tmux
 
+# The socket of the tmux server mux runs on another host (`mux new --host`): its own, not the user's there.
+REMOTE_SOCKET = "mux"
+
 
 @dataclass
 class Context:
@@ -27,6 +30,18 @@ class Context:
     tmux: Tmux
     notes: list[str] = field(default_factory=list)
     _settings: config.Settings | None = None
+    _remote_tmux: dict[str, Tmux] = field(default_factory=dict)
+
+    def tmux_for(self, host: str | None) -> Tmux:
+        """The tmux server of a task on `host` (None: this machine's, `tmux`), every call of it over SSH there."""
+        if host is None:
+            return self.tmux
+        if host not in self._remote_tmux:
+            from muxagent import hosts
+            from muxagent.ssh.runner import RemoteProcesses
+
+            self._remote_tmux[host] = Tmux(REMOTE_SOCKET, host=RemoteProcesses(hosts.get_host(host).target), utf8=True)
+        return self._remote_tmux[host]
 
     @property
     def settings(self) -> config.Settings:

@@ -31,7 +31,7 @@ PROMPT_WIDTH = 60
 
 
 def _live_pane(ctx: Context, task: Task) -> PaneInfo:
-    pane = pane_of(ctx.tmux.snapshot(), task)
+    pane = pane_of(ctx.tmux_for(task.host).snapshot(), task)
     if pane is None:
         raise MuxError(f"task {task.name!r} has no tmux window (state missing): `mux rm {task.name}` or restart it")
     return pane
@@ -40,14 +40,14 @@ def _live_pane(ctx: Context, task: Task) -> PaneInfo:
 def attach(ctx: Context, name: str) -> None:
     task = get_task(ctx, name)
     _live_pane(ctx, task)
-    ctx.tmux.attach(task.session, task.window)
+    ctx.tmux_for(task.host).attach(task.session, task.window)
 
 
 def _sendable_pane(ctx: Context, task: Task) -> PaneInfo:
     pane = _live_pane(ctx, task)
     if pane.dead:
         raise MuxError(f"the agent of {task.name!r} has exited (status {pane.dead_status}): nothing to send to")
-    if worktrees.checkout_pending(Path(task.worktree)):
+    if task.host is None and worktrees.checkout_pending(Path(task.worktree)):
         raise MuxError(
             f"{task.name!r} is still checking out its files, its agent not started: `mux send --when-idle` waits for it"
         )
@@ -59,7 +59,7 @@ def send(ctx: Context, name: str, text: str) -> None:
     monitor's delivery, which saw the agent idle in its own snapshot and must not hold up its tick."""
     naming.validate_prompt(text)
     task = get_task(ctx, name)
-    ctx.tmux.send_text(_sendable_pane(ctx, task).pane_id, text)
+    ctx.tmux_for(task.host).send_text(_sendable_pane(ctx, task).pane_id, text)
 
 
 @dataclass(frozen=True)
@@ -117,22 +117,22 @@ def _status_once_started(ctx: Context, task: Task, deadline: float) -> TaskStatu
         time.sleep(POLL)
 
 
-def _screen(ctx: Context, target: str) -> str:
-    return ctx.tmux.capture([target]).get(target, "")
+def _screen(ctx: Context, task: Task, target: str) -> str:
+    return ctx.tmux_for(task.host).capture([target]).get(target, "")
 
 
 def _type_and_confirm(ctx: Context, task: Task, target: str, text: str, deadline: float) -> Sent:
     if text:
-        empty = _screen(ctx, target)
-        ctx.tmux.send_text(target, text, enter=False)
+        empty = _screen(ctx, task, target)
+        ctx.tmux_for(task.host).send_text(target, text, enter=False)
         pasted = time.monotonic()
         echo_by = pasted + ECHO_WAIT
-        while _screen(ctx, target) == empty and time.monotonic() < echo_by:
+        while _screen(ctx, task, target) == empty and time.monotonic() < echo_by:
             time.sleep(POLL / 2)
         time.sleep(max(0.0, pasted + ENTER_GAP - time.monotonic()))
-    before = _screen(ctx, target)
+    before = _screen(ctx, task, target)
     entered = time.time()
-    ctx.tmux.send_keys(target, "Enter")
+    ctx.tmux_for(task.host).send_keys(target, "Enter")
     while True:
         taken_by = _sign_of_taking(ctx, task, target, before, entered)
         if taken_by is not None:
@@ -152,12 +152,12 @@ def _sign_of_taking(ctx: Context, task: Task, target: str, before: str, entered:
     )
     if hook is not None:
         return f"hook: {hook.name}"
-    pane = pane_of(ctx.tmux.snapshot(), task)
+    pane = pane_of(ctx.tmux_for(task.host).snapshot(), task)
     if pane is None:
         raise MuxError(f"the window of {task.name!r} went away after the text was typed")
     if pane.dead:
         return "exited"
-    return "screen" if _screen(ctx, target) != before else None
+    return "screen" if _screen(ctx, task, target) != before else None
 
 
 @dataclass(frozen=True)
@@ -256,11 +256,15 @@ class Diff:
 def peek(ctx: Context, name: str, lines: int | None = None) -> Screen:
     task = get_task(ctx, name)
     pane = _live_pane(ctx, task)
-    return Screen(name, ctx.tmux.capture([pane.pane_id], lines=lines).get(pane.pane_id, ""))
+    return Screen(name, ctx.tmux_for(task.host).capture([pane.pane_id], lines=lines).get(pane.pane_id, ""))
 
 
 def diff(ctx: Context, name: str, stat: bool = False) -> Diff:
     task = get_task(ctx, name)
+    if task.host is not None:
+        from muxagent.commands import remote
+
+        return Diff(name, remote.diff(task, stat), stat)
     if not Path(task.worktree).is_dir():
         raise MuxError(f"the worktree of {name!r} is gone ({task.worktree})")
     return Diff(name, diffs.diff(Path(task.worktree), task.base, stat=stat), stat)

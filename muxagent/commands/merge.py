@@ -81,6 +81,22 @@ def merge(ctx: Context, request: MergeRequest, progress: Progress = no_progress)
     _refuse_while_owner_busy(ctx, found, request)
     # Read first: a bad .mux.toml must refuse the merge, not fail after it.
     sync_after = ctx.settings.sync_after_merge
+    if found.host is None:
+        return _merge_here(ctx, name, request, sync_after, progress)
+    from muxagent.commands import remote
+
+    progress(f"fetching the work of {name} from {found.host}")
+    remote.bring_home(ctx, found, work_message(ctx, found, request))
+    try:
+        return _merge_here(ctx, name, request, sync_after, progress)
+    except BaseException:
+        # Refused (a conflict, a dirty main checkout): nothing changes here or there, not even a fetched branch.
+        remote.drop_fetched(ctx, found)
+        raise
+
+
+def _merge_here(ctx: Context, name: str, request: MergeRequest, sync_after: bool, progress: Progress) -> MergeResult:
+    """The merge into a local branch; a task on another host has its branch fetched here first."""
     root = ctx.store.root
     with intents.intent(root, intents.MergeRecord(op="merge", name=name, keep=request.keep)) as intent:
         with ctx.store.transaction() as registry:
@@ -229,7 +245,8 @@ def _check(ctx: Context, registry: Registry, task: Task, request: MergeRequest) 
             f"branch '{task.branch}' of task {task.name!r} no longer exists: nothing to merge"
             f" (`mux rm {task.name}` saves what its worktree holds)"
         )
-    worktree: Path | None = Path(task.worktree)
+    # A task on another host: its work was fetched into its branch, and `worktree` is a path there.
+    worktree: Path | None = Path(task.worktree) if task.host is None else None
     dirty = False
     if worktree is not None and worktree.is_dir():
         worktrees.require_checkout(worktree)

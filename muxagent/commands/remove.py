@@ -93,6 +93,10 @@ def _hint_note(removal: Removal) -> str:
 
 def unsaved_work_of(ctx: Context, task: Task) -> list[str]:
     """Phrases naming what removing the task would lose (see git.safety.unsaved_work); [] when nothing."""
+    if task.host is not None:
+        from muxagent.commands import remote
+
+        return remote.unsaved_work(task)
     worktree = Path(task.worktree)
     return safety.unsaved_work(ctx.repo, worktree if worktree.is_dir() else None, task.branch, task.base)
 
@@ -143,6 +147,10 @@ def remove_locked(
             f"task {task.name!r} has sub-tasks: {', '.join(children)} (merge or remove them first, or"
             f" `mux rm --recursive {task.name}` removes them too)"
         )
+    if task.host is not None:
+        from muxagent.commands import remote
+
+        return Removal(task=task, recovery_ref=remote.remove_locked(ctx, registry, task, force, on_removing))
     worktree = Path(task.worktree)
     present = worktree.is_dir()
     has_branch = repository.branch_exists(ctx.repo, task.branch)

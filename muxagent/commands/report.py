@@ -123,13 +123,18 @@ def view_reports(ctx: Context, with_changes: bool = True, tasks: list[Task] | No
     if not tasks:
         return []
     found = view.usable(ctx.store.root, ctx.store.generation, ctx.store.stamp, time.time())
-    if found is None or any(task.name not in found.tasks for task in tasks):
+    # The monitor watches this machine's tasks; those on other hosts are asked afresh (statuses).
+    if found is None or any(task.name not in found.tasks for task in tasks if task.host is None):
         return None
+    remote = _remote_reports(ctx, [task for task in tasks if task.host is not None], with_changes)
     # Read now, not from the view: one listing of the inbox folder, and `mux inbox` then `mux ls` must show the
     # entries read at once (test_inbox saw the count a tick old).
     unread = inbox.unread_counts(ctx.store.root, {task.name: task.created for task in tasks}) if with_changes else {}
     reports = []
     for task in tasks:
+        if task.name in remote:
+            reports.append(replace(remote[task.name], inbox_unread=unread.get(task.name, 0)))
+            continue
         entry = found.tasks[task.name]
         reports.append(
             TaskReport(
@@ -187,7 +192,7 @@ def with_work(
     return [
         replace(
             item,
-            changes=works[item.task.name].changes if item.task.name in works else None,
+            changes=works[item.task.name].changes if item.task.name in works else item.changes,
             conflicts=conflicts.get(item.task.name, ()),
             inbox_unread=unread.get(item.task.name, 0),
             last_change=item.last_change if last_change is None else last_change.get(item.task.name),
@@ -200,7 +205,15 @@ def statuses(
     ctx: Context, tasks: list[Task], screens: ScreenCache | None, hook_events: events.EventsCache
 ) -> tuple[list[TaskReport], list[Task]]:
     """Every task's state (see `list_reports`), and the tasks whose worktree is there and checked out (their changes
-    can be read), from the same stats: asking again cost the monitor a third of its stat calls each tick."""
+    can be read), from the same stats: asking again cost the monitor a third of its stat calls each tick. A task on
+    another host comes with its changes, read there in the same round trip."""
+    remote = _remote_reports(ctx, [task for task in tasks if task.host is not None], with_changes=True)
+    if remote:
+        order = [task.name for task in tasks]
+        tasks = [task for task in tasks if task.host is None]
+        local, present = statuses(ctx, tasks, screens, hook_events) if tasks else ([], [])
+        by_name = {**{item.task.name: item for item in local}, **remote}
+        return [by_name[name] for name in order if name in by_name], present
     try:
         panes = ctx.tmux.snapshot()
         server_running = bool(panes) or ctx.tmux.server_running()
@@ -264,6 +277,16 @@ def statuses(
         )
     hook_events.keep(set(events_paths.values()))
     return reports, [task for task in tasks if exists[task.name] and task.name not in pending]
+
+
+def _remote_reports(ctx: Context, tasks: list[Task], with_changes: bool) -> dict[str, TaskReport]:
+    if not tasks:
+        return {}
+    from muxagent.commands import remote
+
+    settings = settings_or_none(ctx)
+    profiles: dict[str, AgentProfile] = {}
+    return remote.reports(ctx, tasks, lambda agent: _profile_for(agent, settings, profiles), with_changes)
 
 
 def _works(ctx: Context, tasks: list[Task]) -> dict[str, changes.Work]:

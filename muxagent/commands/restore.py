@@ -51,7 +51,12 @@ def restore(ctx: Context, name: str, at: str | None = None, progress: Progress =
     saved = _recorded(ctx, ref)
     record = saved.task
     tip, snapshot = recovery_refs.recovery_parts(ctx.repo, commit)
-    worktree = Path(record.worktree) if record is not None else worktree_path(ctx, name)
+    # A task that lived on another host comes back here, from the ref fetched when it was removed: the host (or
+    # its copy of the work) may be gone.
+    here = record is not None and record.host is None
+    worktree = Path(record.worktree) if record is not None and here else worktree_path(ctx, name)
+    if record is not None and record.host is not None:
+        ctx.notes.append(f"{name} ran on host {record.host}: restored on this machine")
     if worktree.exists():
         worktree = worktree_path(ctx, name)
     profile = _profile_for(ctx, record)

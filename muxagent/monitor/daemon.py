@@ -150,7 +150,8 @@ class Monitor:
         """One look at every task; returns how many tasks there are."""
         looked_at = time.time()
         epoch = view.epoch(self.ctx.store.root)  # before looking: a command that ends while it looks renews it
-        tasks = context.load_tasks(self.ctx)
+        # A task on another host is not watched: `ls` asks its host, once per call (commands/remote.py).
+        tasks = [task for task in context.load_tasks(self.ctx) if task.host is None]
         reports, present = report.statuses(self.ctx, tasks, self.screens, self.hook_events) if tasks else ([], [])
         touched = self._watch_worktrees(self.watcher, present) if self.watcher is not None else set()
         # Before anything is typed (a delivery waits for the agent to take it): the view stays fresh meanwhile.

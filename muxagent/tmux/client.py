@@ -36,7 +36,7 @@ _WIDTH, _HEIGHT = "220", "50"
 # treat it as a newline in the prompt instead of "submit".
 _ENTER_DELAY = 0.2
 
-_SNAPSHOT_FORMAT = "\t".join(
+SNAPSHOT_FORMAT = "\t".join(
     (
         "#{pane_id}",
         "#{window_id}",
@@ -81,9 +81,11 @@ def _env_args(env: Mapping[str, str]) -> list[str]:
     return args
 
 
-def _checked_dir(cwd: Path) -> str:
+def _checked_dir(cwd: Path, local: bool = True) -> str:
+    """`cwd` for `-c`, after making sure it exists: tmux silently opens the window elsewhere when it does not. A
+    folder on another host is not looked at here (the remote command that made it just said so)."""
     path = cwd.absolute()
-    if not path.is_dir():
+    if local and not path.is_dir():
         raise TmuxError(f"cannot open a tmux window in {path}: no such directory")
     return escape_format(str(path))
 
@@ -95,7 +97,7 @@ def _strip_blank_tail(text: str) -> str:
     return "\n".join(lines)
 
 
-def _parse_snapshot(stdout: str) -> list[PaneInfo]:
+def parse_snapshot(stdout: str) -> list[PaneInfo]:
     panes: list[PaneInfo] = []
     # Split on newlines only: str.splitlines() would also cut at \x1c, \x0b and the like inside a field.
     for line in stdout.split("\n"):
@@ -124,20 +126,54 @@ def _parse_snapshot(stdout: str) -> list[PaneInfo]:
     return panes
 
 
+def capture_args(targets: Sequence[str], marker: str, lines: int | None = None) -> list[str]:
+    """One tmux command line printing `MARKER-i`, then the screen of targets[i], for each target in turn (see
+    `split_sections`). The marker goes through strftime and format expansion: it must hold no `%` and no `#`."""
+    args: list[str] = []
+    for index, target in enumerate(targets):
+        if args:
+            args.append(";")
+        args += ["display-message", "-p", "-t", target, f"{marker}-{index}", ";"]
+        args += ["capture-pane", "-p", "-t", target]
+        if lines:
+            args += ["-S", f"-{lines}"]
+    return args
+
+
+def split_sections(stdout: str, marker: str) -> dict[int, str]:
+    """Index -> screen of what a `capture_args` command line printed (what came before the first marker is
+    dropped); trailing blank lines removed."""
+    sections: dict[int, list[str]] = {}
+    current: list[str] | None = None
+    for line in stdout.split("\n"):
+        if line.startswith(marker + "-") and line[len(marker) + 1 :].isdigit():
+            current = sections.setdefault(int(line[len(marker) + 1 :]), [])
+        elif current is not None:
+            current.append(line)
+    return {index: _strip_blank_tail("\n".join(body)) for index, body in sections.items()}
+
+
 class Tmux:
-    def __init__(self, socket: str | None = None, binary: str = "tmux", host: TmuxHost = LOCAL) -> None:
+    def __init__(
+        self, socket: str | None = None, binary: str = "tmux", host: TmuxHost = LOCAL, utf8: bool = False
+    ) -> None:
         # Read at call time so tests (and `MUX_TMUX_SOCKET=x mux ...`) pick their own server.
         if socket is None:
             socket = os.environ.get("MUX_TMUX_SOCKET") or None
         self.socket: str | None = socket
         self.binary = binary
         self.host = host
+        # `-u` on every call: over ssh no LANG arrives, and a tmux outside a UTF-8 locale prints each tab of a
+        # format as `_` (every pane of a remote task read as "window gone"), and starts agents without UTF-8.
+        self.flags: tuple[str, ...] = ("-u",) if utf8 else ()
 
     # -- plumbing ---------------------------------------------------------------------------------------
 
     def _tmux(self, *args: str, stdin: str | None = None, timeout: float = TIMEOUT) -> str:
         """The stdout of one tmux command line on this server; TmuxCommandError when it fails."""
-        return run_tmux(*args, socket=self.socket, binary=self.binary, stdin=stdin, timeout=timeout, host=self.host)
+        return run_tmux(
+            *self.flags, *args, socket=self.socket, binary=self.binary, stdin=stdin, timeout=timeout, host=self.host
+        )
 
     def _new_window_id(self, *args: str) -> str:
         out = self._tmux(*args).splitlines()
@@ -189,7 +225,7 @@ class Tmux:
         A pane killed by signal N reports dead_status 128+N, as a shell would.
         """
         try:
-            panes = _parse_snapshot(self._tmux("list-panes", "-a", "-F", _SNAPSHOT_FORMAT))
+            panes = parse_snapshot(self._tmux("list-panes", "-a", "-F", SNAPSHOT_FORMAT))
         except TmuxCommandError as error:
             # A server whose last session just ended still answers for a moment, with "no current target"
             # (test_tmux_works_without_libtmux_installed caught it right after killing the last window).
@@ -203,10 +239,10 @@ class Tmux:
             # server's next child exits. `run-shell true` makes such a child; tmux's reaper then collects both.
             # The same call covers the moment between the terminal closing and the normal reaping.
             try:
-                retry = self._tmux("run-shell", "true", ";", "list-panes", "-a", "-F", _SNAPSHOT_FORMAT, timeout=2)
+                retry = self._tmux("run-shell", "true", ";", "list-panes", "-a", "-F", SNAPSHOT_FORMAT, timeout=2)
             except TmuxError:
                 return panes
-            return _parse_snapshot(retry)
+            return parse_snapshot(retry)
         return panes
 
     def capture(self, targets: Sequence[str], lines: int | None = None) -> dict[str, str]:
@@ -220,23 +256,15 @@ class Tmux:
         # looked means one more call for the targets after it: rare, and still no per-pane process.
         while pending:
             marker = f"MUXSPLIT-{uuid.uuid4().hex}"
-            args: list[str] = []
-            for index, target in enumerate(pending):
-                if args:
-                    args.append(";")
-                # The marker goes through strftime and format expansion: it holds no `%` and no `#`.
-                args += ["display-message", "-p", "-t", target, f"{marker}-{index}", ";"]
-                args += ["capture-pane", "-p", "-t", target]
-                if lines:
-                    args += ["-S", f"-{lines}"]
+            args = capture_args(pending, marker, lines)
             try:
-                sections = self._split_sections(self._tmux(*args), marker)
+                sections = split_sections(self._tmux(*args), marker)
             except TmuxCommandError as error:
                 if error.no_server:
                     return result
                 if "can't find" not in error.stderr:
                     raise
-                sections = self._split_sections(error.stdout, marker)
+                sections = split_sections(error.stdout, marker)
             else:
                 for index, text in sections.items():
                     result[pending[index]] = text
@@ -249,17 +277,6 @@ class Tmux:
             pending = pending[failed + 1 :]
         return result
 
-    @staticmethod
-    def _split_sections(stdout: str, marker: str) -> dict[int, str]:
-        sections: dict[int, list[str]] = {}
-        current: list[str] | None = None
-        for line in stdout.split("\n"):
-            if line.startswith(marker + "-") and line[len(marker) + 1 :].isdigit():
-                current = sections.setdefault(int(line[len(marker) + 1 :]), [])
-            elif current is not None:
-                current.append(line)
-        return {index: _strip_blank_tail("\n".join(body)) for index, body in sections.items()}
-
     # -- windows ----------------------------------------------------------------------------------------
 
     def new_window(
@@ -270,7 +287,7 @@ class Tmux:
         The window keeps its pane after the program exits (remain-on-exit), keeps its name, and carries the
         window option `@mux_task`.
         """
-        directory = _checked_dir(cwd)
+        directory = _checked_dir(cwd, local=self.host is LOCAL)
         command = [escape_arg(arg) for arg in _exec_argv(argv)]
         env_args = [escape_arg(arg) for arg in _env_args(env)]
         last_error: TmuxError | None = None
@@ -332,7 +349,7 @@ class Tmux:
 
     def respawn(self, window_id: str, cwd: Path, argv: Sequence[str], env: Mapping[str, str]) -> None:
         """Restart the program in a window's pane (dead or not), in cwd with env added."""
-        directory = _checked_dir(cwd)
+        directory = _checked_dir(cwd, local=self.host is LOCAL)
         command = [escape_arg(arg) for arg in _exec_argv(argv)]
         env_args = [escape_arg(arg) for arg in _env_args(env)]
         self._tmux("respawn-pane", "-k", "-t", window_id, "-c", escape_arg(directory), *env_args, "--", *command)
@@ -383,7 +400,7 @@ class Tmux:
 
     def attach_argv(self, session: str) -> list[str]:
         """The command that attaches a terminal to the session."""
-        return tmux_argv(self.socket, self.binary, "attach-session", "-t", escape_arg(f"={session}"))
+        return tmux_argv(self.socket, self.binary, *self.flags, "attach-session", "-t", escape_arg(f"={session}"))
 
     def inside_same_server(self, session: str) -> bool:
         """True when this process runs in a pane of this Tmux's server (so `switch-client` can reach us)."""

@@ -58,6 +58,7 @@ class TmuxCommandError(TmuxError):
     def _verb(self) -> str:
         # The tmux command after the binary and its `-L SOCKET`: what the user can look up in `man tmux`.
         args = self.command[3:] if self.command[1:2] == ("-L",) else self.command[1:]
+        args = args[1:] if args[:1] == ("-u",) else args
         return args[0] if args else shlex.join(self.command)
 
 

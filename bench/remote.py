@@ -1,0 +1,104 @@
+#!/usr/bin/env python3
+"""What tasks on other hosts cost (issue 17), on loopback: two sshd on 127.0.0.1 (tests/sshd_server.py), each a
+"host" with its own home and tmux server.
+
+    python bench/remote.py [--tasks 10] [--rounds 15]
+
+Measures, as medians over interleaved rounds:
+- `mux new --host` of each task (the push of the base commit included; the repository is small);
+- `mux ls --json` of a repository whose tasks live on 2 hosts x N, against `mux ls --json` of a repository with
+  2 x N local tasks and its monitor running (what a user gets), and their ratio (target: at most 1.5x);
+- `mux ls --json` once one host's sshd is gone (target: at most its ssh_timeout more, once).
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from harness import Sandbox, timed_run
+
+sys.path.insert(1, str(Path(__file__).resolve().parents[1] / "tests"))  # the stand-in host's sshd
+
+from sshd_server import available, close_host, open_host
+
+TIMEOUT = 2.0  # the hosts' ssh_timeout
+
+
+def median_ms(samples: list[float]) -> float:
+    return statistics.median(samples) * 1000
+
+
+def show(label: str, samples: list[float]) -> float:
+    ms = sorted(s * 1000 for s in samples)
+    print(f"{label:<44} median {statistics.median(ms):8.1f} ms   min {ms[0]:8.1f}   max {ms[-1]:8.1f}   (n={len(ms)})")
+    return statistics.median(ms)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--tasks", type=int, default=10, help="tasks per host")
+    parser.add_argument("--rounds", type=int, default=15)
+    args = parser.parse_args()
+    if not available():
+        raise SystemExit("needs ssh and sshd (openssh-server)")
+    box = Sandbox.create()
+    local = Sandbox.create()
+    folder = Path(tempfile.mkdtemp(prefix="mxb", dir="/tmp"))
+    box.env["XDG_RUNTIME_DIR"] = str(folder)
+    opened = []
+    try:
+        box.start_server()
+        local.start_server()
+        box.build_repo(200)
+        local.build_repo(200)
+        for index in (1, 2):
+            host, proc = open_host(Path(tempfile.mkdtemp(prefix="mxh", dir="/tmp")), box.root / f"host{index}")
+            opened.append((host, proc))
+            box.mux(*host.add_args(f"h{index}", TIMEOUT))
+        creations = []
+        for number in range(args.tasks):
+            for index in (1, 2):
+                elapsed, _ = box.mux("new", f"t{index}-{number}", "--host", f"h{index}", "-a", box.agent_command)
+                creations.append(elapsed)
+        for number in range(2 * args.tasks):
+            local.mux("new", f"t{number}", "-a", local.agent_command)
+        time.sleep(3)  # the local monitor's first view
+        remote_ls: list[float] = []
+        local_ls: list[float] = []
+        for round_ in range(2 + args.rounds):
+            pair = [(box, remote_ls), (local, local_ls)]
+            for subject, samples in pair if round_ % 2 else reversed(pair):
+                elapsed, _ = timed_run(subject.mux_argv("ls", "--json"), subject.repo, subject.env)
+                if round_ >= 2:
+                    samples.append(elapsed)
+        new = show("mux new --host", creations)
+        remote = show(f"mux ls --json, 2 hosts x {args.tasks} tasks", remote_ls)
+        here = show(f"mux ls --json, {2 * args.tasks} local tasks", local_ls)
+        print(f"mux new --host: {new:.0f} ms (target: under 1500 ms plus the push)")
+        print(f"ls on 2 hosts / ls of local tasks: {remote / here:.2f}x (target: at most 1.5x)")
+        dead_host = opened[1][0]
+        dead_host.stop()
+        dead: list[float] = []
+        for _ in range(max(3, args.rounds // 3)):
+            elapsed, _ = timed_run(box.mux_argv("ls", "--json"), box.repo, box.env)
+            dead.append(elapsed)
+        gone = show("mux ls --json, one host gone", dead)
+        print(
+            f"a dead host adds {gone - remote:+.0f} ms to ls (target: at most its ssh_timeout, {TIMEOUT * 1000:.0f} ms)"
+        )
+    finally:
+        for host, proc in opened:
+            close_host(host, proc, host.key.parent, runtime=folder)
+        box.close()
+        local.close()
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
