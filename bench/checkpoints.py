@@ -26,7 +26,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from harness import Sandbox, children, cmdline, read_cpu
+from harness import Sandbox, read_cpu
 
 from muxagent.git import checkpoints, recovery_refs, repository
 
@@ -53,16 +53,6 @@ def _repo(root: Path, files: int) -> tuple[repository.RepoPaths, Path]:
     return repository.discover(main), worktree
 
 
-def _monitor_pid(box: Sandbox) -> int:
-    for line in box.tmux("list-panes", "-a", "-F", "#{session_name} #{pane_pid}").splitlines():
-        session, _, pid = line.partition(" ")
-        if session.endswith("-monitor"):
-            for candidate in [int(pid), *children(int(pid))]:
-                if "_monitor" in cmdline(candidate):
-                    return candidate
-    raise RuntimeError("no monitor process in the tmux server's panes")
-
-
 def _checkpoint_count(box: Sandbox) -> int:
     return len(box.git(box.repo, "for-each-ref", checkpoints.CHECKPOINT_PREFIX).splitlines())
 
@@ -85,7 +75,7 @@ def agents_taking_turns(count: int, every: float, seconds: float, files: int, ch
             time.sleep(0.2)
             rows = {row["name"]: row for row in box.ls()[1]}
         time.sleep(every)  # the first looks of the monitor (each task's first idle) are not the figure
-        monitor, made = _monitor_pid(box), _checkpoint_count(box)
+        monitor, made = box.monitor_pid(), _checkpoint_count(box)
         first, load = read_cpu(monitor), os.getloadavg()[0]
         start, turn = time.monotonic(), 0
         while time.monotonic() - start < seconds:

@@ -279,6 +279,19 @@ class Sandbox:
     def server_pid(self) -> int:
         return int(self.tmux("display-message", "-p", "#{pid}").strip())
 
+    def monitor_pid(self) -> int:
+        out = self.tmux("list-panes", "-a", "-F", "#{session_name} #{pane_pid}")
+        for line in out.splitlines():
+            session, _, pid_text = line.partition(" ")
+            if not session.endswith("-monitor"):
+                continue
+            pid = int(pid_text)
+            # The pane may run the monitor directly or through a shell: take the process that is the monitor.
+            for candidate in [pid, *children(pid)]:
+                if "_monitor" in cmdline(candidate):
+                    return candidate
+        raise BenchError(f"no monitor process found in the tmux server's panes:\n{out}")
+
     def close(self, keep: bool = False) -> None:
         subprocess.run(
             ["tmux", "-L", self.socket, "kill-server"], env=self.env, capture_output=True, timeout=30, check=False

@@ -7,13 +7,16 @@
 Measures, as medians over interleaved rounds:
 - `mux new --host` of each task (the push of the base commit included; the repository is small);
 - `mux ls --json` of a repository whose tasks live on 2 hosts x N, against `mux ls --json` of a repository with
-  2 x N local tasks and its monitor running (what a user gets), and their ratio (target: at most 1.5x);
+  2 x N local tasks and its monitor running (what a user gets), and their ratio (target: at most 1.5x), once the
+  monitor's view covers the hosts' tasks (monitor/hostwatch.py);
+- the monitor's CPU while those tasks are idle, the hosts' and the local ones;
 - `mux ls --json` once one host's sshd is gone (target: at most its ssh_timeout more, once).
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import statistics
 import sys
@@ -21,13 +24,16 @@ import tempfile
 import time
 from pathlib import Path
 
-from harness import Sandbox, timed_run
+from harness import Sandbox, read_cpu, timed_run
+
+from muxagent import fastpath
 
 sys.path.insert(1, str(Path(__file__).resolve().parents[1] / "tests"))  # the stand-in host's sshd
 
 from sshd_server import available, close_host, open_host
 
 TIMEOUT = 2.0  # the hosts' ssh_timeout
+CPU_WINDOW = 10.0
 
 
 def median_ms(samples: list[float]) -> float:
@@ -38,6 +44,25 @@ def show(label: str, samples: list[float]) -> float:
     ms = sorted(s * 1000 for s in samples)
     print(f"{label:<44} median {statistics.median(ms):8.1f} ms   min {ms[0]:8.1f}   max {ms[-1]:8.1f}   (n={len(ms)})")
     return statistics.median(ms)
+
+
+def covered(subject: Sandbox, timeout: float = 60) -> None:
+    """Until the monitor's view covers every task of `subject`'s repository (`ls` answered before the CLI)."""
+    deadline = time.monotonic() + timeout
+    while fastpath.answer("ls", {"--json"}, os.path.realpath(subject.repo)) is None:
+        if time.monotonic() > deadline:
+            raise SystemExit(f"no view covered the tasks of {subject.repo} within {timeout:.0f} s")
+        time.sleep(0.1)
+
+
+def monitor_cpu(subject: Sandbox, seconds: float) -> float:
+    """The monitor's CPU (its own, and the ssh, tmux and git it ran and reaped) as a share of one core."""
+    pid = subject.monitor_pid()
+    first = read_cpu(pid)
+    time.sleep(seconds)
+    last = read_cpu(pid)
+    used = (last.own_s + last.children_s) - (first.own_s + first.children_s)
+    return 100 * used / (last.at - first.at)
 
 
 def main() -> None:
@@ -68,7 +93,8 @@ def main() -> None:
                 creations.append(elapsed)
         for number in range(2 * args.tasks):
             local.mux("new", f"t{number}", "-a", local.agent_command)
-        time.sleep(3)  # the local monitor's first view
+        for subject in (box, local):
+            covered(subject)  # as a user gets it: the monitor's view, the hosts' tasks in it
         remote_ls: list[float] = []
         local_ls: list[float] = []
         for round_ in range(2 + args.rounds):
@@ -82,6 +108,11 @@ def main() -> None:
         here = show(f"mux ls --json, {2 * args.tasks} local tasks", local_ls)
         print(f"mux new --host: {new:.0f} ms (target: under 1500 ms plus the push)")
         print(f"ls on 2 hosts / ls of local tasks: {remote / here:.2f}x (target: at most 1.5x)")
+        for label, subject in (
+            (f"2 hosts x {args.tasks} idle tasks", box),
+            (f"{2 * args.tasks} local idle tasks", local),
+        ):
+            print(f"monitor CPU, {label}: {monitor_cpu(subject, CPU_WINDOW):.1f}% of one core over {CPU_WINDOW:.0f} s")
         dead_host = opened[1][0]
         dead_host.stop()
         dead: list[float] = []

@@ -56,8 +56,6 @@ from harness import (
     CpuSample,
     Sandbox,
     Terminated,
-    children,
-    cmdline,
     install_signal_handlers,
     interleaved,
     ratio,
@@ -604,19 +602,6 @@ done
 
     # -- the monitor -----------------------------------------------------------------------------------------
 
-    def monitor_pid(self) -> int:
-        out = self.box.tmux("list-panes", "-a", "-F", "#{session_name} #{pane_pid}")
-        for line in out.splitlines():
-            session, _, pid_text = line.partition(" ")
-            if not session.endswith("-monitor"):
-                continue
-            pid = int(pid_text)
-            # The pane may run the monitor directly or through a shell: take the process that is the monitor.
-            for candidate in [pid, *children(pid)]:
-                if "_monitor" in cmdline(candidate):
-                    return candidate
-        raise BenchError(f"no monitor process found in the tmux server's panes:\n{out}")
-
     def cpu_window(self, pids: dict[str, int], seconds: float) -> MonitorFigures:
         first = {key: read_cpu(pid) for key, pid in pids.items()}
         rss: list[int] = [first["monitor"].rss_kib]
@@ -642,12 +627,12 @@ done
         }
 
     def monitor_quiet(self) -> MonitorFigures:
-        pids = {"monitor": self.monitor_pid(), "tmux": self.box.server_pid()}
+        pids = {"monitor": self.box.monitor_pid(), "tmux": self.box.server_pid()}
         return self.cpu_window(pids, self.opt.quiet_seconds)
 
     def monitor_busy(self, count: int) -> BusyFigures:
         busy = list(self.names)
-        pids = {"monitor": self.monitor_pid(), "tmux": self.box.server_pid()}
+        pids = {"monitor": self.box.monitor_pid(), "tmux": self.box.server_pid()}
         seconds = self.opt.monitor_seconds
         for name in busy:
             (self.box.markers / name).unlink(missing_ok=True)
@@ -664,7 +649,7 @@ done
         """The monitor's RSS, once a second for --memory-seconds at the largest N: the agents quiet, and every
         MEMORY_EVENT_EVERY_S one of them, in turn, takes a hook event and an edit (the view, the events cache, the
         watcher and the worktree reader all move, as in a day's work)."""
-        pid = self.monitor_pid()
+        pid = self.box.monitor_pid()
         rss = [read_cpu(pid).rss_kib]
         start = time.monotonic()
         end = start + self.opt.memory_seconds

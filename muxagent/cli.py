@@ -7,7 +7,7 @@ import json
 import re
 import sys
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -189,6 +189,7 @@ def _new_on_host(
     attach: bool,
 ) -> None:  # fmt: skip
     from muxagent.commands import remote
+    from muxagent.monitor import daemon
 
     if unsupported:
         raise UsageError("--host takes one task: no -n, several -a, --parent, --sandbox or --yolo with it (yet)")
@@ -197,6 +198,10 @@ def _new_on_host(
             request = remote.RemoteRequest(name, host, agents[0] if agents else None, prompt, base)
             task = remote.create(ctx, request, progress)
         _say(f"{task.name}: {task.agent} on {host} in {task.worktree} (branch {task.branch}, window {task.window})")
+        # The monitor asks the host for `ls` and rings when the task waits; a machine without tmux of its own
+        # still runs tasks on hosts, each `ls` asking them itself.
+        with suppress(MuxError):
+            daemon.ensure_running(ctx)
         if attach:
             interact.attach(ctx, task.name)
 

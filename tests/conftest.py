@@ -158,6 +158,18 @@ def profile_with(path: Path, target: Path | None = None, **changes: object) -> P
     return target or path
 
 
+def recording_notify_send(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A `notify-send` first on PATH that appends each notification to the file returned, as `TITLE<tab>BODY`."""
+    bin_dir = tmp_path / "notify-bin"
+    bin_dir.mkdir()
+    sent = tmp_path / "notifications"
+    notify = bin_dir / "notify-send"
+    notify.write_text(f'#!/bin/sh\nprintf "%s\\t%s\\n" "$1" "$2" >> {sent}\n')
+    notify.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    return sent
+
+
 def run_mux(
     *args: str, cwd: Path | str, check: bool = True, input: str | None = None, timeout: float = 60
 ) -> subprocess.CompletedProcess[str]:

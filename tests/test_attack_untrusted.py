@@ -15,7 +15,6 @@ the terminal. The promises this module holds, each against a real repo, tmux ser
 from __future__ import annotations
 
 import json
-import os
 import re
 import signal
 import subprocess
@@ -23,7 +22,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import git, make_repo, mux_ls, new_task, run_mux, run_mux_on_terminal, wait_until
+from conftest import git, make_repo, mux_ls, new_task, recording_notify_send, run_mux, run_mux_on_terminal, wait_until
 
 from muxagent import render
 from muxagent.model import State, Task, TaskReport, TaskStatus
@@ -245,13 +244,7 @@ def watch_once(repo: Path) -> str:
 def test_escapes_and_markup_in_a_reason_reach_a_desktop_notification_as_plain_text(
     repo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
-    sent = tmp_path / "notifications"
-    notify = bin_dir / "notify-send"
-    notify.write_text(f'#!/bin/sh\nprintf "%s\\n" "$2" >> {sent}\n')
-    notify.chmod(0o755)
-    monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")
+    sent = recording_notify_send(tmp_path, monkeypatch)
     pattern = "(?:" + re.escape(OSC52 + '<a href="https://evil.example">') + ")?y/n"
     write_repo_config(repo, f"[agents.fake.status]\nwaiting = [{toml_string(pattern)}]\n")
     new_task(repo, "t", "-a", "fake")

@@ -333,3 +333,28 @@ def test_sync_brings_the_bases_new_commits_into_a_sandboxed_tasks_branch(repo: P
     assert (worktree / "work.txt").read_text() == "sandboxed work\n"
     subjects = git(repo, "log", "--format=%s", "mux/t")
     assert "meanwhile on main" in subjects and "work done in the sandbox" in subjects
+
+
+def test_an_agent_whose_interpreter_is_found_on_a_path_under_tmp_runs_in_the_sandbox(
+    repo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """As npm installs Claude Code: a script whose `#!/usr/bin/env` interpreter is found on PATH, both under /tmp
+    (a CI cache, an unpacked node; NixOS keeps its whole PATH under /run), which the sandbox makes its own."""
+    tools, programs = tmp_path / "tools" / "bin", tmp_path / "agent" / "bin"
+    for folder, name, text in (
+        (tools, "agent-interpreter", '#!/bin/sh\nexec /bin/sh "$@"\n'),
+        (programs, "interpreted-agent", '#!/usr/bin/env agent-interpreter\necho "interpreted> "\nexec sleep 3600\n'),
+    ):
+        folder.mkdir(parents=True)
+        (folder / name).write_text(text)
+        (folder / name).chmod(0o755)
+    monkeypatch.setenv("PATH", f"{programs}{os.pathsep}{tools}{os.pathsep}{os.environ['PATH']}")
+    agents = Path(os.environ["XDG_CONFIG_HOME"]) / "mux" / "agents"
+    agents.mkdir(parents=True, exist_ok=True)
+    write_toml(
+        agents / "interpreted.toml",
+        {"command": ["interpreted-agent"], "status": {"idle_after": 1.0, "idle": ["interpreted> "]}},
+    )
+    run_mux("new", "t", "-a", "interpreted", "--sandbox", cwd=repo)
+    row = wait_until(lambda: (r := mux_ls(repo)["t"])["state"] in ("idle", "exited") and r, timeout=20)
+    assert (row["state"], row["sandbox"]) == ("idle", True), row

@@ -209,7 +209,7 @@ def _open(
     if request.prompt and profile.prompt_args is not None:
         argv += config.expand_args(profile.prompt_args, request.prompt)
     port = _port(name, {t.port for t in registry.values() if t.host == place.host.name})
-    env = {**profile.env, "MUX_TASK": name, "MUX_WORKTREE": worktree, "MUX_PORT": str(port)}
+    env = agent_env(name, worktree, port, profile)
     tmux = ctx.tmux_for(place.host.name)
     session = naming.session_for(ctx.repo.main)
     window = tmux.new_window(session, name, Path(worktree), argv, env, task=name)
@@ -219,8 +219,31 @@ def _open(
         host=place.host.name,
     )  # fmt: skip
     if request.prompt and profile.prompt_args is None:
-        _paste_when_drawn(ctx, task, request.prompt)
+        try:
+            _paste_when_drawn(ctx, task, request.prompt)
+        except BaseException:
+            # Ctrl-C while the agent had not drawn yet left it running on the host, in no task, its worktree
+            # removed under it by the taking back (test_ctrl_c_in_new_on_a_host_leaves_nothing_on_either_side).
+            with contextlib.suppress(MuxError):
+                tmux.kill_window(window)
+            raise
     return task
+
+
+def agent_env(name: str, worktree: str, port: int, profile: AgentProfile) -> dict[str, str]:
+    """The environment of a task's agent on its host (no hook of mux's runs there: no events folder)."""
+    return {**profile.env, "MUX_TASK": name, "MUX_WORKTREE": worktree, "MUX_PORT": str(port)}
+
+
+def check_ready(target: ssh.SshTarget, task: Task, profile: AgentProfile) -> None:
+    """Before an agent starts again in a task's worktree on its host: the worktree and the agent are there."""
+    there, agent = ssh.run_batch(
+        target, [["test", "-d", task.worktree], ["sh", "-c", 'command -v "$1"', "sh", profile.command[0]]]
+    )
+    if there.status != 0:
+        raise MuxError(f"the worktree of {task.name!r} is gone on host {target.name} ({task.worktree})")
+    if agent.status != 0:
+        raise MuxError(f"agent {profile.command[0]!r} is not installed on host {target.name}")
 
 
 def _paste_when_drawn(ctx: Context, task: Task, text: str) -> None:

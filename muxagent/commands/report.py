@@ -123,10 +123,12 @@ def view_reports(ctx: Context, with_changes: bool = True, tasks: list[Task] | No
     if not tasks:
         return []
     found = view.usable(ctx.store.root, ctx.store.generation, ctx.store.stamp, time.time())
-    # The monitor watches this machine's tasks; those on other hosts are asked afresh (statuses).
+    # Every task of this machine is in a view; one on another host is there only while the monitor's look at its
+    # host is current (monitor/hostwatch.py), else asked afresh.
     if found is None or any(task.name not in found.tasks for task in tasks if task.host is None):
         return None
-    remote = _remote_reports(ctx, [task for task in tasks if task.host is not None], with_changes)
+    asked = [task for task in tasks if task.host is not None and task.name not in found.tasks]
+    remote = remote_reports(ctx, asked, with_changes)
     # Read now, not from the view: one listing of the inbox folder, and `mux inbox` then `mux ls` must show the
     # entries read at once (test_inbox saw the count a tick old).
     unread = inbox.unread_counts(ctx.store.root, {task.name: task.created for task in tasks}) if with_changes else {}
@@ -207,7 +209,7 @@ def statuses(
     """Every task's state (see `list_reports`), and the tasks whose worktree is there and checked out (their changes
     can be read), from the same stats: asking again cost the monitor a third of its stat calls each tick. A task on
     another host comes with its changes, read there in the same round trip."""
-    remote = _remote_reports(ctx, [task for task in tasks if task.host is not None], with_changes=True)
+    remote = remote_reports(ctx, [task for task in tasks if task.host is not None], with_changes=True)
     if remote:
         order = [task.name for task in tasks]
         tasks = [task for task in tasks if task.host is None]
@@ -279,7 +281,8 @@ def statuses(
     return reports, [task for task in tasks if exists[task.name] and task.name not in pending]
 
 
-def _remote_reports(ctx: Context, tasks: list[Task], with_changes: bool) -> dict[str, TaskReport]:
+def remote_reports(ctx: Context, tasks: list[Task], with_changes: bool) -> dict[str, TaskReport]:
+    """The reports of `tasks`, each on another host: one round trip per host (commands/remote.py)."""
     if not tasks:
         return {}
     from muxagent.commands import remote

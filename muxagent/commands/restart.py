@@ -22,6 +22,18 @@ def restart(ctx: context.Context, name: str) -> Task:
     task = item.task
     if item.status.state not in RESTARTABLE:
         raise MuxError(f"task {name!r} is {item.status.state.value}: only exited or missing agents are restarted")
+    restarted = _restart_on_host(ctx, task) if task.host is not None else _restart_here(ctx, task)
+    with ctx.store.transaction() as registry:
+        # Journaled only while the record is there: a `restart` line after a racing `mux rm`'s line would bring
+        # the removed task back when the registry is rebuilt from the journal.
+        if registry.get(name) is not None:
+            registry.replace(restarted)
+            ctx.store.journal("restart", task=task_to_dict(restarted))
+    return restarted
+
+
+def _restart_here(ctx: context.Context, task: Task) -> Task:
+    name = task.name
     worktree = Path(task.worktree)
     if not worktree.is_dir():
         raise MuxError(f"the worktree of {name!r} is gone ({worktree}): bring it back with `mux restore {name}`")
@@ -48,13 +60,25 @@ def restart(ctx: context.Context, name: str) -> Task:
     else:
         window = ctx.tmux.new_window(naming.session_for(ctx.repo.main), name, worktree, command, env, task=name)
         restarted = replace(task, window=window, session=naming.session_for(ctx.repo.main))
-    with ctx.store.transaction() as registry:
-        # Journaled only while the record is there: a `restart` line after a racing `mux rm`'s line would bring
-        # the removed task back when the registry is rebuilt from the journal.
-        if registry.get(name) is not None:
-            registry.replace(restarted)
-            ctx.store.journal("restart", task=task_to_dict(restarted))
     return restarted
+
+
+def _restart_on_host(ctx: context.Context, task: Task) -> Task:
+    """The agent again in the task's worktree on its host, with the profile's `resume_args` (no hook records a
+    session there), in its window if the pane is left, else in a new one on the host's tmux server."""
+    from muxagent.commands import remote
+
+    profile = config.resolve_agent(task.agent, context.settings_or_none(ctx))
+    remote.check_ready(remote.target_of(task.host or ""), task, profile)
+    argv = [*profile.command, *profile.resume_args]
+    env = remote.agent_env(task.name, task.worktree, task.port, profile)
+    tmux = ctx.tmux_for(task.host)
+    if report.pane_of(tmux.snapshot(), task) is not None:
+        tmux.respawn(task.window, Path(task.worktree), argv, env)
+        return task
+    return replace(
+        task, window=tmux.new_window(task.session, task.name, Path(task.worktree), argv, env, task=task.name)
+    )
 
 
 def _resume(ctx: context.Context, task: Task, profile: AgentProfile) -> sessions.Resume:

@@ -191,4 +191,13 @@ def _needed(ctx: Context, home: Path, profile: AgentProfile, env: Mapping[str, s
         needed.append(Path(os.path.realpath(located)).parent)
     needed += [Path(word) for word in profile.command[1:] if os.path.isabs(word)]
     needed += [Path(env[key]) for key in ("GIT_CONFIG_GLOBAL", "GIT_CONFIG_SYSTEM") if env.get(key)]
+    # The programs the agent's own runs on PATH, its interpreter first (`#!/usr/bin/env node`): a node under /tmp
+    # stayed hidden and Claude Code exited 1 without a word, when mux itself was installed elsewhere (NixOS keeps
+    # the whole PATH under /run). A private folder itself stays private: /tmp on PATH would show every socket there.
+    needed += [Path(entry) for entry in env.get("PATH", "").split(os.pathsep) if _under_private(entry)]
     return needed
+
+
+def _under_private(entry: str) -> bool:
+    real = os.path.realpath(entry) if os.path.isabs(entry) else ""
+    return bool(real) and bwrap.hidden_by_sandbox(Path(real)) and real not in bwrap.PRIVATE_DIRS

@@ -14,7 +14,9 @@ from __future__ import annotations
 import os
 import re
 import shlex
+import signal
 import subprocess
+import threading
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, NamedTuple, Protocol
@@ -146,9 +148,18 @@ def _run(
     except subprocess.TimeoutExpired:
         raise GitError(f"{shlex.join([*argv[:1], *argv[2:]])} did not finish within {timeout:g} s") from None
     if proc.returncode not in ok:
+        if proc.returncode in _INTERRUPTED and threading.current_thread() is threading.main_thread():
+            # Ctrl-C reaches git with mux (one process group): whichever sees it first, mux says `interrupted`
+            # and exits 130. On a loaded machine git's exit came first and mux said `git ... failed: no error
+            # message`, exit 1 (test_ctrl_c_in_rm_recursive_loses_nothing_says_what_went_and_runs_again).
+            raise KeyboardInterrupt
         stderr = proc.stderr if text else proc.stderr.decode(errors="replace")
         raise GitCommandError(argv, proc.returncode, stderr)
     return proc
+
+
+# How a git killed by SIGINT ends: the signal itself, or the 128 + 2 of a shell in between (a wrapper on PATH).
+_INTERRUPTED = (-signal.SIGINT, 128 + signal.SIGINT)
 
 
 def quote_path(path: str) -> str:

@@ -26,6 +26,7 @@ from muxagent.commands import context, create, interact, recovery, report
 from muxagent.errors import MuxError, StoreError, UnknownTaskError
 from muxagent.model import State, Task, TaskReport
 from muxagent.monitor.family import Family
+from muxagent.monitor.hostwatch import HostWatch
 from muxagent.monitor.keeper import ViewKeeper
 from muxagent.monitor.turns import TurnRecorder
 from muxagent.monitor.watch import ChangeWatcher, in_git_dir
@@ -140,9 +141,11 @@ class Monitor:
     family: Family = field(init=False)
     keeper: ViewKeeper = field(init=False)
     turns: TurnRecorder = field(init=False)
+    hosts: HostWatch = field(init=False)
 
     def __post_init__(self) -> None:
         self.family = Family.load(self.ctx)
+        self.hosts = HostWatch(self.ctx)
         self.keeper = ViewKeeper(self.ctx)
         self.turns = TurnRecorder(self.ctx)
 
@@ -150,16 +153,20 @@ class Monitor:
         """One look at every task; returns how many tasks there are."""
         looked_at = time.time()
         epoch = view.epoch(self.ctx.store.root)  # before looking: a command that ends while it looks renews it
-        # A task on another host is not watched: `ls` asks its host, once per call (commands/remote.py).
-        tasks = [task for task in context.load_tasks(self.ctx) if task.host is None]
+        every = context.load_tasks(self.ctx)
+        tasks = [task for task in every if task.host is None]
         reports, present = report.statuses(self.ctx, tasks, self.screens, self.hook_events) if tasks else ([], [])
+        # A task on another host is asked by a thread of its host's (hostwatch.py): only its current rows are shown.
+        remote = self.hosts.look([task for task in every if task.host is not None], epoch, looked_at)
         touched = self._watch_worktrees(self.watcher, present) if self.watcher is not None else set()
+        order = {task.name: index for index, task in enumerate(every)}
+        shown = sorted([*reports, *remote], key=lambda item: order[item.task.name])
         # Before anything is typed (a delivery waits for the agent to take it): the view stays fresh meanwhile.
-        self.keeper.publish(reports, present, touched | set(self.polling), self.last_change, looked_at, epoch)
+        self.keeper.publish(shown, present, touched | set(self.polling), self.last_change, looked_at, epoch)
         # Before anything is typed: a parent told of its children in this tick hears of all of them at once.
         self.family.observe(reports)
         self.turns.observe(reports, self.hook_events)  # before a queued prompt starts the next turn
-        by_name = {item.task.name: item.task for item in reports}
+        by_name = {item.task.name: item.task for item in shown}
         queued = frozenset(prompt_queue.queued_tasks(self.ctx.store.root))  # one listdir, not a read per idle task
         for item in reports:
             seen = self.seen.setdefault(item.task.name, _Seen())
@@ -168,11 +175,18 @@ class Monitor:
                 seen.state = item.status.state
             self._type_into(item, seen, by_name, queued)
             self._auto_trust(item, seen)
-        for gone in set(self.seen) - {item.task.name for item in reports}:
+        for item in remote:  # its window is on its host's tmux server, not here: no mark in its name
+            seen = self.seen.setdefault(item.task.name, _Seen())
+            if item.status.state is not seen.state:
+                if seen.state is not None and item.status.state in ALERT_STATES:
+                    self._alert(item)
+                seen.state = item.status.state
+            self._type_into(item, seen, by_name, queued)  # `send --when-idle`: typed over its host's connection
+        for gone in set(self.seen) - set(order):
             del self.seen[gone]
         for name in create.start_queued(self.ctx, reports):  # `mux new -n N --max-running K`'s next members
             print(f"mux monitor: started queued {name}", flush=True)
-        return len(reports)
+        return len(every)
 
     def _watch_worktrees(self, watcher: ChangeWatcher, present: list[Task]) -> set[str]:
         """Follow the worktrees of the tasks in `present` (there and checked out: the checkout is not a change the
