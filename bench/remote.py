@@ -10,7 +10,8 @@ Measures, as medians over interleaved rounds:
   2 x N local tasks and its monitor running (what a user gets), and their ratio (target: at most 1.5x), once the
   monitor's view covers the hosts' tasks (monitor/hostwatch.py);
 - the monitor's CPU while those tasks are idle, the hosts' and the local ones;
-- `mux ls --json` once one host's sshd is gone (target: at most its ssh_timeout more, once).
+- `mux ls --json` once one host's sshd is gone (target: at most its ssh_timeout more, once), then once a black
+  hole (a listener that never speaks SSH) takes its place.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
+import socket
 import statistics
 import sys
 import tempfile
@@ -123,6 +125,19 @@ def main() -> None:
         print(
             f"a dead host adds {gone - remote:+.0f} ms to ls (target: at most its ssh_timeout, {TIMEOUT * 1000:.0f} ms)"
         )
+        # Then a black hole where it was: the connection is taken, SSH never answers.
+        with socket.socket() as hole:
+            hole.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            hole.bind(("127.0.0.1", dead_host.port))
+            hole.listen(64)
+            held: list[float] = []
+            for _ in range(max(6, args.rounds // 2)):
+                elapsed, _ = timed_run(box.mux_argv("ls", "--json"), box.repo, box.env)
+                held.append(elapsed)
+                time.sleep(0.5)  # spread over the monitor's looks at the host, each one waiting out its timeout
+            black = show("mux ls --json, one host a black hole", held)
+        print(f"a black-holed host: ls median {black:.0f} ms, worst {max(held) * 1000:.0f} ms "
+              f"(target: at most its ssh_timeout, {TIMEOUT * 1000:.0f} ms, more)")  # fmt: skip
     finally:
         for host, proc in opened:
             close_host(host, proc, host.key.parent, runtime=folder)

@@ -7,17 +7,18 @@ _mux_tasks() {
     local prog=${COMP_WORDS[0]}
     # Ask the mux being completed if it was typed as a path (./venv/bin/mux), else the one on PATH.
     [[ $prog == */* && -x $prog ]] || prog=mux
-    command "$prog" _tasks 2>/dev/null
+    command "$prog" "${1:-_tasks}" 2>/dev/null
 }
 
-# _mux_add KIND: add the candidates for a word of KIND (task, file, dir, none, choice=A|B) that start with $cur.
+# _mux_add KIND: add the candidates for a word of KIND (task, host, file, dir, none, choice=A|B) that start with
+# $cur.
 _mux_add() {
     local word
     case $1 in
-        task)
+        task | host)
             while IFS= read -r word; do
                 [[ $word == "$cur"* ]] && COMPREPLY+=("$word")
-            done < <(_mux_tasks)
+            done < <(_mux_tasks "$([[ $1 == host ]] && echo _hosts)")
             ;;
         file)
             compopt -o filenames 2>/dev/null
@@ -38,8 +39,8 @@ _mux_add() {
 
 _mux() {
     local cur=${COMP_WORDS[COMP_CWORD]} prev=${COMP_WORDS[COMP_CWORD-1]}
-    local cmd= opts='--version -V --help' valued=' ' args='' rest=''
-    local i word n=0 dd= kind opt=
+    local cmd= opts='--version -V --help' valued=' ' args='' rest='' subs=''
+    local i word n=0 dd= kind opt= sub=
     COMPREPLY=()
     # Walk the words before the cursor: find the command, skip options and their values, count positionals.
     for (( i = 1; i < COMP_CWORD; i++ )); do
@@ -55,36 +56,45 @@ _mux() {
         elif [[ -z $cmd ]]; then
             cmd=$word
             case $cmd in
-                new) opts='-a --agent -p --prompt --prompt-file --base --attach --parent --no-parent --notify -n --count --max-running --sandbox --yolo --host --help' valued=' -a=none --agent=none -p=none --prompt=none --prompt-file=file --base=none --parent=none --notify=none -n=none --count=none --max-running=none --host=none ' args='none' rest='' ;;
-                ls) opts='--json --watch --help' valued=' ' args='' rest='' ;;
-                attach) opts='--help' valued=' ' args='task' rest='' ;;
-                send) opts='--when-idle --now --timeout --json --help' valued=' --timeout=none ' args='task none' rest='' ;;
-                queue) opts='--cancel --json --help' valued=' --cancel=none ' args='task' rest='' ;;
-                wait) opts='--for --timeout --any --json --help' valued=' --for=choice=idle|waiting|exited|any --timeout=none ' args='' rest='task' ;;
-                inbox) opts='--json --since --follow --help' valued=' --since=none ' args='task' rest='' ;;
-                restart) opts='--all --help' valued=' ' args='task' rest='' ;;
-                peek) opts='-n --lines --json --help' valued=' -n=none --lines=none ' args='task' rest='' ;;
-                diff) opts='--stat --json --turn --help' valued=' --turn=none ' args='task' rest='' ;;
-                rm) opts='--force --recursive --help' valued=' ' args='task' rest='' ;;
-                clean) opts='--dry-run --help' valued=' ' args='' rest='' ;;
-                agents) opts='--json --help' valued=' ' args='' rest='' ;;
-                doctor) opts='--json --help' valued=' ' args='' rest='' ;;
-                guide) opts='--help' valued=' ' args='' rest='' ;;
-                completion) opts='--help' valued=' ' args='choice=bash|zsh|fish' rest='' ;;
-                trust) opts='-y --yes --show --revoke --json --help' valued=' ' args='' rest='' ;;
-                init) opts='--help' valued=' ' args='' rest='' ;;
-                logs) opts='--json --help' valued=' ' args='task' rest='' ;;
-                status-line) opts='--tmux-styles --json --help' valued=' ' args='' rest='' ;;
-                next-waiting) opts='--from --help' valued=' --from=none ' args='' rest='' ;;
-                merge) opts='--merge --squash --rebase -m --message --keep --into --while-busy --resolve --abort-resolve -a --agent --help' valued=' -m=none --message=none --into=none -a=none --agent=none ' args='task' rest='' ;;
-                compare) opts='--json --check --diff --help' valued=' --diff=none ' args='task' rest='' ;;
-                keep) opts='--merge --squash --rebase -m --message --help' valued=' -m=none --message=none ' args='task' rest='' ;;
-                sync) opts='--rebase --ask --all --dry-run --json --help' valued=' ' args='task' rest='' ;;
-                restore) opts='--at --help' valued=' --at=none ' args='none' rest='' ;;
-                gc) opts='--older-than --dry-run --help' valued=' --older-than=none ' args='' rest='' ;;
-                log) opts='-p --patch --json --help' valued=' ' args='task' rest='' ;;
-                undo) opts='--to --tell --json --help' valued=' --to=none ' args='task' rest='' ;;
-                host) opts='--help' valued=' ' args='' rest='' ;;
+                new) opts='-a --agent -p --prompt --prompt-file --base --attach --parent --no-parent --notify -n --count --max-running --sandbox --yolo --host --help' valued=' -a=none --agent=none -p=none --prompt=none --prompt-file=file --base=none --parent=none --notify=none -n=none --count=none --max-running=none --host=host ' args='none' rest='' subs='' ;;
+                ls) opts='--json --watch --help' valued=' ' args='' rest='' subs='' ;;
+                attach) opts='--help' valued=' ' args='task' rest='' subs='' ;;
+                send) opts='--when-idle --now --timeout --json --help' valued=' --timeout=none ' args='task none' rest='' subs='' ;;
+                queue) opts='--cancel --json --help' valued=' --cancel=none ' args='task' rest='' subs='' ;;
+                wait) opts='--for --timeout --any --json --help' valued=' --for=choice=idle|waiting|exited|any --timeout=none ' args='' rest='task' subs='' ;;
+                inbox) opts='--json --since --follow --help' valued=' --since=none ' args='task' rest='' subs='' ;;
+                restart) opts='--all --help' valued=' ' args='task' rest='' subs='' ;;
+                peek) opts='-n --lines --json --help' valued=' -n=none --lines=none ' args='task' rest='' subs='' ;;
+                diff) opts='--stat --json --turn --help' valued=' --turn=none ' args='task' rest='' subs='' ;;
+                rm) opts='--force --recursive --help' valued=' ' args='task' rest='' subs='' ;;
+                clean) opts='--dry-run --help' valued=' ' args='' rest='' subs='' ;;
+                agents) opts='--json --help' valued=' ' args='' rest='' subs='' ;;
+                doctor) opts='--json --help' valued=' ' args='' rest='' subs='' ;;
+                guide) opts='--help' valued=' ' args='' rest='' subs='' ;;
+                completion) opts='--help' valued=' ' args='choice=bash|zsh|fish' rest='' subs='' ;;
+                trust) opts='-y --yes --show --revoke --json --help' valued=' ' args='' rest='' subs='' ;;
+                init) opts='--help' valued=' ' args='' rest='' subs='' ;;
+                logs) opts='--json --help' valued=' ' args='task' rest='' subs='' ;;
+                status-line) opts='--tmux-styles --json --help' valued=' ' args='' rest='' subs='' ;;
+                next-waiting) opts='--from --help' valued=' --from=none ' args='' rest='' subs='' ;;
+                merge) opts='--merge --squash --rebase -m --message --keep --into --while-busy --resolve --abort-resolve -a --agent --help' valued=' -m=none --message=none --into=none -a=none --agent=none ' args='task' rest='' subs='' ;;
+                compare) opts='--json --check --diff --help' valued=' --diff=none ' args='task' rest='' subs='' ;;
+                keep) opts='--merge --squash --rebase -m --message --help' valued=' -m=none --message=none ' args='task' rest='' subs='' ;;
+                sync) opts='--rebase --ask --all --dry-run --json --help' valued=' ' args='task' rest='' subs='' ;;
+                restore) opts='--at --help' valued=' --at=none ' args='none' rest='' subs='' ;;
+                gc) opts='--older-than --dry-run --help' valued=' --older-than=none ' args='' rest='' subs='' ;;
+                log) opts='-p --patch --json --help' valued=' ' args='task' rest='' subs='' ;;
+                undo) opts='--to --tell --json --help' valued=' --to=none ' args='task' rest='' subs='' ;;
+                host) opts='--help' valued=' ' args='' rest='' subs='add ls rm check' ;;
+                *) return 0 ;;
+            esac
+        elif [[ -n $subs && -z $sub ]]; then
+            sub=$word
+            case $cmd/$sub in
+                host/add) opts='--path --ssh-option --ssh-timeout --help' valued=' --path=none --ssh-option=none --ssh-timeout=none ' args='none none' rest='' subs='' ;;
+                host/ls) opts='--json --help' valued=' ' args='' rest='' subs='' ;;
+                host/rm) opts='--help' valued=' ' args='host' rest='' subs='' ;;
+                host/check) opts='--json --help' valued=' ' args='host' rest='' subs='' ;;
                 *) return 0 ;;
             esac
         else
@@ -112,6 +122,10 @@ _mux() {
     fi
     if [[ -z $cmd ]]; then
         COMPREPLY=($(compgen -W 'new ls attach send queue wait inbox restart peek diff rm clean agents doctor guide completion trust init logs status-line next-waiting merge compare keep sync restore gc log undo host' -- "$cur"))
+        return 0
+    fi
+    if [[ -n $subs && -z $sub ]]; then
+        COMPREPLY=($(compgen -W "$subs" -- "$cur"))
         return 0
     fi
     local kinds=($args)

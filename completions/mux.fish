@@ -47,8 +47,26 @@ function __mux_arg
     test $skip = 0; and test (math $n - 1) -$argv[2] $argv[3]
 end
 
+# __mux_sub: the command of the group command on the line so far (`mux host rm`: rm); fail if none yet.
+function __mux_sub
+    set -l words (string match -v -- '-*' (commandline -opc))
+    test (count $words) -ge 3; or return 1
+    echo $words[3]
+end
+
+# __mux_using_sub GROUP COMMAND: is `GROUP COMMAND` the mux command on the line?
+function __mux_using_sub
+    __mux_using $argv[1]; or return 1
+    set -l sub (__mux_sub); or return 1
+    test "$sub" = $argv[2]
+end
+
 function __mux_tasks
     command mux _tasks 2>/dev/null
+end
+
+function __mux_hosts
+    command mux _hosts 2>/dev/null
 end
 
 complete -c mux -f
@@ -97,7 +115,7 @@ complete -c mux -n '__mux_using new' -s n -l count -x -d 'Start a group of this 
 complete -c mux -n '__mux_using new' -l max-running -x -d 'In a group, start this many at once, the rest as earlier ones go idle'
 complete -c mux -n '__mux_using new' -l sandbox -d 'Run the agent in a bubblewrap sandbox: it writes its worktree only'
 complete -c mux -n '__mux_using new' -l yolo -d 'Let the agent act without asking (its yolo_args); implies --sandbox'
-complete -c mux -n '__mux_using new' -l host -x -d 'Run the task on this host (`mux host add`), over SSH'
+complete -c mux -n '__mux_using new' -l host -x -a '(__mux_hosts)' -d 'Run the task on this host (`mux host add`), over SSH'
 complete -c mux -n '__mux_using new' -l help -d 'Show the help and exit'
 
 complete -c mux -n '__mux_using ls' -l json -d 'Print a JSON array'
@@ -237,4 +255,19 @@ complete -c mux -n '__mux_using undo' -l json -d 'Print a JSON object'
 complete -c mux -n '__mux_using undo' -l help -d 'Show the help and exit'
 complete -c mux -n '__mux_arg undo eq 0 --to' -a '(__mux_tasks)'
 
-complete -c mux -n '__mux_using host' -l help -d 'Show the help and exit'
+complete -c mux -n '__mux_using host; and not __mux_sub' -l help -d 'Show the help and exit'
+complete -c mux -n '__mux_using host; and not __mux_sub' -a add -d 'Record a host in $XDG_CONFIG_HOME/mux/hosts.toml'
+complete -c mux -n '__mux_using host; and not __mux_sub' -a ls -d 'List the recorded hosts'
+complete -c mux -n '__mux_using host; and not __mux_sub' -a rm -d 'Forget a host (refused while this repository has tasks there)'
+complete -c mux -n '__mux_using host; and not __mux_sub' -a check -d 'Check that the host can take tasks: reachable, git >= 2.38, tmux >= 3.2, mux there, disk free'
+complete -c mux -n '__mux_using_sub host add' -l path -x -d 'Where mux keeps repositories there'
+complete -c mux -n '__mux_using_sub host add' -l ssh-option -x -d 'An ssh option for this host, KEY=VALUE (repeatable)'
+complete -c mux -n '__mux_using_sub host add' -l ssh-timeout -x -d 'Seconds before the host counts as unreachable (5)'
+complete -c mux -n '__mux_using_sub host add' -l help -d 'Show the help and exit'
+complete -c mux -n '__mux_using_sub host ls' -l json -d 'Print a JSON array'
+complete -c mux -n '__mux_using_sub host ls' -l help -d 'Show the help and exit'
+complete -c mux -n '__mux_using_sub host rm' -l help -d 'Show the help and exit'
+complete -c mux -n '__mux_arg host eq 1; and __mux_using_sub host rm' -a '(__mux_hosts)'
+complete -c mux -n '__mux_using_sub host check' -l json -d 'Print a JSON object'
+complete -c mux -n '__mux_using_sub host check' -l help -d 'Show the help and exit'
+complete -c mux -n '__mux_arg host eq 1; and __mux_using_sub host check' -a '(__mux_hosts)'

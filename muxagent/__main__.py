@@ -10,7 +10,7 @@ import sys
 
 
 def main() -> None:
-    if sys.argv[1:2] == ["_tasks"]:
+    if sys.argv[1:2] in (["_tasks"], ["_hosts"]):
         from muxagent.completion import fast
 
         fast.main_fast(sys.argv)

@@ -4,6 +4,7 @@ names, and the `mux _tasks` fast path is quiet, read-only and light."""
 from __future__ import annotations
 
 import enum
+import json
 import os
 import re
 import shlex
@@ -16,7 +17,7 @@ from typing import Annotated, Literal
 
 import pytest
 import typer
-from conftest import git, modules_imported, run_mux
+from conftest import git, modules_imported, run_mux, write_toml
 
 from muxagent import naming
 from muxagent.cli import app
@@ -29,6 +30,18 @@ from muxagent.state import store
 ROOT = Path(__file__).resolve().parent.parent
 COMPLETIONS = ROOT / "completions"
 TASKS = ["alpha", "beta"]
+HOSTS = ["box", "gpu1"]
+HOST_COMMANDS = ["add", "check", "ls", "rm"]
+
+
+def record_hosts() -> None:
+    """HOSTS in hosts.toml, as `mux host add` writes it, and a name no command would take (never offered)."""
+    entries = {name: {"address": f"{name}.example"} for name in [*HOSTS, "bad name"]}
+    path = Path(os.environ["XDG_CONFIG_HOME"]) / "mux" / "hosts.toml"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_toml(path, {"hosts": entries})
+
+
 # What `mux _tasks` must never load: each costs tens of milliseconds on every TAB. (libtmux: no muxagent module
 # imports it, test_layers.)
 HEAVY = {"typer", "click", "git", "rich", "muxagent.cli", "muxagent.commands.context"}
@@ -251,7 +264,19 @@ def test_bash_completes_commands_options_and_live_task_names(live_tasks: Path) -
         "mux completion ": ["bash", "zsh", "fish"],
         "mux wait alpha --for ": ["idle", "waiting", "exited", "any"],
         "mux nosuch ": [],
+        # A group's commands, then each one's options and arguments; host names from hosts.toml.
+        "mux host ": ["add", "ls", "rm", "check"],
+        "mux host r": ["rm"],
+        "mux host rm ": HOSTS,
+        "mux host check g": ["gpu1"],
+        "mux host check --": ["--json", "--help"],
+        "mux host add ": [],  # a new name
+        "mux host add --ssh-t": ["--ssh-timeout"],
+        "mux host nosuch ": [],
+        "mux new t --host ": HOSTS,
+        "mux new t --host=b": ["box"],
     }
+    record_hosts()
     got = bash_complete(COMPLETIONS / "mux.bash", list(cases), cwd=repo)
     for line, expected in cases.items():
         if expected is not None:
@@ -309,7 +334,12 @@ def test_fish_script_parses_and_completes(repo: Path, mux_on_path: Path) -> None
         "mux peek -n 5 ": TASKS,
         "mux rm --f": ["--force"],
         "mux completion ": ["bash", "fish", "zsh"],
+        "mux host ": HOST_COMMANDS,
+        "mux host rm ": HOSTS,
+        "mux host check --j": ["--json"],
+        "mux new t --host ": HOSTS,
     }
+    record_hosts()
     commands = [f"source {shlex.quote(str(script))}"]
     for index, line in enumerate(cases):
         commands += [f"echo @@{index}", f"complete -C {shlex.quote(line)}"]
@@ -365,7 +395,11 @@ def test_zsh_script_parses_and_completes(repo: Path, mux_on_path: Path, tmp_path
         ("fpath", "mux peek --lines=5 ", TASKS),
         ("fpath", "mux rm --f", ["--force"]),
         ("source", "mux send ", TASKS),
+        ("fpath", "mux host ", HOST_COMMANDS),
+        ("fpath", "mux host rm ", HOSTS),
+        ("source", "mux new t --host ", HOSTS),
     ]
+    record_hosts()
     for mode, line, expected in cases:
         env = {**os.environ, "INIT": str(init), "LINE": line, "MODE": mode, "SCRIPT_DIR": str(COMPLETIONS)}
         proc = subprocess.run(
@@ -402,6 +436,22 @@ def test_tasks_loads_no_heavy_module(repo: Path, entry: str) -> None:
     loaded = modules_imported(argv, cwd=repo)
     heavy = {m for m in loaded if m in HEAVY or m.split(".")[0] in HEAVY}
     assert not heavy, f"`mux _tasks` via {entry} imported {sorted(heavy)}"
+
+
+def test_hosts_lists_the_hosts_mux_host_ls_lists_and_loads_no_heavy_module(repo: Path) -> None:
+    record_hosts()
+    (Path(os.environ["XDG_CONFIG_HOME"]) / "mux" / "hosts.toml").write_text(
+        'hosts.box.address = "box.example"\nhosts.gpu1.address = "gpu1.example"\n'
+    )
+    listed = [host["name"] for host in json.loads(run_mux("host", "ls", "--json", cwd=repo).stdout)]
+    argv = ["-m", "muxagent", "_hosts"]
+    proc = subprocess.run([sys.executable, *argv], cwd=repo, capture_output=True, text=True, timeout=60)
+    assert proc.stdout.split() == sorted(listed) == HOSTS and proc.stderr == ""
+    heavy = {m for m in modules_imported(argv, cwd=repo) if m in HEAVY or m.split(".")[0] in HEAVY}
+    assert not heavy, f"`mux _hosts` imported {sorted(heavy)}"
+    (Path(os.environ["XDG_CONFIG_HOME"]) / "mux" / "hosts.toml").write_text("not [ toml")
+    proc = subprocess.run([sys.executable, *argv], cwd=repo, capture_output=True, text=True, timeout=60)
+    assert (proc.returncode, proc.stdout, proc.stderr) == (0, "", "")  # a broken file: nothing, quietly
 
 
 def test_task_names_agree_with_the_store(repo: Path) -> None:

@@ -2,29 +2,45 @@
 
 from __future__ import annotations
 
-from muxagent.completion.fast import TASKS_COMMAND
-from muxagent.completion.spec import ArgSpec, CompletionSpec, OptionSpec, Value, header, ident, valued_flags
+from muxagent.completion.fast import HOSTS_COMMAND, TASKS_COMMAND
+from muxagent.completion.spec import (
+    ArgSpec,
+    CommandSpec,
+    CompletionSpec,
+    OptionSpec,
+    Value,
+    header,
+    ident,
+    valued_flags,
+)
 
 
 def _kind(value: Value) -> str:
     return f"choice={'|'.join(value.choices)}" if value.kind == "choice" else value.kind
 
 
-def _data(options: tuple[OptionSpec, ...], args: tuple[ArgSpec, ...]) -> str:
+def _data(options: tuple[OptionSpec, ...], args: tuple[ArgSpec, ...], subs: tuple[CommandSpec, ...] = ()) -> str:
     # The per-command facts the generic code in _prog reads: its options, the ones that take a value (with what
-    # the value holds, as " FLAG=KIND "), the positional arguments' kinds, and the kind of any extra ones.
+    # the value holds, as " FLAG=KIND "), the positional arguments' kinds, the kind of any extra ones, and a
+    # group's commands (its first positional word).
     flags = " ".join(flag for o in options for flag in o.flags)
     valued = "".join(f" {flag}={_kind(value)}" for flag, value in valued_flags(options))
     fixed = [a for a in args if not a.variadic]
     rest = next((_kind(a.value) for a in args if a.variadic), "")
     kinds = " ".join(_kind(a.value) for a in fixed)
-    return f"opts='{flags}' valued='{valued} ' args='{kinds}' rest='{rest}'"
+    names = " ".join(sub.name for sub in subs)
+    return f"opts='{flags}' valued='{valued} ' args='{kinds}' rest='{rest}' subs='{names}'"
 
 
 def script(spec: CompletionSpec) -> str:
     fn = f"_{ident(spec.prog)}"
     names = " ".join(c.name for c in spec.commands)
-    cases = "\n".join(f"                {c.name}) {_data(c.options, c.args)} ;;" for c in spec.commands)
+    cases = "\n".join(f"                {c.name}) {_data(c.options, c.args, c.commands)} ;;" for c in spec.commands)
+    sub_cases = "\n".join(
+        f"                {c.name}/{sub.name}) {_data(sub.options, sub.args)} ;;"
+        for c in spec.commands
+        for sub in c.commands
+    )
     head = header(
         "bash",
         spec,
@@ -38,17 +54,18 @@ def script(spec: CompletionSpec) -> str:
     local prog=${{COMP_WORDS[0]}}
     # Ask the {spec.prog} being completed if it was typed as a path (./venv/bin/{spec.prog}), else the one on PATH.
     [[ $prog == */* && -x $prog ]] || prog={spec.prog}
-    command "$prog" {TASKS_COMMAND} 2>/dev/null
+    command "$prog" "${{1:-{TASKS_COMMAND}}}" 2>/dev/null
 }}
 
-# {fn}_add KIND: add the candidates for a word of KIND (task, file, dir, none, choice=A|B) that start with $cur.
+# {fn}_add KIND: add the candidates for a word of KIND (task, host, file, dir, none, choice=A|B) that start with
+# $cur.
 {fn}_add() {{
     local word
     case $1 in
-        task)
+        task | host)
             while IFS= read -r word; do
                 [[ $word == "$cur"* ]] && COMPREPLY+=("$word")
-            done < <({fn}_tasks)
+            done < <({fn}_tasks "$([[ $1 == host ]] && echo {HOSTS_COMMAND})")
             ;;
         file)
             compopt -o filenames 2>/dev/null
@@ -70,7 +87,7 @@ def script(spec: CompletionSpec) -> str:
 {fn}() {{
     local cur=${{COMP_WORDS[COMP_CWORD]}} prev=${{COMP_WORDS[COMP_CWORD-1]}}
     local cmd= {_data(spec.options, ())}
-    local i word n=0 dd= kind opt=
+    local i word n=0 dd= kind opt= sub=
     COMPREPLY=()
     # Walk the words before the cursor: find the command, skip options and their values, count positionals.
     for (( i = 1; i < COMP_CWORD; i++ )); do
@@ -87,6 +104,12 @@ def script(spec: CompletionSpec) -> str:
             cmd=$word
             case $cmd in
 {cases}
+                *) return 0 ;;
+            esac
+        elif [[ -n $subs && -z $sub ]]; then
+            sub=$word
+            case $cmd/$sub in
+{sub_cases}
                 *) return 0 ;;
             esac
         else
@@ -114,6 +137,10 @@ def script(spec: CompletionSpec) -> str:
     fi
     if [[ -z $cmd ]]; then
         COMPREPLY=($(compgen -W '{names}' -- "$cur"))
+        return 0
+    fi
+    if [[ -n $subs && -z $sub ]]; then
+        COMPREPLY=($(compgen -W "$subs" -- "$cur"))
         return 0
     fi
     local kinds=($args)

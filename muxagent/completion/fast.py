@@ -21,8 +21,9 @@ from muxagent.git.runner import ANY_EXIT, run_git
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
-# The hidden command every completion script runs on TAB for the live task names.
+# The hidden commands every completion script runs on TAB for the live task names and the recorded host names.
 TASKS_COMMAND = "_tasks"
+HOSTS_COMMAND = "_hosts"
 
 # Mirrors of store.py and naming.py constants (tests pin them equal): importing those modules would cost the
 # fast path about 30 ms of imports (dataclasses, concurrent.futures, logging, tempfile, the model).
@@ -55,6 +56,22 @@ def task_names(cwd: str | os.PathLike[str]) -> list[str]:
         return []
 
 
+def host_names() -> list[str]:
+    """The names of the hosts in hosts.toml (hosts.py's file), sorted; [] when there is none or anything fails."""
+    try:
+        import tomllib  # only here: TAB on a task name does not pay for it
+
+        xdg = os.environ.get("XDG_CONFIG_HOME", "")
+        base = xdg if os.path.isabs(xdg) else os.path.join(os.path.expanduser("~"), ".config")
+        with open(os.path.join(base, "mux", "hosts.toml"), "rb") as file:
+            table = tomllib.load(file).get("hosts")
+        if not isinstance(table, dict):
+            return []
+        return sorted(name for name in table if _TASK_NAME.fullmatch(name) and ".." not in name)
+    except Exception:  # as task_names: nothing rather than an error in the middle of a command line
+        return []
+
+
 def _common_dir(cwd: str | os.PathLike[str]) -> str | None:
     # Like repository.discover, through the same runner (without git's variables a hook may have exported), so that
     # completion sees the repo every mux command would see. Only the common dir is needed: one git call even
@@ -67,16 +84,20 @@ def _common_dir(cwd: str | os.PathLike[str]) -> str | None:
 
 
 def main_fast(argv: Sequence[str]) -> bool:
-    """Answer `mux _tasks` (one task name a line) and return True; for any other command return False.
+    """Answer `mux _tasks` and `mux _hosts` (one name a line) and return True; for any other command False.
 
     Called first thing by the `mux` entry point, before the CLI and its libraries are imported.
     """
-    if list(argv[1:2]) != [TASKS_COMMAND]:
+    command = list(argv[1:2])
+    if command == [HOSTS_COMMAND]:
+        names = host_names()
+    elif command == [TASKS_COMMAND]:
+        try:
+            names = task_names(os.getcwd())
+        except OSError:  # the current directory was deleted
+            names = []
+    else:
         return False
-    try:
-        names = task_names(os.getcwd())
-    except OSError:  # the current directory was deleted
-        names = []
     try:
         sys.stdout.write("".join(f"{name}\n" for name in names))
         sys.stdout.flush()

@@ -3,8 +3,8 @@ the command and the argument under the cursor."""
 
 from __future__ import annotations
 
-from muxagent.completion.fast import TASKS_COMMAND
-from muxagent.completion.spec import CompletionSpec, OptionSpec, Value, header, ident, valued_flags
+from muxagent.completion.fast import HOSTS_COMMAND, TASKS_COMMAND
+from muxagent.completion.spec import CommandSpec, CompletionSpec, OptionSpec, Value, header, ident, valued_flags
 
 
 def _quote(text: str) -> str:
@@ -12,8 +12,8 @@ def _quote(text: str) -> str:
 
 
 def _value(value: Value, fn: str) -> str:
-    if value.kind == "task":
-        return f" -a '({fn}_tasks)'"
+    if value.kind in ("task", "host"):
+        return f" -a '({fn}_{value.kind}s)'"
     if value.kind == "choice":
         return f" -a {_quote(' '.join(value.choices))}"
     return ""
@@ -96,8 +96,26 @@ def script(spec: CompletionSpec) -> str:
         "    test $skip = 0; and test (math $n - 1) -$argv[2] $argv[3]",
         "end",
         "",
+        f"# {fn}_sub: the command of the group command on the line so far (`{prog} host rm`: rm); fail if none yet.",
+        f"function {fn}_sub",
+        "    set -l words (string match -v -- '-*' (commandline -opc))",
+        "    test (count $words) -ge 3; or return 1",
+        "    echo $words[3]",
+        "end",
+        "",
+        f"# {fn}_using_sub GROUP COMMAND: is `GROUP COMMAND` the {prog} command on the line?",
+        f"function {fn}_using_sub",
+        f"    {fn}_using $argv[1]; or return 1",
+        f"    set -l sub ({fn}_sub); or return 1",
+        '    test "$sub" = $argv[2]',
+        "end",
+        "",
         f"function {fn}_tasks",
         f"    command {prog} {TASKS_COMMAND} 2>/dev/null",
+        "end",
+        "",
+        f"function {fn}_hosts",
+        f"    command {prog} {HOSTS_COMMAND} 2>/dev/null",
         "end",
         "",
         f"complete -c {prog} -f",
@@ -111,15 +129,34 @@ def script(spec: CompletionSpec) -> str:
         )
     for command in spec.commands:
         lines.append("")
-        for option in command.options:
-            lines.append(_option(f"{fn}_using {command.name}", option, fn, prog))
-        valued = "".join(f" {flag}" for flag, _ in valued_flags(command.options))
-        for index, arg in enumerate(command.args):
-            if arg.value.kind == "none":
-                continue
-            condition = f"{fn}_arg {command.name} {'ge' if arg.variadic else 'eq'} {index}{valued}"
-            if arg.value.kind in ("file", "dir"):
-                lines.append(f"complete -c {prog} -n {_quote(condition)} -F")
-            else:
-                lines.append(f"complete -c {prog} -n {_quote(condition)}{_value(arg.value, fn)}")
+        if not command.commands:
+            lines += _command_lines(command, f"{fn}_using {command.name}", command.name, 0, fn, prog)
+            continue
+        choosing = f"{fn}_using {command.name}; and not {fn}_sub"
+        lines += [_option(choosing, option, fn, prog) for option in command.options]
+        for sub in command.commands:
+            lines.append(
+                f"complete -c {prog} -n {_quote(choosing)} -a {sub.name}"
+                + (f" -d {_quote(sub.help)}" if sub.help else "")
+            )
+        for sub in command.commands:
+            lines += _command_lines(sub, f"{fn}_using_sub {command.name} {sub.name}", command.name, 1, fn, prog)
     return "\n".join(head + lines) + "\n"
+
+
+def _command_lines(command: CommandSpec, using: str, word: str, first: int, fn: str, prog: str) -> list[str]:
+    """The `complete` lines of `command`'s options and arguments, while `using` holds; its arguments are the
+    positionals of `word` (the command on the line) from number `first` on (1 after a group's command)."""
+    lines = [_option(using, option, fn, prog) for option in command.options]
+    valued = "".join(f" {flag}" for flag, _ in valued_flags(command.options))
+    for index, arg in enumerate(command.args, start=first):
+        if arg.value.kind == "none":
+            continue
+        condition = f"{fn}_arg {word} {'ge' if arg.variadic else 'eq'} {index}{valued}"
+        if first:
+            condition += f"; and {using}"
+        if arg.value.kind in ("file", "dir"):
+            lines.append(f"complete -c {prog} -n {_quote(condition)} -F")
+        else:
+            lines.append(f"complete -c {prog} -n {_quote(condition)}{_value(arg.value, fn)}")
+    return lines

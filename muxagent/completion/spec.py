@@ -22,9 +22,11 @@ _SAFE_FLAG = re.compile(r"--?[A-Za-z0-9][A-Za-z0-9_-]*")
 # Commands whose NAME argument names a task that does not exist (yet, or any more): offering the live tasks
 # there would only offer names the command refuses.
 _NEW_NAME_COMMANDS = frozenset({"new", "restore"})
+# The group whose commands' NAME is a recorded host's (`mux host rm NAME`), but for the one that records it.
+_HOST_GROUP, _NEW_HOST_COMMAND = "host", "add"
 
 
-ValueKind = Literal["none", "task", "file", "dir", "choice"]
+ValueKind = Literal["none", "task", "host", "file", "dir", "choice"]
 
 
 class Value(NamedTuple):
@@ -54,6 +56,7 @@ class CommandSpec(NamedTuple):
     help: str
     options: tuple[OptionSpec, ...]
     args: tuple[ArgSpec, ...]
+    commands: tuple[CommandSpec, ...] = ()  # a group's (`mux host add`): its first word names one of them
 
 
 class CompletionSpec(NamedTuple):
@@ -67,22 +70,29 @@ def spec_from_command(group: Any, prog: str = "mux") -> CompletionSpec:
     CompletionSpec. typer's command objects are typed as click's, but typer >= 0.2x ships its own click-like
     classes; both have the attributes read here, so the group is read as Any."""
     help_names = tuple(group.context_settings.get("help_option_names", ["--help"]))
+    spec = CompletionSpec(prog=prog, options=_options(group, help_names), commands=_commands(group, help_names))
+    _check_words(spec)
+    return spec
+
+
+def _commands(group: Any, help_names: tuple[str, ...], within: str | None = None) -> tuple[CommandSpec, ...]:
+    """The visible commands of `group` (named `within`, for a sub-group), a sub-group's with its own."""
     commands = []
     for name, command in group.commands.items():
         if command.hidden:
             continue
         help_flags = tuple(command.context_settings.get("help_option_names", help_names))
+        params = command.params
         commands.append(
             CommandSpec(
                 name=name,
                 help=_first_line(command.short_help or command.help),
                 options=_options(command, help_flags),
-                args=tuple(_argument(name, p) for p in command.params if p.param_type_name == "argument"),
+                args=tuple(_argument(name, p, within) for p in params if p.param_type_name == "argument"),
+                commands=_commands(command, help_flags, name) if hasattr(command, "commands") else (),
             )
         )
-    spec = CompletionSpec(prog=prog, options=_options(group, help_names), commands=tuple(commands))
-    _check_words(spec)
-    return spec
+    return tuple(commands)
 
 
 def _options(command: Any, help_flags: tuple[str, ...]) -> tuple[OptionSpec, ...]:
@@ -90,7 +100,7 @@ def _options(command: Any, help_flags: tuple[str, ...]) -> tuple[OptionSpec, ...
         OptionSpec(
             flags=(*p.opts, *p.secondary_opts),
             help=_first_line(p.help),
-            value=None if p.is_flag or p.count else _value_of(p),
+            value=None if p.is_flag or p.count else Value("host") if p.name == "host" else _value_of(p),
         )
         for p in command.params
         if p.param_type_name == "option" and not p.hidden
@@ -100,10 +110,14 @@ def _options(command: Any, help_flags: tuple[str, ...]) -> tuple[OptionSpec, ...
     return tuple(options)
 
 
-def _argument(command: str, param: Any) -> ArgSpec:
+def _argument(command: str, param: Any, within: str | None) -> ArgSpec:
     metavar = (param.metavar or param.name or "").upper()
     value = _value_of(param)
-    if (
+    if within == _HOST_GROUP and param.name == "name":
+        value = Value("none" if command == _NEW_HOST_COMMAND else "host")
+    elif within is not None:
+        pass  # a sub-group's NAME is not a task's
+    elif (
         value.kind == "none"
         and command not in _NEW_NAME_COMMANDS
         and (metavar.startswith("NAME") or param.name in ("name", "names"))
@@ -134,15 +148,16 @@ def _first_line(text: str | None) -> str:
 
 def _check_words(spec: CompletionSpec) -> None:
     # Command names, flags and choices are written unquoted into case patterns and word lists.
-    for command in spec.commands:
+    every = [*spec.commands, *(sub for command in spec.commands for sub in command.commands)]
+    for command in every:
         if not _SAFE_WORD.fullmatch(command.name):
             raise ValueError(f"command name {command.name!r} cannot go into a completion script")
-    options = [o for c in spec.commands for o in c.options] + list(spec.options)
+    options = [o for c in every for o in c.options] + list(spec.options)
     for option in options:
         for flag in option.flags:
             if not _SAFE_FLAG.fullmatch(flag):
                 raise ValueError(f"option {flag!r} cannot go into a completion script")
-    values = [o.value for o in options if o.value] + [a.value for c in spec.commands for a in c.args]
+    values = [o.value for o in options if o.value] + [a.value for c in every for a in c.args]
     for value in values:
         for choice in value.choices:
             if not _SAFE_WORD.fullmatch(choice):

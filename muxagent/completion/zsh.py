@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from muxagent.completion.fast import TASKS_COMMAND
+from muxagent.completion.fast import HOSTS_COMMAND, TASKS_COMMAND
 from muxagent.completion.spec import CommandSpec, CompletionSpec, OptionSpec, Value, header, ident
 
 
@@ -15,6 +15,8 @@ def _quote(text: str) -> str:
 def _action(value: Value, fn: str) -> str:
     if value.kind == "task":
         return f"{fn}_tasks"
+    if value.kind == "host":
+        return f"{fn}_hosts"
     if value.kind == "file":
         return "_files"
     if value.kind == "dir":
@@ -51,6 +53,38 @@ def _specs(command: CommandSpec | None, options: tuple[OptionSpec, ...], fn: str
     return specs
 
 
+def _case(command: CommandSpec, prog: str, fn: str, indent: str) -> str:
+    """The branch of `case $words[1]` that completes `command`'s words: its `_arguments`, or for a group the
+    choice of its commands, then theirs, as the top level does."""
+    continuation = " \\\n" + indent + "  "
+    if not command.commands:
+        specs = _specs(command, command.options, fn)
+        return (
+            f"{indent}{command.name})\n{indent}  _arguments{continuation}"
+            + continuation.join(specs)
+            + (f" && ret=0\n{indent}  ;;")
+        )
+    specs = [*_specs(None, command.options, fn), "'1:command:->sub'", "'*::argument:->subargument'"]
+    described = "".join(f" {_quote(sub.name + ':' + sub.help)}" for sub in command.commands)
+    inner = "\n".join(_case(sub, prog, fn, indent + "        ") for sub in command.commands)
+    return f"""{indent}{command.name})
+{indent}  _arguments -C{continuation}{continuation.join(specs)} && ret=0
+{indent}  case $state in
+{indent}    sub)
+{indent}      local -a subs
+{indent}      subs=({described.strip()})
+{indent}      _describe -t commands '{prog} {command.name} command' subs && ret=0
+{indent}      ;;
+{indent}    subargument)
+{indent}      curcontext=${{curcontext%:*:*}}:{prog}-{command.name}-$words[1]:
+{indent}      case $words[1] in
+{inner}
+{indent}      esac
+{indent}      ;;
+{indent}  esac
+{indent}  ;;"""
+
+
 def script(spec: CompletionSpec) -> str:
     fn = f"_{ident(spec.prog)}"
     head = header(
@@ -64,19 +98,18 @@ def script(spec: CompletionSpec) -> str:
     continuation = " \\\n        "
     root_specs = [*_specs(None, spec.options, fn), "'1:command:->command'", "'*::argument:->argument'"]
     described = "\n".join(f"        {_quote(c.name + ':' + c.help)}" for c in spec.commands)
-    cases = []
-    for command in spec.commands:
-        specs = _specs(command, command.options, fn)
-        cases.append(
-            f"        {command.name})\n"
-            f"          _arguments{continuation}  " + (continuation + "  ").join(specs) + " && ret=0\n"
-            "          ;;"
-        )
+    cases = [_case(command, spec.prog, fn, "        ") for command in spec.commands]
     body = f"""
 {fn}_tasks() {{
   local -a tasks
   tasks=(${{(f)"$(_call_program tasks command {spec.prog} {TASKS_COMMAND} 2>/dev/null)"}})
   _wanted tasks expl 'task' compadd -a tasks
+}}
+
+{fn}_hosts() {{
+  local -a hosts
+  hosts=(${{(f)"$(_call_program hosts command {spec.prog} {HOSTS_COMMAND} 2>/dev/null)"}})
+  _wanted hosts expl 'host' compadd -a hosts
 }}
 
 {fn}() {{
