@@ -282,10 +282,10 @@ def test_an_unreachable_host_makes_its_tasks_unknown_and_rm_refuses(
     assert "far" in {row["name"] for row in json.loads(run_mux("ls", "--json", cwd=repo).stdout)}
 
 
-def test_a_host_that_takes_the_connection_and_never_answers_costs_ls_its_timeout_at_most(
+def test_a_host_that_takes_the_connection_and_never_answers_is_unknown_within_seconds(
     fake_profile: Path, remote_host: RemoteHost, repo: Path
 ) -> None:
-    add_host(remote_host, repo, timeout=2)
+    add_host(remote_host, repo, timeout=12)
     run_mux("new", "far", "--host", "box", "-a", "fake", "-p", "hello", cwd=repo)
     wait_until(lambda: row_of(repo, "far")["state"] == "idle")
     remote_host.stop()
@@ -302,9 +302,10 @@ def test_a_host_that_takes_the_connection_and_never_answers_costs_ls_its_timeout
             took.append(time.monotonic() - began)
             return row if row["state"] == "unknown" else None
 
-        row = wait_until(unknown, timeout=30)
-        assert "host box" in str(row["reason"]), row
-        assert max(took) < 2 + 8, took  # its ssh_timeout (plus Python's start, the view's threads), never hung
+        # Well before its ssh_timeout: the monitor's look at it unanswered for a few seconds is enough.
+        row = wait_until(unknown, timeout=hostwatch.SLOW_AFTER + hostwatch.EVERY + 4)
+        assert "host box has not answered" in str(row["reason"]), row
+        assert max(took) < 4, took  # from the view: no `ls` waits on the host
         refused = run_mux("rm", "--force", "far", cwd=repo, check=False)
         assert_one_line_error(refused, "unreachable")
 

@@ -18,13 +18,17 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from muxagent.commands import context, report
-from muxagent.model import Task, TaskReport
+from muxagent.model import State, Task, TaskReport, TaskStatus
 from muxagent.state import view
 
 EVERY = 2.0
 # A look this old is not shown: a host that stopped answering (a black hole waits out its ssh_timeout each look) is
 # asked by `ls` itself, which says so within that timeout.
 STALE_AFTER = 5.0
+# A look unanswered this long makes the host's tasks `unknown`, rather than their last rows shown until it fails:
+# a black-holed host with the default 5 s ssh_timeout showed its tasks `idle` for those 5 s. A look of 50
+# tasks takes well under a second here.
+SLOW_AFTER = 3.0
 
 
 @dataclass(frozen=True)
@@ -43,6 +47,7 @@ class HostWatch:
         self._wanted: dict[str, list[Task]] = {}
         self._looks: dict[str, Look] = {}
         self._wakes: dict[str, threading.Event] = {}
+        self._asking: dict[str, float] = {}  # since when each host is being asked (epoch seconds)
 
     def look(self, tasks: Sequence[Task], epoch: str, now: float) -> list[TaskReport]:
         """The reports of those of `tasks` (each on another host) that may be shown now, the view's epoch being
@@ -61,7 +66,11 @@ class HostWatch:
                 if found is None or found.epoch != epoch or any(_of(found, task) is None for task in mine):
                     self._wakes[host].set()
                     continue
-                if now - found.began < STALE_AFTER:
+                asking = now - self._asking.get(host, now)
+                if asking > SLOW_AFTER:
+                    reason = f"host {host} has not answered for {asking:.0f} s"
+                    shown.extend(TaskReport(task, TaskStatus(State.UNKNOWN, reason), None) for task in mine)
+                elif now - found.began < STALE_AFTER:
                     shown.extend(found.reports[task.name] for task in mine)
             for host in set(self._looks) - set(wanted):
                 del self._looks[host]
@@ -80,6 +89,8 @@ class HostWatch:
                     return
             began = time.time()
             epoch = view.epoch(self.ctx.store.root)  # before asking: a command that ends meanwhile renews it
+            with self._lock:
+                self._asking[host] = began
             try:
                 found = report.remote_reports(self.ctx, mine, with_changes=True)
             except Exception as exc:  # the thread must outlive one bad look: it is the only one asking this host
@@ -87,6 +98,7 @@ class HostWatch:
                 found = {}
             with self._lock:
                 self._looks[host] = Look(found, began, epoch)
+                del self._asking[host]
             wake.wait(max(0.0, EVERY - (time.time() - began)))
             wake.clear()
 
