@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import os
-import signal
+import re
 import socket
 import subprocess
 import sys
@@ -164,36 +164,6 @@ def test_restart_brings_an_exited_or_missing_agent_back_on_its_host(
     assert "far" in remote_host.tmux("list-windows", "-a", "-F", "#{@mux_task}").stdout.split()
 
 
-def test_ctrl_c_in_new_on_a_host_leaves_nothing_on_either_side(
-    fake_profile: Path, remote_host: RemoteHost, repo: Path
-) -> None:
-    # An agent that takes its prompt typed once it has drawn, and is slow to draw: `new` waits for it.
-    slow = fake_profile.parent / "slow.toml"
-    write_toml(slow, {"command": ["sh", "-c", "sleep 60; echo ready"], "status": {"idle": ["ready"]}})
-    add_host(remote_host, repo)
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "muxagent", "new", "slow", "--host", "box", "-a", "slow", "-p", "hi"],
-        cwd=repo, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
-
-    def tasks() -> list[str]:
-        return remote_host.tmux("list-windows", "-a", "-F", "#{@mux_task}").stdout.split()
-
-    try:
-        wait_until(lambda: "slow" in tasks(), timeout=20)
-        proc.send_signal(signal.SIGINT)
-        _, err = proc.communicate(timeout=20)
-    finally:
-        proc.kill()
-    assert proc.returncode == 130 and err.splitlines()[-1] == "mux: interrupted", err
-    assert "slow" not in tasks()  # no agent left running on the host in no task
-    (repository,) = remote_host.home.rglob("repo.git")
-    assert git(repository, "branch", "--list", "mux/slow").strip() == ""
-    assert not (repository.parent / "worktrees" / "slow").exists()
-    assert "slow" not in {row["name"] for row in json.loads(run_mux("ls", "--json", cwd=repo).stdout)}
-    run_mux("new", "slow", "--host", "box", "-a", "fake", "-p", "hello", cwd=repo)  # the name is free again
-
-
 def test_merge_brings_the_work_home_and_cleans_the_host(
     fake_profile: Path, remote_host: RemoteHost, repo: Path
 ) -> None:
@@ -304,7 +274,9 @@ def test_a_host_that_takes_the_connection_and_never_answers_is_unknown_within_se
 
         # Well before its ssh_timeout: the monitor's look at it unanswered for a few seconds is enough.
         row = wait_until(unknown, timeout=hostwatch.SLOW_AFTER + hostwatch.EVERY + 4)
-        assert "host box has not answered" in str(row["reason"]), row
+        # Either the look went unanswered that long, or ssh gave up first (a fresh machine's CI saw "Connection
+        # ... timed out" within the deadline): `unknown` with the reason, either way.
+        assert re.search(r"host box (has not answered|unreachable)", str(row["reason"])), row
         assert max(took) < 4, took  # from the view: no `ls` waits on the host
         refused = run_mux("rm", "--force", "far", cwd=repo, check=False)
         assert_one_line_error(refused, "unreachable")

@@ -223,7 +223,7 @@ def _open(
             _paste_when_drawn(ctx, task, request.prompt)
         except BaseException:
             # Ctrl-C while the agent had not drawn yet left it running on the host, in no task, its worktree
-            # removed under it by the taking back (test_ctrl_c_in_new_on_a_host_leaves_nothing_on_either_side).
+            # removed under it by the taking back.
             with contextlib.suppress(MuxError):
                 tmux.kill_window(window)
             raise
