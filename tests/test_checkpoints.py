@@ -161,10 +161,18 @@ def _reachable_from_refs(repo: Path, commit: str) -> bool:
     return bool(git(repo, "for-each-ref", "--contains", commit, "--format=%(refname)").strip())
 
 
+def _hand_task(repo: Path, name: str, *args: str) -> Path:
+    """A fake task whose checkpoints this test takes by hand: the monitor takes none of its own. It saw the task
+    idle at first sight and took the test's files with no prompt, a moment before the test's own `take` found
+    nothing left to record (CI: `mux log` showed turn 1's prompt empty)."""
+    (repo / ".mux.toml").write_text("checkpoints = false\n")  # before the monitor starts: it reads it once
+    return new_task(repo, name, "-a", "fake", *args)
+
+
 def test_undo_killed_at_every_step_loses_nothing_and_runs_again(
     repo: Path, fake_profile: Path, server: object, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    worktree = new_task(repo, "t", "-a", "fake")
+    worktree = _hand_task(repo, "t")
     main = repository.discover(repo)
     (worktree / "a.txt").write_text("turn one\n")
     first = checkpoints.take(main, "t", worktree, "mux/t", None, "one").checkpoint
@@ -187,7 +195,7 @@ def test_undo_killed_at_every_step_loses_nothing_and_runs_again(
 
 
 def test_undo_is_refused_in_one_line_mid_merge_changing_nothing(repo: Path, fake_profile: Path, server: object) -> None:
-    worktree = new_task(repo, "t", "-a", "fake")
+    worktree = _hand_task(repo, "t")
     main = repository.discover(repo)
     (worktree / "README.md").write_text("the task's\n")
     checkpoints.take(main, "t", worktree, "mux/t", None, "one")
@@ -204,7 +212,7 @@ def test_undo_is_refused_in_one_line_mid_merge_changing_nothing(repo: Path, fake
 def test_rm_keeps_a_tasks_turns_restore_brings_its_log_back_and_only_gc_drops_them(
     repo: Path, fake_profile: Path, server: object
 ) -> None:
-    worktree = new_task(repo, "t", "-a", "fake")
+    worktree = _hand_task(repo, "t")
     main = repository.discover(repo)
     (worktree / "a.txt").write_text("one\n")
     checkpoints.take(main, "t", worktree, "mux/t", None, "write a.txt")
@@ -226,7 +234,7 @@ def test_a_merge_of_uncommitted_work_and_a_squash_merge_list_the_turns_prompts_a
 ) -> None:
     main = repository.discover(repo)
     for name, squash in (("t", False), ("u", True)):
-        worktree = new_task(repo, name, "-a", "fake", "-p", f"first prompt of {name}")
+        worktree = _hand_task(repo, name, "-p", f"first prompt of {name}")
         (worktree / f"{name}.txt").write_text("one\n")
         checkpoints.take(main, name, worktree, f"mux/{name}", None, f"first prompt of {name}", "Chose a file.")
         (worktree / f"{name}.txt").write_text("two\n")
@@ -245,7 +253,7 @@ def test_a_merge_of_uncommitted_work_and_a_squash_merge_list_the_turns_prompts_a
 def test_undo_to_0_puts_back_the_files_and_branch_the_task_started_with(
     repo: Path, fake_profile: Path, server: object
 ) -> None:
-    worktree = new_task(repo, "t", "-a", "fake")
+    worktree = _hand_task(repo, "t")
     main = repository.discover(repo)
     start = git(worktree, "rev-parse", "HEAD").strip()
     started = _files_now(worktree)
@@ -269,7 +277,7 @@ def test_undo_to_0_puts_back_the_files_and_branch_the_task_started_with(
 def test_undo_to_0_of_a_task_whose_start_is_unknown_is_refused_in_one_line(
     repo: Path, fake_profile: Path, server: object
 ) -> None:
-    worktree = new_task(repo, "t", "-a", "fake")
+    worktree = _hand_task(repo, "t")
     (worktree / "a.txt").write_text("turn one\n")
     checkpoints.take(repository.discover(repo), "t", worktree, "mux/t", None, "one")
     refused = run_mux("undo", "t", "--to", "0", cwd=repo, check=False)
