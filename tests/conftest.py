@@ -28,6 +28,15 @@ FAKE_AGENT = TESTS / "fake_agent.py"
 T = TypeVar("T")
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    """Ctrl-C reaches the mux processes the tests start. A suite started in the background by a script
+    (`.ci/run ... &`) inherits SIGINT ignored, and an ignored signal stays ignored across exec: on a fresh clone
+    `ls --watch` and `inbox --follow` then ran past their deadlines after the tests' Ctrl-C. A handler, unlike
+    SIG_IGN, is reset by exec, so the children get the default one back."""
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
 def wait_until(predicate: Callable[[], T | Literal[False] | None], timeout: float = 10.0, interval: float = 0.05) -> T:
     """Poll until predicate returns something truthy; fail the test with the last value at the deadline.
 
