@@ -41,12 +41,11 @@ def idle(repo: Path, name: str, timeout: float = 90) -> None:
     wait_until(lambda: (row := mux_ls(repo).get(name)) is not None and row["state"] == "idle", timeout=timeout)
 
 
-# Failed 2 of 9 runs on 2026-12-02 (once the resolver's `git commit --no-edit` through Claude's Bash tool said it
-# exited non-zero), then 1 of 5 on 2026-12-03: the resolver's notice typed into the idle Codex started a turn there
-# and `mux merge best-codex` refused it as working, fixed since (a resolver's states go to the inbox only). The 6
-# runs since the fix passed; the commit failure was not seen again. Not strict until it has run clean in CI for a
-# while (a pass shows as XPASS); on a failure the fixture prints what Claude's tools gave back.
-@pytest.mark.xfail(reason="the real-Claude resolve step fails now and then, cause not yet found", strict=False)
+# Strict since 2026-12-06. It failed 2 of 9 runs on 2026-12-02 (once the resolver's `git commit --no-edit` through
+# Claude's Bash tool exited non-zero), then 1 of 5 on 2026-12-03: the resolver's notice typed into the idle Codex
+# started a turn there, and `mux merge best-codex` refused it as working (fixed since: a resolver's states go to the
+# inbox only). Since then it passed every CI run and 15 of 15 runs here; the commit failure was not seen again. On a
+# failure the fixture prints what Claude's tools gave back, which says why a commit failed.
 @pytest.mark.timeout(300)
 def test_claude_and_codex_on_one_prompt_compared_the_winner_kept_and_a_conflict_resolved_by_claude(
     real_agents: RealAgents, fake_anthropic: FakeAnthropic, fake_openai: FakeOpenAI, short_repo: Path,
